@@ -1,0 +1,111 @@
+//! Durations written the way operators write them: `250ms`, `5s`, `1m`, `2h`.
+
+use std::fmt;
+use std::time::Duration;
+
+use serde::{Deserialize, Deserializer};
+
+/// A duration parsed from a string such as `250ms`, `5s`, `1m30s` or `2h`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Default)]
+pub struct ConfigDuration(pub Duration);
+
+// === impl ConfigDuration ===
+
+impl ConfigDuration {
+    /// Parses `<number><unit>` pairs, units `ms`, `s`, `m`, `h`; a bare `0` is zero.
+    pub fn parse(text: &str) -> Result<Self, String> {
+        let text = text.trim();
+        if text == "0" {
+            return Ok(Self(Duration::ZERO));
+        }
+        let mut total = Duration::ZERO;
+        let mut rest = text;
+        if rest.is_empty() {
+            return Err("empty duration; write e.g. 250ms, 5s, 1m or 2h".into());
+        }
+        while !rest.is_empty() {
+            let digits = rest
+                .find(|c: char| !c.is_ascii_digit())
+                .unwrap_or(rest.len());
+            if digits == 0 {
+                return Err(format!(
+                    "`{text}` is not a duration; write e.g. 250ms, 5s, 1m or 2h"
+                ));
+            }
+            let n: u64 = rest[..digits]
+                .parse()
+                .map_err(|_| format!("`{text}`: number too large"))?;
+            rest = &rest[digits..];
+            let unit_len = rest
+                .find(|c: char| c.is_ascii_digit())
+                .unwrap_or(rest.len());
+            let unit = match &rest[..unit_len] {
+                "ms" => Duration::from_millis(n),
+                "s" => Duration::from_secs(n),
+                "m" => Duration::from_secs(n.saturating_mul(60)),
+                "h" => Duration::from_secs(n.saturating_mul(3600)),
+                "" => return Err(format!("`{text}` has no unit; add one of ms, s, m, h")),
+                other => {
+                    return Err(format!(
+                        "`{text}`: unknown unit `{other}`; use ms, s, m or h"
+                    ));
+                }
+            };
+            total = total.saturating_add(unit);
+            rest = &rest[unit_len..];
+        }
+        Ok(Self(total))
+    }
+
+    /// The duration as a `std` value.
+    pub fn get(self) -> Duration {
+        self.0
+    }
+}
+
+impl fmt::Display for ConfigDuration {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}ms", self.0.as_millis())
+    }
+}
+
+impl<'de> Deserialize<'de> for ConfigDuration {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let text = String::deserialize(deserializer)?;
+        Self::parse(&text).map_err(serde::de::Error::custom)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_units_and_compounds() {
+        assert_eq!(
+            ConfigDuration::parse("250ms").unwrap().get(),
+            Duration::from_millis(250)
+        );
+        assert_eq!(
+            ConfigDuration::parse("5s").unwrap().get(),
+            Duration::from_secs(5)
+        );
+        assert_eq!(
+            ConfigDuration::parse("1m30s").unwrap().get(),
+            Duration::from_secs(90)
+        );
+        assert_eq!(
+            ConfigDuration::parse("2h").unwrap().get(),
+            Duration::from_secs(7200)
+        );
+        assert_eq!(ConfigDuration::parse("0").unwrap().get(), Duration::ZERO);
+    }
+
+    #[test]
+    fn rejects_garbage_with_a_hint() {
+        for bad in ["", "5", "s", "5x", "five seconds"] {
+            let err = ConfigDuration::parse(bad).unwrap_err();
+            assert!(err.contains("ms") || err.contains("unit"), "{bad}: {err}");
+        }
+    }
+}

@@ -1,0 +1,74 @@
+//! Listeners (where weir accepts traffic) and the admin endpoint.
+
+use std::net::SocketAddr;
+
+use serde::Deserialize;
+
+use crate::{ConfigDuration, RouteConfig};
+
+/// The admin HTTP endpoint.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AdminConfig {
+    /// Address to bind, e.g. `127.0.0.1:9901`.
+    pub address: SocketAddr,
+}
+
+/// One bound address and what it speaks.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ListenerConfig {
+    /// Unique name, used in logs and metrics.
+    pub name: String,
+    /// Address to bind, e.g. `0.0.0.0:8080`; port 0 picks a free port.
+    pub address: SocketAddr,
+    /// The protocol spoken downstream.
+    #[serde(default)]
+    pub protocol: ListenerProtocol,
+    /// HTTP routes, first match wins (for `protocol: http`).
+    #[serde(default)]
+    pub routes: Vec<RouteConfig>,
+    /// HTTP connection limits and options.
+    #[serde(default)]
+    pub http: HttpOptionsConfig,
+}
+
+/// Downstream protocol of a listener.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ListenerProtocol {
+    /// HTTP/1.1 and HTTP/2 (prior knowledge, h2c) on the same port.
+    #[default]
+    Http,
+}
+
+/// Limits and options for HTTP listeners; the defaults protect the proxy.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct HttpOptionsConfig {
+    /// Time allowed to receive a request's headers (HTTP/1.1). Default 10s.
+    pub header_read_timeout: ConfigDuration,
+    /// Maximum total size of request headers in bytes. Default 65536.
+    pub max_request_headers_bytes: u32,
+    /// Maximum number of request header fields. Default 100.
+    pub max_request_headers: u32,
+    /// A connection with no request in flight for this long is closed. Default 60s.
+    pub idle_timeout: ConfigDuration,
+    /// HTTP/2 `SETTINGS_MAX_CONCURRENT_STREAMS` advertised to clients. Default 100.
+    pub max_concurrent_streams: u32,
+    /// When set, weir adds `via: <protocol> <value>` to requests and responses.
+    pub via: Option<String>,
+}
+
+impl Default for HttpOptionsConfig {
+    fn default() -> Self {
+        Self {
+            header_read_timeout: ConfigDuration(std::time::Duration::from_secs(10)),
+            max_request_headers_bytes: 64 * 1024,
+            max_request_headers: 100,
+            idle_timeout: ConfigDuration(std::time::Duration::from_secs(60)),
+            max_concurrent_streams: 100,
+            via: None,
+        }
+    }
+}

@@ -1,0 +1,150 @@
+//! HTTP routes: what a request must look like, and what to do with it.
+
+use std::collections::BTreeMap;
+
+use serde::Deserialize;
+
+use crate::ConfigDuration;
+
+/// One route: a match, exactly one action, and per-route policy.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RouteConfig {
+    /// What the request must look like; every given condition must hold.
+    #[serde(rename = "match", default)]
+    pub match_: RouteMatchConfig,
+    /// Action: send to this cluster.
+    #[serde(default)]
+    pub cluster: Option<String>,
+    /// Action: split across clusters by weight.
+    #[serde(default)]
+    pub weighted_clusters: Option<Vec<WeightedClusterConfig>>,
+    /// Action: answer with a redirect.
+    #[serde(default)]
+    pub redirect: Option<RedirectConfig>,
+    /// Action: answer directly with a fixed status and body.
+    #[serde(default)]
+    pub direct_response: Option<DirectResponseConfig>,
+    /// Time allowed for the upstream to produce response headers. Default: none (no limit).
+    #[serde(default)]
+    pub timeout: Option<ConfigDuration>,
+    /// Edits applied to the request before it goes upstream.
+    #[serde(default)]
+    pub request_headers: HeaderRulesConfig,
+    /// Edits applied to the response before it goes downstream.
+    #[serde(default)]
+    pub response_headers: HeaderRulesConfig,
+}
+
+/// Conditions on a request. All given conditions must hold; an empty match matches everything.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RouteMatchConfig {
+    /// `Host` (or `:authority`) without port: exact (case-insensitive) or `*.suffix`.
+    #[serde(default)]
+    pub host: Option<String>,
+    /// Path equals this exactly.
+    #[serde(default)]
+    pub path: Option<String>,
+    /// Path starts with this.
+    #[serde(default)]
+    pub path_prefix: Option<String>,
+    /// Path matches this regular expression (anchored at both ends).
+    #[serde(default)]
+    pub path_regex: Option<String>,
+    /// Request method, e.g. `GET`.
+    #[serde(default)]
+    pub method: Option<String>,
+    /// Header conditions by header name.
+    #[serde(default)]
+    pub headers: BTreeMap<String, StringMatchConfig>,
+    /// Query parameter conditions by parameter name.
+    #[serde(default)]
+    pub query: BTreeMap<String, StringMatchConfig>,
+}
+
+/// How a header or query value must look: a plain string is an exact match.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(untagged)]
+pub enum StringMatchConfig {
+    /// The value equals this string.
+    Exact(String),
+    /// A map with exactly one of `exact`, `regex`, `present`.
+    Rule(StringMatchRuleConfig),
+}
+
+/// The long form of [`StringMatchConfig`].
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StringMatchRuleConfig {
+    /// The value equals this string.
+    #[serde(default)]
+    pub exact: Option<String>,
+    /// The value matches this regular expression (anchored).
+    #[serde(default)]
+    pub regex: Option<String>,
+    /// `true`: the header/parameter is present; `false`: it is absent.
+    #[serde(default)]
+    pub present: Option<bool>,
+}
+
+/// One entry of a weighted split.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct WeightedClusterConfig {
+    /// Target cluster.
+    pub cluster: String,
+    /// Relative weight (0 disables the entry).
+    pub weight: u32,
+}
+
+/// A redirect answer; unset parts keep the request's.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RedirectConfig {
+    /// New path (query is kept).
+    #[serde(default)]
+    pub path: Option<String>,
+    /// New host.
+    #[serde(default)]
+    pub host: Option<String>,
+    /// New scheme (`http` or `https`).
+    #[serde(default)]
+    pub scheme: Option<String>,
+    /// 301 (default), 302, 303, 307 or 308.
+    #[serde(default = "default_redirect_status")]
+    pub status: u16,
+}
+
+/// A fixed answer from weir itself.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DirectResponseConfig {
+    /// Status code, 200–599.
+    pub status: u16,
+    /// Response body (sent as `text/plain` unless `content_type` says otherwise).
+    #[serde(default)]
+    pub body: String,
+    /// `content-type` of the body. Default `text/plain; charset=utf-8`.
+    #[serde(default)]
+    pub content_type: Option<String>,
+}
+
+/// Header edits: `add` appends, `set` replaces, `remove` deletes (applied remove → set → add).
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HeaderRulesConfig {
+    /// Headers appended (existing values are kept).
+    #[serde(default)]
+    pub add: BTreeMap<String, String>,
+    /// Headers set (existing values are replaced).
+    #[serde(default)]
+    pub set: BTreeMap<String, String>,
+    /// Header names removed.
+    #[serde(default)]
+    pub remove: Vec<String>,
+}
+
+fn default_redirect_status() -> u16 {
+    301
+}

@@ -1,0 +1,126 @@
+//! Endpoints and their live state.
+//!
+//! An [`Endpoint`] is the immutable description of one upstream address (what the config or
+//! discovery said). Its [`EndpointState`] holds the facts that change while requests flow —
+//! health, in-flight requests, totals — as atomics, so the data plane updates them without locks
+//! and a config reload can carry the same `Arc<EndpointState>` over to the new snapshot.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+
+/// One upstream address with its balancing weight.
+#[derive(Debug)]
+pub struct Endpoint {
+    /// Where to connect.
+    pub address: SocketAddr,
+    /// Relative share of traffic (≥ 1). Policies that ignore weights treat every endpoint alike.
+    pub weight: u32,
+    /// Live state, shared with every snapshot that still contains this endpoint.
+    pub state: Arc<EndpointState>,
+}
+
+/// Live, lock-free facts about one endpoint.
+#[derive(Debug)]
+pub struct EndpointState {
+    healthy: AtomicBool,
+    in_flight: AtomicU64,
+    requests_total: AtomicU64,
+}
+
+/// Counts one in-flight request against an endpoint until dropped.
+///
+/// Hold it for as long as the exchange uses the endpoint — for HTTP, until the response body has
+/// been fully streamed — so least-request balancing sees real load.
+#[derive(Debug)]
+pub struct InFlightGuard {
+    state: Arc<EndpointState>,
+}
+
+// === impl Endpoint ===
+
+impl Endpoint {
+    /// An endpoint with fresh state (healthy, nothing in flight).
+    pub fn new(address: SocketAddr, weight: u32) -> Self {
+        Self::with_state(address, weight, Arc::new(EndpointState::default()))
+    }
+
+    /// An endpoint that reuses live state from a previous snapshot.
+    pub fn with_state(address: SocketAddr, weight: u32, state: Arc<EndpointState>) -> Self {
+        Self {
+            address,
+            weight: weight.max(1),
+            state,
+        }
+    }
+}
+
+// === impl EndpointState ===
+
+impl Default for EndpointState {
+    fn default() -> Self {
+        Self {
+            healthy: AtomicBool::new(true),
+            in_flight: AtomicU64::new(0),
+            requests_total: AtomicU64::new(0),
+        }
+    }
+}
+
+impl EndpointState {
+    /// Whether balancers may pick this endpoint.
+    pub fn is_healthy(&self) -> bool {
+        self.healthy.load(Ordering::Relaxed)
+    }
+
+    /// Marks the endpoint healthy or unhealthy; health checkers and outlier detection call this.
+    pub fn set_healthy(&self, healthy: bool) {
+        self.healthy.store(healthy, Ordering::Relaxed);
+    }
+
+    /// Requests currently using this endpoint.
+    pub fn in_flight(&self) -> u64 {
+        self.in_flight.load(Ordering::Relaxed)
+    }
+
+    /// Requests ever started against this endpoint.
+    pub fn requests_total(&self) -> u64 {
+        self.requests_total.load(Ordering::Relaxed)
+    }
+
+    /// Starts counting one request; the returned guard ends it when dropped.
+    pub fn begin_request(self: &Arc<Self>) -> InFlightGuard {
+        self.in_flight.fetch_add(1, Ordering::Relaxed);
+        self.requests_total.fetch_add(1, Ordering::Relaxed);
+        InFlightGuard {
+            state: Arc::clone(self),
+        }
+    }
+}
+
+// === impl InFlightGuard ===
+
+impl Drop for InFlightGuard {
+    fn drop(&mut self) {
+        self.state.in_flight.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn guard_counts_in_flight_until_dropped() {
+        let ep = Endpoint::new("127.0.0.1:1".parse().unwrap(), 0);
+        assert_eq!(ep.weight, 1, "weight 0 is clamped to 1");
+        let g1 = ep.state.begin_request();
+        let g2 = ep.state.begin_request();
+        assert_eq!(ep.state.in_flight(), 2);
+        drop(g1);
+        assert_eq!(ep.state.in_flight(), 1);
+        drop(g2);
+        assert_eq!(ep.state.in_flight(), 0);
+        assert_eq!(ep.state.requests_total(), 2);
+    }
+}

@@ -1,0 +1,14 @@
+//! The shared vocabulary of weir: endpoints, their live state and the data-path error.
+//!
+//! This crate sits at the bottom of the layer cake (see `docs/architecture.md`): it does no I/O and
+//! depends on nothing async, so every other crate — the sans-io balancers and router as much as
+//! the hyper data plane — can name the same types.
+
+mod endpoint;
+mod error;
+
+pub use endpoint::{Endpoint, EndpointState, InFlightGuard};
+pub use error::{Error, ErrorKind, Side};
+
+/// A boxed error that can cross threads; the `cause` of a data-path [`Error`].
+pub type BoxError = Box<dyn std::error::Error + Send + Sync + 'static>;
