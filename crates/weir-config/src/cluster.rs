@@ -1,11 +1,15 @@
 //! Clusters: named sets of endpoints with a balancing policy and an upstream protocol.
 
-use serde::Deserialize;
+use std::fmt;
+use std::net::SocketAddr;
+
+use serde::de::{self, MapAccess, Visitor, value::MapAccessDeserializer};
+use serde::{Deserialize, Deserializer};
 
 use crate::ConfigDuration;
 
 /// A named set of endpoints.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ClusterConfig {
     /// Unique name that routes refer to.
@@ -54,15 +58,59 @@ pub enum UpstreamProtocol {
     Http2,
 }
 
-/// One endpoint, written either as `127.0.0.1:9001` or as a map with a weight.
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
+/// One endpoint, written either as `127.0.0.1:9001` or as a map with a weight
+/// (`{ address: 127.0.0.1:9002, weight: 2 }`).
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct EndpointConfig {
     /// `ip:port` of the endpoint.
-    pub address: std::net::SocketAddr,
+    pub address: SocketAddr,
     /// Relative share of traffic, 1–10000. Default 1.
-    #[serde(default = "default_weight")]
     pub weight: u32,
+}
+
+/// The long (map) form of [`EndpointConfig`].
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct EndpointMap {
+    #[serde(deserialize_with = "crate::address::deserialize")]
+    address: SocketAddr,
+    #[serde(default = "default_weight")]
+    weight: u32,
+}
+
+/// Accepts the short (`ip:port` string) and the long (map) form of an endpoint.
+struct EndpointVisitor;
+
+// === impl EndpointConfig ===
+
+impl<'de> Deserialize<'de> for EndpointConfig {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        deserializer.deserialize_any(EndpointVisitor)
+    }
+}
+
+impl<'de> Visitor<'de> for EndpointVisitor {
+    type Value = EndpointConfig;
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(
+            "an address such as 127.0.0.1:9001, or a map `{ address: 127.0.0.1:9001, weight: 2 }`",
+        )
+    }
+
+    fn visit_str<E: de::Error>(self, text: &str) -> Result<EndpointConfig, E> {
+        let address = crate::address::parse(text).map_err(E::custom)?;
+        Ok(EndpointConfig {
+            address,
+            weight: default_weight(),
+        })
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<EndpointConfig, A::Error> {
+        let EndpointMap { address, weight } =
+            EndpointMap::deserialize(MapAccessDeserializer::new(map))?;
+        Ok(EndpointConfig { address, weight })
+    }
 }
 
 fn default_connect_timeout() -> ConfigDuration {

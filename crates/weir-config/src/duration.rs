@@ -3,11 +3,15 @@
 use std::fmt;
 use std::time::Duration;
 
+use serde::de::{self, Visitor};
 use serde::{Deserialize, Deserializer};
 
 /// A duration parsed from a string such as `250ms`, `5s`, `1m30s` or `2h`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Default)]
 pub struct ConfigDuration(pub Duration);
+
+/// Reads a duration string; a bare number gets a hint to add a unit.
+struct DurationVisitor;
 
 // === impl ConfigDuration ===
 
@@ -32,9 +36,9 @@ impl ConfigDuration {
                     "`{text}` is not a duration; write e.g. 250ms, 5s, 1m or 2h"
                 ));
             }
-            let n: u64 = rest[..digits]
-                .parse()
-                .map_err(|_| format!("`{text}`: number too large"))?;
+            let n: u64 = rest[..digits].parse().map_err(|_| {
+                format!("`{text}`: number too large; write a smaller number with a larger unit")
+            })?;
             rest = &rest[digits..];
             let unit_len = rest
                 .find(|c: char| c.is_ascii_digit())
@@ -71,8 +75,39 @@ impl fmt::Display for ConfigDuration {
 
 impl<'de> Deserialize<'de> for ConfigDuration {
     fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        let text = String::deserialize(deserializer)?;
-        Self::parse(&text).map_err(serde::de::Error::custom)
+        deserializer.deserialize_str(DurationVisitor)
+    }
+}
+
+// === impl DurationVisitor ===
+
+impl Visitor<'_> for DurationVisitor {
+    type Value = ConfigDuration;
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("a duration such as 250ms, 5s, 1m or 2h")
+    }
+
+    fn visit_str<E: de::Error>(self, text: &str) -> Result<ConfigDuration, E> {
+        ConfigDuration::parse(text).map_err(E::custom)
+    }
+
+    fn visit_u64<E: de::Error>(self, n: u64) -> Result<ConfigDuration, E> {
+        if n == 0 {
+            return Ok(ConfigDuration(Duration::ZERO));
+        }
+        Err(E::custom(format!(
+            "`{n}` has no unit; add one of ms, s, m, h, e.g. {n}s or {n}ms"
+        )))
+    }
+
+    fn visit_i64<E: de::Error>(self, n: i64) -> Result<ConfigDuration, E> {
+        match u64::try_from(n) {
+            Ok(n) => self.visit_u64(n),
+            Err(_) => Err(E::custom(format!(
+                "`{n}` is negative; durations are written like 250ms, 5s, 1m or 2h"
+            ))),
+        }
     }
 }
 

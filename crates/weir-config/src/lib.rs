@@ -3,17 +3,35 @@
 //! Users write YAML; [`load_file`] / [`load_str`] parse it, check every rule that can be checked
 //! without touching the network, and return a [`ValidatedConfig`]. Anything wrong comes back as a
 //! [`ConfigError`] naming the file, the YAML path (`listeners[0].routes[2].cluster`) and the line,
-//! with a hint of what would be valid. The compiled runtime forms live in the data plane; the
-//! types here end in `Config` and are plain data.
+//! with a hint of what would be valid. [`load_file_all`] / [`load_str_all`] report every semantic
+//! problem at once as [`ConfigErrors`], and [`validate_config`] checks a [`Config`] built in code.
+//! The compiled runtime forms live in the data plane; the types here end in `Config` and are
+//! plain data. The user-facing reference for every key is `docs/config.md`.
+//!
+//! Pipeline: saphyr parses the text into a tree that keeps line numbers (`yaml`), serde
+//! deserializes the types straight from that tree with `serde_path_to_error` tracking the path
+//! (`de`), the semantic rules walk the result (`validate`), and every error path is looked up in
+//! the tree to find its line.
 
+mod address;
 mod cluster;
+mod de;
 mod duration;
+mod error;
 mod listener;
+mod load;
+mod path;
 mod route;
+mod validate;
+mod yaml;
 
 pub use cluster::{ClusterConfig, EndpointConfig, LbPolicyConfig, UpstreamProtocol};
 pub use duration::ConfigDuration;
+pub use error::{ConfigError, ConfigErrors};
 pub use listener::{AdminConfig, HttpOptionsConfig, ListenerConfig, ListenerProtocol};
+pub use load::{
+    ValidatedConfig, load_file, load_file_all, load_str, load_str_all, validate_config,
+};
 pub use route::{
     DirectResponseConfig, HeaderRulesConfig, RedirectConfig, RouteConfig, RouteMatchConfig,
     StringMatchConfig, StringMatchRuleConfig, WeightedClusterConfig,
@@ -22,7 +40,7 @@ pub use route::{
 use serde::Deserialize;
 
 /// The whole configuration file.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Config {
     /// The admin listener; absent means no admin endpoint.

@@ -7,20 +7,22 @@ use serde::Deserialize;
 use crate::{ConfigDuration, RouteConfig};
 
 /// The admin HTTP endpoint.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct AdminConfig {
     /// Address to bind, e.g. `127.0.0.1:9901`.
+    #[serde(deserialize_with = "crate::address::deserialize")]
     pub address: SocketAddr,
 }
 
 /// One bound address and what it speaks.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ListenerConfig {
     /// Unique name, used in logs and metrics.
     pub name: String,
     /// Address to bind, e.g. `0.0.0.0:8080`; port 0 picks a free port.
+    #[serde(deserialize_with = "crate::address::deserialize")]
     pub address: SocketAddr,
     /// The protocol spoken downstream.
     #[serde(default)]
@@ -43,7 +45,7 @@ pub enum ListenerProtocol {
 }
 
 /// Limits and options for HTTP listeners; the defaults protect the proxy.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct HttpOptionsConfig {
     /// Time allowed to receive a request's headers (HTTP/1.1). Default 10s.

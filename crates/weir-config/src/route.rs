@@ -1,13 +1,15 @@
 //! HTTP routes: what a request must look like, and what to do with it.
 
 use std::collections::BTreeMap;
+use std::fmt;
 
-use serde::Deserialize;
+use serde::de::{self, MapAccess, Visitor, value::MapAccessDeserializer};
+use serde::{Deserialize, Deserializer};
 
 use crate::ConfigDuration;
 
 /// One route: a match, exactly one action, and per-route policy.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RouteConfig {
     /// What the request must look like; every given condition must hold.
@@ -37,7 +39,7 @@ pub struct RouteConfig {
 }
 
 /// Conditions on a request. All given conditions must hold; an empty match matches everything.
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RouteMatchConfig {
     /// `Host` (or `:authority`) without port: exact (case-insensitive) or `*.suffix`.
@@ -64,8 +66,10 @@ pub struct RouteMatchConfig {
 }
 
 /// How a header or query value must look: a plain string is an exact match.
-#[derive(Debug, Clone, Deserialize)]
-#[serde(untagged)]
+///
+/// Written either as a string (`x-canary: "1"`) or as a map with exactly one of `exact`,
+/// `regex`, `present` (`x-canary: { regex: "[0-9]+" }`).
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum StringMatchConfig {
     /// The value equals this string.
     Exact(String),
@@ -74,7 +78,7 @@ pub enum StringMatchConfig {
 }
 
 /// The long form of [`StringMatchConfig`].
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct StringMatchRuleConfig {
     /// The value equals this string.
@@ -89,7 +93,7 @@ pub struct StringMatchRuleConfig {
 }
 
 /// One entry of a weighted split.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct WeightedClusterConfig {
     /// Target cluster.
@@ -99,7 +103,7 @@ pub struct WeightedClusterConfig {
 }
 
 /// A redirect answer; unset parts keep the request's.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RedirectConfig {
     /// New path (query is kept).
@@ -117,7 +121,7 @@ pub struct RedirectConfig {
 }
 
 /// A fixed answer from weir itself.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct DirectResponseConfig {
     /// Status code, 200–599.
@@ -131,7 +135,7 @@ pub struct DirectResponseConfig {
 }
 
 /// Header edits: `add` appends, `set` replaces, `remove` deletes (applied remove → set → add).
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct HeaderRulesConfig {
     /// Headers appended (existing values are kept).
@@ -143,6 +147,36 @@ pub struct HeaderRulesConfig {
     /// Header names removed.
     #[serde(default)]
     pub remove: Vec<String>,
+}
+
+/// Accepts both forms of a [`StringMatchConfig`].
+struct StringMatchVisitor;
+
+// === impl StringMatchConfig ===
+
+// Hand-written rather than `#[serde(untagged)]`: untagged enums replace every inner error with
+// "data did not match any variant", which would hide a misspelt `regx:` key.
+impl<'de> Deserialize<'de> for StringMatchConfig {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        deserializer.deserialize_any(StringMatchVisitor)
+    }
+}
+
+impl<'de> Visitor<'de> for StringMatchVisitor {
+    type Value = StringMatchConfig;
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("a string (exact match) or a map with one of `exact`, `regex`, `present`")
+    }
+
+    fn visit_str<E: de::Error>(self, text: &str) -> Result<StringMatchConfig, E> {
+        Ok(StringMatchConfig::Exact(text.to_owned()))
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<StringMatchConfig, A::Error> {
+        StringMatchRuleConfig::deserialize(MapAccessDeserializer::new(map))
+            .map(StringMatchConfig::Rule)
+    }
 }
 
 fn default_redirect_status() -> u16 {

@@ -1,1 +1,19 @@
-//! placeholder
+//! The userspace data plane: listeners, HTTP/1.1 + HTTP/2 + gRPC proxying, upstream pools.
+//!
+//! The data plane reads an immutable [`Snapshot`] (compiled from a validated config) and updates
+//! per-endpoint atomics; it never talks to the control side directly. Per request it loads the
+//! snapshot once, matches a route, lets the cluster's balancer pick an endpoint, forwards over a
+//! pooled upstream connection and streams both bodies. `l7::respond` is the only place where
+//! errors become status codes. See `LIFECYCLE.md` beside this file for the request flow.
+
+mod body;
+mod cluster;
+mod l7;
+mod server;
+mod snapshot;
+mod upstream;
+
+pub use body::ProxyBody;
+pub use cluster::Cluster;
+pub use server::{Proxy, ProxyError};
+pub use snapshot::{CompileError, Snapshot, SnapshotHandle};

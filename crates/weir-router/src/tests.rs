@@ -157,8 +157,10 @@ fn first_match_wins() {
 
 #[test]
 fn bad_regex_is_an_error_not_a_panic() {
-    let mut cfg = RouteMatchConfig::default();
-    cfg.path_regex = Some("(".into());
+    let cfg = RouteMatchConfig {
+        path_regex: Some("(".into()),
+        ..Default::default()
+    };
     assert!(matches!(
         RouteMatcher::try_from_config(&cfg),
         Err(RouterError::Regex { .. })

@@ -1,1 +1,88 @@
-fn main() {}
+//! `weir`: the command-line entry point. Parses arguments, sets up logging and hands off to
+//! the subcommand; all wiring of long-running tasks happens here and nowhere below.
+
+mod demo;
+mod run;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+/// weir — an L4/L7 load balancer and proxy.
+#[derive(Debug, Parser)]
+#[command(
+    name = "weir",
+    version,
+    about = "weir — a load balancer and proxy for HTTP/1.1, HTTP/2 and gRPC",
+    after_help = "Examples:\n  \
+        weir demo                      start demo endpoints with weir in front and print URLs\n  \
+        weir check -c weir.yaml        validate a config file (exit 0 when valid)\n  \
+        weir run -c weir.yaml          serve traffic as the config says\n  \
+        RUST_LOG=debug weir run -c weir.yaml   the same, with debug logs\n\n\
+        Config reference: docs/config.md"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Serve traffic as the config file says, until SIGINT/SIGTERM.
+    #[command(after_help = "Example:\n  weir run -c weir.yaml")]
+    Run {
+        /// Path to the YAML config.
+        #[arg(short, long, value_name = "FILE")]
+        config: PathBuf,
+    },
+    /// Validate a config file and exit: 0 when valid, 1 with the error otherwise.
+    #[command(after_help = "Example:\n  weir check -c weir.yaml && echo valid")]
+    Check {
+        /// Path to the YAML config.
+        #[arg(short, long, value_name = "FILE")]
+        config: PathBuf,
+    },
+    /// Start three demo endpoints and weir in front of them, send light traffic, print URLs.
+    #[command(after_help = "Example:\n  weir demo            # then: curl http://127.0.0.1:8080/")]
+    Demo {
+        /// Port of the demo listener on 127.0.0.1 (0 = any free port).
+        #[arg(long, default_value_t = 8080)]
+        port: u16,
+        /// Stop after this many seconds (default: run until Ctrl-C).
+        #[arg(long, value_name = "SECS")]
+        duration: Option<u64>,
+    },
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let runtime = match tokio::runtime::Runtime::new() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let result = runtime.block_on(async {
+        match cli.command {
+            Command::Run { config } => run::run(&config).await,
+            Command::Check { config } => run::check(&config),
+            Command::Demo { port, duration } => demo::demo(port, duration).await,
+        }
+    });
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}

@@ -1,1 +1,35 @@
-//! placeholder
+//! Mock endpoints for weir's end-to-end tests.
+//!
+//! Every mock binds `127.0.0.1:0` (never a fixed port), runs on the caller's tokio runtime and
+//! shuts down — listener and every open connection — when its handle is dropped or
+//! `shutdown().await` is called. Nothing here synchronises with sleeps: only configured response
+//! delays sleep, and [`wait_until`] polls a condition for tests that must await a side effect.
+//!
+//! - [`MockHttp`]: HTTP/1.1 and HTTP/2 prior knowledge on one port, echo/status/delay/bytes/sink
+//!   routes, fixed failure modes and a WebSocket echo.
+//! - [`MockTcp`]: a loopback address that refuses connections, a blackhole that accepts and never
+//!   answers, and a byte echo for L4 tests.
+//! - [`GrpcEcho`]: the `weir.test.Echo` gRPC service (unary, server streaming, bidi streaming)
+//!   with request and cancellation counters.
+
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    reason = "test support: a panic is a failed test"
+)]
+
+pub mod grpc;
+pub mod http;
+pub mod tcp;
+pub mod util;
+mod ws;
+
+pub use self::grpc::GrpcEcho;
+pub use self::http::{MockHttp, MockHttpBuilder, pattern_byte};
+pub use self::tcp::{Blackhole, MockTcp, TcpEcho};
+pub use self::util::{trace_init, wait_until};
+
+/// Re-exported so tests can open WebSocket clients without naming a tungstenite version.
+pub use tokio_tungstenite;
+/// Re-exported so tests can drive [`grpc::pb`] clients without naming a tonic version.
+pub use tonic;

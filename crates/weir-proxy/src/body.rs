@@ -1,0 +1,140 @@
+//! The body type that flows through the proxy, and the wrapper that ends an upstream exchange.
+//!
+//! Bodies stream frame by frame in both directions; nothing here buffers. [`UpstreamBody`] wraps
+//! a response body from an endpoint so that the endpoint's in-flight count stays raised until the
+//! body is finished, and a keep-alive HTTP/1.1 connection goes back to its pool only once the
+//! response has been read to the end (a half-read connection cannot be reused).
+
+use std::pin::Pin;
+use std::task::{Context, Poll};
+
+use bytes::Bytes;
+use http_body::{Body, Frame, SizeHint};
+use http_body_util::BodyExt;
+use http_body_util::combinators::UnsyncBoxBody;
+use hyper::body::Incoming;
+use weir_core::{BoxError, InFlightGuard};
+
+use crate::upstream::PooledSender;
+
+/// The boxed, streaming body used for every request and response weir forwards or produces.
+pub type ProxyBody = UnsyncBoxBody<Bytes, BoxError>;
+
+/// A response body from an endpoint, holding the exchange's resources until it ends.
+pub(crate) struct UpstreamBody {
+    inner: Incoming,
+    done: bool,
+    _guard: InFlightGuard,
+    sender: Option<PooledSender>,
+}
+
+// === impl UpstreamBody ===
+
+impl UpstreamBody {
+    /// Wraps `inner`; `sender` (HTTP/1.1 only) returns to its pool when the body completes.
+    pub(crate) fn new(inner: Incoming, guard: InFlightGuard, sender: Option<PooledSender>) -> Self {
+        Self {
+            inner,
+            done: false,
+            _guard: guard,
+            sender,
+        }
+    }
+
+    /// Boxes it as a [`ProxyBody`].
+    pub(crate) fn boxed(self) -> ProxyBody {
+        UnsyncBoxBody::new(self)
+    }
+}
+
+impl Body for UpstreamBody {
+    type Data = Bytes;
+    type Error = BoxError;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
+        let polled = Pin::new(&mut self.inner).poll_frame(cx);
+        match &polled {
+            Poll::Ready(None) => self.done = true,
+            Poll::Ready(Some(Ok(_))) if self.inner.is_end_stream() => self.done = true,
+            _ => {}
+        }
+        polled.map_err(Into::into)
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.inner.size_hint()
+    }
+}
+
+impl Drop for UpstreamBody {
+    fn drop(&mut self) {
+        if let Some(sender) = self.sender.take()
+            && (self.done || self.inner.is_end_stream())
+        {
+            sender.release();
+        }
+    }
+}
+
+/// A complete body from bytes (error pages, direct responses).
+pub(crate) fn full(bytes: impl Into<Bytes>) -> ProxyBody {
+    http_body_util::Full::new(bytes.into())
+        .map_err(|never| match never {})
+        .boxed_unsync()
+}
+
+/// An empty body.
+pub(crate) fn empty() -> ProxyBody {
+    http_body_util::Empty::new()
+        .map_err(|never| match never {})
+        .boxed_unsync()
+}
+
+/// A downstream request body, boxed for forwarding.
+pub(crate) fn incoming(body: Incoming) -> ProxyBody {
+    body.map_err(BoxError::from).boxed_unsync()
+}
+
+pin_project_lite::pin_project! {
+    /// A downstream response body that keeps its request counted as active on the connection
+    /// until the body is finished or dropped (drives the connection idle timeout).
+    pub(crate) struct Tracked {
+        #[pin]
+        inner: ProxyBody,
+        active: crate::server::ActiveRequest,
+    }
+}
+
+impl Tracked {
+    /// Wraps `inner`, holding `active` until the body is dropped.
+    pub(crate) fn new(inner: ProxyBody, active: crate::server::ActiveRequest) -> Self {
+        Self { inner, active }
+    }
+}
+
+impl Body for Tracked {
+    type Data = Bytes;
+    type Error = BoxError;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
+        self.project().inner.poll_frame(cx)
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.inner.size_hint()
+    }
+}

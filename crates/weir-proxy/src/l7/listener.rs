@@ -1,0 +1,79 @@
+//! The compiled form of an HTTP listener: its route table and connection options.
+
+use std::time::Duration;
+
+use http::HeaderValue;
+use weir_config::ListenerConfig;
+use weir_router::{RouteMatcher, RouteTable};
+
+use super::route::Route;
+use crate::{Cluster, CompileError};
+
+/// An HTTP listener as the data plane sees it.
+#[derive(Debug)]
+pub(crate) struct HttpListener {
+    pub(crate) routes: RouteTable<Route>,
+    pub(crate) options: HttpOptions,
+}
+
+/// Connection-level limits and options, resolved from config.
+#[derive(Debug, Clone)]
+pub(crate) struct HttpOptions {
+    pub(crate) header_read_timeout: Duration,
+    pub(crate) max_request_headers_bytes: usize,
+    pub(crate) max_request_headers: usize,
+    pub(crate) idle_timeout: Duration,
+    pub(crate) max_concurrent_streams: u32,
+    /// `via` values for HTTP/1.1 and HTTP/2 exchanges, when enabled.
+    pub(crate) via: Option<(HeaderValue, HeaderValue)>,
+}
+
+// === impl HttpListener ===
+
+impl HttpListener {
+    /// Compiles `cfg`; `clusters` resolves route targets to indices, `path` names it in errors.
+    pub(crate) fn compile(
+        cfg: &ListenerConfig,
+        clusters: &[Cluster],
+        path: &str,
+    ) -> Result<Self, CompileError> {
+        let routes = cfg
+            .routes
+            .iter()
+            .enumerate()
+            .map(|(i, r)| {
+                let at = format!("{path}.routes[{i}]");
+                let matcher =
+                    RouteMatcher::try_from_config(&r.match_).map_err(|e| CompileError {
+                        path: format!("{at}.match"),
+                        reason: e.to_string(),
+                    })?;
+                Ok((matcher, Route::compile(r, clusters, &at)?))
+            })
+            .collect::<Result<_, CompileError>>()?;
+        let h = &cfg.http;
+        let via = match &h.via {
+            Some(v) => {
+                let value = |proto: &str| {
+                    HeaderValue::try_from(format!("{proto} {v}")).map_err(|_| CompileError {
+                        path: format!("{path}.http.via"),
+                        reason: format!("`{v}` is not a valid header value"),
+                    })
+                };
+                Some((value("1.1")?, value("2")?))
+            }
+            None => None,
+        };
+        Ok(Self {
+            routes: RouteTable::new(routes),
+            options: HttpOptions {
+                header_read_timeout: h.header_read_timeout.get(),
+                max_request_headers_bytes: h.max_request_headers_bytes as usize,
+                max_request_headers: h.max_request_headers as usize,
+                idle_timeout: h.idle_timeout.get(),
+                max_concurrent_streams: h.max_concurrent_streams,
+                via,
+            },
+        })
+    }
+}

@@ -1,0 +1,12 @@
+//! HTTP (L7) proxying: routes, the per-request service, header handling and error responses.
+
+mod grpc;
+mod headers;
+mod listener;
+mod proxy;
+mod respond;
+mod route;
+mod upgrade;
+
+pub(crate) use listener::HttpListener;
+pub(crate) use proxy::{ConnInfo, handle};

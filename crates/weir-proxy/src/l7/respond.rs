@@ -1,0 +1,138 @@
+//! The one place where errors and weir's own answers become HTTP responses.
+//!
+//! Plain HTTP clients get a status code and a one-line text body. gRPC clients get what gRPC
+//! expects: HTTP 200, `content-type: application/grpc` and a `grpc-status` in a trailers-only
+//! response, so their libraries report UNAVAILABLE or DEADLINE_EXCEEDED instead of a
+//! transport error.
+
+use http::header::{CONTENT_TYPE, HeaderValue, LOCATION};
+use http::{Response, StatusCode};
+use weir_core::{Error, ErrorKind};
+
+use super::grpc::GrpcStatus;
+use crate::ProxyBody;
+use crate::body::{empty, full};
+
+/// The HTTP status for an error kind.
+pub(crate) fn status_for(kind: ErrorKind) -> StatusCode {
+    match kind {
+        ErrorKind::NoRoute => StatusCode::NOT_FOUND,
+        ErrorKind::NoHealthyEndpoint => StatusCode::SERVICE_UNAVAILABLE,
+        ErrorKind::ConnectFailed | ErrorKind::UpstreamProtocol => StatusCode::BAD_GATEWAY,
+        ErrorKind::ConnectTimeout | ErrorKind::UpstreamTimeout => StatusCode::GATEWAY_TIMEOUT,
+        ErrorKind::DownstreamProtocol => StatusCode::BAD_REQUEST,
+        _ => StatusCode::INTERNAL_SERVER_ERROR,
+    }
+}
+
+fn grpc_status_for(kind: ErrorKind) -> GrpcStatus {
+    match kind {
+        ErrorKind::NoRoute => GrpcStatus::Unimplemented,
+        ErrorKind::UpstreamTimeout => GrpcStatus::DeadlineExceeded,
+        ErrorKind::NoHealthyEndpoint
+        | ErrorKind::ConnectFailed
+        | ErrorKind::ConnectTimeout
+        | ErrorKind::UpstreamProtocol => GrpcStatus::Unavailable,
+        _ => GrpcStatus::Internal,
+    }
+}
+
+/// The response for a failed request.
+pub(crate) fn error(e: &Error, grpc: bool) -> Response<ProxyBody> {
+    tracing::debug!(kind = ?e.kind(), side = ?e.side(), error = %e, cause = ?std::error::Error::source(e), "request failed");
+    if grpc {
+        return grpc_error(grpc_status_for(e.kind()), e.context());
+    }
+    let status = status_for(e.kind());
+    let body = format!("{} {}\n", status.as_u16(), e.context());
+    let mut res = Response::new(full(body));
+    *res.status_mut() = status;
+    res.headers_mut().insert(
+        CONTENT_TYPE,
+        HeaderValue::from_static("text/plain; charset=utf-8"),
+    );
+    res
+}
+
+/// A trailers-only gRPC error response.
+fn grpc_error(status: GrpcStatus, message: &str) -> Response<ProxyBody> {
+    let mut res = Response::new(empty());
+    let h = res.headers_mut();
+    h.insert(CONTENT_TYPE, HeaderValue::from_static("application/grpc"));
+    h.insert("grpc-status", HeaderValue::from(status as u16));
+    // grpc-message is percent-encoded; our messages are ASCII, so only escape what must be.
+    let msg: String = message
+        .bytes()
+        .map(|b| match b {
+            b' '..=b'~' if b != b'%' => (b as char).to_string(),
+            _ => format!("%{b:02X}"),
+        })
+        .collect();
+    if let Ok(v) = HeaderValue::try_from(msg) {
+        h.insert("grpc-message", v);
+    }
+    res
+}
+
+/// A fixed response from a `direct_response` route.
+pub(crate) fn direct(
+    status: StatusCode,
+    content_type: &HeaderValue,
+    body: bytes::Bytes,
+) -> Response<ProxyBody> {
+    let mut res = Response::new(full(body));
+    *res.status_mut() = status;
+    res.headers_mut().insert(CONTENT_TYPE, content_type.clone());
+    res
+}
+
+/// A redirect to `location`.
+pub(crate) fn redirect(status: StatusCode, location: &str) -> Response<ProxyBody> {
+    let mut res = Response::new(empty());
+    *res.status_mut() = status;
+    match HeaderValue::try_from(location) {
+        Ok(v) => {
+            res.headers_mut().insert(LOCATION, v);
+            res
+        }
+        Err(_) => error(
+            &Error::new(ErrorKind::Internal, "redirect target is not a valid header"),
+            false,
+        ),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn maps_each_kind_once() {
+        assert_eq!(
+            status_for(ErrorKind::NoHealthyEndpoint),
+            StatusCode::SERVICE_UNAVAILABLE
+        );
+        assert_eq!(
+            status_for(ErrorKind::ConnectFailed),
+            StatusCode::BAD_GATEWAY
+        );
+        assert_eq!(
+            status_for(ErrorKind::UpstreamTimeout),
+            StatusCode::GATEWAY_TIMEOUT
+        );
+        assert_eq!(status_for(ErrorKind::NoRoute), StatusCode::NOT_FOUND);
+    }
+
+    #[test]
+    fn grpc_errors_are_trailers_only_with_status() {
+        let res = error(
+            &Error::new(ErrorKind::UpstreamTimeout, "deadline 100%"),
+            true,
+        );
+        assert_eq!(res.status(), StatusCode::OK);
+        assert_eq!(res.headers()["grpc-status"], "4");
+        assert_eq!(res.headers()["grpc-message"], "deadline 100%25");
+        let res = error(&Error::new(ErrorKind::NoHealthyEndpoint, "none"), true);
+        assert_eq!(res.headers()["grpc-status"], "14");
+    }
+}

@@ -1,0 +1,28 @@
+//! Protocol upgrades (WebSocket and friends) passed through as a byte tunnel.
+//!
+//! After the endpoint answers `101 Switching Protocols`, both HTTP/1.1 connections stop being
+//! HTTP: we forward the 101 downstream, wait for hyper to hand over both raw connections and
+//! copy bytes both ways until either side closes.
+
+use hyper::upgrade::OnUpgrade;
+use hyper_util::rt::TokioIo;
+use weir_core::InFlightGuard;
+
+/// Spawns the tunnel between the downstream and upstream connections once both have upgraded.
+pub(crate) fn tunnel(downstream: OnUpgrade, upstream: OnUpgrade, guard: InFlightGuard) {
+    tokio::spawn(async move {
+        // The session counts as in flight on the endpoint for as long as it lasts.
+        let _guard = guard;
+        let (down, up) = match tokio::try_join!(downstream, upstream) {
+            Ok(pair) => pair,
+            Err(e) => {
+                tracing::debug!(error = %e, "upgrade failed");
+                return;
+            }
+        };
+        let (mut down, mut up) = (TokioIo::new(down), TokioIo::new(up));
+        if let Err(e) = tokio::io::copy_bidirectional(&mut down, &mut up).await {
+            tracing::debug!(error = %e, "upgraded tunnel ended with an error");
+        }
+    });
+}

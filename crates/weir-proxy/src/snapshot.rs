@@ -1,0 +1,95 @@
+//! The immutable compiled world that the data plane reads, and the handle that publishes it.
+//!
+//! [`Snapshot::compile`] turns a [`ValidatedConfig`] into listeners with route tables and
+//! clusters with balancers — everything a request needs, resolved ahead of time. A new snapshot
+//! replaces the old one atomically through [`SnapshotHandle`]; requests already running keep the
+//! snapshot they loaded. Endpoint state and pools carry over for endpoints that remain.
+
+use std::sync::Arc;
+
+use arc_swap::ArcSwap;
+use weir_config::ValidatedConfig;
+
+use crate::Cluster;
+use crate::l7::HttpListener;
+
+/// Why a validated config could not be compiled (a validator gap; reported, never panicked on).
+#[derive(Debug, thiserror::Error)]
+#[error("{path}: {reason}")]
+pub struct CompileError {
+    /// YAML path of the offending item, e.g. `listeners[0].routes[1].match`.
+    pub path: String,
+    /// What went wrong.
+    pub reason: String,
+}
+
+/// Everything the data plane needs, compiled and immutable.
+#[derive(Debug)]
+pub struct Snapshot {
+    pub(crate) listeners: Vec<HttpListener>,
+    pub(crate) clusters: Vec<Cluster>,
+}
+
+/// Publishes snapshots to the data plane; cheap to clone and share.
+#[derive(Debug, Clone)]
+pub struct SnapshotHandle {
+    current: Arc<ArcSwap<Snapshot>>,
+}
+
+// === impl Snapshot ===
+
+impl Snapshot {
+    /// Compiles `config`, carrying endpoint state and pools over from `previous`.
+    pub fn compile(
+        config: &ValidatedConfig,
+        previous: Option<&Snapshot>,
+    ) -> Result<Self, CompileError> {
+        let cfg = config.config();
+        let clusters: Vec<Cluster> = cfg
+            .clusters
+            .iter()
+            .map(|c| Cluster::from_config(c, previous.and_then(|p| p.cluster(&c.name))))
+            .collect();
+        let listeners = cfg
+            .listeners
+            .iter()
+            .enumerate()
+            .map(|(i, l)| HttpListener::compile(l, &clusters, &format!("listeners[{i}]")))
+            .collect::<Result<_, _>>()?;
+        Ok(Self {
+            listeners,
+            clusters,
+        })
+    }
+
+    /// The cluster named `name`.
+    pub fn cluster(&self, name: &str) -> Option<&Cluster> {
+        self.clusters.iter().find(|c| &*c.name == name)
+    }
+
+    /// All clusters, in config order.
+    pub fn clusters(&self) -> &[Cluster] {
+        &self.clusters
+    }
+}
+
+// === impl SnapshotHandle ===
+
+impl SnapshotHandle {
+    /// A handle publishing `initial`.
+    pub fn new(initial: Snapshot) -> Self {
+        Self {
+            current: Arc::new(ArcSwap::from_pointee(initial)),
+        }
+    }
+
+    /// The current snapshot; load once per request or connection and keep it.
+    pub fn load(&self) -> Arc<Snapshot> {
+        self.current.load_full()
+    }
+
+    /// Publishes `next`; requests in flight finish on the snapshot they loaded.
+    pub fn store(&self, next: Snapshot) {
+        self.current.store(Arc::new(next));
+    }
+}

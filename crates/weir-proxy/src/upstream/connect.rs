@@ -1,0 +1,82 @@
+//! Opening a TCP connection to an endpoint and running the HTTP handshake on it.
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use hyper::client::conn::{http1, http2};
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use tokio::net::TcpStream;
+use weir_core::{Error, ErrorKind};
+
+use crate::ProxyBody;
+
+/// Connects within `timeout`; refused/unreachable and timeouts become distinct error kinds.
+pub(crate) async fn tcp(addr: SocketAddr, timeout: Duration) -> Result<TcpStream, Error> {
+    let stream = match tokio::time::timeout(timeout, TcpStream::connect(addr)).await {
+        Ok(Ok(s)) => s,
+        Ok(Err(e)) => {
+            return Err(Error::new(
+                ErrorKind::ConnectFailed,
+                format!("connect to {addr} failed"),
+            )
+            .with_cause(e));
+        }
+        Err(_) => {
+            return Err(Error::new(
+                ErrorKind::ConnectTimeout,
+                format!("connect to {addr} timed out after {timeout:?}"),
+            ));
+        }
+    };
+    // Small request/response exchanges must not wait for Nagle.
+    let _ = stream.set_nodelay(true);
+    Ok(stream)
+}
+
+/// An HTTP/1.1 connection; its driver task runs until the connection closes.
+pub(crate) async fn http1(
+    addr: SocketAddr,
+    timeout: Duration,
+) -> Result<http1::SendRequest<ProxyBody>, Error> {
+    let io = TokioIo::new(tcp(addr, timeout).await?);
+    let (sender, conn) = http1::Builder::new()
+        .handshake(io)
+        .await
+        .map_err(|e| handshake_error(addr, e))?;
+    tokio::spawn(async move {
+        // Upgrades (WebSocket) take the IO over after a 101; the driver must allow it.
+        if let Err(e) = conn.with_upgrades().await {
+            tracing::debug!(%addr, error = %e, "upstream http1 connection ended");
+        }
+    });
+    Ok(sender)
+}
+
+/// An HTTP/2 (prior knowledge) connection; its driver task runs until the connection closes.
+pub(crate) async fn http2(
+    addr: SocketAddr,
+    timeout: Duration,
+) -> Result<http2::SendRequest<ProxyBody>, Error> {
+    let io = TokioIo::new(tcp(addr, timeout).await?);
+    let (sender, conn) = http2::Builder::new(TokioExecutor::new())
+        .timer(TokioTimer::new())
+        .keep_alive_interval(Duration::from_secs(30))
+        .keep_alive_timeout(Duration::from_secs(10))
+        .handshake(io)
+        .await
+        .map_err(|e| handshake_error(addr, e))?;
+    tokio::spawn(async move {
+        if let Err(e) = conn.await {
+            tracing::debug!(%addr, error = %e, "upstream http2 connection ended");
+        }
+    });
+    Ok(sender)
+}
+
+fn handshake_error(addr: SocketAddr, e: hyper::Error) -> Error {
+    Error::new(
+        ErrorKind::ConnectFailed,
+        format!("handshake with {addr} failed"),
+    )
+    .with_cause(e)
+}
