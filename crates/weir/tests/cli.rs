@@ -1,0 +1,152 @@
+//! The `weir` binary as users run it: `--help`, `--version`, `check` on good and bad files, and
+//! `demo` probed with real curl.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    reason = "integration test: a panic is a failed test"
+)]
+
+use std::io::{BufRead, BufReader};
+use std::process::{Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+fn weir(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_weir"))
+        .args(args)
+        .output()
+        .unwrap()
+}
+
+fn check(yaml: &str) -> (bool, String, String) {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("weir.yaml");
+    std::fs::write(&path, yaml).unwrap();
+    let out = weir(&["check", "-c", path.to_str().unwrap()]);
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+#[test]
+fn help_has_examples_and_version_prints() {
+    let out = weir(&["--help"]);
+    let help = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success());
+    for needle in ["run", "check", "demo", "Examples:", "weir check -c weir.yaml"] {
+        assert!(help.contains(needle), "--help lacks {needle:?}:\n{help}");
+    }
+    let out = weir(&["--version"]);
+    assert!(out.status.success());
+    assert!(String::from_utf8_lossy(&out.stdout).starts_with("weir "));
+}
+
+#[test]
+fn check_accepts_a_valid_config() {
+    let (ok, stdout, stderr) = check(
+        "listeners:
+  - name: public
+    address: 127.0.0.1:8080
+    routes:
+      - { match: { path_prefix: / }, cluster: web }
+clusters:
+  - name: web
+    endpoints: [ 127.0.0.1:9001, { address: 127.0.0.1:9002, weight: 2 } ]
+",
+    );
+    assert!(ok, "{stderr}");
+    assert!(stdout.contains("ok (1 listeners, 1 routes, 1 clusters)"), "{stdout}");
+}
+
+/// Each bad-config class: `weir check` exits non-zero and names the file, YAML path and line.
+#[test]
+fn check_rejects_each_error_class_with_path_and_line() {
+    let head = "listeners:\n  - name: public\n    address: 127.0.0.1:8080\n    routes:\n";
+    let cases: &[(&str, &str, &str)] = &[
+        // (body after `head`, expected path + line, expected words of the message/hint)
+        (
+            "      - { match: { path_prefix: / }, cluster: apii }\nclusters:\n  - { name: api, endpoints: [] }\n",
+            "listeners[0].routes[0].cluster (line 5)",
+            "api",
+        ),
+        (
+            "      - { match: { path_prefix: / }, clustr: api }\nclusters: []\n",
+            "listeners[0].routes[0].clustr (line 5)",
+            "cluster",
+        ),
+        (
+            "      - { match: { path_prefix: / }, cluster: a }\nclusters:\n  - name: a\n    endpoints: [ { address: 127.0.0.1:1, weight: heavy } ]\n",
+            "clusters[0].endpoints[0].weight (line 8)",
+            "heavy",
+        ),
+        (
+            "      - { match: { path_prefix: / }, cluster: a }\nclusters:\n  - { name: a, endpoints: [] }\n  - { name: a, endpoints: [] }\n",
+            "clusters[1].name (line 8)",
+            "line 7",
+        ),
+        (
+            "      - { match: { path_prefix: / }, cluster: a }\nclusters:\n  - { name: a, endpoints: [ 127.0.0.1 ] }\n",
+            "clusters[0].endpoints[0] (line 7)",
+            "port",
+        ),
+    ];
+    for (body, where_, words) in cases {
+        let (ok, _, stderr) = check(&format!("{head}{body}"));
+        assert!(!ok, "accepted:\n{head}{body}");
+        assert!(stderr.contains("weir.yaml: "), "file name missing: {stderr}");
+        assert!(stderr.contains(where_), "want {where_:?} in: {stderr}");
+        assert!(stderr.contains(words), "want {words:?} in: {stderr}");
+    }
+}
+
+#[test]
+fn check_reports_a_missing_file() {
+    let out = weir(&["check", "-c", "/nonexistent/weir.yaml"]);
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("/nonexistent/weir.yaml"));
+}
+
+#[test]
+fn demo_prints_urls_that_curl_can_use() {
+    if Command::new("curl").arg("--version").output().is_err() {
+        panic!("curl is required (scripts/test installs it)");
+    }
+    let mut child = Command::new(env!("CARGO_BIN_EXE_weir"))
+        .args(["demo", "--port", "0", "--duration", "60"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let stdout = child.stdout.take().unwrap();
+    let mut lines = BufReader::new(stdout).lines();
+    let url = loop {
+        let line = lines.next().expect("demo exited before printing its URL").unwrap();
+        if let Some(rest) = line.strip_prefix("weir demo is running. weir listens on ") {
+            break rest.trim().to_owned();
+        }
+    };
+    let curl = |args: &[&str]| {
+        let out = Command::new("curl")
+            .args(["-s", "--max-time", "10"])
+            .args(args)
+            .output()
+            .unwrap();
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    let mut seen = std::collections::BTreeSet::new();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while seen.len() < 3 && Instant::now() < deadline {
+        let body = curl(&[&format!("{url}/")]);
+        assert!(body.starts_with("hello from endpoint-"), "{body:?}");
+        seen.insert(body.split(':').next().unwrap().to_owned());
+    }
+    assert_eq!(seen.len(), 3, "round robin reached every demo endpoint: {seen:?}");
+    assert!(curl(&["--http2-prior-knowledge", &format!("{url}/api/x")]).starts_with("hello from endpoint-"));
+    assert_eq!(curl(&[&format!("{url}/hello")]), "hello from weir\n");
+    let redirect = curl(&["-o", "/dev/null", "-w", "%{http_code} %{redirect_url}", &format!("{url}/old")]);
+    assert_eq!(redirect, format!("301 {url}/"));
+    child.kill().unwrap();
+    child.wait().unwrap();
+}
