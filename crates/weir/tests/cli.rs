@@ -35,7 +35,13 @@ fn help_has_examples_and_version_prints() {
     let out = weir(&["--help"]);
     let help = String::from_utf8_lossy(&out.stdout);
     assert!(out.status.success());
-    for needle in ["run", "check", "demo", "Examples:", "weir check -c weir.yaml"] {
+    for needle in [
+        "run",
+        "check",
+        "demo",
+        "Examples:",
+        "weir check -c weir.yaml",
+    ] {
         assert!(help.contains(needle), "--help lacks {needle:?}:\n{help}");
     }
     let out = weir(&["--version"]);
@@ -57,7 +63,10 @@ clusters:
 ",
     );
     assert!(ok, "{stderr}");
-    assert!(stdout.contains("ok (1 listeners, 1 routes, 1 clusters)"), "{stdout}");
+    assert!(
+        stdout.contains("ok (1 listeners, 1 routes, 1 clusters)"),
+        "{stdout}"
+    );
 }
 
 /// Each bad-config class: `weir check` exits non-zero and names the file, YAML path and line.
@@ -95,7 +104,10 @@ fn check_rejects_each_error_class_with_path_and_line() {
     for (body, where_, words) in cases {
         let (ok, _, stderr) = check(&format!("{head}{body}"));
         assert!(!ok, "accepted:\n{head}{body}");
-        assert!(stderr.contains("weir.yaml: "), "file name missing: {stderr}");
+        assert!(
+            stderr.contains("weir.yaml: "),
+            "file name missing: {stderr}"
+        );
         assert!(stderr.contains(where_), "want {where_:?} in: {stderr}");
         assert!(stderr.contains(words), "want {words:?} in: {stderr}");
     }
@@ -122,7 +134,10 @@ fn demo_prints_urls_that_curl_can_use() {
     let stdout = child.stdout.take().unwrap();
     let mut lines = BufReader::new(stdout).lines();
     let url = loop {
-        let line = lines.next().expect("demo exited before printing its URL").unwrap();
+        let line = lines
+            .next()
+            .expect("demo exited before printing its URL")
+            .unwrap();
         if let Some(rest) = line.strip_prefix("weir demo is running. weir listens on ") {
             break rest.trim().to_owned();
         }
@@ -142,10 +157,23 @@ fn demo_prints_urls_that_curl_can_use() {
         assert!(body.starts_with("hello from endpoint-"), "{body:?}");
         seen.insert(body.split(':').next().unwrap().to_owned());
     }
-    assert_eq!(seen.len(), 3, "round robin reached every demo endpoint: {seen:?}");
-    assert!(curl(&["--http2-prior-knowledge", &format!("{url}/api/x")]).starts_with("hello from endpoint-"));
+    assert_eq!(
+        seen.len(),
+        3,
+        "round robin reached every demo endpoint: {seen:?}"
+    );
+    assert!(
+        curl(&["--http2-prior-knowledge", &format!("{url}/api/x")])
+            .starts_with("hello from endpoint-")
+    );
     assert_eq!(curl(&[&format!("{url}/hello")]), "hello from weir\n");
-    let redirect = curl(&["-o", "/dev/null", "-w", "%{http_code} %{redirect_url}", &format!("{url}/old")]);
+    let redirect = curl(&[
+        "-o",
+        "/dev/null",
+        "-w",
+        "%{http_code} %{redirect_url}",
+        &format!("{url}/old"),
+    ]);
     assert_eq!(redirect, format!("301 {url}/"));
     child.kill().unwrap();
     child.wait().unwrap();
