@@ -1,125 +1,181 @@
-//! Least request by the power of two choices.
+//! Least request: the power of N choices, or a full scan, on in-flight requests per weight.
 //!
-//! Mitzenmacher, "The Power of Two Choices in Randomized Load Balancing" (2001): sampling two
-//! endpoints and taking the less loaded one gives exponentially better maximum load than one
-//! random choice, at O(1) cost and without the herd behaviour of a global "least loaded" scan.
-//! Load is in-flight requests divided by weight (Envoy's `active_request_bias` of 1), read from
-//! the shared [`weir_core::EndpointState`] so every worker sees the same counts.
+//! Mitzenmacher, "The Power of Two Choices in Randomized Load Balancing" (IEEE TPDS 2001):
+//! sampling two endpoints and taking the less loaded one gives exponentially better maximum
+//! load than one random choice, at O(1) cost and without the herd behaviour of a global "least
+//! loaded" scan. `choice_count` N samples N candidates (default 2); `all` scans every endpoint.
+//!
+//! Candidates are sampled in proportion to weight, and load is `active^bias / weight` (Envoy's
+//! `active_request_bias`, default 1), where `active` is the endpoint's in-flight count from the
+//! shared [`weir_core::EndpointState`]. The lowest load wins; ties go to the first sampled
+//! candidate (P2C) or to a weight-proportional reservoir draw among the tied (full scan).
+//!
+//! Why `active` and not `active + 1`: Envoy computes `weight / (active + 1)^bias` and picks
+//! with an earliest-deadline-first scheduler, which needs a lock. Ours is lock-free, so weights
+//! act through sampling. With `active + 1`, two idle endpoints of weight 1 and 4 would score
+//! 1/1 and 1/4 and the heavier would win *every* pairing, overshooting its weight share; with
+//! `active`, idle endpoints tie at 0 and the tie falls back to the weighted sample, so idle
+//! shares are exactly proportional to weight while loaded endpoints are still compared by load
+//! relative to capacity. A bias of 0 ignores load altogether (weighted random).
 
 use std::sync::Arc;
 
+use weir_config::{ChoiceCount, LeastRequestConfig};
 use weir_core::Endpoint;
 
-use crate::{Balancer, PickContext, next_healthy, rng};
+use crate::members::Members;
+use crate::rng::{self, LocalRng};
+use crate::sampling::WeightedIndex;
+use crate::{Balancer, BuildContext, CommonOptions, PickContext};
 
-/// Power-of-two-choices least request.
+/// Candidates whose indices a P2C pick remembers to keep them distinct.
+const MAX_TRACKED: usize = 8;
+
+/// Least request by sampled choices or a full scan.
 #[derive(Debug)]
 pub struct LeastRequest {
-    endpoints: Vec<Arc<Endpoint>>,
+    members: Members,
+    sampler: WeightedIndex,
+    choices: Choices,
+    bias: f64,
+}
+
+/// How a pick finds its candidates.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Choices {
+    /// Sample this many (2 ≤ k < number of endpoints).
+    Sample(usize),
+    /// Consider every endpoint (also used when k covers them all).
+    All,
 }
 
 // === impl LeastRequest ===
 
 impl LeastRequest {
-    /// A P2C balancer over `endpoints`.
-    pub fn new(endpoints: &[Arc<Endpoint>]) -> Self {
+    /// A least-request balancer over `endpoints` with `config`'s choice count and bias.
+    pub fn new(
+        endpoints: &[Arc<Endpoint>],
+        ctx: &BuildContext,
+        options: &CommonOptions,
+        config: &LeastRequestConfig,
+    ) -> Self {
+        let members = Members::new(endpoints, ctx, options);
+        let sampler = WeightedIndex::new(&members.weights());
+        let choices = match config.choice_count {
+            // Sampling as many as there are endpoints compares them all: scan instead.
+            ChoiceCount::Sample(k) if (k as usize) < endpoints.len() => {
+                Choices::Sample((k as usize).max(2))
+            }
+            _ => Choices::All,
+        };
+        let bias = if config.active_request_bias.is_finite() {
+            config.active_request_bias.max(0.0)
+        } else {
+            1.0
+        };
         Self {
-            endpoints: endpoints.to_vec(),
+            members,
+            sampler,
+            choices,
+            bias,
         }
     }
 
-    /// Load score: lower is better. Compared by cross-multiplication to stay in integers.
-    fn better(&self, a: usize, b: usize) -> usize {
-        let (ea, eb) = (&self.endpoints[a], &self.endpoints[b]);
-        let la = (ea.state.in_flight() + 1) * u64::from(eb.weight);
-        let lb = (eb.state.in_flight() + 1) * u64::from(ea.weight);
-        if la <= lb { a } else { b }
+    /// `active^bias / weight`: lower is better; 0 for every endpoint when the bias is 0.
+    fn load(&self, i: usize, weight: f64) -> f64 {
+        if self.bias == 0.0 {
+            return 0.0;
+        }
+        let active = self.members.get(i).state.in_flight() as f64;
+        if self.bias == 1.0 {
+            active / weight
+        } else {
+            active.powf(self.bias) / weight
+        }
+    }
+
+    /// Whether `b`'s load is strictly below `a`'s; with the default bias of 1 compared by
+    /// cross-multiplication (`active_b·w_a < active_a·w_b`), exact and without a division.
+    fn less_loaded(&self, b: usize, a: usize) -> bool {
+        if self.bias == 1.0 {
+            let (ma, mb) = (self.members.get(a), self.members.get(b));
+            let lhs = u128::from(mb.state.in_flight()) * u128::from(ma.weight);
+            let rhs = u128::from(ma.state.in_flight()) * u128::from(mb.weight);
+            return lhs < rhs;
+        }
+        self.load(b, self.weight(b)) < self.load(a, self.weight(a))
+    }
+
+    fn weight(&self, i: usize) -> f64 {
+        f64::from(self.members.get(i).weight)
+    }
+
+    /// Power of `k` choices: weighted, distinct candidates; the least loaded wins, ties go to
+    /// the earliest sampled.
+    fn pick_sampled(&self, k: usize) -> Option<usize> {
+        if k == 2 {
+            let (a, b) = self.members.draw_pair(&self.sampler)?;
+            return Some(if self.less_loaded(b, a) { b } else { a });
+        }
+        let first = self.members.draw(&self.sampler)?;
+        let mut taken = [first; MAX_TRACKED];
+        let (mut best, mut best_load) = (first, self.load(first, self.weight(first)));
+        for n in 1..k {
+            let Some(c) = self
+                .members
+                .draw_distinct(&self.sampler, &taken[..n.min(MAX_TRACKED)])
+            else {
+                break;
+            };
+            if n < MAX_TRACKED {
+                taken[n] = c;
+            }
+            let load = self.load(c, self.weight(c));
+            if load < best_load {
+                (best, best_load) = (c, load);
+            }
+        }
+        Some(best)
+    }
+
+    /// Full scan: the least loaded eligible endpoint; ties broken by a weighted reservoir draw
+    /// (Chao 1982) so idle endpoints share in proportion to (slow-start adjusted) weight.
+    fn pick_all(&self) -> Option<usize> {
+        // One draw from the injected source seeds the whole scan's tie-breaks.
+        let mut rng = LocalRng::new(self.members.next_u64());
+        let mut best = None;
+        let (mut best_load, mut tied_weight) = (f64::INFINITY, 0.0);
+        for i in 0..self.members.len() {
+            if !self.members.eligible(i) {
+                continue;
+            }
+            let weight = self.weight(i) * self.members.ramp(i).unwrap_or(1.0);
+            let load = self.load(i, weight);
+            if best.is_none() || load < best_load {
+                (best, best_load, tied_weight) = (Some(i), load, weight);
+            } else if load == best_load {
+                tied_weight += weight;
+                if rng::unit(rng.next_u64()) * tied_weight < weight {
+                    best = Some(i);
+                }
+            }
+        }
+        best
     }
 }
 
 impl Balancer for LeastRequest {
     fn pick(&self, _ctx: &PickContext) -> Option<usize> {
-        let n = self.endpoints.len();
-        match n {
-            0 => return None,
-            1 => return next_healthy(&self.endpoints, 0),
-            _ => {}
+        match self.choices {
+            Choices::Sample(k) => self.pick_sampled(k),
+            Choices::All => self.pick_all(),
         }
-        let a = rng::below(n);
-        // A second, distinct sample: offset by 1..n so it never equals `a`.
-        let b = (a + 1 + rng::below(n - 1)) % n;
-        let healthy = |i: usize| self.endpoints[i].state.is_healthy();
-        match (healthy(a), healthy(b)) {
-            (true, true) => Some(self.better(a, b)),
-            (true, false) => Some(a),
-            (false, true) => Some(b),
-            (false, false) => next_healthy(&self.endpoints, a),
-        }
+    }
+
+    fn health_changed(&self) {
+        self.members.refresh_panic();
     }
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::test_util::{assert_shares_close, endpoints, shares};
-
-    #[test]
-    fn idle_endpoints_share_evenly() {
-        let eps = endpoints(&[1, 1, 1, 1]);
-        let got = shares(&LeastRequest::new(&eps), eps.len(), 100_000);
-        assert_shares_close(&got, &[0.25; 4], 0.02);
-    }
-
-    #[test]
-    fn prefers_the_less_loaded_endpoint() {
-        let eps = endpoints(&[1, 1]);
-        let _busy: Vec<_> = (0..5).map(|_| eps[0].state.begin_request()).collect();
-        let lr = LeastRequest::new(&eps);
-        let got = shares(&lr, eps.len(), 1_000);
-        assert_eq!(
-            got,
-            vec![0, 1_000],
-            "with two endpoints both are always sampled"
-        );
-    }
-
-    #[test]
-    fn load_is_scaled_by_weight() {
-        let eps = endpoints(&[4, 1]);
-        // 3 in flight on a weight-4 endpoint (score 4/4=1) beats 1 on weight 1 (score 2/1=2).
-        let _a: Vec<_> = (0..3).map(|_| eps[0].state.begin_request()).collect();
-        let _b = eps[1].state.begin_request();
-        assert_eq!(
-            LeastRequest::new(&eps).pick(&PickContext::default()),
-            Some(0)
-        );
-    }
-
-    #[test]
-    fn holding_picks_keeps_load_balanced() {
-        // Closed loop: each pick holds its guard, so P2C must keep in-flight counts level.
-        let eps = endpoints(&[1; 8]);
-        let lr = LeastRequest::new(&eps);
-        let guards: Vec<_> = (0..800)
-            .map(|_| {
-                let i = lr.pick(&PickContext::default()).unwrap();
-                eps[i].state.begin_request()
-            })
-            .collect();
-        let max = eps.iter().map(|e| e.state.in_flight()).max().unwrap();
-        let min = eps.iter().map(|e| e.state.in_flight()).min().unwrap();
-        assert!(max - min <= 3, "spread {min}..{max}");
-        drop(guards);
-    }
-
-    #[test]
-    fn skips_unhealthy() {
-        let eps = endpoints(&[1, 1, 1]);
-        eps[0].state.set_healthy(false);
-        eps[2].state.set_healthy(false);
-        let got = shares(&LeastRequest::new(&eps), eps.len(), 1_000);
-        assert_eq!(got, vec![0, 1_000, 0]);
-        eps[1].state.set_healthy(false);
-        assert_eq!(LeastRequest::new(&eps).pick(&PickContext::default()), None);
-    }
-}
+mod tests;

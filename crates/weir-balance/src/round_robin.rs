@@ -4,21 +4,29 @@
 //! largest, subtract the total from it) interleaves endpoints evenly: weights 5,1,1 give
 //! `a a b a c a a`, not `a a a a a b c`. It needs mutable state per pick, so we run it once at
 //! build time to produce the whole cycle and then walk the cycle with one atomic counter.
+//!
+//! A slot whose endpoint is unhealthy, or that a ramping endpoint declines (slow start, by
+//! rejection), passes its turn on to the next slot of the shared cycle.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
 use weir_core::Endpoint;
 
-use crate::{Balancer, PickContext, next_healthy, rng};
+use crate::members::Members;
+use crate::{Balancer, BuildContext, CommonOptions, PickContext, rng};
 
 /// Upper bound on the precomputed cycle; larger weight sums are scaled down proportionally.
 const MAX_CYCLE: u64 = 1 << 16;
 
+/// How many cycle slots one pick may pass over (unhealthy, or a slow-start rejection) before
+/// it scans for any eligible endpoint instead.
+const MAX_SKIPS: usize = 16;
+
 /// Smooth weighted round robin over a precomputed cycle.
 #[derive(Debug)]
 pub struct RoundRobin {
-    endpoints: Vec<Arc<Endpoint>>,
+    members: Members,
     cycle: Vec<u32>,
     next: AtomicUsize,
 }
@@ -28,15 +36,16 @@ pub struct RoundRobin {
 impl RoundRobin {
     /// Builds the cycle for `endpoints`; the walk starts at a random offset so that many proxies
     /// restarted together do not all hit the first endpoint first.
-    pub fn new(endpoints: &[Arc<Endpoint>]) -> Self {
-        let cycle = smooth_cycle(&endpoints.iter().map(|e| e.weight).collect::<Vec<_>>());
+    pub fn new(endpoints: &[Arc<Endpoint>], ctx: &BuildContext, options: &CommonOptions) -> Self {
+        let members = Members::new(endpoints, ctx, options);
+        let cycle = smooth_cycle(&members.weights());
         let start = if cycle.is_empty() {
             0
         } else {
-            rng::below(cycle.len())
+            rng::below(members.next_u64(), cycle.len())
         };
         Self {
-            endpoints: endpoints.to_vec(),
+            members,
             cycle,
             next: AtomicUsize::new(start),
         }
@@ -49,13 +58,22 @@ impl Balancer for RoundRobin {
         if len == 0 {
             return None;
         }
-        let at = self.next.fetch_add(1, Ordering::Relaxed) % len;
-        let idx = self.cycle[at] as usize;
-        if self.endpoints[idx].state.is_healthy() {
-            return Some(idx);
+        let mut idx = 0;
+        // A slot that cannot be used is passed over by taking the *next shared* slot, not by
+        // walking locally: that keeps the healthy endpoints' shares in their weight ratio
+        // instead of doubling the share of whoever follows an unhealthy endpoint.
+        for _ in 0..MAX_SKIPS {
+            let at = self.next.fetch_add(1, Ordering::Relaxed) % len;
+            idx = self.cycle[at] as usize;
+            if self.members.accepts(idx) {
+                return Some(idx);
+            }
         }
-        // Unhealthy: the next healthy endpoint in index order takes its turn.
-        next_healthy(&self.endpoints, idx)
+        self.members.next_eligible(idx)
+    }
+
+    fn health_changed(&self) {
+        self.members.refresh_panic();
     }
 }
 
@@ -97,7 +115,11 @@ fn gcd(a: u32, b: u32) -> u32 {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::test_util::{endpoints, shares};
+    use crate::test_util::{context, endpoints, shares};
+
+    fn balancer(eps: &[Arc<Endpoint>]) -> RoundRobin {
+        RoundRobin::new(eps, &context(1), &CommonOptions::default())
+    }
 
     #[test]
     fn nginx_interleaving_for_5_1_1() {
@@ -113,7 +135,7 @@ mod tests {
     #[test]
     fn weighted_shares_are_exact_over_whole_cycles() {
         let eps = endpoints(&[1, 2, 3, 4]);
-        let rr = RoundRobin::new(&eps);
+        let rr = balancer(&eps);
         let got = shares(&rr, eps.len(), 10_000);
         assert_eq!(got, vec![1_000, 2_000, 3_000, 4_000]);
     }
@@ -121,25 +143,25 @@ mod tests {
     #[test]
     fn skips_unhealthy_and_gives_none_when_all_down() {
         let eps = endpoints(&[1, 1, 1]);
-        eps[1].state.set_healthy(false);
-        let rr = RoundRobin::new(&eps);
+        eps[1].state.set_healthy(false, 0);
+        let rr = balancer(&eps);
         let got = shares(&rr, eps.len(), 300);
         assert_eq!(got[1], 0);
         assert_eq!(got[0] + got[2], 300);
         for e in &eps {
-            e.state.set_healthy(false);
+            e.state.set_healthy(false, 0);
         }
         assert_eq!(rr.pick(&PickContext::default()), None);
-        assert_eq!(RoundRobin::new(&[]).pick(&PickContext::default()), None);
+        assert_eq!(balancer(&[]).pick(&PickContext::default()), None);
     }
 
     #[test]
     fn huge_weight_sums_are_scaled_not_refused() {
         let eps = endpoints(&[10_000; 100]);
-        let rr = RoundRobin::new(&eps);
+        let rr = balancer(&eps);
         assert_eq!(rr.cycle.len(), 100);
         let eps = endpoints(&(1..=2_000).collect::<Vec<_>>());
-        let rr = RoundRobin::new(&eps);
+        let rr = balancer(&eps);
         assert!(rr.cycle.len() as u64 <= MAX_CYCLE + 2_000);
     }
 }

@@ -26,6 +26,25 @@ pub struct EndpointState {
     healthy: AtomicBool,
     in_flight: AtomicU64,
     requests_total: AtomicU64,
+    connect_failures: AtomicU64,
+    eligible_since: AtomicU64,
+    /// Latency estimate kept by latency-aware balancing (peak EWMA).
+    pub latency: LatencyEstimate,
+}
+
+/// A latency estimate in atomics, owned by whichever policy uses it (peak EWMA today).
+///
+/// Updates are load–compute–store without a lock: two observations racing on the same endpoint
+/// may lose one of them, which an exponentially weighted average tolerates by design.
+#[derive(Debug, Default)]
+pub struct LatencyEstimate {
+    /// The estimate in nanoseconds, as `f64::to_bits`; 0 means "no observation yet".
+    pub ewma_bits: AtomicU64,
+    /// Clock reading of the last update.
+    pub stamp: AtomicU64,
+    /// Until this clock reading the endpoint is penalised (e.g. it answered 429 with
+    /// `Retry-After`); 0 means not penalised.
+    pub penalty_until: AtomicU64,
 }
 
 /// Counts one in-flight request against an endpoint until dropped.
@@ -63,22 +82,43 @@ impl Default for EndpointState {
             healthy: AtomicBool::new(true),
             in_flight: AtomicU64::new(0),
             requests_total: AtomicU64::new(0),
+            connect_failures: AtomicU64::new(0),
+            eligible_since: AtomicU64::new(0),
+            latency: LatencyEstimate::default(),
         }
     }
 }
 
 impl EndpointState {
     /// Whether balancers may pick this endpoint.
+    #[inline]
     pub fn is_healthy(&self) -> bool {
         self.healthy.load(Ordering::Relaxed)
     }
 
     /// Marks the endpoint healthy or unhealthy; health checkers and outlier detection call this.
-    pub fn set_healthy(&self, healthy: bool) {
-        self.healthy.store(healthy, Ordering::Relaxed);
+    /// A recovery (unhealthy → healthy) at clock reading `now` restarts slow start.
+    pub fn set_healthy(&self, healthy: bool, now: crate::Nanos) {
+        let was = self.healthy.swap(healthy, Ordering::Relaxed);
+        if healthy && !was {
+            self.eligible_since.store(now, Ordering::Relaxed);
+        }
+    }
+
+    /// Clock reading since which the endpoint may take traffic (it was added or recovered);
+    /// 0 when it has been eligible since the cluster was first built. Slow start ramps from it.
+    #[inline]
+    pub fn eligible_since(&self) -> crate::Nanos {
+        self.eligible_since.load(Ordering::Relaxed)
+    }
+
+    /// Records that the endpoint joined a running cluster at `now` (starts its slow start).
+    pub fn mark_added(&self, now: crate::Nanos) {
+        self.eligible_since.store(now, Ordering::Relaxed);
     }
 
     /// Requests currently using this endpoint.
+    #[inline]
     pub fn in_flight(&self) -> u64 {
         self.in_flight.load(Ordering::Relaxed)
     }
@@ -88,7 +128,18 @@ impl EndpointState {
         self.requests_total.load(Ordering::Relaxed)
     }
 
+    /// Connection attempts to this endpoint that failed (refused, unreachable, timed out).
+    pub fn connect_failures(&self) -> u64 {
+        self.connect_failures.load(Ordering::Relaxed)
+    }
+
+    /// Counts one failed connection attempt.
+    pub fn record_connect_failure(&self) {
+        self.connect_failures.fetch_add(1, Ordering::Relaxed);
+    }
+
     /// Starts counting one request; the returned guard ends it when dropped.
+    #[inline]
     pub fn begin_request(self: &Arc<Self>) -> InFlightGuard {
         self.in_flight.fetch_add(1, Ordering::Relaxed);
         self.requests_total.fetch_add(1, Ordering::Relaxed);

@@ -27,6 +27,8 @@ pub enum ErrorKind {
     UpstreamProtocol,
     /// The downstream sent something we cannot proxy.
     DownstreamProtocol,
+    /// The request's method is not one weir proxies (e.g. `CONNECT`).
+    MethodNotAllowed,
     /// A bug or resource problem inside weir.
     Internal,
 }
@@ -57,7 +59,9 @@ impl ErrorKind {
     /// The side this kind of error usually comes from.
     pub fn side(self) -> Side {
         match self {
-            ErrorKind::NoRoute | ErrorKind::DownstreamProtocol => Side::Downstream,
+            ErrorKind::NoRoute | ErrorKind::DownstreamProtocol | ErrorKind::MethodNotAllowed => {
+                Side::Downstream
+            }
             ErrorKind::NoHealthyEndpoint | ErrorKind::Internal => Side::Internal,
             ErrorKind::ConnectFailed
             | ErrorKind::ConnectTimeout

@@ -4,10 +4,12 @@
 //! depends on nothing async, so every other crate — the sans-io balancers and router as much as
 //! the hyper data plane — can name the same types.
 
+mod clock;
 mod endpoint;
 mod error;
 
-pub use endpoint::{Endpoint, EndpointState, InFlightGuard};
+pub use clock::{Clock, ManualClock, Nanos, SystemClock, nanos};
+pub use endpoint::{Endpoint, EndpointState, InFlightGuard, LatencyEstimate};
 pub use error::{Error, ErrorKind, Side};
 
 /// A boxed error that can cross threads; the `cause` of a data-path [`Error`].

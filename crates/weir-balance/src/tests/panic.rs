@@ -1,0 +1,66 @@
+//! Panic threshold: below `panic_threshold` % healthy endpoints, picks ignore health; at or
+//! above it, only healthy endpoints are picked. The flag is recomputed in `health_changed`.
+
+use serde_json::json;
+
+use crate::PickContext;
+use crate::test_util::{context, endpoints};
+
+/// Counts of 20k picks (random keys for hashing policies) with `healthy` of 10 endpoints up.
+fn spread(policy: &str, healthy: usize) -> Vec<usize> {
+    let eps = endpoints(&[1; 10]);
+    let b = super::balancer(json!({ "lb_policy": policy }), &eps, &context(5));
+    for e in &eps[healthy..] {
+        e.state.set_healthy(false, 0);
+    }
+    b.health_changed();
+    let mut counts = vec![0; 10];
+    for k in 0..20_000u64 {
+        let ctx = PickContext {
+            hash: Some(k),
+            attempt: 0,
+        };
+        counts[b.pick(&ctx).unwrap()] += 1;
+    }
+    counts
+}
+
+#[test]
+fn below_the_threshold_every_endpoint_takes_traffic() {
+    for policy in super::ALL_POLICIES {
+        let got = spread(policy, 3);
+        assert!(got.iter().all(|&c| c > 500), "{policy}: {got:?}");
+    }
+}
+
+#[test]
+fn at_or_above_the_threshold_only_healthy_endpoints() {
+    for policy in super::ALL_POLICIES {
+        for healthy in [5, 6] {
+            let got = spread(policy, healthy);
+            assert!(got[healthy..].iter().all(|&c| c == 0), "{policy}: {got:?}");
+            assert!(
+                got[..healthy].iter().all(|&c| c > 1_000),
+                "{policy}: {got:?}"
+            );
+        }
+    }
+}
+
+#[test]
+fn threshold_zero_disables_panic() {
+    let eps = endpoints(&[1; 4]);
+    let b = super::balancer(
+        json!({ "lb_policy": "random", "panic_threshold": 0 }),
+        &eps,
+        &context(1),
+    );
+    for e in &eps[1..] {
+        e.state.set_healthy(false, 0);
+    }
+    b.health_changed();
+    assert!((0..100).all(|_| b.pick(&PickContext::default()) == Some(0)));
+    eps[0].state.set_healthy(false, 0);
+    b.health_changed();
+    assert_eq!(b.pick(&PickContext::default()), None);
+}
