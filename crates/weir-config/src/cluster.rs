@@ -7,9 +7,13 @@ use serde::de::{self, MapAccess, Visitor, value::MapAccessDeserializer};
 use serde::{Deserialize, Deserializer};
 
 use crate::ConfigDuration;
+use crate::balancing::{
+    HashKeyConfig, LbPolicyConfig, LeastRequestConfig, MaglevConfig, PeakEwmaConfig,
+    RingHashConfig, SlowStartConfig,
+};
 
 /// A named set of endpoints.
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ClusterConfig {
     /// Unique name that routes refer to.
@@ -17,6 +21,33 @@ pub struct ClusterConfig {
     /// How a request picks an endpoint. Default `round_robin`.
     #[serde(default)]
     pub lb_policy: LbPolicyConfig,
+    /// Settings for `lb_policy: least_request`.
+    #[serde(default)]
+    pub least_request: Option<LeastRequestConfig>,
+    /// Settings for `lb_policy: peak_ewma`.
+    #[serde(default)]
+    pub peak_ewma: Option<PeakEwmaConfig>,
+    /// Settings for `lb_policy: ring_hash`.
+    #[serde(default)]
+    pub ring_hash: Option<RingHashConfig>,
+    /// Settings for `lb_policy: maglev`.
+    #[serde(default)]
+    pub maglev: Option<MaglevConfig>,
+    /// What `ring_hash` and `maglev` hash. Without it (or when the key is missing from a
+    /// request) the pick is random.
+    #[serde(default)]
+    pub hash_key: Option<HashKeyConfig>,
+    /// Bounded-load hashing: no endpoint takes more than ⌈factor × mean⌉ in-flight requests;
+    /// overflow walks on to the next endpoint. ≥ 1.0; unset means unbounded.
+    #[serde(default)]
+    pub hash_balance_factor: Option<f64>,
+    /// Ramp the weight of new and recovered endpoints over a window.
+    #[serde(default)]
+    pub slow_start: Option<SlowStartConfig>,
+    /// Below this percentage of healthy endpoints, balance over all endpoints (healthy or
+    /// not) rather than overload the few. 0 disables. Default 50.
+    #[serde(default = "crate::balancing::default_panic_threshold")]
+    pub panic_threshold: u32,
     /// Protocol spoken to the endpoints. Default `http1`.
     #[serde(default)]
     pub protocol: UpstreamProtocol,
@@ -29,22 +60,13 @@ pub struct ClusterConfig {
     /// Idle HTTP/1.1 connections kept per endpoint. Default 64.
     #[serde(default = "default_pool_max_idle")]
     pub pool_max_idle_per_endpoint: u32,
+    /// Send a PROXY protocol header of this version to endpoints on each new connection
+    /// (L4 listeners), so they see the real client address.
+    #[serde(default)]
+    pub proxy_protocol: Option<crate::ProxyProtocolVersion>,
     /// The endpoints; may be empty (requests then get 503).
     #[serde(default)]
     pub endpoints: Vec<EndpointConfig>,
-}
-
-/// Load-balancing policy of a cluster.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum LbPolicyConfig {
-    /// Smooth weighted round robin (nginx's algorithm).
-    #[default]
-    RoundRobin,
-    /// Weighted random.
-    Random,
-    /// Power of two choices on in-flight requests, weighted.
-    LeastRequest,
 }
 
 /// Protocol spoken to a cluster's endpoints.

@@ -6,6 +6,10 @@ use std::time::Duration;
 use serde::de::{self, Visitor};
 use serde::{Deserialize, Deserializer};
 
+/// The longest duration weir accepts: a year. Longer values are mistakes (and would overflow
+/// deadline arithmetic).
+pub(crate) const MAX_DURATION: Duration = Duration::from_secs(365 * 24 * 3600);
+
 /// A duration parsed from a string such as `250ms`, `5s`, `1m30s` or `2h`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Default)]
 pub struct ConfigDuration(pub Duration);
@@ -57,6 +61,11 @@ impl ConfigDuration {
             };
             total = total.saturating_add(unit);
             rest = &rest[unit_len..];
+        }
+        if total > MAX_DURATION {
+            return Err(format!(
+                "`{text}` is longer than a year; use at most 365d worth, e.g. 8760h"
+            ));
         }
         Ok(Self(total))
     }
@@ -114,6 +123,13 @@ impl Visitor<'_> for DurationVisitor {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn absurd_durations_are_refused() {
+        let err = ConfigDuration::parse("3000000000000000h").unwrap_err();
+        assert!(err.contains("longer than a year"), "{err}");
+        assert!(ConfigDuration::parse("8760h").is_ok());
+    }
 
     #[test]
     fn parses_units_and_compounds() {

@@ -14,10 +14,12 @@
 //! the tree to find its line.
 
 mod address;
+mod balancing;
 mod cluster;
 mod de;
 mod duration;
 mod error;
+mod l4;
 mod listener;
 mod load;
 mod path;
@@ -25,9 +27,17 @@ mod route;
 mod validate;
 mod yaml;
 
-pub use cluster::{ClusterConfig, EndpointConfig, LbPolicyConfig, UpstreamProtocol};
+pub use balancing::{
+    ChoiceCount, HashKeyConfig, LbPolicyConfig, LeastRequestConfig, MaglevConfig, PeakEwmaConfig,
+    RingHashConfig, SlowStartConfig,
+};
+pub use cluster::{ClusterConfig, EndpointConfig, UpstreamProtocol};
 pub use duration::ConfigDuration;
 pub use error::{ConfigError, ConfigErrors};
+pub use l4::{
+    AcceptProxyProtocolConfig, CidrList, ProxyProtocolVersion, SniRouteConfig, TcpOptionsConfig,
+    UdpOptionsConfig,
+};
 pub use listener::{AdminConfig, HttpOptionsConfig, ListenerConfig, ListenerProtocol};
 pub use load::{
     ValidatedConfig, load_file, load_file_all, load_str, load_str_all, validate_config,
@@ -40,7 +50,7 @@ pub use route::{
 use serde::Deserialize;
 
 /// The whole configuration file.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Config {
     /// The admin listener; absent means no admin endpoint.

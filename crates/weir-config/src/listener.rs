@@ -4,6 +4,7 @@ use std::net::SocketAddr;
 
 use serde::Deserialize;
 
+use crate::l4::{AcceptProxyProtocolConfig, SniRouteConfig, TcpOptionsConfig, UdpOptionsConfig};
 use crate::{ConfigDuration, RouteConfig};
 
 /// The admin HTTP endpoint.
@@ -33,6 +34,24 @@ pub struct ListenerConfig {
     /// HTTP connection limits and options.
     #[serde(default)]
     pub http: HttpOptionsConfig,
+    /// Target cluster of a `tcp` or `udp` listener.
+    #[serde(default)]
+    pub cluster: Option<String>,
+    /// Routes of a `tls_passthrough` listener by SNI, first match wins.
+    #[serde(default)]
+    pub sni: Vec<SniRouteConfig>,
+    /// Cluster for `tls_passthrough` connections that match no SNI route (or send no SNI).
+    #[serde(default)]
+    pub default_cluster: Option<String>,
+    /// Options of `tcp` and `tls_passthrough` listeners.
+    #[serde(default)]
+    pub tcp: TcpOptionsConfig,
+    /// Options of `udp` listeners.
+    #[serde(default)]
+    pub udp: UdpOptionsConfig,
+    /// Accept the PROXY protocol from trusted peers (`tcp` and `tls_passthrough` listeners).
+    #[serde(default)]
+    pub proxy_protocol: Option<AcceptProxyProtocolConfig>,
 }
 
 /// Downstream protocol of a listener.
@@ -42,6 +61,12 @@ pub enum ListenerProtocol {
     /// HTTP/1.1 and HTTP/2 (prior knowledge, h2c) on the same port.
     #[default]
     Http,
+    /// Raw TCP forwarded to `cluster`.
+    Tcp,
+    /// UDP datagrams relayed to `cluster`, one session per client address.
+    Udp,
+    /// TLS forwarded untouched, routed by the SNI of the ClientHello.
+    TlsPassthrough,
 }
 
 /// Limits and options for HTTP listeners; the defaults protect the proxy.
@@ -56,6 +81,9 @@ pub struct HttpOptionsConfig {
     pub max_request_headers: u32,
     /// A connection with no request in flight for this long is closed. Default 60s.
     pub idle_timeout: ConfigDuration,
+    /// A request or response body that moves no bytes for this long is aborted (slow-POST and
+    /// stalled-endpoint protection; Envoy's `stream_idle_timeout`). Default 5m.
+    pub stream_idle_timeout: ConfigDuration,
     /// HTTP/2 `SETTINGS_MAX_CONCURRENT_STREAMS` advertised to clients. Default 100.
     pub max_concurrent_streams: u32,
     /// When set, weir adds `via: <protocol> <value>` to requests and responses.
@@ -69,6 +97,7 @@ impl Default for HttpOptionsConfig {
             max_request_headers_bytes: 64 * 1024,
             max_request_headers: 100,
             idle_timeout: ConfigDuration(std::time::Duration::from_secs(60)),
+            stream_idle_timeout: ConfigDuration(std::time::Duration::from_secs(300)),
             max_concurrent_streams: 100,
             via: None,
         }

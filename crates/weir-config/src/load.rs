@@ -11,7 +11,7 @@ use crate::yaml::Node;
 use crate::{Config, ConfigError, ConfigErrors, validate};
 
 /// A [`Config`] that passed every check.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct ValidatedConfig {
     config: Config,
     source_name: String,

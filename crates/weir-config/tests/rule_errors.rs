@@ -392,3 +392,22 @@ fn host_is_exact_or_a_leading_wildcard() {
         "        cluster: api",
     ]));
 }
+
+#[test]
+fn header_rules_may_not_touch_framing_headers() {
+    assert_error(
+        &[
+            "listeners:",
+            "  - name: l",
+            "    address: 127.0.0.1:8080",
+            "    routes:",
+            "      - cluster: c",
+            "        response_headers: { set: { content-length: \"1\" } }",
+            "clusters: [ { name: c } ]",
+        ],
+        "listeners[0].routes[0].response_headers.set.content-length",
+        6,
+        "header rules may not change `content-length`",
+        "weir manages framing",
+    );
+}

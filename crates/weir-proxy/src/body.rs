@@ -5,6 +5,7 @@
 //! body is finished, and a keep-alive HTTP/1.1 connection goes back to its pool only once the
 //! response has been read to the end (a half-read connection cannot be reused).
 
+use std::future::Future;
 use std::pin::Pin;
 use std::task::{Context, Poll};
 
@@ -39,11 +40,6 @@ impl UpstreamBody {
             _guard: guard,
             sender,
         }
-    }
-
-    /// Boxes it as a [`ProxyBody`].
-    pub(crate) fn boxed(self) -> ProxyBody {
-        UnsyncBoxBody::new(self)
     }
 }
 
@@ -108,13 +104,13 @@ pin_project_lite::pin_project! {
     pub(crate) struct Tracked {
         #[pin]
         inner: ProxyBody,
-        active: crate::server::ActiveRequest,
+        active: crate::l7::conn::ActiveRequest,
     }
 }
 
 impl Tracked {
     /// Wraps `inner`, holding `active` until the body is dropped.
-    pub(crate) fn new(inner: ProxyBody, active: crate::server::ActiveRequest) -> Self {
+    pub(crate) fn new(inner: ProxyBody, active: crate::l7::conn::ActiveRequest) -> Self {
         Self { inner, active }
     }
 }
@@ -128,6 +124,72 @@ impl Body for Tracked {
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
         self.project().inner.poll_frame(cx)
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.inner.size_hint()
+    }
+}
+
+pin_project_lite::pin_project! {
+    /// Fails a body that moves no frame for `timeout` (Envoy's stream idle timeout): a stalled
+    /// upload or download must not hold a connection, an endpoint slot and an in-flight count
+    /// forever. The timer is re-armed only when it fires, not on every frame.
+    pub(crate) struct IdleTimeout<B> {
+        #[pin]
+        inner: B,
+        #[pin]
+        sleep: tokio::time::Sleep,
+        timeout: std::time::Duration,
+        last_frame: tokio::time::Instant,
+    }
+}
+
+impl<B> IdleTimeout<B> {
+    /// Wraps `inner` with an idle limit of `timeout`.
+    pub(crate) fn new(inner: B, timeout: std::time::Duration) -> Self {
+        let now = tokio::time::Instant::now();
+        Self {
+            inner,
+            sleep: tokio::time::sleep_until(now + timeout),
+            timeout,
+            last_frame: now,
+        }
+    }
+}
+
+impl<B> Body for IdleTimeout<B>
+where
+    B: Body<Data = Bytes, Error = BoxError>,
+{
+    type Data = Bytes;
+    type Error = BoxError;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
+        let mut this = self.project();
+        if let Poll::Ready(frame) = this.inner.poll_frame(cx) {
+            *this.last_frame = tokio::time::Instant::now();
+            return Poll::Ready(frame);
+        }
+        loop {
+            if this.sleep.as_mut().poll(cx).is_pending() {
+                return Poll::Pending;
+            }
+            let deadline = *this.last_frame + *this.timeout;
+            if tokio::time::Instant::now() >= deadline {
+                let e: BoxError = format!("no body bytes moved for {:?}", this.timeout).into();
+                return Poll::Ready(Some(Err(e)));
+            }
+            // Frames arrived since the timer was set: re-arm for the remaining time.
+            this.sleep.as_mut().reset(deadline);
+        }
     }
 
     fn is_end_stream(&self) -> bool {

@@ -1,12 +1,13 @@
-//! The runtime form of a cluster: endpoints, their balancer and their connection pools.
+//! The runtime form of a cluster: endpoints, their balancer, their pools and the hash key.
 
 use std::sync::Arc;
 use std::time::Duration;
 
-use weir_balance::{Balancer, PickContext};
+use weir_balance::{Balancer, BuildContext, Observation, PickContext};
 use weir_config::{ClusterConfig, UpstreamProtocol};
-use weir_core::Endpoint;
+use weir_core::{Clock, Endpoint, SystemClock};
 
+use crate::hash_key::{HashInput, HashKey};
 use crate::upstream::EndpointPool;
 
 /// A compiled cluster, immutable for the life of a snapshot.
@@ -20,13 +21,30 @@ pub struct Cluster {
     pub endpoints: Vec<Arc<Endpoint>>,
     pools: Vec<Arc<EndpointPool>>,
     balancer: Box<dyn Balancer>,
+    hash_key: Option<HashKey>,
+    clock: Arc<dyn Clock>,
+    /// PROXY protocol header sent to endpoints on new L4 connections.
+    pub(crate) proxy_protocol: Option<weir_config::ProxyProtocolVersion>,
+}
+
+/// The endpoint a request was sent to: its index (for [`Cluster::observe`]), description and pool.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Picked<'a> {
+    pub(crate) index: usize,
+    pub(crate) endpoint: &'a Arc<Endpoint>,
+    pub(crate) pool: &'a Arc<EndpointPool>,
 }
 
 // === impl Cluster ===
 
 impl Cluster {
     /// Compiles `cfg`, reusing live state and pools from `previous` for endpoints it still has.
+    /// Endpoints that join an existing cluster start their slow start now.
     pub(crate) fn from_config(cfg: &ClusterConfig, previous: Option<&Cluster>) -> Self {
+        let clock: Arc<dyn Clock> = previous.map_or_else(
+            || Arc::new(SystemClock) as Arc<dyn Clock>,
+            |p| Arc::clone(&p.clock),
+        );
         let pool_settings = crate::upstream::PoolSettings {
             protocol: cfg.protocol,
             connect_timeout: cfg.connect_timeout.get(),
@@ -37,9 +55,16 @@ impl Cluster {
         let mut pools = Vec::with_capacity(cfg.endpoints.len());
         for ep in &cfg.endpoints {
             let old = previous.and_then(|p| Some((p, p.position(ep.address)?)));
-            let state = old
-                .map(|(p, i)| Arc::clone(&p.endpoints[i].state))
-                .unwrap_or_default();
+            let state = match old {
+                Some((p, i)) => Arc::clone(&p.endpoints[i].state),
+                None => {
+                    let state = Arc::new(weir_core::EndpointState::default());
+                    if previous.is_some() {
+                        state.mark_added(clock.now());
+                    }
+                    state
+                }
+            };
             let pool = old
                 .map(|(p, i)| &p.pools[i])
                 .filter(|p| p.settings() == &pool_settings)
@@ -48,20 +73,49 @@ impl Cluster {
             endpoints.push(Arc::new(Endpoint::with_state(ep.address, ep.weight, state)));
             pools.push(pool);
         }
-        let balancer = weir_balance::build(cfg.lb_policy, &endpoints);
+        let ctx = BuildContext {
+            clock: Arc::clone(&clock),
+            random: Arc::new(weir_balance::ThreadRandom),
+        };
+        let balancer = weir_balance::build(cfg, &endpoints, &ctx);
         Self {
             name: Arc::from(cfg.name.as_str()),
             protocol: cfg.protocol,
             endpoints,
             pools,
             balancer,
+            hash_key: cfg.hash_key.as_ref().and_then(HashKey::from_config),
+            clock,
+            proxy_protocol: cfg.proxy_protocol,
         }
     }
 
-    /// Picks an endpoint for one request: its description and its connection pool.
-    pub(crate) fn pick(&self, ctx: &PickContext) -> Option<(&Arc<Endpoint>, &Arc<EndpointPool>)> {
-        let i = self.balancer.pick(ctx)?;
-        Some((self.endpoints.get(i)?, self.pools.get(i)?))
+    /// Picks an endpoint for one request or connection.
+    pub(crate) fn pick(&self, input: &HashInput<'_>, attempt: u32) -> Option<Picked<'_>> {
+        let ctx = PickContext {
+            hash: self.hash_key.as_ref().and_then(|k| k.hash(input)),
+            attempt,
+        };
+        self.picked(self.balancer.pick(&ctx)?)
+    }
+
+    /// The endpoint at `index`, as a pick.
+    pub(crate) fn picked(&self, index: usize) -> Option<Picked<'_>> {
+        Some(Picked {
+            index,
+            endpoint: self.endpoints.get(index)?,
+            pool: self.pools.get(index)?,
+        })
+    }
+
+    /// Reports how an exchange with endpoint `index` went (feeds latency-aware balancing).
+    pub(crate) fn observe(&self, index: usize, observation: &Observation) {
+        self.balancer.observe(index, observation);
+    }
+
+    /// Tells the balancer that endpoint health changed (recomputes the panic state).
+    pub fn health_changed(&self) {
+        self.balancer.health_changed();
     }
 
     /// The connect timeout of this cluster's endpoints.

@@ -8,6 +8,9 @@
 
 mod body;
 mod cluster;
+pub mod fuzzing;
+mod hash_key;
+mod l4;
 mod l7;
 mod server;
 mod snapshot;
@@ -15,5 +18,6 @@ mod upstream;
 
 pub use body::ProxyBody;
 pub use cluster::Cluster;
+pub use l4::ListenerStats;
 pub use server::{Proxy, ProxyError};
 pub use snapshot::{CompileError, Snapshot, SnapshotHandle};

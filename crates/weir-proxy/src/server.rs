@@ -1,25 +1,20 @@
-//! Running the proxy: binding listeners, accepting connections, serving HTTP, shutting down.
+//! Running the proxy: binding listeners, accepting connections, shutting down.
 //!
-//! Each listener has an accept loop; each accepted connection is served by hyper's automatic
-//! HTTP/1.1-or-HTTP/2 connection builder with the listener's limits. A connection is closed
-//! gracefully when it has had no request in flight for the idle timeout, or when the proxy
-//! shuts down (in-flight requests finish first, up to the grace period).
+//! Each listener gets one task: an accept loop for HTTP and stream (TCP, TLS passthrough)
+//! listeners, a datagram loop for UDP. Accepted connections are served by `l7::conn` or
+//! `l4::tcp`. Shutdown stops accepting, lets in-flight work finish up to a grace period.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use hyper::service::service_fn;
-use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
-use hyper_util::server::conn::auto;
-use tokio::net::{TcpListener, TcpStream};
+use tokio::net::{TcpListener, UdpSocket};
+use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
-use weir_config::ValidatedConfig;
+use weir_config::{ListenerProtocol, ValidatedConfig};
 
-use crate::l7::{ConnInfo, handle};
-use crate::snapshot::{CompileError, Snapshot, SnapshotHandle};
+use crate::snapshot::{CompileError, Listener, Snapshot, SnapshotHandle};
 
 /// Why the proxy could not start.
 #[derive(Debug, thiserror::Error)]
@@ -37,6 +32,19 @@ pub enum ProxyError {
         /// The OS error.
         source: std::io::Error,
     },
+}
+
+/// What a listener task knows about one accepted connection.
+#[derive(Debug)]
+pub(crate) struct ConnInfo {
+    pub(crate) snapshots: SnapshotHandle,
+    pub(crate) listener: usize,
+    pub(crate) remote: SocketAddr,
+    pub(crate) local: SocketAddr,
+    /// Fires when the proxy shuts down.
+    pub(crate) shutdown: CancellationToken,
+    /// Where long-lived work spawned for the connection (tunnels) is tracked.
+    pub(crate) tasks: TaskTracker,
 }
 
 /// A running proxy: its listeners are accepting until [`Proxy::shutdown`].
@@ -65,17 +73,25 @@ impl Proxy {
                 address: l.address,
                 source,
             };
-            let socket = TcpListener::bind(l.address).await.map_err(bind_err)?;
-            let local = socket.local_addr().map_err(bind_err)?;
-            addresses.push((l.name.clone(), local));
-            tracing::info!(listener = %l.name, address = %local, "listening");
-            tasks.spawn(accept_loop(
-                socket,
+            let ctx = ListenerCtx {
                 index,
-                snapshots.clone(),
-                shutdown.clone(),
-                tasks.clone(),
-            ));
+                snapshots: snapshots.clone(),
+                shutdown: shutdown.clone(),
+                tasks: tasks.clone(),
+            };
+            let local = if l.protocol == ListenerProtocol::Udp {
+                let socket = UdpSocket::bind(l.address).await.map_err(bind_err)?;
+                let local = socket.local_addr().map_err(bind_err)?;
+                tasks.spawn(crate::l4::udp::serve(socket, ctx));
+                local
+            } else {
+                let socket = TcpListener::bind(l.address).await.map_err(bind_err)?;
+                let local = socket.local_addr().map_err(bind_err)?;
+                tasks.spawn(accept_loop(socket, ctx));
+                local
+            };
+            addresses.push((l.name.clone(), local));
+            tracing::info!(listener = %l.name, protocol = ?l.protocol, address = %local, "listening");
         }
         Ok(Self {
             snapshots,
@@ -98,6 +114,27 @@ impl Proxy {
         &self.addresses
     }
 
+    /// Refusal counters of the stream listener named `name` (TCP or TLS passthrough).
+    pub fn listener_stats(&self, name: &str) -> Option<Arc<crate::ListenerStats>> {
+        let index = self.addresses.iter().position(|(n, _)| n == name)?;
+        match self.snapshots.load().listeners.get(index)? {
+            Listener::Stream(s) => Some(Arc::clone(&s.stats)),
+            _ => None,
+        }
+    }
+
+    /// Client sessions the UDP listener named `name` holds now; `None` for other listeners.
+    pub fn udp_sessions(&self, name: &str) -> Option<usize> {
+        let index = self.addresses.iter().position(|(n, _)| n == name)?;
+        if !matches!(
+            self.snapshots.load().listeners.get(index)?,
+            Listener::Udp(_)
+        ) {
+            return None;
+        }
+        crate::l4::udp::session_count(self.addresses[index].1)
+    }
+
     /// The handle publishing this proxy's snapshots.
     pub fn snapshots(&self) -> &SnapshotHandle {
         &self.snapshots
@@ -112,139 +149,76 @@ impl Proxy {
     }
 }
 
-async fn accept_loop(
-    socket: TcpListener,
-    listener: usize,
-    snapshots: SnapshotHandle,
-    shutdown: CancellationToken,
-    tasks: TaskTracker,
-) {
+impl Drop for Proxy {
+    /// A proxy dropped without [`Proxy::shutdown`] still stops accepting and closes its
+    /// connections, rather than leaving listeners running unowned.
+    fn drop(&mut self) {
+        self.shutdown.cancel();
+    }
+}
+
+/// What a listener task needs: which listener it is, the snapshots, and shutdown plumbing.
+#[derive(Debug, Clone)]
+pub(crate) struct ListenerCtx {
+    pub(crate) index: usize,
+    pub(crate) snapshots: SnapshotHandle,
+    pub(crate) shutdown: CancellationToken,
+    pub(crate) tasks: TaskTracker,
+}
+
+async fn accept_loop(socket: TcpListener, ctx: ListenerCtx) {
+    // The connection limit of stream listeners; permits live as long as their connections.
+    let limit = match ctx.snapshots.load().listeners.get(ctx.index) {
+        Some(Listener::Stream(s)) => Some(Arc::new(Semaphore::new(s.max_connections))),
+        _ => None,
+    };
     loop {
         let accepted = tokio::select! {
-            _ = shutdown.cancelled() => return,
+            _ = ctx.shutdown.cancelled() => return,
             accepted = socket.accept() => accepted,
         };
-        match accepted {
-            Ok((stream, remote)) => {
-                let info = ConnInfo {
-                    snapshots: snapshots.clone(),
-                    listener,
-                    remote,
-                };
-                tasks.spawn(serve_connection(stream, info, shutdown.clone()));
-            }
+        let (stream, remote) = match accepted {
+            Ok(pair) => pair,
             Err(e) => {
                 // EMFILE and friends: back off briefly instead of spinning.
                 tracing::warn!(error = %e, "accept failed");
                 tokio::time::sleep(Duration::from_millis(50)).await;
+                continue;
             }
-        }
-    }
-}
-
-/// Tracks requests in flight on one connection and when the last one ended.
-#[derive(Debug)]
-struct Activity {
-    start: Instant,
-    in_flight: AtomicUsize,
-    last_ms: AtomicU64,
-}
-
-async fn serve_connection(stream: TcpStream, info: ConnInfo, shutdown: CancellationToken) {
-    let _ = stream.set_nodelay(true);
-    let options = match info.snapshots.load().listeners.get(info.listener) {
-        Some(l) => l.options.clone(),
-        None => return,
-    };
-    let mut builder = auto::Builder::new(TokioExecutor::new());
-    builder
-        .http1()
-        .timer(TokioTimer::new())
-        .header_read_timeout(options.header_read_timeout)
-        .max_headers(options.max_request_headers)
-        .max_buf_size(options.max_request_headers_bytes.max(8192));
-    builder
-        .http2()
-        .timer(TokioTimer::new())
-        .max_concurrent_streams(options.max_concurrent_streams)
-        .max_header_list_size(u32::try_from(options.max_request_headers_bytes).unwrap_or(u32::MAX));
-
-    let activity = Arc::new(Activity {
-        start: Instant::now(),
-        in_flight: AtomicUsize::new(0),
-        last_ms: AtomicU64::new(0),
-    });
-    let info = Arc::new(info);
-    let service = {
-        let activity = Arc::clone(&activity);
-        service_fn(move |req| {
-            let info = Arc::clone(&info);
-            let active = ActiveRequest::new(Arc::clone(&activity));
-            async move {
-                let res = handle(&info, req).await;
-                res.map(|r| r.map(|body| crate::body::Tracked::new(body, active)))
-            }
-        })
-    };
-    let conn = builder.serve_connection_with_upgrades(TokioIo::new(stream), service);
-    tokio::pin!(conn);
-    let idle = options.idle_timeout;
-    let mut draining = false;
-    loop {
-        tokio::select! {
-            res = conn.as_mut() => {
-                if let Err(e) = res {
-                    tracing::debug!(error = %e, "downstream connection ended with an error");
-                }
-                return;
-            }
-            _ = shutdown.cancelled(), if !draining => {
-                draining = true;
-                conn.as_mut().graceful_shutdown();
-            }
-            _ = idle_expired(&activity, idle), if !draining => {
-                draining = true;
-                conn.as_mut().graceful_shutdown();
-            }
-        }
-    }
-}
-
-/// Resolves once the connection has had no request in flight for `idle`.
-async fn idle_expired(activity: &Activity, idle: Duration) {
-    loop {
-        let last = Duration::from_millis(activity.last_ms.load(Ordering::Relaxed));
-        let idle_since = activity.start + last;
-        if activity.in_flight.load(Ordering::Relaxed) == 0 && idle_since.elapsed() >= idle {
-            return;
-        }
-        let wake = if activity.in_flight.load(Ordering::Relaxed) == 0 {
-            idle_since + idle
-        } else {
-            Instant::now() + idle
         };
-        tokio::time::sleep_until(wake.into()).await;
-    }
-}
-
-/// Counts one request as in flight on its connection until its response body is done.
-#[derive(Debug)]
-pub(crate) struct ActiveRequest {
-    activity: Arc<Activity>,
-}
-
-impl ActiveRequest {
-    fn new(activity: Arc<Activity>) -> Self {
-        activity.in_flight.fetch_add(1, Ordering::Relaxed);
-        Self { activity }
-    }
-}
-
-impl Drop for ActiveRequest {
-    fn drop(&mut self) {
-        let a = &self.activity;
-        let now = u64::try_from(a.start.elapsed().as_millis()).unwrap_or(u64::MAX);
-        a.last_ms.store(now, Ordering::Relaxed);
-        a.in_flight.fetch_sub(1, Ordering::Relaxed);
+        let Ok(local) = stream.local_addr() else {
+            continue;
+        };
+        let info = ConnInfo {
+            snapshots: ctx.snapshots.clone(),
+            listener: ctx.index,
+            remote,
+            local,
+            shutdown: ctx.shutdown.clone(),
+            tasks: ctx.tasks.clone(),
+        };
+        match &limit {
+            None => {
+                ctx.tasks.spawn(crate::l7::conn::serve_connection(
+                    stream,
+                    info,
+                    ctx.shutdown.clone(),
+                ));
+            }
+            Some(limit) => match Arc::clone(limit).try_acquire_owned() {
+                Ok(permit) => {
+                    ctx.tasks.spawn(crate::l4::tcp::serve(
+                        stream,
+                        info,
+                        ctx.shutdown.clone(),
+                        permit,
+                    ));
+                }
+                Err(_) => {
+                    tracing::debug!(%remote, "connection limit reached; closing");
+                    drop(stream);
+                }
+            },
+        }
     }
 }

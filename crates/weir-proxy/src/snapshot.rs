@@ -8,9 +8,10 @@
 use std::sync::Arc;
 
 use arc_swap::ArcSwap;
-use weir_config::ValidatedConfig;
+use weir_config::{ListenerProtocol, ValidatedConfig};
 
 use crate::Cluster;
+use crate::l4::{StreamListener, UdpListener};
 use crate::l7::HttpListener;
 
 /// Why a validated config could not be compiled (a validator gap; reported, never panicked on).
@@ -26,8 +27,19 @@ pub struct CompileError {
 /// Everything the data plane needs, compiled and immutable.
 #[derive(Debug)]
 pub struct Snapshot {
-    pub(crate) listeners: Vec<HttpListener>,
+    pub(crate) listeners: Vec<Listener>,
     pub(crate) clusters: Vec<Cluster>,
+}
+
+/// A compiled listener, by protocol; indices match the config's `listeners` list.
+#[derive(Debug)]
+pub(crate) enum Listener {
+    /// HTTP/1.1 + HTTP/2 with routes.
+    Http(HttpListener),
+    /// TCP or TLS passthrough.
+    Stream(StreamListener),
+    /// UDP sessions.
+    Udp(UdpListener),
 }
 
 /// Publishes snapshots to the data plane; cheap to clone and share.
@@ -54,8 +66,21 @@ impl Snapshot {
             .listeners
             .iter()
             .enumerate()
-            .map(|(i, l)| HttpListener::compile(l, &clusters, &format!("listeners[{i}]")))
-            .collect::<Result<_, _>>()?;
+            .map(|(i, l)| {
+                let path = format!("listeners[{i}]");
+                Ok(match l.protocol {
+                    ListenerProtocol::Http => {
+                        Listener::Http(HttpListener::compile(l, &clusters, &path)?)
+                    }
+                    ListenerProtocol::Tcp | ListenerProtocol::TlsPassthrough => {
+                        Listener::Stream(StreamListener::compile(l, &clusters, &path)?)
+                    }
+                    ListenerProtocol::Udp => {
+                        Listener::Udp(UdpListener::compile(l, &clusters, &path)?)
+                    }
+                })
+            })
+            .collect::<Result<_, CompileError>>()?;
         Ok(Self {
             listeners,
             clusters,

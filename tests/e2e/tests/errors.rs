@@ -33,10 +33,10 @@ async fn no_endpoints_is_503() {
     let p = proxy_with("", "").await;
     let r = get(&h1_client(), &p.url("/"), &[]).await;
     assert_eq!(r.status, StatusCode::SERVICE_UNAVAILABLE);
-    assert!(
-        r.text().contains("no healthy endpoint in cluster c"),
-        "{}",
-        r.text()
+    assert_eq!(
+        r.text(),
+        "503 no healthy upstream
+"
     );
 }
 
@@ -45,7 +45,11 @@ async fn connection_refused_is_502() {
     let p = proxy_with(&MockTcp::refusing_addr().to_string(), "").await;
     let r = get(&h1_client(), &p.url("/"), &[]).await;
     assert_eq!(r.status, StatusCode::BAD_GATEWAY);
-    assert!(r.text().contains("connect to"), "{}", r.text());
+    assert_eq!(
+        r.text(),
+        "502 upstream connect error\n",
+        "no endpoint address leaks to clients"
+    );
 }
 
 #[tokio::test]
@@ -62,7 +66,7 @@ async fn route_timeout_is_504() {
     let p = proxy_with(&ep.addr().to_string(), "        timeout: 200ms\n").await;
     let r = get(&h1_client(), &p.url("/delay/10000"), &[]).await;
     assert_eq!(r.status, StatusCode::GATEWAY_TIMEOUT);
-    assert!(r.text().contains("did not answer within"), "{}", r.text());
+    assert_eq!(r.text(), "504 upstream request timeout\n");
     // A request inside the budget still succeeds on the same proxy.
     let r = get(&h1_client(), &p.url("/delay/1"), &[]).await;
     assert_eq!(r.status, StatusCode::OK);

@@ -139,6 +139,34 @@ async fn grpc_timeout_is_enforced_by_weir_as_deadline_exceeded() {
 }
 
 #[tokio::test]
+async fn grpc_timeout_is_forwarded_to_the_endpoint() {
+    let ep = weir_test_support::MockHttp::start("ep").await;
+    let p = TestProxy::start(&format!(
+        "listeners:
+  - name: l
+    address: 127.0.0.1:0
+    routes: [ {{ cluster: c }} ]
+clusters: [ {{ name: c, protocol: http2, endpoints: [ {} ] }} ]
+",
+        ep.addr()
+    ))
+    .await;
+    let request = http::Request::post(p.url("/headers"))
+        .header("content-type", "application/grpc")
+        .header("te", "trailers")
+        .header("grpc-timeout", "200m")
+        .body(Default::default())
+        .unwrap();
+    let r = weir_e2e::send(&weir_e2e::h2_client(), request).await;
+    let seen = r.text();
+    assert!(
+        seen.contains("grpc-timeout: 200m"),
+        "the endpoint knows the deadline: {seen}"
+    );
+    assert!(seen.contains("te: trailers"), "{seen}");
+}
+
+#[tokio::test]
 async fn grpc_timeout_reaches_the_endpoint_and_a_client_deadline_ends_the_call() {
     let ep = GrpcEcho::start("slow").await;
     let p = proxy_to(&ep.addr().to_string()).await;

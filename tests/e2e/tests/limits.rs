@@ -31,16 +31,39 @@ clusters:
     .await
 }
 
-/// Reads one HTTP/1.1 response head+body (small, content-length framed) from `stream`.
+/// Reads one whole HTTP/1.1 response (head and its content-length body) from `stream`.
 async fn read_response(stream: &mut tokio::net::TcpStream) -> String {
+    let mut out = Vec::new();
     let mut buf = vec![0u8; 4096];
-    let n = stream.read(&mut buf).await.unwrap();
-    String::from_utf8_lossy(&buf[..n]).into_owned()
+    loop {
+        let n = stream.read(&mut buf).await.unwrap();
+        assert!(
+            n > 0,
+            "connection closed mid-response: {:?}",
+            String::from_utf8_lossy(&out)
+        );
+        out.extend_from_slice(&buf[..n]);
+        let text = String::from_utf8_lossy(&out).into_owned();
+        if let Some(end) = text.find("\r\n\r\n") {
+            let len: usize = text
+                .lines()
+                .find_map(|l| {
+                    l.to_ascii_lowercase()
+                        .strip_prefix("content-length:")
+                        .map(|v| v.trim().parse().unwrap())
+                })
+                .unwrap_or(0);
+            if out.len() >= end + 4 + len {
+                return text;
+            }
+        }
+    }
 }
 
 // Real time on purpose: with tokio's paused clock, the runtime auto-advances whenever it looks
 // idle, even while loopback bytes are in flight, so the idle timer could fire "before" the client
-// sees its response. Only one-sided bounds are asserted; a slow machine can only lengthen them.
+// sees its response. The lower bound is loose (500 ms for a 1 s timeout) because the clock starts
+// when the test has read the response, a little after weir's own idle clock started.
 #[tokio::test]
 async fn idle_connections_close_after_idle_timeout_but_busy_ones_do_not() {
     let ep = MockHttp::start("ep").await;

@@ -28,7 +28,9 @@ impl Drop for Redis {
 
 fn require(tool: &str) {
     if Command::new(tool).arg("--version").output().is_err() {
-        panic!("{tool} is required (scripts/test installs the redis-server and redis-tools packages)");
+        panic!(
+            "{tool} is required (scripts/test installs the redis-server and redis-tools packages)"
+        );
     }
 }
 
@@ -41,7 +43,16 @@ async fn start_redis() -> Redis {
         .unwrap()
         .port();
     let child = Command::new("redis-server")
-        .args(["--port", &port.to_string(), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"])
+        .args([
+            "--port",
+            &port.to_string(),
+            "--bind",
+            "127.0.0.1",
+            "--save",
+            "",
+            "--appendonly",
+            "no",
+        ])
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .spawn()
@@ -72,7 +83,11 @@ fn redis_cli_stdin(addr: SocketAddr, args: &[&str], stdin: &[u8]) -> String {
         .unwrap();
     child.stdin.take().unwrap().write_all(stdin).unwrap();
     let out = child.wait_with_output().unwrap();
-    assert!(out.status.success(), "redis-cli {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "redis-cli {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     String::from_utf8_lossy(&out.stdout).trim().to_owned()
 }
 
@@ -96,7 +111,10 @@ clusters:
     let weir = p.addr;
     let cli = tokio::task::spawn_blocking(move || {
         assert_eq!(redis_cli(weir, &["PING"]), "PONG");
-        assert_eq!(redis_cli(weir, &["SET", "greeting", "hello through weir"]), "OK");
+        assert_eq!(
+            redis_cli(weir, &["SET", "greeting", "hello through weir"]),
+            "OK"
+        );
         assert_eq!(redis_cli(weir, &["GET", "greeting"]), "hello through weir");
         // A 1 MiB value (sent on stdin: too long for argv) survives the trip byte for byte.
         let big = vec![b'x'; 1 << 20];
@@ -115,8 +133,14 @@ clusters:
     .unwrap();
     println!("redis-benchmark through weir:\n{cli}");
     for cmd in ["SET", "GET"] {
-        assert!(cli.contains(&format!("{cmd}: ")), "no {cmd} result in: {cli}");
+        assert!(
+            cli.contains(&format!("{cmd}: ")),
+            "no {cmd} result in: {cli}"
+        );
     }
     // The value written through weir is in the real server.
-    assert_eq!(redis_cli(redis.addr, &["GET", "greeting"]), "hello through weir");
+    assert_eq!(
+        redis_cli(redis.addr, &["GET", "greeting"]),
+        "hello through weir"
+    );
 }

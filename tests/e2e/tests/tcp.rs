@@ -47,9 +47,18 @@ async fn one_shot() -> (SocketAddr, tokio::sync::oneshot::Receiver<TcpStream>) {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn hundred_mib_round_trip_is_byte_exact() {
+async fn hundred_mib_round_trip_is_byte_exact_with_splice() {
+    hundred_mib_round_trip("").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hundred_mib_round_trip_is_byte_exact_buffered() {
+    hundred_mib_round_trip("    tcp: { zero_copy: false }\n").await;
+}
+
+async fn hundred_mib_round_trip(listener_extra: &str) {
     let echo = MockTcp::echo().await;
-    let p = TestProxy::start(&tcp_config(&[echo.addr()], "", "")).await;
+    let p = TestProxy::start(&tcp_config(&[echo.addr()], listener_extra, "")).await;
     let stream = TcpStream::connect(p.addr).await.unwrap();
     let (mut r, mut w) = stream.into_split();
     const TOTAL: usize = 100 * 1024 * 1024;
@@ -78,13 +87,22 @@ async fn hundred_mib_round_trip_is_byte_exact() {
         got += n;
     }
     writer.await.unwrap();
-    assert_eq!(got, TOTAL, "every byte echoed, then EOF after the client's half-close");
+    assert_eq!(
+        got, TOTAL,
+        "every byte echoed, then EOF after the client's half-close"
+    );
 }
 
 #[tokio::test]
 async fn client_half_close_still_gets_the_whole_answer() {
+    for mode in ["", "    tcp: { zero_copy: false }\n"] {
+        client_half_close(mode).await;
+    }
+}
+
+async fn client_half_close(listener_extra: &str) {
     let (addr, upstream) = one_shot().await;
-    let p = TestProxy::start(&tcp_config(&[addr], "", "")).await;
+    let p = TestProxy::start(&tcp_config(&[addr], listener_extra, "")).await;
     let mut client = TcpStream::connect(p.addr).await.unwrap();
     client.write_all(b"question").await.unwrap();
     client.shutdown().await.unwrap();
@@ -101,8 +119,14 @@ async fn client_half_close_still_gets_the_whole_answer() {
 
 #[tokio::test]
 async fn server_half_close_still_accepts_client_bytes() {
+    for mode in ["", "    tcp: { zero_copy: false }\n"] {
+        server_half_close(mode).await;
+    }
+}
+
+async fn server_half_close(listener_extra: &str) {
     let (addr, upstream) = one_shot().await;
-    let p = TestProxy::start(&tcp_config(&[addr], "", "")).await;
+    let p = TestProxy::start(&tcp_config(&[addr], listener_extra, "")).await;
     let mut client = TcpStream::connect(p.addr).await.unwrap();
     let mut up = upstream.await.unwrap();
     // Server speaks first, then closes its sending half.
@@ -110,7 +134,10 @@ async fn server_half_close_still_accepts_client_bytes() {
     up.shutdown().await.unwrap();
     let mut banner = Vec::new();
     client.read_to_end(&mut banner).await.unwrap();
-    assert_eq!(banner, b"220 ready\r\n", "banner arrived without the client sending anything");
+    assert_eq!(
+        banner, b"220 ready\r\n",
+        "banner arrived without the client sending anything"
+    );
     client.write_all(b"late data").await.unwrap();
     client.shutdown().await.unwrap();
     let mut late = Vec::new();
@@ -120,7 +147,12 @@ async fn server_half_close_still_accepts_client_bytes() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn thousand_connections_spread_evenly_with_round_robin() {
-    let echoes = [MockTcp::echo().await, MockTcp::echo().await, MockTcp::echo().await, MockTcp::echo().await];
+    let echoes = [
+        MockTcp::echo().await,
+        MockTcp::echo().await,
+        MockTcp::echo().await,
+        MockTcp::echo().await,
+    ];
     let addrs: Vec<SocketAddr> = echoes.iter().map(|e| e.addr()).collect();
     let p = TestProxy::start(&tcp_config(&addrs, "", "    lb_policy: round_robin\n")).await;
     let mut conns = Vec::new();
@@ -137,7 +169,10 @@ async fn thousand_connections_spread_evenly_with_round_robin() {
     }
     for e in &echoes {
         let n = e.connections();
-        assert!((225..=275).contains(&n), "endpoint got {n} of 1000 connections");
+        assert!(
+            (225..=275).contains(&n),
+            "endpoint got {n} of 1000 connections"
+        );
     }
 }
 
@@ -145,7 +180,12 @@ async fn thousand_connections_spread_evenly_with_round_robin() {
 async fn connect_failure_moves_to_the_next_endpoint() {
     let echo = MockTcp::echo().await;
     let dead = MockTcp::refusing_addr();
-    let p = TestProxy::start(&tcp_config(&[dead, echo.addr()], "    tcp: { connect_attempts: 2 }\n", "")).await;
+    let p = TestProxy::start(&tcp_config(
+        &[dead, echo.addr()],
+        "    tcp: { connect_attempts: 2 }\n",
+        "",
+    ))
+    .await;
     for _ in 0..10 {
         let mut s = TcpStream::connect(p.addr).await.unwrap();
         s.write_all(b"ping").await.unwrap();
@@ -153,7 +193,11 @@ async fn connect_failure_moves_to_the_next_endpoint() {
         s.read_exact(&mut b).await.unwrap();
         assert_eq!(&b, b"ping");
     }
-    assert_eq!(echo.connections(), 10, "every connection landed on the live endpoint");
+    assert_eq!(
+        echo.connections(),
+        10,
+        "every connection landed on the live endpoint"
+    );
 }
 
 #[tokio::test]
@@ -161,21 +205,32 @@ async fn all_endpoints_refusing_closes_the_client() {
     let p = TestProxy::start(&tcp_config(&[MockTcp::refusing_addr()], "", "")).await;
     let mut s = TcpStream::connect(p.addr).await.unwrap();
     let mut b = [0u8; 1];
-    let n = tokio::time::timeout(SECS_10, s.read(&mut b)).await.unwrap().unwrap_or(0);
+    let n = tokio::time::timeout(SECS_10, s.read(&mut b))
+        .await
+        .unwrap()
+        .unwrap_or(0);
     assert_eq!(n, 0, "closed, not hung");
 }
 
 #[tokio::test]
 async fn upstream_reset_reaches_the_client() {
+    for mode in ["", "    tcp: { zero_copy: false }\n"] {
+        upstream_reset(mode).await;
+    }
+}
+
+async fn upstream_reset(listener_extra: &str) {
     let (addr, upstream) = one_shot().await;
-    let p = TestProxy::start(&tcp_config(&[addr], "", "")).await;
+    let p = TestProxy::start(&tcp_config(&[addr], listener_extra, "")).await;
     let mut client = TcpStream::connect(p.addr).await.unwrap();
     client.write_all(b"x").await.unwrap();
     let up = upstream.await.unwrap();
     up.set_zero_linger().unwrap();
     drop(up);
     let mut b = [0u8; 8];
-    let r = tokio::time::timeout(SECS_10, client.read(&mut b)).await.unwrap();
+    let r = tokio::time::timeout(SECS_10, client.read(&mut b))
+        .await
+        .unwrap();
     assert_eq!(
         r.map_err(|e| e.kind()),
         Err(std::io::ErrorKind::ConnectionReset),
@@ -192,14 +247,24 @@ async fn client_reset_reaches_the_upstream() {
     client.set_zero_linger().unwrap();
     drop(client);
     let mut b = [0u8; 8];
-    let r = tokio::time::timeout(SECS_10, up.read(&mut b)).await.unwrap();
-    assert_eq!(r.map_err(|e| e.kind()), Err(std::io::ErrorKind::ConnectionReset));
+    let r = tokio::time::timeout(SECS_10, up.read(&mut b))
+        .await
+        .unwrap();
+    assert_eq!(
+        r.map_err(|e| e.kind()),
+        Err(std::io::ErrorKind::ConnectionReset)
+    );
 }
 
 #[tokio::test]
 async fn connection_limit_closes_extra_connections() {
     let echo = MockTcp::echo().await;
-    let p = TestProxy::start(&tcp_config(&[echo.addr()], "    tcp: { max_connections: 2 }\n", "")).await;
+    let p = TestProxy::start(&tcp_config(
+        &[echo.addr()],
+        "    tcp: { max_connections: 2 }\n",
+        "",
+    ))
+    .await;
     let mut held = Vec::new();
     for _ in 0..2 {
         let mut s = TcpStream::connect(p.addr).await.unwrap();
@@ -210,7 +275,10 @@ async fn connection_limit_closes_extra_connections() {
     }
     let mut third = TcpStream::connect(p.addr).await.unwrap();
     let mut b = [0u8; 2];
-    let n = tokio::time::timeout(SECS_10, third.read(&mut b)).await.unwrap().unwrap_or(0);
+    let n = tokio::time::timeout(SECS_10, third.read(&mut b))
+        .await
+        .unwrap()
+        .unwrap_or(0);
     assert_eq!(n, 0, "the third connection is closed at once");
     drop(held);
     // Once the two close, a new connection is served again.
@@ -234,22 +302,39 @@ async fn connection_limit_closes_extra_connections() {
 #[tokio::test]
 async fn idle_connections_are_closed() {
     let echo = MockTcp::echo().await;
-    let p = TestProxy::start(&tcp_config(&[echo.addr()], "    tcp: { idle_timeout: 300ms }\n", "")).await;
+    let p = TestProxy::start(&tcp_config(
+        &[echo.addr()],
+        "    tcp: { idle_timeout: 300ms }\n",
+        "",
+    ))
+    .await;
     let mut s = TcpStream::connect(p.addr).await.unwrap();
     s.write_all(b"hi").await.unwrap();
     let mut b = [0u8; 2];
     s.read_exact(&mut b).await.unwrap();
     let started = std::time::Instant::now();
-    let n = tokio::time::timeout(SECS_10, s.read(&mut b)).await.unwrap().unwrap_or(0);
+    let n = tokio::time::timeout(SECS_10, s.read(&mut b))
+        .await
+        .unwrap()
+        .unwrap_or(0);
     assert_eq!(n, 0);
-    assert!(started.elapsed() >= Duration::from_millis(200), "{:?}", started.elapsed());
+    assert!(
+        started.elapsed() >= Duration::from_millis(200),
+        "{:?}",
+        started.elapsed()
+    );
 }
 
 #[tokio::test]
 async fn proxy_protocol_is_sent_to_endpoints() {
     for (version, expect_v1) in [("v1", true), ("v2", false)] {
         let (addr, upstream) = one_shot().await;
-        let p = TestProxy::start(&tcp_config(&[addr], "", &format!("    proxy_protocol: {version}\n"))).await;
+        let p = TestProxy::start(&tcp_config(
+            &[addr],
+            "",
+            &format!("    proxy_protocol: {version}\n"),
+        ))
+        .await;
         let mut client = TcpStream::connect(p.addr).await.unwrap();
         let client_addr = client.local_addr().unwrap();
         client.write_all(b"payload").await.unwrap();
@@ -258,12 +343,20 @@ async fn proxy_protocol_is_sent_to_endpoints() {
         let mut got = Vec::new();
         up.read_to_end(&mut got).await.unwrap();
         if expect_v1 {
-            let want = format!("PROXY TCP4 127.0.0.1 127.0.0.1 {} {}\r\npayload", client_addr.port(), p.addr.port());
+            let want = format!(
+                "PROXY TCP4 127.0.0.1 127.0.0.1 {} {}\r\npayload",
+                client_addr.port(),
+                p.addr.port()
+            );
             assert_eq!(String::from_utf8_lossy(&got), want);
         } else {
             assert_eq!(&got[..12], b"\r\n\r\n\0\r\nQUIT\n", "v2 signature");
             assert_eq!(got[12], 0x21, "version 2, PROXY command");
-            assert_eq!(u16::from_be_bytes([got[24], got[25]]), client_addr.port(), "source port");
+            assert_eq!(
+                u16::from_be_bytes([got[24], got[25]]),
+                client_addr.port(),
+                "source port"
+            );
             assert!(got.ends_with(b"payload"));
         }
     }
@@ -292,7 +385,10 @@ async fn trusted_proxy_header_carries_the_real_client_to_the_endpoint() {
         text.starts_with("PROXY TCP4 192.0.2.10 127.0.0.1 40000 "),
         "the endpoint sees the original client: {text}"
     );
-    assert!(text.ends_with("\r\nhello"), "the incoming header was consumed: {text}");
+    assert!(
+        text.ends_with("\r\nhello"),
+        "the incoming header was consumed: {text}"
+    );
 }
 
 #[tokio::test]
@@ -310,11 +406,17 @@ async fn proxy_header_from_an_untrusted_peer_is_refused() {
         .await
         .unwrap();
     let mut b = [0u8; 16];
-    let r = tokio::time::timeout(SECS_10, client.read(&mut b)).await.unwrap();
+    let r = tokio::time::timeout(SECS_10, client.read(&mut b))
+        .await
+        .unwrap();
     assert!(matches!(r, Ok(0) | Err(_)), "connection refused: {r:?}");
     let stats = p.proxy.listener_stats("l").unwrap();
     assert!(
-        wait_until(SECS_10, || stats.rejected_proxy_headers.load(std::sync::atomic::Ordering::Relaxed) == 1).await
+        wait_until(SECS_10, || stats
+            .rejected_proxy_headers
+            .load(std::sync::atomic::Ordering::Relaxed)
+            == 1)
+        .await
     );
     // An untrusted peer that speaks its own protocol is served normally.
     let mut ok = TcpStream::connect(p.addr).await.unwrap();
@@ -326,7 +428,11 @@ async fn proxy_header_from_an_untrusted_peer_is_refused() {
 
 #[tokio::test]
 async fn source_ip_hashing_keeps_a_client_on_one_endpoint() {
-    let echoes = [MockTcp::echo().await, MockTcp::echo().await, MockTcp::echo().await];
+    let echoes = [
+        MockTcp::echo().await,
+        MockTcp::echo().await,
+        MockTcp::echo().await,
+    ];
     let addrs: Vec<SocketAddr> = echoes.iter().map(|e| e.addr()).collect();
     let p = TestProxy::start(&tcp_config(
         &addrs,
@@ -341,5 +447,9 @@ async fn source_ip_hashing_keeps_a_client_on_one_endpoint() {
         s.read_exact(&mut b).await.unwrap();
     }
     let counts: Vec<u64> = echoes.iter().map(|e| e.connections()).collect();
-    assert_eq!(counts.iter().filter(|&&c| c > 0).count(), 1, "one client IP, one endpoint: {counts:?}");
+    assert_eq!(
+        counts.iter().filter(|&&c| c > 0).count(),
+        1,
+        "one client IP, one endpoint: {counts:?}"
+    );
 }

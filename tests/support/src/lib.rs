@@ -9,6 +9,8 @@
 //!   routes, fixed failure modes and a WebSocket echo.
 //! - [`MockTcp`]: a loopback address that refuses connections, a blackhole that accepts and never
 //!   answers, and a byte echo for L4 tests.
+//! - [`MockTls`]: a TLS server with a certificate from a throwaway [`TestCa`] that names itself
+//!   and echoes, and [`tls_connect`], a client that verifies against that CA (TLS passthrough).
 //! - [`GrpcEcho`]: the `weir.test.Echo` gRPC service (unary, server streaming, bidi streaming)
 //!   with request and cancellation counters.
 
@@ -21,12 +23,16 @@
 pub mod grpc;
 pub mod http;
 pub mod tcp;
+pub mod tls;
+pub mod udp;
 pub mod util;
 mod ws;
 
 pub use self::grpc::GrpcEcho;
 pub use self::http::{MockHttp, MockHttpBuilder, pattern_byte};
 pub use self::tcp::{Blackhole, MockTcp, TcpEcho};
+pub use self::tls::{MockTls, TestCa, TlsStream, tls_connect};
+pub use self::udp::MockUdp;
 pub use self::util::{trace_init, wait_until};
 
 /// Re-exported so tests can open WebSocket clients without naming a tungstenite version.

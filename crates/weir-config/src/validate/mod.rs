@@ -11,6 +11,8 @@ use crate::path::YamlPath;
 use crate::yaml::Node;
 use crate::{ClusterConfig, Config, ConfigError, HttpOptionsConfig, ListenerConfig};
 
+mod balancing;
+mod l4;
 mod route;
 mod syntax;
 
@@ -28,6 +30,8 @@ pub(crate) struct Checker<'a> {
 struct AddressOwner {
     path: YamlPath,
     description: String,
+    /// UDP and TCP sockets on the same address do not clash.
+    udp: bool,
 }
 
 /// Checks every semantic rule; `tree` (when the config came from YAML) supplies line numbers.
@@ -101,6 +105,7 @@ impl Checker<'_> {
                 AddressOwner {
                     path: YamlPath::root().key("admin").key("address"),
                     description: "the admin endpoint".to_owned(),
+                    udp: false,
                 },
             ));
         }
@@ -109,6 +114,7 @@ impl Checker<'_> {
             self.unique_name("listener", &listener.name, path.key("name"), &mut names);
             self.listener_address(listener, &path, &mut addresses);
             self.http_options(&listener.http, &path.key("http"));
+            self.listener_protocol(listener, &path, &clusters);
             let routes = path.key("routes");
             for (j, route) in listener.routes.iter().enumerate() {
                 route::check(self, route, &routes.index(j), &clusters);
@@ -124,7 +130,11 @@ impl Checker<'_> {
     ) {
         let address = listener.address;
         let path = path.key("address");
-        if let Some((_, owner)) = claimed.iter().find(|(a, _)| addresses_clash(*a, address)) {
+        let udp = listener.protocol == crate::ListenerProtocol::Udp;
+        if let Some((_, owner)) = claimed
+            .iter()
+            .find(|(a, owner)| owner.udp == udp && addresses_clash(*a, address))
+        {
             let message = format!(
                 "listener address {address} is already used by {} ({})",
                 owner.description,
@@ -142,6 +152,7 @@ impl Checker<'_> {
             AddressOwner {
                 path,
                 description: format!("listener {:?}", listener.name),
+                udp,
             },
         ));
     }
@@ -150,6 +161,7 @@ impl Checker<'_> {
         let timeouts = [
             ("header_read_timeout", http.header_read_timeout),
             ("idle_timeout", http.idle_timeout),
+            ("stream_idle_timeout", http.stream_idle_timeout),
         ];
         for (key, value) in timeouts {
             if value.get().is_zero() {
@@ -198,6 +210,7 @@ impl Checker<'_> {
                 );
             }
             self.endpoints(cluster, &path.key("endpoints"));
+            self.balancing(cluster, &path);
         }
     }
 

@@ -160,7 +160,7 @@ fn actions(c: &mut Checker<'_>, route: &RouteConfig, path: &YamlPath, clusters: 
     }
 }
 
-fn cluster_ref(c: &mut Checker<'_>, name: &str, path: &YamlPath, clusters: &[&str]) {
+pub(super) fn cluster_ref(c: &mut Checker<'_>, name: &str, path: &YamlPath, clusters: &[&str]) {
     if clusters.contains(&name) {
         return;
     }
@@ -266,6 +266,19 @@ fn direct_response(c: &mut Checker<'_>, direct: &DirectResponseConfig, path: &Ya
     }
 }
 
+/// Headers that frame or route the message: editing them would desynchronise the connection
+/// (a wrong `content-length`) or break the protocol, so header rules may not touch them.
+const RESERVED_HEADERS: &[&str] = &[
+    "content-length",
+    "transfer-encoding",
+    "connection",
+    "keep-alive",
+    "proxy-connection",
+    "te",
+    "upgrade",
+    "host",
+];
+
 fn header_rules(c: &mut Checker<'_>, rules: &HeaderRulesConfig, path: &YamlPath) {
     for (key, map) in [("add", &rules.add), ("set", &rules.set)] {
         header_map(c, map, &path.key(key));
@@ -273,6 +286,7 @@ fn header_rules(c: &mut Checker<'_>, rules: &HeaderRulesConfig, path: &YamlPath)
     let remove = path.key("remove");
     for (k, name) in rules.remove.iter().enumerate() {
         note(c, &remove.index(k), syntax::check_header_name(name));
+        reserved(c, name, &remove.index(k));
     }
 }
 
@@ -281,5 +295,16 @@ fn header_map(c: &mut Checker<'_>, map: &BTreeMap<String, String>, path: &YamlPa
         let path = path.key(name);
         note(c, &path, syntax::check_header_name(name));
         note(c, &path, syntax::check_header_value(value));
+        reserved(c, name, &path);
+    }
+}
+
+fn reserved(c: &mut Checker<'_>, name: &str, path: &YamlPath) {
+    if RESERVED_HEADERS.contains(&name.to_ascii_lowercase().as_str()) || name.starts_with(':') {
+        c.report(
+            path,
+            format!("header rules may not change `{name}`"),
+            "weir manages framing, connection and host headers itself; edit other headers",
+        );
     }
 }

@@ -10,18 +10,21 @@ use std::time::Duration;
 use http::HeaderMap;
 use http::header::CONTENT_TYPE;
 
-/// Whether the request is a gRPC call.
+/// Whether the request is a gRPC call: `application/grpc`, optionally followed by `+format`
+/// or parameters (`application/grpcfoo` is not gRPC).
 pub(crate) fn is_grpc(headers: &HeaderMap) -> bool {
-    headers
-        .get(CONTENT_TYPE)
-        .is_some_and(|v| v.as_bytes().starts_with(b"application/grpc"))
+    headers.get(CONTENT_TYPE).is_some_and(|v| {
+        v.as_bytes()
+            .strip_prefix(b"application/grpc")
+            .is_some_and(|rest| matches!(rest.first(), None | Some(b'+' | b';')))
+    })
 }
 
 /// The call's deadline from `grpc-timeout`, if present and well-formed.
 pub(crate) fn timeout(headers: &HeaderMap) -> Option<Duration> {
     let v = headers.get("grpc-timeout")?.to_str().ok()?;
     let (digits, unit) = v.split_at(v.len().checked_sub(1)?);
-    if digits.is_empty() || digits.len() > 8 {
+    if digits.is_empty() || digits.len() > 8 || !digits.bytes().all(|b| b.is_ascii_digit()) {
         return None;
     }
     let n: u64 = digits.parse().ok()?;
@@ -65,6 +68,7 @@ mod tests {
         assert_eq!(t("123456789S"), None, "at most 8 digits");
         assert_eq!(t("10x"), None);
         assert_eq!(t("m"), None);
+        assert_eq!(t("+5S"), None, "digits only");
         assert_eq!(timeout(&HeaderMap::new()), None);
     }
 
@@ -75,5 +79,9 @@ mod tests {
         assert!(is_grpc(&h));
         h.insert(CONTENT_TYPE, "application/json".parse().unwrap());
         assert!(!is_grpc(&h));
+        h.insert(CONTENT_TYPE, "application/grpcfoo".parse().unwrap());
+        assert!(!is_grpc(&h));
+        h.insert(CONTENT_TYPE, "application/grpc".parse().unwrap());
+        assert!(is_grpc(&h));
     }
 }

@@ -3,7 +3,11 @@
 //! RFC 9110 §7.6.1: a proxy must remove the `Connection` header, every header it names, and the
 //! hop-by-hop fields (`Proxy-Connection`, `Keep-Alive`, `TE`, `Transfer-Encoding`, `Upgrade`)
 //! before forwarding. Two exceptions keep protocols working end to end: `TE: trailers` (gRPC
-//! needs it over HTTP/2) and, for an upgrade we are proxying, `Connection: upgrade` + `Upgrade`.
+//! needs it over HTTP/2) and, for a WebSocket upgrade we are proxying, `Connection: upgrade` +
+//! `Upgrade`. Other upgrade tokens (notably `h2c`, whose 101 would hand the client a raw tunnel
+//! past every route: "h2c smuggling") are stripped. A message that came with both
+//! `Transfer-Encoding` and `Content-Length` loses the latter (RFC 9112 §6.3): the length it
+//! claims is not the length of the body we forward.
 
 use std::net::IpAddr;
 
@@ -32,7 +36,9 @@ pub(crate) fn strip_hop_by_hop(headers: &mut HeaderMap, upgrade: bool) {
     headers.remove(header::CONNECTION);
     headers.remove(&PROXY_CONNECTION);
     headers.remove(&KEEP_ALIVE);
-    headers.remove(header::TRANSFER_ENCODING);
+    if headers.remove(header::TRANSFER_ENCODING).is_some() {
+        headers.remove(header::CONTENT_LENGTH);
+    }
     let keep_te = headers
         .get(header::TE)
         .is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"trailers"));
@@ -46,9 +52,15 @@ pub(crate) fn strip_hop_by_hop(headers: &mut HeaderMap, upgrade: bool) {
     }
 }
 
-/// Whether an HTTP/1.1 request asks to switch protocols (e.g. WebSocket).
+/// Whether an HTTP/1.1 request asks to switch to WebSocket, the one upgrade weir proxies.
 pub(crate) fn is_upgrade_request(headers: &HeaderMap) -> bool {
-    headers.contains_key(header::UPGRADE)
+    let websocket = headers
+        .get_all(header::UPGRADE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .any(|t| t.trim().eq_ignore_ascii_case("websocket"));
+    websocket
         && headers
             .get_all(header::CONNECTION)
             .iter()
@@ -57,16 +69,40 @@ pub(crate) fn is_upgrade_request(headers: &HeaderMap) -> bool {
             .any(|t| t.trim().eq_ignore_ascii_case("upgrade"))
 }
 
-/// Appends the client address to `x-forwarded-for` and sets `x-forwarded-proto`.
+/// Appends the client address to `x-forwarded-for` (keeping every earlier hop, from every
+/// field line) and sets `x-forwarded-proto`.
 pub(crate) fn add_forwarded(headers: &mut HeaderMap, client: IpAddr, proto: &'static str) {
-    let value = match headers.get(&X_FORWARDED_FOR).and_then(|v| v.to_str().ok()) {
-        Some(prior) if !prior.trim().is_empty() => format!("{prior}, {client}"),
-        _ => client.to_string(),
-    };
+    let mut hops: Vec<&str> = headers
+        .get_all(&X_FORWARDED_FOR)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .map(str::trim)
+        .filter(|v| !v.is_empty())
+        .collect();
+    let client = client.to_string();
+    hops.push(&client);
+    let value = hops.join(", ");
     if let Ok(v) = HeaderValue::try_from(value) {
         headers.insert(X_FORWARDED_FOR.clone(), v);
     }
     headers.insert(X_FORWARDED_PROTO.clone(), HeaderValue::from_static(proto));
+}
+
+/// Joins several `cookie` fields into one (RFC 9113 §8.2.3): HTTP/2 clients send one field per
+/// cookie, and HTTP/1.1 servers expect a single `Cookie` line.
+pub(crate) fn join_cookies(headers: &mut HeaderMap) {
+    if headers.get_all(header::COOKIE).iter().nth(1).is_none() {
+        return;
+    }
+    let joined = headers
+        .get_all(header::COOKIE)
+        .iter()
+        .map(|v| v.as_bytes())
+        .collect::<Vec<_>>()
+        .join(&b"; "[..]);
+    if let Ok(v) = HeaderValue::from_bytes(&joined) {
+        headers.insert(header::COOKIE, v);
+    }
 }
 
 /// Appends our `via` entry.
@@ -108,13 +144,45 @@ mod tests {
         let mut h = map(&[
             ("te", "trailers"),
             ("connection", "Upgrade"),
-            ("upgrade", "websocket"),
+            ("upgrade", "WebSocket"),
         ]);
         assert!(is_upgrade_request(&h));
         strip_hop_by_hop(&mut h, true);
         assert_eq!(h.get("te").unwrap(), "trailers");
-        assert_eq!(h.get("upgrade").unwrap(), "websocket");
+        assert_eq!(h.get("upgrade").unwrap(), "WebSocket");
         assert_eq!(h.get("connection").unwrap(), "upgrade");
+    }
+
+    #[test]
+    fn h2c_upgrades_are_stripped_and_length_yields_to_chunking() {
+        let mut h = map(&[("connection", "upgrade"), ("upgrade", "h2c")]);
+        assert!(!is_upgrade_request(&h), "only websocket is proxied");
+        strip_hop_by_hop(&mut h, false);
+        assert!(h.is_empty(), "{h:?}");
+        let mut h = map(&[("transfer-encoding", "chunked"), ("content-length", "3")]);
+        strip_hop_by_hop(&mut h, false);
+        assert!(h.get("content-length").is_none());
+    }
+
+    #[test]
+    fn cookies_are_joined_for_http1() {
+        let mut h = map(&[("cookie", "a=1"), ("cookie", "b=2")]);
+        join_cookies(&mut h);
+        assert_eq!(h.get_all("cookie").iter().count(), 1);
+        assert_eq!(h.get("cookie").unwrap(), "a=1; b=2");
+    }
+
+    #[test]
+    fn forwarded_for_keeps_every_line() {
+        let mut h = map(&[
+            ("x-forwarded-for", "10.0.0.1"),
+            ("x-forwarded-for", "10.0.0.2, 10.0.0.3"),
+        ]);
+        add_forwarded(&mut h, "127.0.0.1".parse().unwrap(), "http");
+        assert_eq!(
+            h.get("x-forwarded-for").unwrap(),
+            "10.0.0.1, 10.0.0.2, 10.0.0.3, 127.0.0.1"
+        );
     }
 
     #[test]

@@ -23,6 +23,7 @@ pub(crate) struct HttpOptions {
     pub(crate) max_request_headers_bytes: usize,
     pub(crate) max_request_headers: usize,
     pub(crate) idle_timeout: Duration,
+    pub(crate) stream_idle_timeout: Duration,
     pub(crate) max_concurrent_streams: u32,
     /// `via` values for HTTP/1.1 and HTTP/2 exchanges, when enabled.
     pub(crate) via: Option<(HeaderValue, HeaderValue)>,
@@ -71,6 +72,7 @@ impl HttpListener {
                 max_request_headers_bytes: h.max_request_headers_bytes as usize,
                 max_request_headers: h.max_request_headers as usize,
                 idle_timeout: h.idle_timeout.get(),
+                stream_idle_timeout: h.stream_idle_timeout.get(),
                 max_concurrent_streams: h.max_concurrent_streams,
                 via,
             },

@@ -7,31 +7,26 @@
 //! until the body ends. Every failure goes through [`super::respond::error`].
 
 use std::convert::Infallible;
-use std::net::SocketAddr;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use http::header::{HOST, HeaderValue};
 use http::uri::{Authority, PathAndQuery, Scheme};
-use http::{Request, Response, StatusCode, Uri, Version};
+use http::{Method, Request, Response, StatusCode, Uri, Version};
+use http_body_util::BodyExt;
 use hyper::body::Incoming;
-use weir_balance::PickContext;
+use weir_balance::{Observation, Outcome};
 use weir_config::UpstreamProtocol;
-use weir_core::{Error, ErrorKind};
+use weir_core::{Error, ErrorKind, Side};
 use weir_router::{RequestView, host_without_port};
 
 use super::listener::HttpListener;
 use super::route::{Route, RouteAction};
-use super::{grpc, headers, respond, upgrade};
-use crate::body::{UpstreamBody, empty, incoming};
-use crate::{ProxyBody, Snapshot, SnapshotHandle};
-
-/// What the listener knows about a downstream connection.
-#[derive(Debug)]
-pub(crate) struct ConnInfo {
-    pub(crate) snapshots: SnapshotHandle,
-    pub(crate) listener: usize,
-    pub(crate) remote: SocketAddr,
-}
+use super::{grpc, headers, outcome, respond, upgrade};
+use crate::body::{IdleTimeout, UpstreamBody, empty, incoming};
+use crate::hash_key::HashInput;
+use crate::server::ConnInfo;
+use crate::snapshot::Listener;
+use crate::{ProxyBody, Snapshot};
 
 /// Serves one request. Never fails: errors become responses.
 pub(crate) async fn handle(
@@ -40,7 +35,7 @@ pub(crate) async fn handle(
 ) -> Result<Response<ProxyBody>, Infallible> {
     let snapshot = conn.snapshots.load();
     let grpc = grpc::is_grpc(req.headers());
-    let Some(listener) = snapshot.listeners.get(conn.listener) else {
+    let Some(Listener::Http(listener)) = snapshot.listeners.get(conn.listener) else {
         let e = Error::new(ErrorKind::Internal, "listener missing from snapshot");
         return Ok(respond::error(&e, grpc));
     };
@@ -58,7 +53,13 @@ async fn route_request(
     req: Request<Incoming>,
     grpc: bool,
 ) -> Result<Response<ProxyBody>, Error> {
-    let authority = request_authority(&req);
+    if req.method() == Method::CONNECT {
+        return Err(Error::new(
+            ErrorKind::MethodNotAllowed,
+            "CONNECT is not supported",
+        ));
+    }
+    let authority = request_authority(&req)?;
     let host = authority.as_deref().map(host_without_port);
     let view = RequestView {
         method: req.method(),
@@ -128,24 +129,35 @@ async fn forward(
         .clusters
         .get(cluster_index)
         .ok_or_else(|| Error::new(ErrorKind::Internal, "route names a missing cluster"))?;
-    let (endpoint, pool) = cluster.pick(&PickContext::default()).ok_or_else(|| {
+    let input = HashInput {
+        headers: Some(req.headers()),
+        path: Some(req.uri().path()),
+        query: req.uri().query(),
+        client: conn.remote,
+        local: conn.local,
+    };
+    let picked = cluster.pick(&input, 0).ok_or_else(|| {
         Error::new(
             ErrorKind::NoHealthyEndpoint,
             format!("no healthy endpoint in cluster {}", cluster.name),
         )
     })?;
+    let (endpoint, pool) = (picked.endpoint, picked.pool);
     let guard = endpoint.state.begin_request();
 
     let upgrade = req.version() == Version::HTTP_11
         && cluster.protocol == UpstreamProtocol::Http1
         && headers::is_upgrade_request(req.headers());
     let downstream_upgrade = upgrade.then(|| hyper::upgrade::on(&mut req));
+    let downstream_version = req.version();
     let deadline = min_timeout(
         route.timeout,
         grpc.then(|| grpc::timeout(req.headers())).flatten(),
     );
 
     let (mut parts, body) = req.into_parts();
+    // Nothing of the downstream exchange (hyper's upgrade handle and such) goes upstream.
+    parts.extensions = http::Extensions::new();
     headers::strip_hop_by_hop(&mut parts.headers, upgrade);
     headers::add_forwarded(&mut parts.headers, conn.remote.ip(), "http");
     if let Some((via11, via2)) = &listener.options.via {
@@ -158,31 +170,54 @@ async fn forward(
     }
     route.request_headers.apply(&mut parts.headers);
     rewrite_for_upstream(&mut parts, cluster.protocol, authority.as_deref())?;
-    let upstream_req = Request::from_parts(parts, incoming(body));
+    let stall = listener.options.stream_idle_timeout;
+    let upstream_req = Request::from_parts(
+        parts,
+        IdleTimeout::new(incoming(body), stall).boxed_unsync(),
+    );
 
+    let started = Instant::now();
     let sent = pool.send(upstream_req);
-    let upstream = match deadline {
-        Some(d) => tokio::time::timeout(d, sent).await.map_err(|_| {
-            Error::new(
+    let result = match deadline {
+        Some(d) => tokio::time::timeout(d, sent).await.unwrap_or_else(|_| {
+            Err(Error::new(
                 ErrorKind::UpstreamTimeout,
                 format!("endpoint {} did not answer within {d:?}", endpoint.address),
-            )
-        })??,
-        None => sent.await?,
+            ))
+        }),
+        None => sent.await,
     };
+    // Only the endpoint's own behaviour is held against it: a client whose body broke is not an
+    // endpoint failure.
+    let outcome = match &result {
+        Ok(up) => Some(outcome::of_response(
+            up.response.status(),
+            up.response.headers(),
+        )),
+        Err(e) if e.side() == Side::Upstream => Some(Outcome::Failure),
+        Err(_) => None,
+    };
+    if let Some(outcome) = outcome {
+        let rtt = started.elapsed();
+        cluster.observe(picked.index, &Observation { rtt, outcome });
+    }
+    let upstream = result?;
 
     let mut response = upstream.response;
     if let Some(down) = downstream_upgrade
         && response.status() == StatusCode::SWITCHING_PROTOCOLS
     {
         let up = hyper::upgrade::on(&mut response);
-        upgrade::tunnel(down, up, guard);
+        upgrade::tunnel(down, up, guard, conn);
         let (parts, _) = response.into_parts();
         return Ok(Response::from_parts(parts, empty()));
     }
     let (mut parts, body) = response.into_parts();
     headers::strip_hop_by_hop(&mut parts.headers, false);
-    let body = UpstreamBody::new(body, guard, upstream.sender).boxed();
+    // The client gets its own protocol version back, whatever the endpoint spoke.
+    parts.version = downstream_version;
+    let body =
+        IdleTimeout::new(UpstreamBody::new(body, guard, upstream.sender), stall).boxed_unsync();
     Ok(Response::from_parts(parts, body))
 }
 
@@ -203,12 +238,12 @@ fn rewrite_for_upstream(
         UpstreamProtocol::Http1 => {
             parts.version = Version::HTTP_11;
             parts.uri = Uri::from(path);
-            if !parts.headers.contains_key(HOST)
-                && let Some(a) = authority
-            {
+            // The endpoint sees the authority weir routed on, never a different Host.
+            if let Some(a) = authority {
                 let v = HeaderValue::from_str(a).map_err(|_| bad_authority())?;
                 parts.headers.insert(HOST, v);
             }
+            headers::join_cookies(&mut parts.headers);
         }
         UpstreamProtocol::Http2 => {
             parts.version = Version::HTTP_2;
@@ -223,15 +258,29 @@ fn rewrite_for_upstream(
     Ok(())
 }
 
-/// The request's authority: `:authority` (HTTP/2, absolute-form) or the `Host` header.
-fn request_authority<B>(req: &Request<B>) -> Option<String> {
-    if let Some(a) = req.uri().authority() {
-        return Some(a.as_str().to_owned());
+/// The authority the request is routed on and forwarded with (RFC 9112 §3.2): the URI's
+/// (`:authority`, absolute-form) when present, else the one `Host` header. Several `Host`
+/// headers, an unreadable one, or an HTTP/1.1 request without any are client errors.
+fn request_authority<B>(req: &Request<B>) -> Result<Option<String>, Error> {
+    let bad = |why: &'static str| Error::new(ErrorKind::DownstreamProtocol, why);
+    let mut hosts = req.headers().get_all(HOST).iter();
+    let host = hosts.next();
+    if hosts.next().is_some() {
+        return Err(bad("more than one Host header"));
     }
-    req.headers()
-        .get(HOST)
-        .and_then(|v| v.to_str().ok())
-        .map(str::to_owned)
+    if let Some(a) = req.uri().authority() {
+        return Ok(Some(a.as_str().to_owned()));
+    }
+    match host {
+        Some(v) => v
+            .to_str()
+            .map(|h| Some(h.to_owned()))
+            .map_err(|_| bad("Host header is not valid text")),
+        None if req.version() == Version::HTTP_11 => {
+            Err(bad("HTTP/1.1 request without a Host header"))
+        }
+        None => Ok(None),
+    }
 }
 
 fn redirect_location<B>(

@@ -21,13 +21,30 @@ pub(crate) fn status_for(kind: ErrorKind) -> StatusCode {
         ErrorKind::ConnectFailed | ErrorKind::UpstreamProtocol => StatusCode::BAD_GATEWAY,
         ErrorKind::ConnectTimeout | ErrorKind::UpstreamTimeout => StatusCode::GATEWAY_TIMEOUT,
         ErrorKind::DownstreamProtocol => StatusCode::BAD_REQUEST,
+        ErrorKind::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
         _ => StatusCode::INTERNAL_SERVER_ERROR,
+    }
+}
+
+/// What the client is told. Upstream and internal failures get a fixed phrase (as Envoy's "no
+/// healthy upstream"): the detail, with endpoint addresses, goes to the log, not to clients.
+fn client_message(e: &Error) -> &str {
+    match e.kind() {
+        ErrorKind::NoRoute | ErrorKind::DownstreamProtocol | ErrorKind::MethodNotAllowed => {
+            e.context()
+        }
+        ErrorKind::NoHealthyEndpoint => "no healthy upstream",
+        ErrorKind::ConnectFailed => "upstream connect error",
+        ErrorKind::ConnectTimeout => "upstream connect timeout",
+        ErrorKind::UpstreamTimeout => "upstream request timeout",
+        ErrorKind::UpstreamProtocol => "upstream reset or closed before responding",
+        _ => "internal error",
     }
 }
 
 fn grpc_status_for(kind: ErrorKind) -> GrpcStatus {
     match kind {
-        ErrorKind::NoRoute => GrpcStatus::Unimplemented,
+        ErrorKind::NoRoute | ErrorKind::MethodNotAllowed => GrpcStatus::Unimplemented,
         ErrorKind::UpstreamTimeout => GrpcStatus::DeadlineExceeded,
         ErrorKind::NoHealthyEndpoint
         | ErrorKind::ConnectFailed
@@ -41,10 +58,10 @@ fn grpc_status_for(kind: ErrorKind) -> GrpcStatus {
 pub(crate) fn error(e: &Error, grpc: bool) -> Response<ProxyBody> {
     tracing::debug!(kind = ?e.kind(), side = ?e.side(), error = %e, cause = ?std::error::Error::source(e), "request failed");
     if grpc {
-        return grpc_error(grpc_status_for(e.kind()), e.context());
+        return grpc_error(grpc_status_for(e.kind()), client_message(e));
     }
     let status = status_for(e.kind());
-    let body = format!("{} {}\n", status.as_u16(), e.context());
+    let body = format!("{} {}\n", status.as_u16(), client_message(e));
     let mut res = Response::new(full(body));
     *res.status_mut() = status;
     res.headers_mut().insert(
@@ -121,17 +138,36 @@ mod tests {
             StatusCode::GATEWAY_TIMEOUT
         );
         assert_eq!(status_for(ErrorKind::NoRoute), StatusCode::NOT_FOUND);
+        assert_eq!(
+            status_for(ErrorKind::MethodNotAllowed),
+            StatusCode::METHOD_NOT_ALLOWED
+        );
+    }
+
+    #[test]
+    fn endpoint_details_stay_out_of_client_bodies() {
+        let e = Error::new(ErrorKind::ConnectFailed, "connect to 10.1.2.3:8080 failed");
+        assert_eq!(error(&e, false).status(), StatusCode::BAD_GATEWAY);
+        assert_eq!(client_message(&e), "upstream connect error");
+        let e = Error::new(
+            ErrorKind::UpstreamTimeout,
+            "endpoint 10.1.2.3:8080 did not answer",
+        );
+        assert_eq!(client_message(&e), "upstream request timeout");
     }
 
     #[test]
     fn grpc_errors_are_trailers_only_with_status() {
         let res = error(
-            &Error::new(ErrorKind::UpstreamTimeout, "deadline 100%"),
+            &Error::new(ErrorKind::UpstreamTimeout, "10.0.0.1:80 slow"),
             true,
         );
         assert_eq!(res.status(), StatusCode::OK);
         assert_eq!(res.headers()["grpc-status"], "4");
-        assert_eq!(res.headers()["grpc-message"], "deadline 100%25");
+        assert_eq!(res.headers()["grpc-message"], "upstream request timeout");
+        // Client-caused errors keep their context, percent-encoded as gRPC requires.
+        let res = error(&Error::new(ErrorKind::DownstreamProtocol, "100% bad"), true);
+        assert_eq!(res.headers()["grpc-message"], "100%25 bad");
         let res = error(&Error::new(ErrorKind::NoHealthyEndpoint, "none"), true);
         assert_eq!(res.headers()["grpc-status"], "14");
     }

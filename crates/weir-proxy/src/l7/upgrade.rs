@@ -8,9 +8,18 @@ use hyper::upgrade::OnUpgrade;
 use hyper_util::rt::TokioIo;
 use weir_core::InFlightGuard;
 
+use crate::server::ConnInfo;
+
 /// Spawns the tunnel between the downstream and upstream connections once both have upgraded.
-pub(crate) fn tunnel(downstream: OnUpgrade, upstream: OnUpgrade, guard: InFlightGuard) {
-    tokio::spawn(async move {
+/// It is tracked with the proxy's tasks and ends when the proxy shuts down.
+pub(crate) fn tunnel(
+    downstream: OnUpgrade,
+    upstream: OnUpgrade,
+    guard: InFlightGuard,
+    conn: &ConnInfo,
+) {
+    let shutdown = conn.shutdown.clone();
+    conn.tasks.spawn(async move {
         // The session counts as in flight on the endpoint for as long as it lasts.
         let _guard = guard;
         let (down, up) = match tokio::try_join!(downstream, upstream) {
@@ -21,8 +30,13 @@ pub(crate) fn tunnel(downstream: OnUpgrade, upstream: OnUpgrade, guard: InFlight
             }
         };
         let (mut down, mut up) = (TokioIo::new(down), TokioIo::new(up));
-        if let Err(e) = tokio::io::copy_bidirectional(&mut down, &mut up).await {
-            tracing::debug!(error = %e, "upgraded tunnel ended with an error");
+        tokio::select! {
+            r = tokio::io::copy_bidirectional(&mut down, &mut up) => {
+                if let Err(e) = r {
+                    tracing::debug!(error = %e, "upgraded tunnel ended with an error");
+                }
+            }
+            () = shutdown.cancelled() => tracing::debug!("upgraded tunnel closed for shutdown"),
         }
     });
 }

@@ -9,4 +9,5 @@
 mod connect;
 mod pool;
 
+pub(crate) use connect::tcp as connect_tcp;
 pub(crate) use pool::{EndpointPool, PoolSettings, PooledSender};

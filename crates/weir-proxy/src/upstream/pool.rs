@@ -1,8 +1,15 @@
 //! Per-endpoint connection pools.
 
 use std::net::SocketAddr;
+use std::pin::Pin;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use http_body::{Body, Frame, SizeHint};
+use http_body_util::BodyExt;
 
 use arc_swap::ArcSwapOption;
 use crossbeam_queue::ArrayQueue;
@@ -10,7 +17,7 @@ use http::{Request, Response};
 use hyper::body::Incoming;
 use hyper::client::conn::{http1, http2};
 use weir_config::UpstreamProtocol;
-use weir_core::{Error, ErrorKind};
+use weir_core::{BoxError, Error, ErrorKind};
 
 use super::connect;
 use crate::ProxyBody;
@@ -31,13 +38,31 @@ pub(crate) struct EndpointPool {
     idle: Arc<ArrayQueue<IdleSender>>,
     h2: ArcSwapOption<http2::SendRequest<ProxyBody>>,
     h2_connecting: tokio::sync::Mutex<()>,
+    /// Bumped by every HTTP/2 connect attempt, so requests that waited for one share its
+    /// outcome instead of each trying again in turn.
+    h2_attempts: AtomicU64,
 }
 
 /// An HTTP/1.1 connection lent to one exchange; [`PooledSender::release`] returns it.
 pub(crate) struct PooledSender {
     sender: http1::SendRequest<ProxyBody>,
     idle: Arc<ArrayQueue<IdleSender>>,
+    /// Set once the request body was sent to the end; a connection still sending a body (the
+    /// endpoint answered early) must not be reused.
+    request_done: Arc<AtomicBool>,
 }
+
+pin_project_lite::pin_project! {
+    /// A request body that records when it has been sent to the end.
+    struct RequestBody {
+        #[pin]
+        inner: ProxyBody,
+        done: Arc<AtomicBool>,
+    }
+}
+
+/// How long a pooled HTTP/1.1 connection may take to report ready before it is dropped.
+const READY_WAIT: Duration = Duration::from_millis(100);
 
 /// The upstream's answer, and the HTTP/1.1 connection to return once its body is read.
 pub(crate) struct UpstreamResponse {
@@ -61,6 +86,7 @@ impl EndpointPool {
             settings,
             h2: ArcSwapOption::empty(),
             h2_connecting: tokio::sync::Mutex::new(()),
+            h2_attempts: AtomicU64::new(0),
         }
     }
 
@@ -77,7 +103,15 @@ impl EndpointPool {
         }
     }
 
-    async fn send_http1(&self, mut req: Request<ProxyBody>) -> Result<UpstreamResponse, Error> {
+    async fn send_http1(&self, req: Request<ProxyBody>) -> Result<UpstreamResponse, Error> {
+        let request_done = Arc::new(AtomicBool::new(req.body().is_end_stream()));
+        let mut req = req.map(|inner| {
+            RequestBody {
+                inner,
+                done: Arc::clone(&request_done),
+            }
+            .boxed_unsync()
+        });
         // A pooled connection may have been closed by the endpoint while idle. hyper hands the
         // request back if it was never written, so we can try the next connection safely.
         loop {
@@ -93,6 +127,7 @@ impl EndpointPool {
                     let sender = PooledSender {
                         sender,
                         idle: Arc::clone(&self.idle),
+                        request_done: Arc::clone(&request_done),
                     };
                     return Ok(UpstreamResponse {
                         response,
@@ -112,7 +147,14 @@ impl EndpointPool {
             if sender.is_closed() || since.elapsed() > self.settings.idle_timeout {
                 continue;
             }
-            if sender.ready().await.is_ok() {
+            // A released connection turns ready as soon as hyper has seen the exchange end; one
+            // that does not within READY_WAIT is wedged and is dropped, never waited on.
+            if sender.is_ready()
+                || matches!(
+                    tokio::time::timeout(READY_WAIT, sender.ready()).await,
+                    Ok(Ok(()))
+                )
+            {
                 return Some(sender);
             }
         }
@@ -121,14 +163,37 @@ impl EndpointPool {
 
     async fn send_http2(&self, req: Request<ProxyBody>) -> Result<UpstreamResponse, Error> {
         let mut sender = self.h2_sender().await?;
-        let response = sender
-            .send_request(req)
-            .await
-            .map_err(|e| exchange_error(self.addr, e))?;
+        let response = match sender.try_send_request(req).await {
+            Ok(r) => r,
+            // The connection went away (GOAWAY, close) before the request was written: it is
+            // safe to send once more on a fresh connection.
+            Err(mut e) => match e.take_message() {
+                Some(unsent) => {
+                    self.forget_h2(&sender);
+                    let mut fresh = self.h2_sender().await?;
+                    fresh
+                        .send_request(unsent)
+                        .await
+                        .map_err(|e| exchange_error(self.addr, e))?
+                }
+                None => return Err(exchange_error(self.addr, e.into_error())),
+            },
+        };
         Ok(UpstreamResponse {
             response,
             sender: None,
         })
+    }
+
+    /// Drops the shared HTTP/2 connection if it is still `dead`.
+    fn forget_h2(&self, dead: &http2::SendRequest<ProxyBody>) {
+        let current = self.h2.load();
+        if let Some(c) = current.as_deref()
+            && c.is_closed()
+            && dead.is_closed()
+        {
+            self.h2.compare_and_swap(&current, None);
+        }
     }
 
     /// The shared HTTP/2 connection, opening one if there is none or it has closed.
@@ -138,6 +203,7 @@ impl EndpointPool {
         {
             return Ok(s.clone());
         }
+        let attempts_seen = self.h2_attempts.load(Ordering::Acquire);
         let _connecting = self.h2_connecting.lock().await;
         // Another request may have connected while we waited.
         if let Some(s) = self.h2.load().as_deref()
@@ -145,6 +211,18 @@ impl EndpointPool {
         {
             return Ok(s.clone());
         }
+        // ... or tried and failed: share that outcome rather than queue up another full
+        // connect timeout per waiting request.
+        if self.h2_attempts.load(Ordering::Acquire) != attempts_seen {
+            return Err(Error::new(
+                ErrorKind::ConnectFailed,
+                format!(
+                    "connect to {} failed (attempt shared with other requests)",
+                    self.addr
+                ),
+            ));
+        }
+        self.h2_attempts.fetch_add(1, Ordering::AcqRel);
         let sender = connect::http2(self.addr, self.settings.connect_timeout).await?;
         self.h2.store(Some(Arc::new(sender.clone())));
         Ok(sender)
@@ -164,9 +242,10 @@ impl std::fmt::Debug for EndpointPool {
 // === impl PooledSender ===
 
 impl PooledSender {
-    /// Returns the connection to the idle queue (dropped if the queue is full or it closed).
+    /// Returns the connection to the idle queue once both bodies are done (dropped if the
+    /// request body is still being sent, the queue is full or the connection closed).
     pub(crate) fn release(self) {
-        if self.sender.is_closed() {
+        if self.sender.is_closed() || !self.request_done.load(Ordering::Acquire) {
             return;
         }
         let _ = self.idle.push(IdleSender {
@@ -178,10 +257,48 @@ impl PooledSender {
 
 /// Maps a failed exchange: no response headers arrived.
 fn exchange_error(addr: SocketAddr, e: hyper::Error) -> Error {
+    if e.is_user() {
+        // Our own input failed: the client's request body broke off mid-stream.
+        return Error::new(ErrorKind::DownstreamProtocol, "the request body broke off")
+            .with_cause(e);
+    }
     let context = if e.is_canceled() || e.is_closed() || e.is_incomplete_message() {
         format!("endpoint {addr} closed the connection before responding")
     } else {
         format!("exchange with {addr} failed")
     };
     Error::new(ErrorKind::UpstreamProtocol, context).with_cause(e)
+}
+
+// === impl RequestBody ===
+
+impl Body for RequestBody {
+    type Data = Bytes;
+    type Error = BoxError;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
+        let mut this = self.project();
+        let polled = this.inner.as_mut().poll_frame(cx);
+        // hyper may stop polling once the body says it has ended, without a final `None`.
+        let ended = match &polled {
+            Poll::Ready(None) => true,
+            Poll::Ready(Some(Ok(_))) => this.inner.is_end_stream(),
+            _ => false,
+        };
+        if ended {
+            this.done.store(true, Ordering::Release);
+        }
+        polled
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.inner.size_hint()
+    }
 }

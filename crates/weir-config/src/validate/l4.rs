@@ -1,0 +1,172 @@
+//! Rules for what each listener protocol needs: HTTP listeners have routes, TCP and UDP
+//! listeners a cluster, TLS passthrough listeners SNI routes or a default cluster; and the L4
+//! options stay in range.
+
+use super::{Checker, route, syntax};
+use crate::path::YamlPath;
+use crate::{ListenerConfig, ListenerProtocol};
+
+// === impl Checker ===
+
+impl Checker<'_> {
+    /// Checks the protocol-specific keys of `listener` at `path`.
+    pub(super) fn listener_protocol(
+        &mut self,
+        listener: &ListenerConfig,
+        path: &YamlPath,
+        clusters: &[&str],
+    ) {
+        let protocol = listener.protocol;
+        let name = protocol_name(protocol);
+        let misplaced = |key: &str, given: bool| given.then(|| key.to_owned());
+        let not_for_this: Vec<String> = match protocol {
+            ListenerProtocol::Http => [
+                misplaced("cluster", listener.cluster.is_some()),
+                misplaced("sni", !listener.sni.is_empty()),
+                misplaced("default_cluster", listener.default_cluster.is_some()),
+                misplaced("proxy_protocol", listener.proxy_protocol.is_some()),
+            ]
+            .into_iter()
+            .flatten()
+            .collect(),
+            ListenerProtocol::Tcp | ListenerProtocol::Udp => [
+                misplaced("routes", !listener.routes.is_empty()),
+                misplaced("sni", !listener.sni.is_empty()),
+                misplaced("default_cluster", listener.default_cluster.is_some()),
+                misplaced(
+                    "proxy_protocol",
+                    protocol == ListenerProtocol::Udp && listener.proxy_protocol.is_some(),
+                ),
+            ]
+            .into_iter()
+            .flatten()
+            .collect(),
+            ListenerProtocol::TlsPassthrough => [
+                misplaced("routes", !listener.routes.is_empty()),
+                misplaced("cluster", listener.cluster.is_some()),
+            ]
+            .into_iter()
+            .flatten()
+            .collect(),
+        };
+        for key in not_for_this {
+            self.report(
+                &path.key(&key),
+                format!("`{key}` does not apply to a `{name}` listener"),
+                hint_for(protocol),
+            );
+        }
+        match protocol {
+            ListenerProtocol::Http => {}
+            ListenerProtocol::Tcp | ListenerProtocol::Udp => match &listener.cluster {
+                Some(c) => route::cluster_ref(self, c, &path.key("cluster"), clusters),
+                None => self.report(
+                    path,
+                    format!("a `{name}` listener needs a `cluster` to forward to"),
+                    "add `cluster: <name>`",
+                ),
+            },
+            ListenerProtocol::TlsPassthrough => self.sni_routes(listener, path, clusters),
+        }
+        if matches!(
+            protocol,
+            ListenerProtocol::Tcp | ListenerProtocol::TlsPassthrough
+        ) {
+            let p = path.key("tcp");
+            let t = &listener.tcp;
+            for (key, zero) in [
+                ("idle_timeout", t.idle_timeout.get().is_zero()),
+                ("first_bytes_timeout", t.first_bytes_timeout.get().is_zero()),
+                ("max_connections", t.max_connections == 0),
+                ("connect_attempts", t.connect_attempts == 0),
+            ] {
+                if zero {
+                    self.report(
+                        &p.key(key),
+                        format!("{key} is 0"),
+                        "give a positive value; see docs/l4.md for defaults",
+                    );
+                }
+            }
+        }
+        if protocol == ListenerProtocol::Udp {
+            let p = path.key("udp");
+            if listener.udp.max_sessions == 0 {
+                self.report(
+                    &p.key("max_sessions"),
+                    "max_sessions is 0",
+                    "give a positive bound, e.g. 10000",
+                );
+            }
+            if listener.udp.idle_timeout.get().is_zero() {
+                self.report(
+                    &p.key("idle_timeout"),
+                    "idle_timeout is 0",
+                    "give a duration such as 60s",
+                );
+            }
+        }
+        if let Some(pp) = &listener.proxy_protocol
+            && pp.trusted.0.is_empty()
+        {
+            self.report(
+                &path.key("proxy_protocol").key("trusted"),
+                "proxy_protocol.trusted is empty, so no peer could send a PROXY header",
+                "list the load balancers in front of weir, e.g. [10.0.0.0/8]",
+            );
+        }
+    }
+
+    fn sni_routes(&mut self, listener: &ListenerConfig, path: &YamlPath, clusters: &[&str]) {
+        if listener.sni.is_empty() && listener.default_cluster.is_none() {
+            self.report(
+                path,
+                "a `tls_passthrough` listener needs `sni` routes or a `default_cluster`",
+                "add `sni: [ { server_names: [api.example.com], cluster: api } ]`",
+            );
+        }
+        for (i, r) in listener.sni.iter().enumerate() {
+            let p = path.key("sni").index(i);
+            if r.server_names.is_empty() {
+                self.report(
+                    &p.key("server_names"),
+                    "server_names is empty",
+                    "list at least one name",
+                );
+            }
+            for (j, name) in r.server_names.iter().enumerate() {
+                if let Err(problem) = syntax::check_host(name) {
+                    self.report(
+                        &p.key("server_names").index(j),
+                        problem.message,
+                        problem.hint,
+                    );
+                }
+            }
+            route::cluster_ref(self, &r.cluster, &p.key("cluster"), clusters);
+        }
+        if let Some(c) = &listener.default_cluster {
+            route::cluster_ref(self, c, &path.key("default_cluster"), clusters);
+        }
+    }
+}
+
+fn protocol_name(p: ListenerProtocol) -> &'static str {
+    match p {
+        ListenerProtocol::Http => "http",
+        ListenerProtocol::Tcp => "tcp",
+        ListenerProtocol::Udp => "udp",
+        ListenerProtocol::TlsPassthrough => "tls_passthrough",
+    }
+}
+
+fn hint_for(p: ListenerProtocol) -> &'static str {
+    match p {
+        ListenerProtocol::Http => "http listeners use `routes`; remove the key",
+        ListenerProtocol::Tcp => "tcp listeners use `cluster` and `tcp` options; remove the key",
+        ListenerProtocol::Udp => "udp listeners use `cluster` and `udp` options; remove the key",
+        ListenerProtocol::TlsPassthrough => {
+            "tls_passthrough listeners use `sni`, `default_cluster` and `tcp` options; remove the key"
+        }
+    }
+}

@@ -1,0 +1,244 @@
+//! Moving bytes between a downstream and an upstream TCP connection.
+//!
+//! Both directions run at once. An orderly close (EOF) on one side becomes a `shutdown(WR)` on
+//! the other, so half-closed protocols keep working (a client that has sent everything still
+//! receives the whole answer). A reset on one side becomes a reset on the other (SO_LINGER 0),
+//! so peers see the failure instead of a clean end. No bytes moving in either direction for the
+//! idle timeout closes both. On Linux, bytes move with `splice(2)` (see `splice.rs`) unless the
+//! listener turns `zero_copy` off; elsewhere they go through a buffer.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use tokio::net::TcpStream;
+use tokio_util::sync::CancellationToken;
+
+use super::proxy_protocol;
+
+/// Buffer per direction for the buffered path.
+const BUF: usize = 64 * 1024;
+
+/// How a copy ended, and how many bytes went each way.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct CopyEnd {
+    pub(crate) to_upstream: u64,
+    pub(crate) to_downstream: u64,
+    pub(crate) reason: EndReason,
+}
+
+/// Why a copy ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum EndReason {
+    /// Both sides closed their sending half.
+    Closed,
+    /// The downstream reset or failed; the upstream was reset.
+    DownstreamReset,
+    /// The upstream reset or failed; the downstream was reset.
+    UpstreamReset,
+    /// Nothing moved for the idle timeout.
+    Idle,
+    /// The proxy is shutting down.
+    Shutdown,
+    /// An untrusted peer sent a PROXY protocol header.
+    ForbiddenProxyHeader,
+}
+
+/// How bytes are moved.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum CopyMode {
+    /// Through a userspace buffer.
+    Buffered,
+    /// With `splice(2)` through a pipe (Linux), never entering userspace.
+    ZeroCopy,
+}
+
+/// Which side of one direction a failure happened on.
+pub(super) enum Failed {
+    /// Reading the source failed (it reset or broke).
+    Reader,
+    /// Writing the destination failed.
+    Writer,
+    /// The first bytes were a PROXY header from an untrusted peer.
+    ProxyHeader,
+    /// A local resource (a pipe) could not be had.
+    Local,
+}
+
+/// Shared bookkeeping of one copy: when bytes last moved.
+pub(super) struct Activity {
+    start: Instant,
+    last_ms: AtomicU64,
+}
+
+/// Copies until both sides are done, one resets, the idle timeout passes or `shutdown` fires.
+/// With `refuse_proxy_header`, a downstream whose first bytes are a PROXY header is cut off
+/// before anything reaches the upstream (that direction then uses the buffered path, which
+/// can look at the bytes).
+pub(crate) async fn bidirectional(
+    down: TcpStream,
+    up: TcpStream,
+    idle: Duration,
+    refuse_proxy_header: bool,
+    mode: CopyMode,
+    shutdown: &CancellationToken,
+) -> CopyEnd {
+    let activity = Activity {
+        start: Instant::now(),
+        last_ms: AtomicU64::new(0),
+    };
+    let (sent_up, sent_down) = (AtomicU64::new(0), AtomicU64::new(0));
+    let zero_copy = mode == CopyMode::ZeroCopy;
+    let reason = {
+        let a2b = direction(
+            &down,
+            &up,
+            &activity,
+            &sent_up,
+            refuse_proxy_header,
+            zero_copy,
+        );
+        let b2a = direction(&up, &down, &activity, &sent_down, false, zero_copy);
+        tokio::pin!(a2b, b2a);
+        let (mut a_done, mut b_done) = (false, false);
+        loop {
+            if a_done && b_done {
+                break EndReason::Closed;
+            }
+            tokio::select! {
+                r = &mut a2b, if !a_done => match r {
+                    Ok(()) => a_done = true,
+                    Err(Failed::ProxyHeader) => break EndReason::ForbiddenProxyHeader,
+                    Err(Failed::Reader | Failed::Local) => break EndReason::DownstreamReset,
+                    Err(Failed::Writer) => break EndReason::UpstreamReset,
+                },
+                r = &mut b2a, if !b_done => match r {
+                    Ok(()) => b_done = true,
+                    Err(Failed::Reader | Failed::Local) => break EndReason::UpstreamReset,
+                    Err(Failed::Writer | Failed::ProxyHeader) => break EndReason::DownstreamReset,
+                },
+                () = activity.idle_expired(idle) => break EndReason::Idle,
+                () = shutdown.cancelled() => break EndReason::Shutdown,
+            }
+        }
+    };
+    // Propagate a reset to the side that did not see it: SO_LINGER 0 turns close into RST.
+    match reason {
+        EndReason::DownstreamReset => reset(&up),
+        EndReason::UpstreamReset => reset(&down),
+        EndReason::ForbiddenProxyHeader => {
+            reset(&down);
+            reset(&up);
+        }
+        _ => {}
+    }
+    CopyEnd {
+        to_upstream: sent_up.load(Ordering::Relaxed),
+        to_downstream: sent_down.load(Ordering::Relaxed),
+        reason,
+    }
+}
+
+/// One direction, zero-copy when asked and possible.
+async fn direction(
+    src: &TcpStream,
+    dst: &TcpStream,
+    activity: &Activity,
+    sent: &AtomicU64,
+    check_proxy_header: bool,
+    zero_copy: bool,
+) -> Result<(), Failed> {
+    #[cfg(target_os = "linux")]
+    if zero_copy && !check_proxy_header {
+        return super::splice::pump(src, dst, activity, sent).await;
+    }
+    let _ = zero_copy;
+    buffered(src, dst, activity, sent, check_proxy_header).await
+}
+
+/// Copies one direction through a buffer until EOF (then half-closes `dst`) or an error.
+async fn buffered(
+    src: &TcpStream,
+    dst: &TcpStream,
+    activity: &Activity,
+    sent: &AtomicU64,
+    mut check_proxy_header: bool,
+) -> Result<(), Failed> {
+    let mut buf = vec![0u8; BUF];
+    loop {
+        let n = read(src, &mut buf).await.map_err(|_| Failed::Reader)?;
+        if n == 0 {
+            // Orderly close: pass the half-close on. A failure here means the peer is gone.
+            return shutdown_write(dst);
+        }
+        if check_proxy_header {
+            if proxy_protocol::could_be_header(&buf[..n]) {
+                return Err(Failed::ProxyHeader);
+            }
+            check_proxy_header = false;
+        }
+        write_all(dst, &buf[..n])
+            .await
+            .map_err(|_| Failed::Writer)?;
+        sent.fetch_add(n as u64, Ordering::Relaxed);
+        activity.touch();
+    }
+}
+
+/// Reads through a shared reference: both directions use the same sockets at once.
+async fn read(src: &TcpStream, buf: &mut [u8]) -> std::io::Result<usize> {
+    loop {
+        src.readable().await?;
+        match src.try_read(buf) {
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => continue,
+            r => return r,
+        }
+    }
+}
+
+async fn write_all(dst: &TcpStream, mut buf: &[u8]) -> std::io::Result<()> {
+    while !buf.is_empty() {
+        dst.writable().await?;
+        match dst.try_write(buf) {
+            Ok(0) => return Err(std::io::ErrorKind::WriteZero.into()),
+            Ok(n) => buf = &buf[n..],
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => continue,
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(())
+}
+
+/// `shutdown(SHUT_WR)`: sends FIN while the other direction goes on.
+pub(super) fn shutdown_write(dst: &TcpStream) -> Result<(), Failed> {
+    socket2::SockRef::from(dst)
+        .shutdown(std::net::Shutdown::Write)
+        .map_err(|_| Failed::Writer)
+}
+
+fn reset(stream: &TcpStream) {
+    if let Err(e) = stream.set_zero_linger() {
+        tracing::debug!(error = %e, "could not set SO_LINGER 0");
+    }
+}
+
+// === impl Activity ===
+
+impl Activity {
+    /// Records that bytes moved now.
+    pub(super) fn touch(&self) {
+        let ms = u64::try_from(self.start.elapsed().as_millis()).unwrap_or(u64::MAX);
+        self.last_ms.store(ms, Ordering::Relaxed);
+    }
+
+    /// Resolves once nothing has moved for `idle`.
+    async fn idle_expired(&self, idle: Duration) {
+        loop {
+            let since = self.start + Duration::from_millis(self.last_ms.load(Ordering::Relaxed));
+            let deadline = since + idle;
+            if Instant::now() >= deadline {
+                return;
+            }
+            tokio::time::sleep_until(deadline.into()).await;
+        }
+    }
+}

@@ -1,0 +1,72 @@
+//! Zero-copy forwarding on Linux: `splice(2)` moves bytes socket → pipe → socket inside the
+//! kernel, so they are never copied into weir's memory (HAProxy's `option splice-*`).
+//!
+//! Each direction owns a pipe. A pump waits for the source to be readable, splices what is
+//! there into the pipe, then drains the pipe into the destination as it becomes writable. EOF
+//! on the source becomes `shutdown(SHUT_WR)` on the destination, as in the buffered path.
+
+use std::io;
+use std::os::fd::OwnedFd;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use nix::fcntl::{FcntlArg, OFlag, SpliceFFlags, fcntl, splice};
+use tokio::io::Interest;
+use tokio::net::TcpStream;
+
+use super::copy::{Activity, Failed, shutdown_write};
+
+/// Pipe size asked for (the kernel may grant less; 64 KiB is the default).
+const PIPE_SIZE: i32 = 1 << 16;
+
+/// Copies `src` → `dst` with splice until EOF (then half-closes `dst`) or an error.
+pub(super) async fn pump(
+    src: &TcpStream,
+    dst: &TcpStream,
+    activity: &Activity,
+    sent: &AtomicU64,
+) -> Result<(), Failed> {
+    let (pipe_r, pipe_w) =
+        nix::unistd::pipe2(OFlag::O_NONBLOCK | OFlag::O_CLOEXEC).map_err(|_| Failed::Local)?;
+    // A larger pipe means fewer syscalls per megabyte; failure just keeps the default.
+    let _ = fcntl(&pipe_w, FcntlArg::F_SETPIPE_SZ(PIPE_SIZE));
+    let flags = SpliceFFlags::SPLICE_F_MOVE | SpliceFFlags::SPLICE_F_NONBLOCK;
+    loop {
+        let n = loop {
+            src.readable().await.map_err(|_| Failed::Reader)?;
+            match src.try_io(Interest::READABLE, || {
+                splice(src, None, &pipe_w, None, PIPE_SIZE as usize, flags).map_err(io::Error::from)
+            }) {
+                Ok(n) => break n,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => continue,
+                Err(_) => return Err(Failed::Reader),
+            }
+        };
+        if n == 0 {
+            return shutdown_write(dst);
+        }
+        drain(&pipe_r, dst, n, flags).await?;
+        sent.fetch_add(n as u64, Ordering::Relaxed);
+        activity.touch();
+    }
+}
+
+/// Moves exactly `n` bytes from the pipe into `dst`.
+async fn drain(
+    pipe_r: &OwnedFd,
+    dst: &TcpStream,
+    mut n: usize,
+    flags: SpliceFFlags,
+) -> Result<(), Failed> {
+    while n > 0 {
+        dst.writable().await.map_err(|_| Failed::Writer)?;
+        match dst.try_io(Interest::WRITABLE, || {
+            splice(pipe_r, None, dst, None, n, flags).map_err(io::Error::from)
+        }) {
+            Ok(0) => return Err(Failed::Writer),
+            Ok(m) => n -= m,
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => continue,
+            Err(_) => return Err(Failed::Writer),
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,299 @@
+//! Serving one connection on a stream listener (`tcp` or `tls_passthrough`).
+//!
+//! In order: read a PROXY header if the peer is trusted to send one; read the TLS ClientHello
+//! if the listener routes by SNI; choose the cluster; pick and connect to an endpoint, trying
+//! the next one on connect failure; send our own PROXY header if the cluster asks; replay the
+//! bytes read so far; then copy both ways. Nothing waits for client bytes unless it must, so
+//! server-speaks-first protocols (SMTP, MySQL, Redis replicas) work.
+
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+use tokio::sync::OwnedSemaphorePermit;
+use tokio_util::sync::CancellationToken;
+use weir_balance::{Observation, Outcome};
+use weir_core::{Error, ErrorKind};
+
+use super::copy::{self, CopyMode, EndReason};
+use super::{StreamListener, proxy_protocol, sni};
+use crate::cluster::Picked;
+use crate::hash_key::HashInput;
+use crate::server::ConnInfo;
+use crate::snapshot::{Listener, Snapshot};
+use crate::{Cluster, upstream};
+
+/// Largest ClientHello weir buffers before giving up (TLS allows 2^24, real ones are < 16 KiB).
+const MAX_CLIENT_HELLO: usize = 64 * 1024;
+
+/// Serves one accepted connection; `permit` holds its place under the listener's limit.
+pub(crate) async fn serve(
+    stream: TcpStream,
+    info: ConnInfo,
+    shutdown: CancellationToken,
+    permit: OwnedSemaphorePermit,
+) {
+    let _permit = permit;
+    let snapshot = info.snapshots.load();
+    let Some(Listener::Stream(listener)) = snapshot.listeners.get(info.listener) else {
+        return;
+    };
+    if let Err(e) = forward(&snapshot, listener, stream, &info, &shutdown).await {
+        tracing::debug!(client = %info.remote, kind = ?e.kind(), error = %e, "connection not forwarded");
+    }
+}
+
+async fn forward(
+    snapshot: &Snapshot,
+    listener: &StreamListener,
+    mut down: TcpStream,
+    info: &ConnInfo,
+    shutdown: &CancellationToken,
+) -> Result<(), Error> {
+    let _ = down.set_nodelay(true);
+    let mut read = Vec::new();
+    let mut client = info.remote;
+    let trusted = listener
+        .accept_proxy
+        .as_ref()
+        .is_some_and(|t| t.contains(info.remote.ip()));
+    if trusted {
+        let header = read_first_bytes(
+            listener.first_bytes_timeout,
+            read_proxy_header(&mut down, &mut read),
+        )
+        .await?;
+        if let Some(source) = header {
+            client = source;
+        }
+    }
+    let sni = if listener.target.needs_sni() {
+        let name = read_first_bytes(
+            listener.first_bytes_timeout,
+            sni::read_server_name(&mut down, &mut read, MAX_CLIENT_HELLO),
+        )
+        .await;
+        match name {
+            Ok(name) => name,
+            Err(e) => {
+                listener
+                    .stats
+                    .rejected_client_hellos
+                    .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                return Err(e);
+            }
+        }
+    } else {
+        None
+    };
+    let cluster = listener
+        .target
+        .cluster_for(sni.as_deref())
+        .and_then(|i| snapshot.clusters.get(i))
+        .ok_or_else(|| {
+            Error::new(
+                ErrorKind::NoRoute,
+                format!("no route for server name {sni:?}"),
+            )
+        })?;
+
+    let input = HashInput {
+        headers: None,
+        path: None,
+        query: None,
+        client,
+        local: info.local,
+    };
+    let (picked, mut up) = connect(cluster, &input, listener.connect_attempts).await?;
+    let _guard = picked.endpoint.state.begin_request();
+    if let Some(version) = cluster.proxy_protocol {
+        let header = proxy_protocol::encode(version, client, info.local);
+        up.write_all(&header)
+            .await
+            .map_err(|e| upstream_write(picked, e))?;
+    }
+    if !read.is_empty() {
+        up.write_all(&read)
+            .await
+            .map_err(|e| upstream_write(picked, e))?;
+    }
+    let refuse_proxy_header = listener.accept_proxy.is_some() && !trusted && read.is_empty();
+    let mode = if listener.zero_copy {
+        CopyMode::ZeroCopy
+    } else {
+        CopyMode::Buffered
+    };
+    let end = copy::bidirectional(
+        down,
+        up,
+        listener.idle_timeout,
+        refuse_proxy_header,
+        mode,
+        shutdown,
+    )
+    .await;
+    if end.reason == EndReason::ForbiddenProxyHeader {
+        listener
+            .stats
+            .rejected_proxy_headers
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    }
+    tracing::debug!(
+        client = %client,
+        endpoint = %picked.endpoint.address,
+        up = end.to_upstream,
+        down = end.to_downstream,
+        reason = ?end.reason,
+        "connection closed"
+    );
+    Ok(())
+}
+
+/// Picks and connects, trying up to `attempts` endpoints (a different one each time when the
+/// cluster has more). Connect failures are counted on the endpoint and reported to the balancer.
+async fn connect<'a>(
+    cluster: &'a Cluster,
+    input: &HashInput<'_>,
+    attempts: u32,
+) -> Result<(Picked<'a>, TcpStream), Error> {
+    let timeout = cluster.connect_timeout().unwrap_or(Duration::from_secs(1));
+    let mut tried: Vec<usize> = Vec::new();
+    let mut last_error = None;
+    for attempt in 0..attempts {
+        let Some(picked) = pick_untried(cluster, input, attempt, &tried) else {
+            break;
+        };
+        tried.push(picked.index);
+        let started = Instant::now();
+        match upstream::connect_tcp(picked.endpoint.address, timeout).await {
+            Ok(stream) => {
+                let rtt = started.elapsed();
+                cluster.observe(
+                    picked.index,
+                    &Observation {
+                        rtt,
+                        outcome: Outcome::Success,
+                    },
+                );
+                return Ok((picked, stream));
+            }
+            Err(e) => {
+                picked.endpoint.state.record_connect_failure();
+                let rtt = started.elapsed();
+                cluster.observe(
+                    picked.index,
+                    &Observation {
+                        rtt,
+                        outcome: Outcome::Failure,
+                    },
+                );
+                tracing::debug!(endpoint = %picked.endpoint.address, attempt, error = %e, "connect failed");
+                last_error = Some(e);
+            }
+        }
+    }
+    Err(last_error.unwrap_or_else(|| {
+        Error::new(
+            ErrorKind::NoHealthyEndpoint,
+            format!("no healthy endpoint in cluster {}", cluster.name),
+        )
+    }))
+}
+
+/// A pick that avoids endpoints already tried, when the cluster has others.
+fn pick_untried<'a>(
+    cluster: &'a Cluster,
+    input: &HashInput<'_>,
+    attempt: u32,
+    tried: &[usize],
+) -> Option<Picked<'a>> {
+    let mut first = None;
+    // A few re-draws are enough for random policies; deterministic ones move on with `attempt`.
+    for _ in 0..4 {
+        let p = cluster.pick(input, attempt)?;
+        if !tried.contains(&p.index) {
+            return Some(p);
+        }
+        first.get_or_insert(p);
+    }
+    // Fall back to the next endpoint in order that has not been tried.
+    (0..cluster.endpoints.len())
+        .find(|i| !tried.contains(i) && cluster.endpoints[*i].state.is_healthy())
+        .and_then(|i| cluster.picked(i))
+        .or(first)
+}
+
+/// Reads until a whole PROXY header is in `buf`, then removes it and returns its source.
+async fn read_proxy_header(
+    down: &mut TcpStream,
+    buf: &mut Vec<u8>,
+) -> Result<Option<SocketAddr>, Error> {
+    loop {
+        match proxy_protocol::parse(buf) {
+            proxy_protocol::Parsed::Done { consumed, source } => {
+                buf.drain(..consumed);
+                return Ok(source);
+            }
+            proxy_protocol::Parsed::Invalid(why) => {
+                return Err(Error::new(ErrorKind::DownstreamProtocol, why));
+            }
+            proxy_protocol::Parsed::Incomplete => {
+                read_more(down, buf, proxy_protocol::MAX_HEADER).await?
+            }
+        }
+    }
+}
+
+/// Appends what the peer sent next to `buf`, failing on EOF or beyond `max` bytes.
+pub(super) async fn read_more(
+    down: &mut TcpStream,
+    buf: &mut Vec<u8>,
+    max: usize,
+) -> Result<(), Error> {
+    if buf.len() >= max {
+        return Err(Error::new(
+            ErrorKind::DownstreamProtocol,
+            "client's first bytes are too long",
+        ));
+    }
+    let mut chunk = [0u8; 4096];
+    let room = (max - buf.len()).min(chunk.len());
+    let n = down.read(&mut chunk[..room]).await.map_err(|e| {
+        Error::new(
+            ErrorKind::DownstreamProtocol,
+            "reading the client's first bytes failed",
+        )
+        .with_cause(e)
+    })?;
+    if n == 0 {
+        return Err(Error::new(
+            ErrorKind::DownstreamProtocol,
+            "client closed before sending what was expected",
+        ));
+    }
+    buf.extend_from_slice(&chunk[..n]);
+    Ok(())
+}
+
+async fn read_first_bytes<T>(
+    timeout: Duration,
+    read: impl Future<Output = Result<T, Error>>,
+) -> Result<T, Error> {
+    tokio::time::timeout(timeout, read)
+        .await
+        .unwrap_or_else(|_| {
+            Err(Error::new(
+                ErrorKind::DownstreamProtocol,
+                format!("client sent nothing usable within {timeout:?}"),
+            ))
+        })
+}
+
+fn upstream_write(picked: Picked<'_>, e: std::io::Error) -> Error {
+    Error::new(
+        ErrorKind::UpstreamProtocol,
+        format!("writing to endpoint {} failed", picked.endpoint.address),
+    )
+    .with_cause(e)
+}

@@ -1,0 +1,132 @@
+//! One downstream HTTP connection: hyper's automatic HTTP/1.1-or-HTTP/2 server with the
+//! listener's limits, an idle timer and graceful shutdown.
+//!
+//! A connection is closed gracefully when it has had no request in flight for the listener's
+//! idle timeout (Envoy's meaning of `idle_timeout`), or when the proxy shuts down; in-flight
+//! requests finish first.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+use hyper::service::service_fn;
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use hyper_util::server::conn::auto;
+use tokio::net::TcpStream;
+use tokio_util::sync::CancellationToken;
+
+use super::handle;
+use crate::server::ConnInfo;
+use crate::snapshot::Listener;
+
+/// Tracks requests in flight on one connection and when the last one ended.
+#[derive(Debug)]
+struct Activity {
+    start: Instant,
+    in_flight: AtomicUsize,
+    last_ms: AtomicU64,
+}
+
+/// Serves one accepted HTTP connection until it closes.
+pub(crate) async fn serve_connection(
+    stream: TcpStream,
+    info: ConnInfo,
+    shutdown: CancellationToken,
+) {
+    let _ = stream.set_nodelay(true);
+    let options = match info.snapshots.load().listeners.get(info.listener) {
+        Some(Listener::Http(l)) => l.options.clone(),
+        _ => return,
+    };
+    let mut builder = auto::Builder::new(TokioExecutor::new());
+    builder
+        .http1()
+        .timer(TokioTimer::new())
+        .header_read_timeout(options.header_read_timeout)
+        .max_headers(options.max_request_headers)
+        .max_buf_size(options.max_request_headers_bytes.max(8192));
+    builder
+        .http2()
+        .timer(TokioTimer::new())
+        .max_concurrent_streams(options.max_concurrent_streams)
+        .max_header_list_size(u32::try_from(options.max_request_headers_bytes).unwrap_or(u32::MAX));
+
+    let activity = Arc::new(Activity {
+        start: Instant::now(),
+        in_flight: AtomicUsize::new(0),
+        last_ms: AtomicU64::new(0),
+    });
+    let info = Arc::new(info);
+    let service = {
+        let activity = Arc::clone(&activity);
+        service_fn(move |req| {
+            let info = Arc::clone(&info);
+            let active = ActiveRequest::new(Arc::clone(&activity));
+            async move {
+                let res = handle(&info, req).await;
+                res.map(|r| r.map(|body| crate::body::Tracked::new(body, active)))
+            }
+        })
+    };
+    let conn = builder.serve_connection_with_upgrades(TokioIo::new(stream), service);
+    tokio::pin!(conn);
+    let idle = options.idle_timeout;
+    let mut draining = false;
+    loop {
+        tokio::select! {
+            res = conn.as_mut() => {
+                if let Err(e) = res {
+                    tracing::debug!(error = %e, "downstream connection ended with an error");
+                }
+                return;
+            }
+            _ = shutdown.cancelled(), if !draining => {
+                draining = true;
+                conn.as_mut().graceful_shutdown();
+            }
+            _ = idle_expired(&activity, idle), if !draining => {
+                draining = true;
+                conn.as_mut().graceful_shutdown();
+            }
+        }
+    }
+}
+
+/// Resolves once the connection has had no request in flight for `idle`.
+async fn idle_expired(activity: &Activity, idle: Duration) {
+    loop {
+        let last = Duration::from_millis(activity.last_ms.load(Ordering::SeqCst));
+        let idle_since = activity.start + last;
+        if activity.in_flight.load(Ordering::SeqCst) == 0 && idle_since.elapsed() >= idle {
+            return;
+        }
+        let wake = if activity.in_flight.load(Ordering::SeqCst) == 0 {
+            idle_since + idle
+        } else {
+            Instant::now() + idle
+        };
+        tokio::time::sleep_until(wake.into()).await;
+    }
+}
+
+/// Counts one request as in flight on its connection until its response body is done.
+#[derive(Debug)]
+pub(crate) struct ActiveRequest {
+    activity: Arc<Activity>,
+}
+
+impl ActiveRequest {
+    fn new(activity: Arc<Activity>) -> Self {
+        activity.in_flight.fetch_add(1, Ordering::SeqCst);
+        Self { activity }
+    }
+}
+
+impl Drop for ActiveRequest {
+    fn drop(&mut self) {
+        let a = &self.activity;
+        let now = u64::try_from(a.start.elapsed().as_millis()).unwrap_or(u64::MAX);
+        a.last_ms.store(now, Ordering::SeqCst);
+        a.in_flight.fetch_sub(1, Ordering::SeqCst);
+    }
+}

@@ -1,0 +1,76 @@
+//! What an exchange teaches the balancer: success, failure, or "back off" with `Retry-After`.
+//!
+//! Latency-aware balancing needs to know more than the RTT: a fast 500 is not a healthy
+//! endpoint, and a 429/503 with `Retry-After` (RFC 9110 §10.2.3) asks for less traffic for a
+//! while. This module classifies a response (or a failure to get one) into an [`Outcome`].
+
+use std::time::{Duration, SystemTime};
+
+use http::header::RETRY_AFTER;
+use http::{HeaderMap, StatusCode};
+use weir_balance::Outcome;
+
+/// The outcome of an exchange that produced response headers.
+pub(crate) fn of_response(status: StatusCode, headers: &HeaderMap) -> Outcome {
+    match status {
+        StatusCode::TOO_MANY_REQUESTS | StatusCode::SERVICE_UNAVAILABLE => Outcome::Overloaded {
+            retry_after: retry_after(headers, SystemTime::now()),
+        },
+        s if s.is_server_error() => Outcome::Failure,
+        _ => Outcome::Success,
+    }
+}
+
+/// `Retry-After` as a delay: delta-seconds or an HTTP-date relative to `now`.
+fn retry_after(headers: &HeaderMap, now: SystemTime) -> Option<Duration> {
+    let v = headers.get(RETRY_AFTER)?.to_str().ok()?.trim();
+    if let Ok(secs) = v.parse::<u64>() {
+        return Some(Duration::from_secs(secs));
+    }
+    let when = httpdate::parse_http_date(v).ok()?;
+    Some(when.duration_since(now).unwrap_or(Duration::ZERO))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn headers(retry: &str) -> HeaderMap {
+        let mut h = HeaderMap::new();
+        h.insert(RETRY_AFTER, retry.parse().unwrap());
+        h
+    }
+
+    #[test]
+    fn classifies_statuses() {
+        let none = HeaderMap::new();
+        assert_eq!(of_response(StatusCode::OK, &none), Outcome::Success);
+        assert_eq!(of_response(StatusCode::NOT_FOUND, &none), Outcome::Success);
+        assert_eq!(
+            of_response(StatusCode::BAD_GATEWAY, &none),
+            Outcome::Failure
+        );
+        assert_eq!(
+            of_response(StatusCode::TOO_MANY_REQUESTS, &headers("7")),
+            Outcome::Overloaded {
+                retry_after: Some(Duration::from_secs(7))
+            }
+        );
+        assert_eq!(
+            of_response(StatusCode::SERVICE_UNAVAILABLE, &none),
+            Outcome::Overloaded { retry_after: None }
+        );
+    }
+
+    #[test]
+    fn retry_after_accepts_http_dates() {
+        let now = httpdate::parse_http_date("Sun, 06 Nov 1994 08:49:37 GMT").unwrap();
+        let h = headers("Sun, 06 Nov 1994 08:50:07 GMT");
+        assert_eq!(retry_after(&h, now), Some(Duration::from_secs(30)));
+        assert_eq!(
+            retry_after(&headers("Sun, 06 Nov 1994 08:00:00 GMT"), now),
+            Some(Duration::ZERO)
+        );
+        assert_eq!(retry_after(&headers("soon"), now), None);
+    }
+}

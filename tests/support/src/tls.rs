@@ -1,0 +1,261 @@
+//! TLS endpoints and clients for TLS passthrough tests: a throwaway certificate authority, a
+//! TLS server that identifies itself and echoes, and a client that verifies against the CA.
+//!
+//! Passthrough is proven end to end only by a real handshake: the client verifies the server's
+//! certificate (issued by [`TestCa`] for the names the mock serves) and the handshake transcript
+//! covers every byte of the ClientHello, so a handshake through the proxy succeeds only if the
+//! proxy forwarded the bytes untouched to the endpoint that holds the right certificate.
+//! Everything uses rustls with the `ring` provider, named explicitly so that no process-wide
+//! default provider is needed.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use rcgen::{
+    BasicConstraints, CertificateParams, CertifiedIssuer, DnType, IsCa, KeyPair, KeyUsagePurpose,
+};
+use rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer, ServerName};
+use rustls::{ClientConfig, RootCertStore, ServerConfig};
+use tokio::io::{AsyncWriteExt, split};
+use tokio::net::TcpStream;
+use tokio_rustls::{TlsAcceptor, TlsConnector};
+use tokio_util::sync::CancellationToken;
+
+use crate::util::{Background, accept_loop, bind_loopback};
+
+/// A TLS stream from [`tls_connect`].
+pub type TlsStream = tokio_rustls::client::TlsStream<TcpStream>;
+
+/// A certificate authority made up for one test: it issues leaf certificates for mocks, and
+/// clients built from it trust exactly those.
+#[derive(Debug)]
+pub struct TestCa {
+    issuer: CertifiedIssuer<'static, KeyPair>,
+}
+
+/// A TLS server on `127.0.0.1:0`: after each handshake it writes its name, then echoes every byte
+/// back and closes its side when the client closes its own.
+#[derive(Debug)]
+pub struct MockTls {
+    addr: SocketAddr,
+    connections: Arc<AtomicU64>,
+    handshakes: Arc<AtomicU64>,
+    background: Background,
+}
+
+// === impl TestCa ===
+
+impl TestCa {
+    /// A new CA with a fresh key.
+    pub fn new() -> Self {
+        let mut params = CertificateParams::new(Vec::<String>::new()).expect("CA parameters");
+        params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+        params
+            .distinguished_name
+            .push(DnType::CommonName, "weir test CA");
+        params.key_usages = vec![
+            KeyUsagePurpose::KeyCertSign,
+            KeyUsagePurpose::CrlSign,
+            KeyUsagePurpose::DigitalSignature,
+        ];
+        let key = KeyPair::generate().expect("CA key");
+        let issuer = CertifiedIssuer::self_signed(params, key).expect("self-signed CA certificate");
+        Self { issuer }
+    }
+
+    /// The CA's own certificate.
+    pub fn cert(&self) -> CertificateDer<'static> {
+        self.issuer.der().clone()
+    }
+
+    /// A leaf certificate chain and its key for `names` (DNS names, `*.wildcards` or IP
+    /// addresses), signed by this CA.
+    pub fn issue(&self, names: &[&str]) -> (Vec<CertificateDer<'static>>, PrivateKeyDer<'static>) {
+        let names: Vec<String> = names.iter().map(|n| (*n).to_owned()).collect();
+        let mut params = CertificateParams::new(names).expect("leaf parameters");
+        params
+            .distinguished_name
+            .push(DnType::CommonName, "weir test endpoint");
+        let key = KeyPair::generate().expect("leaf key");
+        let cert = params
+            .signed_by(&key, &self.issuer)
+            .expect("leaf certificate");
+        let key = PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(key.serialize_der()));
+        (vec![cert.der().clone(), self.cert()], key)
+    }
+
+    /// A client configuration that trusts this CA only.
+    pub fn client_config(&self) -> Arc<ClientConfig> {
+        let mut roots = RootCertStore::empty();
+        roots
+            .add(self.cert())
+            .expect("CA certificate is a valid root");
+        let config = ClientConfig::builder_with_provider(provider())
+            .with_safe_default_protocol_versions()
+            .expect("ring supports the default protocol versions")
+            .with_root_certificates(roots)
+            .with_no_client_auth();
+        Arc::new(config)
+    }
+}
+
+impl Default for TestCa {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+// === impl MockTls ===
+
+impl MockTls {
+    /// Starts a TLS server named `name` with a certificate for `server_names` issued by `ca`.
+    pub async fn start(name: &str, server_names: &[&str], ca: &TestCa) -> Self {
+        let (chain, key) = ca.issue(server_names);
+        let config = ServerConfig::builder_with_provider(provider())
+            .with_safe_default_protocol_versions()
+            .expect("ring supports the default protocol versions")
+            .with_no_client_auth()
+            .with_single_cert(chain, key)
+            .expect("certificate and key match");
+        let acceptor = TlsAcceptor::from(Arc::new(config));
+        let (listener, addr) = bind_loopback().await;
+        let connections = Arc::new(AtomicU64::new(0));
+        let handshakes = Arc::new(AtomicU64::new(0));
+        let token = CancellationToken::new();
+        let name: Arc<str> = Arc::from(name);
+        let counted = Arc::clone(&handshakes);
+        let serve = accept_loop(
+            listener,
+            token.clone(),
+            Arc::clone(&connections),
+            move |stream, _peer| {
+                serve(
+                    acceptor.clone(),
+                    stream,
+                    Arc::clone(&name),
+                    Arc::clone(&counted),
+                )
+            },
+        );
+        Self {
+            addr,
+            connections,
+            handshakes,
+            background: Background::spawn(token, serve),
+        }
+    }
+
+    /// The bound loopback address.
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// TCP connections accepted so far.
+    pub fn connections(&self) -> u64 {
+        self.connections.load(Ordering::SeqCst)
+    }
+
+    /// TLS handshakes completed so far.
+    pub fn handshakes(&self) -> u64 {
+        self.handshakes.load(Ordering::SeqCst)
+    }
+
+    /// Closes the listener and every open connection, and waits until they are closed.
+    pub async fn shutdown(self) {
+        self.background.shutdown().await;
+    }
+}
+
+/// Connects to `addr` over TLS as a client of `server_name` (a DNS name, or an IP address, in
+/// which case the client sends no SNI), verifying the server's certificate against `ca`.
+pub async fn tls_connect(
+    addr: SocketAddr,
+    server_name: &str,
+    ca: &TestCa,
+) -> std::io::Result<TlsStream> {
+    let name = ServerName::try_from(server_name.to_owned())
+        .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidInput, e))?;
+    let tcp = TcpStream::connect(addr).await?;
+    tcp.set_nodelay(true)?;
+    TlsConnector::from(ca.client_config())
+        .connect(name, tcp)
+        .await
+}
+
+/// The provider every config here uses.
+fn provider() -> Arc<rustls::crypto::CryptoProvider> {
+    Arc::new(rustls::crypto::ring::default_provider())
+}
+
+/// Completes the handshake, writes `name`, then echoes until the client closes.
+async fn serve(
+    acceptor: TlsAcceptor,
+    stream: TcpStream,
+    name: Arc<str>,
+    handshakes: Arc<AtomicU64>,
+) {
+    let mut tls = match acceptor.accept(stream).await {
+        Ok(tls) => tls,
+        Err(error) => {
+            tracing::debug!(%error, "mock tls handshake failed");
+            return;
+        }
+    };
+    handshakes.fetch_add(1, Ordering::SeqCst);
+    if tls.write_all(name.as_bytes()).await.is_err() || tls.flush().await.is_err() {
+        return;
+    }
+    let (mut read, mut write) = split(tls);
+    if let Err(error) = tokio::io::copy(&mut read, &mut write).await {
+        tracing::debug!(%error, "mock tls echo ended with an error");
+        return;
+    }
+    let _ = write.shutdown().await;
+}
+
+#[cfg(test)]
+mod tests {
+    use tokio::io::AsyncReadExt;
+
+    use super::*;
+
+    async fn read_name(tls: &mut TlsStream, name: &str) {
+        let mut buf = vec![0u8; name.len()];
+        tls.read_exact(&mut buf).await.unwrap();
+        assert_eq!(buf, name.as_bytes());
+    }
+
+    #[tokio::test]
+    async fn serves_its_names_and_echoes() {
+        let ca = TestCa::new();
+        let mock = MockTls::start("m", &["a.test", "*.b.test", "127.0.0.1"], &ca).await;
+        for name in ["a.test", "x.b.test", "127.0.0.1"] {
+            let mut tls = tls_connect(mock.addr(), name, &ca).await.unwrap();
+            read_name(&mut tls, "m").await;
+            tls.write_all(b"ping").await.unwrap();
+            let mut buf = [0u8; 4];
+            tls.read_exact(&mut buf).await.unwrap();
+            assert_eq!(&buf, b"ping", "{name}");
+            tls.shutdown().await.unwrap();
+            let mut rest = Vec::new();
+            tls.read_to_end(&mut rest).await.unwrap();
+            assert!(rest.is_empty());
+        }
+        assert_eq!(mock.handshakes(), 3);
+        mock.shutdown().await;
+    }
+
+    #[tokio::test]
+    async fn a_name_the_certificate_lacks_or_another_ca_fails_verification() {
+        let ca = TestCa::new();
+        let mock = MockTls::start("m", &["a.test"], &ca).await;
+        assert!(tls_connect(mock.addr(), "c.test", &ca).await.is_err());
+        assert!(
+            tls_connect(mock.addr(), "a.test", &TestCa::new())
+                .await
+                .is_err()
+        );
+        assert!(tls_connect(mock.addr(), "a.test", &ca).await.is_ok());
+    }
+}
