@@ -1,25 +1,15 @@
 //! Entry points for the fuzz targets in `fuzz/`: each feeds arbitrary bytes to one parser of the
-//! client's first bytes and asserts the invariants the connection code relies on. The module is
-//! empty unless built with `--cfg fuzzing`, which cargo-fuzz sets.
+//! client's first bytes and asserts the invariants the connection code relies on. The module
+//! exists only when built with `--cfg fuzzing`, which cargo-fuzz sets.
 //!
 //! Both parsers are called on a growing buffer, once per read from the socket, so beyond "never
 //! panics" the property that matters is that a decision is final: for any prefix of an input,
 //! the parser answers "incomplete" or exactly what it answers for the whole input. Otherwise a
 //! connection could be refused, or routed, depending on how TCP happened to segment it.
-//!
-//! The workspace lints do not declare the `fuzzing` cfg, so the check is allowed here; the
-//! `#[cfg(fuzzing)]` sits on an inner module because rustc reports an unexpected cfg against the
-//! enclosing module, whose lint level is this file's.
-#![allow(
-    unexpected_cfgs,
-    reason = "cargo-fuzz passes `--cfg fuzzing`, which the workspace does not declare"
-)]
 
-#[cfg(fuzzing)]
 pub use self::targets::{client_hello, proxy_header};
 
 /// The fuzz targets' bodies.
-#[cfg(fuzzing)]
 mod targets {
     use crate::l4::proxy_protocol::{self, Parsed};
     use crate::l4::sni::{ClientHelloParse, ClientHelloReader, parse_client_hello};

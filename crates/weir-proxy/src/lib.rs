@@ -8,6 +8,7 @@
 
 mod body;
 mod cluster;
+#[cfg(fuzzing)]
 pub mod fuzzing;
 mod hash_key;
 mod l4;
