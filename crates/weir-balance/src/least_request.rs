@@ -23,9 +23,8 @@ use std::sync::Arc;
 use weir_config::{ChoiceCount, LeastRequestConfig};
 use weir_core::Endpoint;
 
-use crate::members::Members;
+use crate::members::{Members, Needs, View};
 use crate::rng::{self, LocalRng};
-use crate::sampling::WeightedIndex;
 use crate::{Balancer, BuildContext, CommonOptions, PickContext};
 
 /// Candidates whose indices a P2C pick remembers to keep them distinct.
@@ -35,7 +34,6 @@ const MAX_TRACKED: usize = 8;
 #[derive(Debug)]
 pub struct LeastRequest {
     members: Members,
-    sampler: WeightedIndex,
     choices: Choices,
     bias: f64,
 }
@@ -59,8 +57,11 @@ impl LeastRequest {
         options: &CommonOptions,
         config: &LeastRequestConfig,
     ) -> Self {
-        let members = Members::new(endpoints, ctx, options);
-        let sampler = WeightedIndex::new(&members.weights());
+        let needs = Needs {
+            sampler: true,
+            ..Needs::default()
+        };
+        let members = Members::new(endpoints, ctx, options, needs);
         let choices = match config.choice_count {
             // Sampling as many as there are endpoints compares them all: scan instead.
             ChoiceCount::Sample(k) if (k as usize) < endpoints.len() => {
@@ -75,7 +76,6 @@ impl LeastRequest {
         };
         Self {
             members,
-            sampler,
             choices,
             bias,
         }
@@ -112,18 +112,18 @@ impl LeastRequest {
 
     /// Power of `k` choices: weighted, distinct candidates; the least loaded wins, ties go to
     /// the earliest sampled.
-    fn pick_sampled(&self, k: usize) -> Option<usize> {
+    fn pick_sampled(&self, view: &View, k: usize) -> Option<usize> {
         if k == 2 {
-            let (a, b) = self.members.draw_pair(&self.sampler)?;
+            let (a, b) = self.members.draw_pair(view)?;
             return Some(if self.less_loaded(b, a) { b } else { a });
         }
-        let first = self.members.draw(&self.sampler)?;
+        let first = self.members.draw(view)?;
         let mut taken = [first; MAX_TRACKED];
         let (mut best, mut best_load) = (first, self.load(first, self.weight(first)));
         for n in 1..k {
             let Some(c) = self
                 .members
-                .draw_distinct(&self.sampler, &taken[..n.min(MAX_TRACKED)])
+                .draw_distinct(view, &taken[..n.min(MAX_TRACKED)])
             else {
                 break;
             };
@@ -140,15 +140,16 @@ impl LeastRequest {
 
     /// Full scan: the least loaded eligible endpoint; ties broken by a weighted reservoir draw
     /// (Chao 1982) so idle endpoints share in proportion to (slow-start adjusted) weight.
-    fn pick_all(&self) -> Option<usize> {
+    fn pick_all(&self, view: &View) -> Option<usize> {
         // One draw from the injected source seeds the whole scan's tie-breaks.
         let mut rng = LocalRng::new(self.members.next_u64());
         let mut best = None;
         let (mut best_load, mut tied_weight) = (f64::INFINITY, 0.0);
-        for i in 0..self.members.len() {
-            if !self.members.eligible(i) {
+        for i in view.eligible.iter().map(|&i| i as usize) {
+            if !self.members.eligible(view, i) {
                 continue;
             }
+            // Slow start's factor is > 0 (clamped), so the load below is never 0/0.
             let weight = self.weight(i) * self.members.ramp(i).unwrap_or(1.0);
             let load = self.load(i, weight);
             if best.is_none() || load < best_load {
@@ -166,14 +167,15 @@ impl LeastRequest {
 
 impl Balancer for LeastRequest {
     fn pick(&self, _ctx: &PickContext) -> Option<usize> {
+        let view = self.members.view();
         match self.choices {
-            Choices::Sample(k) => self.pick_sampled(k),
-            Choices::All => self.pick_all(),
+            Choices::Sample(k) => self.pick_sampled(&view, k),
+            Choices::All => self.pick_all(&view),
         }
     }
 
     fn health_changed(&self) {
-        self.members.refresh_panic();
+        self.members.refresh();
     }
 }
 

@@ -86,8 +86,9 @@ pub trait Balancer: Send + Sync + fmt::Debug {
         let _ = (endpoint, observation);
     }
 
-    /// Called (off the hot path) after endpoints' health changed, so policies can recompute
-    /// whatever they derive from it (the panic-threshold state).
+    /// Forces the policy to recompute what it derives from endpoints' health (eligible set,
+    /// panic state, tables). Optional: every pick notices a changed
+    /// [`weir_core::health_generation`] and recomputes by itself.
     fn health_changed(&self) {}
 }
 

@@ -16,13 +16,15 @@
 //! probed past the same way. Without a hash the key is random: weighted random by slot count.
 //! The table is what the kernel data plane loads too, which is why `key mod M` is kept literal.
 
+use std::cmp::Reverse;
+use std::collections::BinaryHeap;
 use std::sync::Arc;
 
 use weir_config::MaglevConfig;
 use weir_core::Endpoint;
 
 use crate::hashing::{self, BoundedLoad, MAX_WALK};
-use crate::members::Members;
+use crate::members::{Members, Needs};
 use crate::rng;
 use crate::{Balancer, BuildContext, CommonOptions, PickContext};
 
@@ -46,15 +48,16 @@ pub struct Maglev {
 
 impl Maglev {
     /// Builds the lookup table for `endpoints`; `config.table_size` should be a prime (the
-    /// config validation insists) well above the endpoint count.
+    /// config validation insists) well above the endpoint count. A size that is not prime is
+    /// rounded up to the next prime (the permutations need a prime to visit every slot).
     pub fn new(
         endpoints: &[Arc<Endpoint>],
         ctx: &BuildContext,
         options: &CommonOptions,
         config: &MaglevConfig,
     ) -> Self {
-        let members = Members::new(endpoints, ctx, options);
-        let table = populate(endpoints, config.table_size as usize);
+        let members = Members::new(endpoints, ctx, options, Needs::default());
+        let table = populate(endpoints, table_size(config.table_size));
         let bound = BoundedLoad::new(options.hash_balance_factor, &members);
         Self {
             members,
@@ -81,6 +84,7 @@ impl Balancer for Maglev {
             (1..=MAX_WALK as u64).map(|k| self.table[(rng::rehash(key, k) % m) as usize] as usize);
         hashing::choose(
             &self.members,
+            &self.members.view(),
             self.bound.as_ref(),
             std::iter::once(home).chain(probes),
             home,
@@ -88,14 +92,50 @@ impl Balancer for Maglev {
     }
 
     fn health_changed(&self) {
-        self.members.refresh_panic();
+        self.members.refresh();
         if let Some(bound) = &self.bound {
-            bound.refresh(&self.members);
+            bound.refresh(&self.members, &self.members.view());
         }
     }
 }
 
+/// The table size used for a configured `size`: the smallest prime ≥ `size` (0 stays 0).
+fn table_size(size: u32) -> usize {
+    if size == 0 {
+        return 0;
+    }
+    let mut n = u64::from(size).max(2);
+    while !is_prime(n) {
+        n += 1;
+    }
+    n as usize
+}
+
+/// Trial division; table sizes are at most a few million, so at most ~1,500 divisions.
+fn is_prime(n: u64) -> bool {
+    if n < 4 {
+        return n >= 2;
+    }
+    if n.is_multiple_of(2) {
+        return false;
+    }
+    let mut d = 3;
+    while d * d <= n {
+        if n.is_multiple_of(d) {
+            return false;
+        }
+        d += 2;
+    }
+    true
+}
+
 /// Fills a table of `size` slots (a prime) by weighted turns over the endpoints' permutations.
+///
+/// Turn order: in pass p (p = 0, 1, …) endpoint i gains `w_i` credit and claims a slot when its
+/// credit reaches the largest weight, so its k-th claim (k ≥ 1) falls in pass
+/// `⌈k × w_max / w_i⌉ − 1`, endpoints in index order within a pass. Rather than run the passes
+/// (with skewed weights most endpoints claim nothing in most passes: ~15 s for M = 5,000,011),
+/// the claims are taken from a heap keyed by (pass, index): O(M log n), the same table.
 fn populate(endpoints: &[Arc<Endpoint>], size: usize) -> Vec<u32> {
     if endpoints.is_empty() || size == 0 {
         return Vec::new();
@@ -119,27 +159,28 @@ fn populate(endpoints: &[Arc<Endpoint>], size: usize) -> Vec<u32> {
         .map(|e| u64::from(e.weight.max(1)))
         .collect();
     let max_weight = weights.iter().copied().max().unwrap_or(1);
-    let mut credit = vec![0u64; endpoints.len()];
+    let pass_of = |k: u64, w: u64| (k * max_weight).div_ceil(w) - 1;
+    // (pass of the next claim, endpoint, claims made so far + 1)
+    let mut heap: BinaryHeap<Reverse<(u64, u32, u64)>> = weights
+        .iter()
+        .enumerate()
+        .map(|(i, &w)| Reverse((pass_of(1, w), i as u32, 1)))
+        .collect();
     let mut table = vec![EMPTY; size];
     let mut filled = 0;
     while filled < size {
-        for (i, (&weight, (slot, skip))) in weights.iter().zip(cursor.iter_mut()).enumerate() {
-            credit[i] += weight;
-            if credit[i] < max_weight {
-                continue;
-            }
-            credit[i] -= max_weight;
-            // The permutation visits every slot (skip < m, m prime), so a free one is found.
-            while table[*slot as usize] != EMPTY {
-                *slot = step(*slot, *skip, m);
-            }
-            table[*slot as usize] = i as u32;
+        let Some(Reverse((_, i, k))) = heap.pop() else {
+            break;
+        };
+        let (slot, skip) = &mut cursor[i as usize];
+        // The permutation visits every slot (skip < m, m prime), so a free one is found.
+        while table[*slot as usize] != EMPTY {
             *slot = step(*slot, *skip, m);
-            filled += 1;
-            if filled == size {
-                break;
-            }
         }
+        table[*slot as usize] = i;
+        *slot = step(*slot, *skip, m);
+        filled += 1;
+        heap.push(Reverse((pass_of(k + 1, weights[i as usize]), i, k + 1)));
     }
     table
 }
@@ -178,6 +219,60 @@ mod tests {
             );
         }
         assert!(m.table().iter().all(|&o| o < 4));
+    }
+
+    #[test]
+    fn non_prime_sizes_are_rounded_up_to_a_prime() {
+        // A composite size used to loop forever: a skip sharing a factor with M never reaches
+        // some free slots.
+        let eps = endpoints(&[1, 2, 3]);
+        for (asked, used) in [(1_000, 1_009), (65_536, 65_537), (1, 2), (4, 5), (7, 7)] {
+            let m = maglev(&eps, asked);
+            assert_eq!(m.table().len(), used, "{asked}");
+            assert!(m.table().iter().all(|&o| o < 3));
+        }
+        assert!(is_prime(5_000_011) && !is_prime(5_000_013 * 3));
+    }
+
+    #[test]
+    fn heap_population_matches_the_pass_loop() {
+        // The straightforward pass loop the heap replaces, for a skewed weight set.
+        let eps = endpoints(&[1, 7, 3, 7, 2, 1, 5]);
+        let m = 1_009u64;
+        let weights: Vec<u64> = eps.iter().map(|e| u64::from(e.weight)).collect();
+        let max_weight = 7;
+        let mut cursor: Vec<(u64, u64)> = eps
+            .iter()
+            .map(|e| {
+                let offset = hashing::address_hash(&e.address, OFFSET_SEED) % m;
+                (
+                    offset,
+                    hashing::address_hash(&e.address, SKIP_SEED) % (m - 1) + 1,
+                )
+            })
+            .collect();
+        let mut credit = vec![0u64; eps.len()];
+        let mut table = vec![EMPTY; m as usize];
+        let mut filled = 0;
+        'passes: while filled < m {
+            for (i, (&w, (slot, skip))) in weights.iter().zip(cursor.iter_mut()).enumerate() {
+                credit[i] += w;
+                if credit[i] < max_weight {
+                    continue;
+                }
+                credit[i] -= max_weight;
+                while table[*slot as usize] != EMPTY {
+                    *slot = step(*slot, *skip, m);
+                }
+                table[*slot as usize] = i as u32;
+                *slot = step(*slot, *skip, m);
+                filled += 1;
+                if filled == m {
+                    break 'passes;
+                }
+            }
+        }
+        assert_eq!(populate(&eps, m as usize), table);
     }
 
     #[test]

@@ -3,21 +3,32 @@
 //!
 //! Panic threshold (Envoy's "panic mode"): when too few endpoints are healthy, sending all
 //! traffic to the survivors overloads them in a cascade; past the threshold it is better to
-//! spread traffic over every endpoint and let some requests fail. Counting healthy endpoints is
-//! O(n), so it runs when the balancer is built and in [`crate::Balancer::health_changed`], and
-//! picks read one `AtomicBool`.
+//! spread traffic over every endpoint and let some requests fail.
+//!
+//! Eligibility is derived once per health change, not per pick: a [`View`] holds the eligible
+//! endpoints (all of them in panic), the panic flag, and the tables a policy draws from, built
+//! over the eligible set only (the alias table, the round-robin cycle). Picks therefore never
+//! reject a candidate for health, and healthy endpoints keep exactly their weight ratio. The
+//! view is swapped in whole ([`arc_swap::ArcSwap`]): a pick compares the process-wide
+//! [`weir_core::health_generation`] with the view's (one relaxed load) and, when it moved, one
+//! pick rebuilds the view (O(n); others keep using the old view meanwhile) and swaps it in.
+//! [`crate::Balancer::health_changed`] forces the rebuild. A pick still checks the chosen
+//! endpoint's live health, so a pick racing a rebuild never returns an endpoint it knows is
+//! down; only slow start rejects candidates in normal operation.
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, Ordering};
 
-use weir_core::{Clock, Endpoint, EndpointState, Nanos};
+use arc_swap::{ArcSwap, Guard};
+use weir_core::{Clock, Endpoint, EndpointState, Nanos, health_generation};
 
+use crate::round_robin::smooth_cycle;
 use crate::sampling::WeightedIndex;
 use crate::slow_start::SlowStart;
 use crate::{BuildContext, CommonOptions, RandomSource, rng};
 
-/// How many weighted draws a pick tries before falling back to a scan for any eligible
-/// endpoint. Each retry is one random number and a few atomic loads.
+/// How many weighted draws a pick tries before taking a candidate that slow start declined.
+/// Each retry is one random number and a few atomic loads.
 const MAX_DRAWS: usize = 8;
 
 /// One endpoint as a policy sees it: live state and weight, one pointer hop from the balancer.
@@ -25,6 +36,31 @@ const MAX_DRAWS: usize = 8;
 pub(crate) struct Member {
     pub(crate) state: Arc<EndpointState>,
     pub(crate) weight: u32,
+}
+
+/// Which tables over the eligible set a policy draws from (each costs a rebuild on change).
+#[derive(Debug, Clone, Copy, Default)]
+pub(crate) struct Needs {
+    /// A weighted alias table (random, least request, peak EWMA).
+    pub(crate) sampler: bool,
+    /// The smooth weighted round-robin cycle.
+    pub(crate) cycle: bool,
+}
+
+/// Eligibility at one health generation, and the tables built over the eligible endpoints.
+#[derive(Debug)]
+pub(crate) struct View {
+    /// The [`health_generation`] read before health was read for this view.
+    generation: u64,
+    panicking: bool,
+    /// Indices of the endpoints that may take traffic, ascending (all of them in panic).
+    pub(crate) eligible: Vec<u32>,
+    /// Sum of the eligible endpoints' weights.
+    pub(crate) eligible_weight: u64,
+    /// Alias table over positions in `eligible` (empty unless [`Needs::sampler`]).
+    sampler: WeightedIndex,
+    /// Smooth round-robin cycle of endpoint indices (empty unless [`Needs::cycle`]).
+    pub(crate) cycle: Vec<u32>,
 }
 
 /// The endpoints of one balancer plus the cluster-wide switches every policy honours.
@@ -35,38 +71,61 @@ pub(crate) struct Members {
     random: Arc<dyn RandomSource>,
     /// Percent of healthy endpoints below which health is ignored; 0 = never.
     panic_threshold: u32,
-    panicking: AtomicBool,
-    /// Healthy endpoints at the last count (build or `health_changed`).
-    healthy: AtomicUsize,
     slow_start: Option<SlowStart>,
+    needs: Needs,
+    view: ArcSwap<View>,
+    /// Set while a view is rebuilt, so concurrent picks do not all rebuild it (picks only ever
+    /// try it; they never wait).
+    rebuilding: AtomicBool,
+}
+
+/// Clears the rebuild flag on drop.
+struct RebuildFlag<'a>(&'a AtomicBool);
+
+impl Drop for RebuildFlag<'_> {
+    fn drop(&mut self) {
+        self.0.store(false, Ordering::Release);
+    }
+}
+
+// === impl View ===
+
+impl View {
+    /// Whether health is being ignored (too few endpoints healthy).
+    #[cfg(test)]
+    pub(crate) fn panicking(&self) -> bool {
+        self.panicking
+    }
 }
 
 // === impl Members ===
 
 impl Members {
-    /// Captures `endpoints` and computes the initial panic state.
+    /// Captures `endpoints` and computes the initial view.
     pub(crate) fn new(
         endpoints: &[Arc<Endpoint>],
         ctx: &BuildContext,
         options: &CommonOptions,
+        needs: Needs,
     ) -> Self {
-        let members = Self {
-            members: endpoints
-                .iter()
-                .map(|e| Member {
-                    state: Arc::clone(&e.state),
-                    weight: e.weight.max(1),
-                })
-                .collect(),
+        let members: Vec<Member> = endpoints
+            .iter()
+            .map(|e| Member {
+                state: Arc::clone(&e.state),
+                weight: e.weight.max(1),
+            })
+            .collect();
+        let view = compute_view(&members, options.panic_threshold, needs);
+        Self {
+            members,
             clock: Arc::clone(&ctx.clock),
             random: Arc::clone(&ctx.random),
             panic_threshold: options.panic_threshold,
-            panicking: AtomicBool::new(false),
-            healthy: AtomicUsize::new(0),
             slow_start: options.slow_start.as_ref().and_then(SlowStart::new),
-        };
-        members.refresh_panic();
-        members
+            needs,
+            view: ArcSwap::from_pointee(view),
+            rebuilding: AtomicBool::new(false),
+        }
     }
 
     /// Number of endpoints (eligible or not).
@@ -79,42 +138,63 @@ impl Members {
         &self.members[i]
     }
 
-    /// The weights, in endpoint order.
-    pub(crate) fn weights(&self) -> Vec<u32> {
-        self.members.iter().map(|m| m.weight).collect()
-    }
-
-    /// Recounts healthy endpoints and sets the panic flag; O(n), off the hot path.
-    pub(crate) fn refresh_panic(&self) {
-        let n = self.members.len();
-        let healthy = self.members.iter().filter(|m| m.state.is_healthy()).count();
-        let panic = n > 0 && (healthy as u64) * 100 < u64::from(self.panic_threshold) * n as u64;
-        self.healthy.store(healthy, Ordering::Relaxed);
-        self.panicking.store(panic, Ordering::Relaxed);
-    }
-
-    /// Whether fewer endpoints than the panic threshold were healthy at the last count.
-    pub(crate) fn panicking(&self) -> bool {
-        self.panicking.load(Ordering::Relaxed)
-    }
-
-    /// Whether endpoint `i` may take traffic: healthy, or anything while in panic.
-    pub(crate) fn eligible(&self, i: usize) -> bool {
-        self.members[i].state.is_healthy() || self.panicking()
-    }
-
-    /// Number of endpoints that may take traffic, as of the last health count (O(1)).
-    pub(crate) fn eligible_count(&self) -> usize {
-        if self.panicking() {
-            return self.members.len();
+    /// The current view; rebuilt first when endpoints' health changed since it was computed
+    /// (unless another pick is rebuilding it right now: then the previous view, whose picks are
+    /// still checked against live health).
+    #[inline]
+    pub(crate) fn view(&self) -> Guard<Arc<View>> {
+        let generation = health_generation();
+        let view = self.view.load();
+        if view.generation == generation {
+            return view;
         }
-        self.healthy.load(Ordering::Relaxed)
+        self.refresh_stale(view)
     }
 
-    /// The first eligible endpoint at or after `start` (wrapping), if any; O(n) worst case.
-    pub(crate) fn next_eligible(&self, start: usize) -> Option<usize> {
-        let n = self.members.len();
-        (0..n).map(|k| (start + k) % n).find(|&i| self.eligible(i))
+    #[cold]
+    fn refresh_stale(&self, stale: Guard<Arc<View>>) -> Guard<Arc<View>> {
+        let Some(_flag) = self.try_rebuilding() else {
+            return stale;
+        };
+        drop(stale);
+        let current = self.view.load();
+        if current.generation == health_generation() {
+            return current;
+        }
+        drop(current);
+        self.rebuild_locked();
+        self.view.load()
+    }
+
+    /// Recomputes the view now (health counts, panic flag, tables); O(n), off the hot path.
+    pub(crate) fn refresh(&self) {
+        let _flag = loop {
+            match self.try_rebuilding() {
+                Some(flag) => break flag,
+                None => std::thread::yield_now(),
+            }
+        };
+        self.rebuild_locked();
+    }
+
+    /// Claims the rebuild flag, released when the returned value drops.
+    fn try_rebuilding(&self) -> Option<RebuildFlag<'_>> {
+        self.rebuilding
+            .compare_exchange(false, true, Ordering::Acquire, Ordering::Relaxed)
+            .ok()
+            .map(|_| RebuildFlag(&self.rebuilding))
+    }
+
+    fn rebuild_locked(&self) {
+        let view = compute_view(&self.members, self.panic_threshold, self.needs);
+        self.view.store(Arc::new(view));
+    }
+
+    /// Whether endpoint `i` may take traffic under `view`: healthy (read live), or anything in
+    /// panic.
+    #[inline]
+    pub(crate) fn eligible(&self, view: &View, i: usize) -> bool {
+        view.panicking || self.members[i].state.is_healthy()
     }
 
     /// A uniform `u64` from the injected source.
@@ -136,8 +216,9 @@ impl Members {
 
     /// Whether a drawn candidate `i` is taken: it must be eligible, and a ramping endpoint is
     /// taken with probability equal to its slow-start factor.
-    pub(crate) fn accepts(&self, i: usize) -> bool {
-        if !self.eligible(i) {
+    #[inline]
+    pub(crate) fn accepts(&self, view: &View, i: usize) -> bool {
+        if !self.eligible(view, i) {
             return false;
         }
         match self.ramp(i) {
@@ -146,40 +227,60 @@ impl Members {
         }
     }
 
-    /// One weighted draw that honours health, panic and slow start; after [`MAX_DRAWS`]
-    /// rejections (most endpoints down or ramping) the first eligible endpoint after a random
-    /// start is taken instead. `None` only when nothing is eligible.
-    pub(crate) fn draw(&self, sampler: &WeightedIndex) -> Option<usize> {
-        if self.members.is_empty() {
+    /// An eligible endpoint of `view` found by scanning from a random position: the last resort
+    /// when live health disagrees with the view (a rebuild is pending).
+    pub(crate) fn scan(&self, view: &View) -> Option<usize> {
+        let n = view.eligible.len();
+        if n == 0 {
             return None;
         }
+        let start = rng::below(self.next_u64(), n);
+        (0..n)
+            .map(|k| view.eligible[(start + k) % n] as usize)
+            .find(|&i| self.eligible(view, i))
+    }
+
+    /// One plain weighted draw over `view`'s eligible endpoints (no checks).
+    #[inline]
+    fn sample(&self, view: &View) -> usize {
+        view.eligible[view.sampler.sample(self.next_u64())] as usize
+    }
+
+    /// One weighted draw over the eligible endpoints that honours slow start. After
+    /// [`MAX_DRAWS`] declines (most endpoints ramping) the last eligible draw is taken anyway,
+    /// which is still weight-proportional. `None` only when nothing is eligible.
+    pub(crate) fn draw(&self, view: &View) -> Option<usize> {
+        if view.eligible.is_empty() {
+            return None;
+        }
+        let mut declined = None;
         for _ in 0..MAX_DRAWS {
-            let i = sampler.sample(self.next_u64());
-            if self.accepts(i) {
+            let i = self.sample(view);
+            if self.accepts(view, i) {
                 return Some(i);
             }
+            if self.eligible(view, i) {
+                declined = Some(i);
+            }
         }
-        self.next_eligible(rng::below(self.next_u64(), self.members.len()))
+        declined.or_else(|| self.scan(view))
     }
 
     /// Two candidates for a power-of-two-choices pick: the first a plain weighted draw, the
     /// second distinct when possible (as [`Members::draw_distinct`]; equal only when no other
-    /// eligible endpoint turns up). Both are drawn before either endpoint's state is read, so at large
-    /// endpoint counts their cache misses overlap instead of queueing.
-    pub(crate) fn draw_pair(&self, sampler: &WeightedIndex) -> Option<(usize, usize)> {
-        if self.members.is_empty() {
+    /// eligible endpoint turns up). Both are drawn before either endpoint's state is read, so at
+    /// large endpoint counts their cache misses overlap instead of queueing.
+    pub(crate) fn draw_pair(&self, view: &View) -> Option<(usize, usize)> {
+        if view.eligible.is_empty() {
             return None;
         }
-        let (a, b) = (
-            sampler.sample(self.next_u64()),
-            sampler.sample(self.next_u64()),
-        );
-        let (accept_a, accept_b) = (self.accepts(a), self.accepts(b));
+        let (a, b) = (self.sample(view), self.sample(view));
+        let (accept_a, accept_b) = (self.accepts(view, a), self.accepts(view, b));
         if accept_a && accept_b && a != b {
             return Some((a, b));
         }
-        let a = if accept_a { a } else { self.draw(sampler)? };
-        let b = self.draw_distinct(sampler, &[a]).unwrap_or(a);
+        let a = if accept_a { a } else { self.draw(view)? };
+        let b = self.draw_distinct(view, &[a]).unwrap_or(a);
         Some((a, b))
     }
 
@@ -188,23 +289,60 @@ impl Members {
     /// dominant weight, or two endpoints) the next eligible endpoint not taken is used; a repeat
     /// is returned only when there is no other. The first candidate is a plain draw, so ties
     /// resolved in its favour keep shares proportional to weight.
-    pub(crate) fn draw_distinct(&self, sampler: &WeightedIndex, taken: &[usize]) -> Option<usize> {
-        let mut last = self.draw(sampler)?;
+    pub(crate) fn draw_distinct(&self, view: &View, taken: &[usize]) -> Option<usize> {
+        let mut last = self.draw(view)?;
         for _ in 0..3 {
             if !taken.contains(&last) {
                 return Some(last);
             }
-            last = self.draw(sampler)?;
+            last = self.draw(view)?;
         }
         if !taken.contains(&last) {
             return Some(last);
         }
-        let n = self.members.len();
+        let n = view.eligible.len();
+        let at = view.eligible.partition_point(|&e| (e as usize) < last);
         let other = (1..n)
-            .map(|k| (last + k) % n)
+            .map(|k| view.eligible[(at + k) % n] as usize)
             .take(MAX_DRAWS)
-            .find(|&i| !taken.contains(&i) && self.eligible(i));
+            .find(|&i| !taken.contains(&i) && self.eligible(view, i));
         Some(other.unwrap_or(last))
+    }
+}
+
+/// The view of `members` now: reads the generation first, so a change racing this scan leaves
+/// the view marked stale and it is rebuilt again.
+fn compute_view(members: &[Member], panic_threshold: u32, needs: Needs) -> View {
+    let generation = health_generation();
+    let n = members.len();
+    let healthy: Vec<bool> = members.iter().map(|m| m.state.is_healthy()).collect();
+    let healthy_count = healthy.iter().filter(|&&h| h).count();
+    let panicking = n > 0 && (healthy_count as u64) * 100 < u64::from(panic_threshold) * n as u64;
+    let eligible: Vec<u32> = (0..n)
+        .filter(|&i| panicking || healthy[i])
+        .map(|i| i as u32)
+        .collect();
+    let weights: Vec<u32> = eligible
+        .iter()
+        .map(|&i| members[i as usize].weight)
+        .collect();
+    let eligible_weight = weights.iter().map(|&w| u64::from(w)).sum();
+    let sampler = WeightedIndex::new(if needs.sampler { &weights } else { &[] });
+    let cycle = if needs.cycle {
+        smooth_cycle(&weights)
+            .into_iter()
+            .map(|p| eligible[p as usize])
+            .collect()
+    } else {
+        Vec::new()
+    };
+    View {
+        generation,
+        panicking,
+        eligible,
+        eligible_weight,
+        sampler,
+        cycle,
     }
 }
 
@@ -213,41 +351,61 @@ mod tests {
     use super::*;
     use crate::test_util::{context, endpoints};
 
-    #[test]
-    fn panic_flag_follows_the_threshold_after_health_changes() {
-        let eps = endpoints(&[1; 10]);
+    fn members(eps: &[Arc<Endpoint>], panic_threshold: u32) -> Members {
         let options = CommonOptions {
-            panic_threshold: 50,
+            panic_threshold,
             ..CommonOptions::default()
         };
-        let m = Members::new(&eps, &context(1), &options);
-        assert!(!m.panicking());
+        let needs = Needs {
+            sampler: true,
+            cycle: false,
+        };
+        Members::new(eps, &context(1), &options, needs)
+    }
+
+    #[test]
+    fn panic_flag_follows_the_threshold_without_being_told() {
+        let eps = endpoints(&[1; 10]);
+        let m = members(&eps, 50);
+        assert!(!m.view().panicking());
         for e in &eps[..5] {
             e.state.set_healthy(false, 0);
         }
-        m.refresh_panic();
-        assert!(!m.panicking(), "5 of 10 is not below 50 %");
+        // No `refresh`: the health generation moved, so the next view is recomputed.
+        let view = m.view();
+        assert!(!view.panicking(), "5 of 10 is not below 50 %");
+        assert_eq!(view.eligible, vec![5, 6, 7, 8, 9]);
+        drop(view);
         eps[5].state.set_healthy(false, 0);
-        m.refresh_panic();
-        assert!(m.panicking());
-        assert!(m.eligible(0) && m.eligible_count() == 10);
+        let view = m.view();
+        assert!(view.panicking());
+        assert!(m.eligible(&view, 0) && view.eligible.len() == 10);
     }
 
     #[test]
     fn threshold_zero_never_panics_and_draw_gives_none_when_all_down() {
         let eps = endpoints(&[1, 2]);
-        let options = CommonOptions {
-            panic_threshold: 0,
-            ..CommonOptions::default()
-        };
-        let m = Members::new(&eps, &context(1), &options);
+        let m = members(&eps, 0);
         for e in &eps {
             e.state.set_healthy(false, 0);
         }
-        m.refresh_panic();
-        assert!(!m.panicking());
-        let sampler = WeightedIndex::new(&m.weights());
-        assert_eq!(m.draw(&sampler), None);
-        assert_eq!(m.next_eligible(1), None);
+        m.refresh();
+        let view = m.view();
+        assert!(!view.panicking());
+        assert_eq!(m.draw(&view), None);
+        assert_eq!(m.draw_pair(&view), None);
+        assert_eq!(m.scan(&view), None);
+    }
+
+    #[test]
+    fn a_stale_view_never_yields_a_down_endpoint() {
+        // Simulates a pick racing a rebuild: the view still lists endpoint 0 as eligible.
+        let eps = endpoints(&[1_000, 1, 1]);
+        let m = members(&eps, 0);
+        let stale = m.view();
+        eps[0].state.set_healthy(false, 0);
+        for _ in 0..1_000 {
+            assert_ne!(m.draw(&stale), Some(0));
+        }
     }
 }

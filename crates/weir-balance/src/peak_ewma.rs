@@ -29,15 +29,13 @@ use std::time::Duration;
 use weir_config::PeakEwmaConfig;
 use weir_core::{Endpoint, LatencyEstimate, Nanos, nanos};
 
-use crate::members::Members;
-use crate::sampling::WeightedIndex;
+use crate::members::{Members, Needs};
 use crate::{Balancer, BuildContext, CommonOptions, Observation, Outcome, PickContext};
 
 /// Latency-aware P2C on a peak-sensitive EWMA of response time.
 #[derive(Debug)]
 pub struct PeakEwma {
     members: Members,
-    sampler: WeightedIndex,
     decay_ns: f64,
     default_rtt_ns: f64,
     failure_penalty: Duration,
@@ -54,11 +52,13 @@ impl PeakEwma {
         options: &CommonOptions,
         config: &PeakEwmaConfig,
     ) -> Self {
-        let members = Members::new(endpoints, ctx, options);
-        let sampler = WeightedIndex::new(&members.weights());
+        let needs = Needs {
+            sampler: true,
+            ..Needs::default()
+        };
+        let members = Members::new(endpoints, ctx, options, needs);
         Self {
             members,
-            sampler,
             decay_ns: nanos(config.decay.get()).max(1) as f64,
             default_rtt_ns: nanos(config.default_rtt.get()).max(1) as f64,
             failure_penalty: config.failure_penalty.get(),
@@ -149,7 +149,7 @@ impl PeakEwma {
 
 impl Balancer for PeakEwma {
     fn pick(&self, _ctx: &PickContext) -> Option<usize> {
-        let (a, b) = self.members.draw_pair(&self.sampler)?;
+        let (a, b) = self.members.draw_pair(&self.members.view())?;
         if a == b {
             return Some(a);
         }
@@ -182,7 +182,7 @@ impl Balancer for PeakEwma {
     }
 
     fn health_changed(&self) {
-        self.members.refresh_panic();
+        self.members.refresh();
     }
 }
 

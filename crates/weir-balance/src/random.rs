@@ -2,22 +2,21 @@
 //!
 //! Stateless apart from the injected random source: good when many independent proxies must
 //! not synchronise (round robin across restarts can), and the baseline the other policies beat.
-//! Draws use an alias table (O(1) at any endpoint count); an unhealthy or declining (slow
-//! start) draw is simply drawn again, so healthy endpoints keep their weight ratio.
+//! Draws use an alias table (O(1) at any endpoint count) built over the eligible endpoints only
+//! (rebuilt when health changes), so healthy endpoints keep their weight ratio; a declining
+//! (slow start) draw is simply drawn again.
 
 use std::sync::Arc;
 
 use weir_core::Endpoint;
 
-use crate::members::Members;
-use crate::sampling::WeightedIndex;
+use crate::members::{Members, Needs};
 use crate::{Balancer, BuildContext, CommonOptions, PickContext};
 
 /// Weighted random over the endpoints.
 #[derive(Debug)]
 pub struct Random {
     members: Members,
-    sampler: WeightedIndex,
 }
 
 // === impl Random ===
@@ -25,19 +24,23 @@ pub struct Random {
 impl Random {
     /// Prepares the weighted sampler for `endpoints`.
     pub fn new(endpoints: &[Arc<Endpoint>], ctx: &BuildContext, options: &CommonOptions) -> Self {
-        let members = Members::new(endpoints, ctx, options);
-        let sampler = WeightedIndex::new(&members.weights());
-        Self { members, sampler }
+        let needs = Needs {
+            sampler: true,
+            ..Needs::default()
+        };
+        Self {
+            members: Members::new(endpoints, ctx, options, needs),
+        }
     }
 }
 
 impl Balancer for Random {
     fn pick(&self, _ctx: &PickContext) -> Option<usize> {
-        self.members.draw(&self.sampler)
+        self.members.draw(&self.members.view())
     }
 
     fn health_changed(&self) {
-        self.members.refresh_panic();
+        self.members.refresh();
     }
 }
 
@@ -68,5 +71,15 @@ mod tests {
         assert_eq!(got[1], 0);
         assert_shares_close(&got, &[0.5, 0.0, 0.5], 0.02);
         assert_eq!(balancer(&[]).pick(&PickContext::default()), None);
+    }
+
+    #[test]
+    fn unhealthy_heavy_endpoint_leaves_the_rest_in_ratio() {
+        // The reviewer's case: weights 1000,1,1 with endpoint 0 down gave [0, 9841, 159].
+        let eps = endpoints(&[1_000, 1, 3]);
+        let b = balancer(&eps);
+        eps[0].state.set_healthy(false, 0);
+        let got = shares(&b, eps.len(), 100_000);
+        assert_shares_close(&got, &[0.0, 0.25, 0.75], 0.02);
     }
 }

@@ -9,6 +9,15 @@
 //! also adds or drops a few points of the remaining endpoints and moves a few more keys than
 //! the ideal 1/N.
 //!
+//! Ring size: `table_size` is a minimum. The lightest endpoint gets at least
+//! [`MIN_POINTS_LIGHTEST`] points and every other endpoint proportionally more, so the ring has
+//! `max(table_size, MIN_POINTS_LIGHTEST × Σw / w_min)` points, capped at [`MAX_RING_SIZE`]
+//! (8,388,608, Envoy's maximum; at the cap the lightest may get fewer, never fewer than one).
+//! Without this, 10,000 endpoints on a 1024-point ring all got one point and weights were
+//! lost. The trade-off is memory and build time: 12 bytes a point, e.g. 10,000 endpoints of
+//! weights 1 and 100 (half each) make 2.02 M points, ~24 MB, and a build of a fraction of a
+//! second; lower weight ratios cost proportionally less.
+//!
 //! Accuracy of shares grows with points per endpoint (relative spread ≈ 1/√points): 1024 points
 //! (the default) over 10 endpoints gives each ±10 % of its share; 64Ki points gives ±1 %.
 //! Lookups are a binary search (O(log points)); Maglev is O(1) with better balance but moves
@@ -24,8 +33,14 @@ use weir_config::RingHashConfig;
 use weir_core::Endpoint;
 
 use crate::hashing::{self, BoundedLoad, MAX_WALK};
-use crate::members::Members;
+use crate::members::{Members, Needs};
 use crate::{Balancer, BuildContext, CommonOptions, PickContext};
+
+/// Points the lightest endpoint gets at least (unless the ring would exceed the maximum).
+pub(crate) const MIN_POINTS_LIGHTEST: u64 = 4;
+
+/// The most points a ring may have (Envoy's `maximum_ring_size` default).
+pub(crate) const MAX_RING_SIZE: u64 = 8_388_608;
 
 /// Consistent hashing on a sorted ring of points.
 #[derive(Debug)]
@@ -48,7 +63,7 @@ impl RingHash {
         options: &CommonOptions,
         config: &RingHashConfig,
     ) -> Self {
-        let members = Members::new(endpoints, ctx, options);
+        let members = Members::new(endpoints, ctx, options, Needs::default());
         let (hashes, owners) = build_ring(endpoints, config.table_size);
         let bound = BoundedLoad::new(options.hash_balance_factor, &members);
         Self {
@@ -77,6 +92,7 @@ impl Balancer for RingHash {
         let walk = (0..len.min(MAX_WALK)).map(|k| self.owners[(at + k) % len] as usize);
         hashing::choose(
             &self.members,
+            &self.members.view(),
             self.bound.as_ref(),
             walk,
             self.owners[at] as usize,
@@ -84,26 +100,35 @@ impl Balancer for RingHash {
     }
 
     fn health_changed(&self) {
-        self.members.refresh_panic();
+        self.members.refresh();
         if let Some(bound) = &self.bound {
-            bound.refresh(&self.members);
+            bound.refresh(&self.members, &self.members.view());
         }
     }
 }
 
-/// The sorted points of `endpoints`: each gets `max(1, round(weight × table_size / Σweight))`.
+/// The sorted points of `endpoints`: each gets `max(1, round(weight × size / Σweight))`, where
+/// `size = min(max(table_size, MIN_POINTS_LIGHTEST × Σw / w_min), MAX_RING_SIZE)`.
 fn build_ring(endpoints: &[Arc<Endpoint>], table_size: u32) -> (Vec<u64>, Vec<u32>) {
     let total_weight: u64 = endpoints.iter().map(|e| u64::from(e.weight.max(1))).sum();
     if total_weight == 0 {
         return (Vec::new(), Vec::new());
     }
-    let per_weight = f64::from(table_size.max(1)) / total_weight as f64;
-    let mut points: Vec<(u64, u32)> = Vec::with_capacity(table_size as usize + endpoints.len());
+    let min_weight = endpoints
+        .iter()
+        .map(|e| u64::from(e.weight.max(1)))
+        .min()
+        .unwrap_or(1);
+    let wanted = (MIN_POINTS_LIGHTEST * total_weight).div_ceil(min_weight);
+    let size = wanted
+        .max(u64::from(table_size.max(1)))
+        .min(MAX_RING_SIZE.max(u64::from(table_size)));
+    let per_weight = size as f64 / total_weight as f64;
+    let mut points: Vec<(u64, u32)> = Vec::with_capacity(size as usize + endpoints.len());
     for (i, e) in endpoints.iter().enumerate() {
         let count = ((f64::from(e.weight.max(1)) * per_weight).round() as u64).max(1);
-        points.extend(
-            (0..count).map(|replica| (hashing::address_hash(&e.address, replica), i as u32)),
-        );
+        points
+            .extend((0..count).map(|replica| (hashing::point_hash(&e.address, replica), i as u32)));
     }
     points.sort_unstable();
     points.into_iter().unzip()
@@ -131,8 +156,45 @@ mod tests {
         let count = |i: u32| r.owners.iter().filter(|&&o| o == i).count();
         assert_eq!((count(0), count(3)), (100, 400));
         assert!(r.hashes.windows(2).all(|w| w[0] <= w[1]));
-        let r = ring(&endpoints(&[1, 1_000_000]), 64);
-        assert_eq!(r.owners.iter().filter(|&&o| o == 0).count(), 1);
+        // The lightest endpoint gets MIN_POINTS_LIGHTEST points; the ring grows to keep ratios.
+        let r = ring(&endpoints(&[1, 1_000]), 64);
+        assert_eq!(r.owners.iter().filter(|&&o| o == 0).count(), 4);
+        assert_eq!(r.owners.iter().filter(|&&o| o == 1).count(), 4_000);
+    }
+
+    #[test]
+    fn points_of_different_endpoints_do_not_collide() {
+        // Point hashes once used the replica number as xxh3's seed, which for short inputs is
+        // XORed into the input: address and replica bits cancelled and ~10,000 of 2 M points
+        // collided, the lower index taking the whole arc.
+        let weights: Vec<u32> = (0..2_000)
+            .map(|i| if i % 2 == 0 { 1 } else { 100 })
+            .collect();
+        let (hashes, _) = build_ring(&endpoints(&weights), 1024);
+        assert_eq!(hashes.windows(2).filter(|w| w[0] == w[1]).count(), 0);
+    }
+
+    #[test]
+    fn ten_thousand_endpoints_keep_their_weights() {
+        // Before: every endpoint got 1 point of a 1024-point ring and weights 1 and 100 took
+        // equal shares. Half of the endpoints weigh 1, half 100: the light half should get
+        // 5,000 / 505,000 ≈ 0.99 % of keys. Its points are 4 per endpoint, 20,000 in all, so
+        // the arcs' sum is accurate to ~1/√20,000 ≈ 0.7 %; 200,000 keys expect ~1,980 light
+        // picks with a standard deviation of ~44. ±15 % (~300, ≈ 7σ) leaves room for both and
+        // still fails by a factor of 50 on the old behaviour (50 % light).
+        let weights: Vec<u32> = (0..10_000)
+            .map(|i| if i % 2 == 0 { 1 } else { 100 })
+            .collect();
+        let eps = endpoints(&weights);
+        let r = ring(&eps, 1024);
+        assert_eq!(r.points(), 4 * 505_000);
+        let got = hashed_shares(&r, eps.len(), 200_000, 9);
+        let light: usize = got.iter().step_by(2).sum();
+        let want = 200_000.0 * 5_000.0 / 505_000.0;
+        assert!(
+            (light as f64 - want).abs() <= 0.15 * want,
+            "light share {light}, want ≈ {want:.0}"
+        );
     }
 
     #[test]

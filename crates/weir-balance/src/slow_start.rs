@@ -14,6 +14,9 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use weir_config::SlowStartConfig;
 use weir_core::{Clock, Nanos, nanos};
 
+/// The smallest factor a ramping endpoint gets: effectively no traffic, but a positive weight.
+const MIN_FACTOR: f64 = 1e-6;
+
 /// The ramp of one cluster.
 #[derive(Debug)]
 pub(crate) struct SlowStart {
@@ -61,7 +64,14 @@ impl SlowStart {
             return None;
         }
         let progress = elapsed as f64 / self.window as f64;
-        Some(progress.powf(self.inverse_aggression).max(self.min_factor))
+        // Clamped above 0: with `min_weight_percent: 0` the ramp starts at 0, and a zero weight
+        // would make least request's full scan compute 0/0.
+        Some(
+            progress
+                .powf(self.inverse_aggression)
+                .max(self.min_factor)
+                .max(MIN_FACTOR),
+        )
     }
 }
 

@@ -9,6 +9,22 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
+/// Bumped whenever any endpoint's health actually changes (process-wide); see
+/// [`health_generation`].
+static HEALTH_GENERATION: AtomicU64 = AtomicU64::new(0);
+
+/// A process-wide counter that [`EndpointState::set_healthy`] bumps whenever some endpoint's
+/// health actually changes (a repeated `set_healthy` with the same value does not).
+///
+/// Balancers cache the generation they last derived their eligible set from and recompute it
+/// when this differs: one relaxed load per pick on the fast path. A balancer that reads the
+/// generation *before* reading endpoints' health never misses a change: any later flip bumps
+/// it again.
+#[inline]
+pub fn health_generation() -> u64 {
+    HEALTH_GENERATION.load(Ordering::Acquire)
+}
+
 /// One upstream address with its balancing weight.
 #[derive(Debug)]
 pub struct Endpoint {
@@ -99,9 +115,13 @@ impl EndpointState {
     /// Marks the endpoint healthy or unhealthy; health checkers and outlier detection call this.
     /// A recovery (unhealthy → healthy) at clock reading `now` restarts slow start.
     pub fn set_healthy(&self, healthy: bool, now: crate::Nanos) {
-        let was = self.healthy.swap(healthy, Ordering::Relaxed);
+        let was = self.healthy.swap(healthy, Ordering::AcqRel);
         if healthy && !was {
             self.eligible_since.store(now, Ordering::Relaxed);
+        }
+        if healthy != was {
+            // After the health store, so whoever sees the new generation sees the new health.
+            HEALTH_GENERATION.fetch_add(1, Ordering::AcqRel);
         }
     }
 
@@ -173,5 +193,20 @@ mod tests {
         drop(g2);
         assert_eq!(ep.state.in_flight(), 0);
         assert_eq!(ep.state.requests_total(), 2);
+    }
+
+    #[test]
+    fn health_generation_moves_only_on_a_real_change() {
+        let ep = Endpoint::new("127.0.0.1:1".parse().unwrap(), 1);
+        let g0 = health_generation();
+        ep.state.set_healthy(false, 5);
+        let g1 = health_generation();
+        assert!(g1 > g0);
+        // Other tests may flip health concurrently, so only "moved" is asserted for them; an
+        // unchanged value must not be the reason it moves, which `set_healthy` guarantees by
+        // bumping only when the swap returned the other value.
+        ep.state.set_healthy(true, 6);
+        assert!(health_generation() > g1);
+        assert_eq!(ep.state.eligible_since(), 6);
     }
 }

@@ -9,7 +9,7 @@ mod endpoint;
 mod error;
 
 pub use clock::{Clock, ManualClock, Nanos, SystemClock, nanos};
-pub use endpoint::{Endpoint, EndpointState, InFlightGuard, LatencyEstimate};
+pub use endpoint::{Endpoint, EndpointState, InFlightGuard, LatencyEstimate, health_generation};
 pub use error::{Error, ErrorKind, Side};
 
 /// A boxed error that can cross threads; the `cause` of a data-path [`Error`].

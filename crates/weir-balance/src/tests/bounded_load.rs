@@ -93,3 +93,44 @@ fn bounded_load_keeps_cold_keys_at_home() {
         assert_eq!(b.pick(&ctx), plain.pick(&ctx));
     }
 }
+
+#[test]
+fn bounded_capacity_follows_weights() {
+    // Weights 1:9, factor 1.25, 1,000 requests held with uniform keys: capacities are
+    // ⌈1.25 × 1001 × w / 10⌉ = 126 and 1127, so the loads stay at about 100:900. With one
+    // capacity for all (⌈1.25 × 1001 / 2⌉ = 626) the heavy endpoint was capped: 375:625.
+    for policy in ["ring_hash", "maglev"] {
+        let eps = endpoints(&[1, 9]);
+        let b = super::balancer(
+            json!({ "lb_policy": policy, "hash_balance_factor": 1.25 }),
+            &eps,
+            &context(8),
+        );
+        let r = SeededRandom::new(17);
+        let mut held: Vec<InFlightGuard> = Vec::with_capacity(HELD);
+        let mut light_max = 0;
+        for step in 0..HELD * 5 {
+            if held.len() == HELD {
+                held.swap_remove(rng::below(r.next_u64(), held.len()));
+            }
+            let ctx = PickContext {
+                hash: Some(r.next_u64()),
+                attempt: 0,
+            };
+            held.push(eps[b.pick(&ctx).unwrap()].state.begin_request());
+            if step >= HELD {
+                light_max = light_max.max(eps[0].state.in_flight());
+            }
+        }
+        let light = eps[0].state.in_flight();
+        assert!(
+            light_max <= 126,
+            "{policy}: light endpoint held {light_max}"
+        );
+        // Binomial spread of 1,000 requests at p = 0.1 is ±9.5; ±4σ.
+        assert!(
+            light.abs_diff(100) <= 40,
+            "{policy}: light {light} of {HELD}"
+        );
+    }
+}

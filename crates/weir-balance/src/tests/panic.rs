@@ -1,5 +1,6 @@
 //! Panic threshold: below `panic_threshold` % healthy endpoints, picks ignore health; at or
-//! above it, only healthy endpoints are picked. The flag is recomputed in `health_changed`.
+//! above it, only healthy endpoints are picked. The flag follows health changes by itself (the
+//! health generation); `health_changed` only forces the recount.
 
 use serde_json::json;
 
@@ -63,4 +64,39 @@ fn threshold_zero_disables_panic() {
     eps[0].state.set_healthy(false, 0);
     b.health_changed();
     assert_eq!(b.pick(&PickContext::default()), None);
+}
+
+#[test]
+fn health_flips_are_seen_without_health_changed() {
+    for policy in super::ALL_POLICIES {
+        let eps = endpoints(&[1; 10]);
+        let b = super::balancer(json!({ "lb_policy": policy }), &eps, &context(5));
+        let pick = |k: u64| {
+            let ctx = PickContext {
+                hash: Some(k),
+                attempt: 0,
+            };
+            b.pick(&ctx).unwrap()
+        };
+        // 4 of 10 down, nobody calls `health_changed`: the next picks skip them.
+        for e in &eps[..4] {
+            e.state.set_healthy(false, 0);
+        }
+        assert!((0..2_000).all(|k| pick(k) >= 4), "{policy}");
+        // 6 of 10 down: below the 50 % threshold, panic engages and everyone takes traffic.
+        for e in &eps[4..6] {
+            e.state.set_healthy(false, 0);
+        }
+        let mut counts = [0usize; 10];
+        for k in 0..20_000 {
+            counts[pick(k)] += 1;
+        }
+        assert!(counts.iter().all(|&c| c > 500), "{policy}: {counts:?}");
+        // Recovery leaves panic again, still without being told.
+        for e in &eps[..6] {
+            e.state.set_healthy(true, 0);
+        }
+        eps[0].state.set_healthy(false, 0);
+        assert!((0..2_000).all(|k| pick(k) != 0), "{policy}");
+    }
 }

@@ -74,3 +74,20 @@ fn recovery_restarts_the_ramp() {
     eps[9].state.set_healthy(true, clock.now());
     assert_shares_close(&shares(&*b, 10, PICKS), &expected(0.1), 0.005);
 }
+
+#[test]
+fn zero_minimum_weight_does_not_poison_the_full_scan() {
+    // min_weight_percent 0 gives a ramping endpoint a factor of 0 at first; its weight was then
+    // 0 and its load 0/0 = NaN, which no comparison beats: the full scan always chose it.
+    let eps = endpoints(&[1; 4]);
+    let (ctx, clock) = context_with_clock(3);
+    eps[0].state.mark_added(clock.now());
+    let b = super::balancer(
+        json!({ "lb_policy": "least_request", "least_request": { "choice_count": "all" },
+                "slow_start": { "window": "10s", "aggression": 1.0, "min_weight_percent": 0 } }),
+        &eps,
+        &ctx,
+    );
+    let got = shares(&*b, eps.len(), 10_000);
+    assert!(got[0] <= 10, "{got:?}");
+}
