@@ -85,21 +85,31 @@ impl HashKey {
             HashKey::Path => input.path.map(|p| xxh3_64(p.as_bytes())),
             HashKey::SourceIp => Some(hash_ip(input.client.ip())),
             HashKey::FiveTuple => {
-                let mut buf = Vec::with_capacity(40);
-                buf.extend_from_slice(input.client.to_string().as_bytes());
-                buf.push(b'>');
-                buf.extend_from_slice(input.local.to_string().as_bytes());
-                buf.extend_from_slice(b"/tcp");
+                // Addresses canonical and fixed-width, ports, then the transport: no allocation.
+                let mut buf = [0u8; 16 + 2 + 16 + 2];
+                buf[..16].copy_from_slice(&v6_octets(input.client.ip()));
+                buf[16..18].copy_from_slice(&input.client.port().to_be_bytes());
+                buf[18..34].copy_from_slice(&v6_octets(input.local.ip()));
+                buf[34..].copy_from_slice(&input.local.port().to_be_bytes());
                 Some(xxh3_64(&buf))
             }
         }
     }
 }
 
+/// Hashes an address so that an IPv4 client hashes alike whether it arrives over IPv4 or as
+/// an IPv4-mapped IPv6 address on a dual-stack listener.
 fn hash_ip(ip: std::net::IpAddr) -> u64 {
-    match ip {
+    match ip.to_canonical() {
         std::net::IpAddr::V4(v4) => xxh3_64(&v4.octets()),
         std::net::IpAddr::V6(v6) => xxh3_64(&v6.octets()),
+    }
+}
+
+fn v6_octets(ip: std::net::IpAddr) -> [u8; 16] {
+    match ip.to_canonical() {
+        std::net::IpAddr::V4(v4) => v4.to_ipv6_mapped().octets(),
+        std::net::IpAddr::V6(v6) => v6.octets(),
     }
 }
 
@@ -146,5 +156,17 @@ mod tests {
         assert_ne!(HashKey::FiveTuple.hash(&a), HashKey::FiveTuple.hash(&b));
         a.client = "10.0.0.2:5000".parse().unwrap();
         assert_ne!(HashKey::SourceIp.hash(&a), HashKey::SourceIp.hash(&b));
+        // A dual-stack listener sees IPv4 clients as ::ffff:a.b.c.d; they hash the same.
+        let mut mapped = input(&h, None);
+        mapped.client = "[::ffff:10.0.0.1]:5000".parse().unwrap();
+        let plain = input(&h, None);
+        assert_eq!(
+            HashKey::SourceIp.hash(&mapped),
+            HashKey::SourceIp.hash(&plain)
+        );
+        assert_eq!(
+            HashKey::FiveTuple.hash(&mapped),
+            HashKey::FiveTuple.hash(&plain)
+        );
     }
 }

@@ -41,8 +41,10 @@ pub(crate) struct ConnInfo {
     pub(crate) listener: usize,
     pub(crate) remote: SocketAddr,
     pub(crate) local: SocketAddr,
-    /// Fires when the proxy shuts down.
+    /// Fires when the proxy starts shutting down: stop taking new work, finish what runs.
     pub(crate) shutdown: CancellationToken,
+    /// Fires when the shutdown grace period has run out: end everything now.
+    pub(crate) hard_stop: CancellationToken,
     /// Where long-lived work spawned for the connection (tunnels) is tracked.
     pub(crate) tasks: TaskTracker,
 }
@@ -53,6 +55,7 @@ pub struct Proxy {
     snapshots: SnapshotHandle,
     addresses: Vec<(String, SocketAddr)>,
     shutdown: CancellationToken,
+    hard_stop: CancellationToken,
     tasks: TaskTracker,
 }
 
@@ -65,6 +68,7 @@ impl Proxy {
         let snapshot = Snapshot::compile(config, None)?;
         let snapshots = SnapshotHandle::new(snapshot);
         let shutdown = CancellationToken::new();
+        let hard_stop = CancellationToken::new();
         let tasks = TaskTracker::new();
         let mut addresses = Vec::new();
         for (index, l) in config.config().listeners.iter().enumerate() {
@@ -77,6 +81,7 @@ impl Proxy {
                 index,
                 snapshots: snapshots.clone(),
                 shutdown: shutdown.clone(),
+                hard_stop: hard_stop.clone(),
                 tasks: tasks.clone(),
             };
             let local = if l.protocol == ListenerProtocol::Udp {
@@ -97,6 +102,7 @@ impl Proxy {
             snapshots,
             addresses,
             shutdown,
+            hard_stop,
             tasks,
         })
     }
@@ -140,12 +146,19 @@ impl Proxy {
         &self.snapshots
     }
 
-    /// Stops accepting, lets in-flight requests finish for up to `grace`, then returns.
-    /// Returns `true` if every connection closed within `grace`.
+    /// Stops accepting and lets in-flight work finish — HTTP requests, TCP connections,
+    /// WebSocket tunnels — for up to `grace`; whatever still runs then is closed. Returns `true`
+    /// if everything finished within `grace`.
     pub async fn shutdown(self, grace: Duration) -> bool {
         self.shutdown.cancel();
         self.tasks.close();
-        tokio::time::timeout(grace, self.tasks.wait()).await.is_ok()
+        if tokio::time::timeout(grace, self.tasks.wait()).await.is_ok() {
+            return true;
+        }
+        self.hard_stop.cancel();
+        // Closing is quick once told; do not hang a shutdown on a task that ignores it.
+        let _ = tokio::time::timeout(Duration::from_secs(1), self.tasks.wait()).await;
+        false
     }
 }
 
@@ -154,6 +167,7 @@ impl Drop for Proxy {
     /// connections, rather than leaving listeners running unowned.
     fn drop(&mut self) {
         self.shutdown.cancel();
+        self.hard_stop.cancel();
     }
 }
 
@@ -163,6 +177,7 @@ pub(crate) struct ListenerCtx {
     pub(crate) index: usize,
     pub(crate) snapshots: SnapshotHandle,
     pub(crate) shutdown: CancellationToken,
+    pub(crate) hard_stop: CancellationToken,
     pub(crate) tasks: TaskTracker,
 }
 
@@ -195,24 +210,17 @@ async fn accept_loop(socket: TcpListener, ctx: ListenerCtx) {
             remote,
             local,
             shutdown: ctx.shutdown.clone(),
+            hard_stop: ctx.hard_stop.clone(),
             tasks: ctx.tasks.clone(),
         };
         match &limit {
             None => {
-                ctx.tasks.spawn(crate::l7::conn::serve_connection(
-                    stream,
-                    info,
-                    ctx.shutdown.clone(),
-                ));
+                ctx.tasks
+                    .spawn(crate::l7::conn::serve_connection(stream, info));
             }
             Some(limit) => match Arc::clone(limit).try_acquire_owned() {
                 Ok(permit) => {
-                    ctx.tasks.spawn(crate::l4::tcp::serve(
-                        stream,
-                        info,
-                        ctx.shutdown.clone(),
-                        permit,
-                    ));
+                    ctx.tasks.spawn(crate::l4::tcp::serve(stream, info, permit));
                 }
                 Err(_) => {
                     tracing::debug!(%remote, "connection limit reached; closing");

@@ -453,3 +453,76 @@ async fn source_ip_hashing_keeps_a_client_on_one_endpoint() {
         "one client IP, one endpoint: {counts:?}"
     );
 }
+
+#[tokio::test]
+async fn an_untrusted_client_whose_first_read_is_short_is_still_served() {
+    // `P` alone could start `PROXY `; weir must wait for more before deciding, not refuse.
+    let echo = MockTcp::echo().await;
+    let p = TestProxy::start(&tcp_config(
+        &[echo.addr()],
+        "    proxy_protocol: { trusted: [ 10.0.0.0/8 ] }\n",
+        "",
+    ))
+    .await;
+    let mut s = TcpStream::connect(p.addr).await.unwrap();
+    s.write_all(b"P").await.unwrap();
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    s.write_all(b"ING\r\n").await.unwrap();
+    let mut b = [0u8; 6];
+    s.read_exact(&mut b).await.unwrap();
+    assert_eq!(&b, b"PING\r\n");
+    // A SIP-style CRLF keep-alive is ordinary data too.
+    let mut s = TcpStream::connect(p.addr).await.unwrap();
+    s.write_all(b"\r\n\r\n").await.unwrap();
+    s.shutdown().await.unwrap();
+    let mut got = Vec::new();
+    s.read_to_end(&mut got).await.unwrap();
+    assert_eq!(got, b"\r\n\r\n");
+    let stats = p.proxy.listener_stats("l").unwrap();
+    assert_eq!(
+        stats
+            .rejected_proxy_headers
+            .load(std::sync::atomic::Ordering::Relaxed),
+        0
+    );
+}
+
+#[tokio::test]
+async fn shutdown_lets_open_connections_finish_within_the_grace_period() {
+    let echo = MockTcp::echo().await;
+    let p = TestProxy::start(&tcp_config(&[echo.addr()], "", "")).await;
+    let mut s = TcpStream::connect(p.addr).await.unwrap();
+    s.write_all(b"before").await.unwrap();
+    let mut b = [0u8; 6];
+    s.read_exact(&mut b).await.unwrap();
+    let shutdown = tokio::spawn(p.proxy.shutdown(Duration::from_secs(10)));
+    // New connections are refused while this one keeps working.
+    assert!(
+        wait_until(SECS_10, || std::net::TcpStream::connect(p.addr).is_err()).await,
+        "the listener stopped accepting"
+    );
+    s.write_all(b"during").await.unwrap();
+    s.read_exact(&mut b).await.unwrap();
+    assert_eq!(&b, b"during");
+    s.shutdown().await.unwrap();
+    let mut rest = Vec::new();
+    s.read_to_end(&mut rest).await.unwrap();
+    assert!(shutdown.await.unwrap(), "finished within the grace period");
+}
+
+#[tokio::test]
+async fn connections_still_open_after_the_grace_period_are_closed() {
+    let echo = MockTcp::echo().await;
+    let p = TestProxy::start(&tcp_config(&[echo.addr()], "", "")).await;
+    let mut s = TcpStream::connect(p.addr).await.unwrap();
+    s.write_all(b"x").await.unwrap();
+    let mut b = [0u8; 1];
+    s.read_exact(&mut b).await.unwrap();
+    let finished = p.proxy.shutdown(Duration::from_millis(300)).await;
+    assert!(!finished, "the open connection outlived the grace period");
+    let n = tokio::time::timeout(SECS_10, s.read(&mut b))
+        .await
+        .unwrap()
+        .unwrap_or(0);
+    assert_eq!(n, 0, "and was closed at the hard stop");
+}

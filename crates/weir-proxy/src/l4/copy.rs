@@ -8,7 +8,9 @@
 //! listener turns `zero_copy` off; elsewhere they go through a buffer.
 
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::{Duration, Instant};
+use std::time::Duration;
+
+use tokio::time::Instant;
 
 use tokio::net::TcpStream;
 use tokio_util::sync::CancellationToken;
@@ -60,8 +62,6 @@ pub(super) enum Failed {
     Writer,
     /// The first bytes were a PROXY header from an untrusted peer.
     ProxyHeader,
-    /// A local resource (a pipe) could not be had.
-    Local,
 }
 
 /// Shared bookkeeping of one copy: when bytes last moved.
@@ -108,12 +108,12 @@ pub(crate) async fn bidirectional(
                 r = &mut a2b, if !a_done => match r {
                     Ok(()) => a_done = true,
                     Err(Failed::ProxyHeader) => break EndReason::ForbiddenProxyHeader,
-                    Err(Failed::Reader | Failed::Local) => break EndReason::DownstreamReset,
+                    Err(Failed::Reader) => break EndReason::DownstreamReset,
                     Err(Failed::Writer) => break EndReason::UpstreamReset,
                 },
                 r = &mut b2a, if !b_done => match r {
                     Ok(()) => b_done = true,
-                    Err(Failed::Reader | Failed::Local) => break EndReason::UpstreamReset,
+                    Err(Failed::Reader) => break EndReason::UpstreamReset,
                     Err(Failed::Writer | Failed::ProxyHeader) => break EndReason::DownstreamReset,
                 },
                 () = activity.idle_expired(idle) => break EndReason::Idle,
@@ -148,8 +148,11 @@ async fn direction(
     zero_copy: bool,
 ) -> Result<(), Failed> {
     #[cfg(target_os = "linux")]
-    if zero_copy && !check_proxy_header {
-        return super::splice::pump(src, dst, activity, sent).await;
+    if zero_copy
+        && !check_proxy_header
+        && let Some(pipe) = super::splice::Pipe::new()
+    {
+        return super::splice::pump(pipe, src, dst, activity, sent).await;
     }
     let _ = zero_copy;
     buffered(src, dst, activity, sent, check_proxy_header).await
@@ -161,26 +164,52 @@ async fn buffered(
     dst: &TcpStream,
     activity: &Activity,
     sent: &AtomicU64,
-    mut check_proxy_header: bool,
+    check_proxy_header: bool,
 ) -> Result<(), Failed> {
     let mut buf = vec![0u8; BUF];
+    if check_proxy_header && refuse_proxy_header(src, dst, activity, sent, &mut buf).await? {
+        // The peer closed while its first bytes were still undecided.
+        return shutdown_write(dst);
+    }
     loop {
         let n = read(src, &mut buf).await.map_err(|_| Failed::Reader)?;
         if n == 0 {
             // Orderly close: pass the half-close on. A failure here means the peer is gone.
             return shutdown_write(dst);
         }
-        if check_proxy_header {
-            if proxy_protocol::could_be_header(&buf[..n]) {
-                return Err(Failed::ProxyHeader);
-            }
-            check_proxy_header = false;
-        }
         write_all(dst, &buf[..n])
             .await
             .map_err(|_| Failed::Writer)?;
         sent.fetch_add(n as u64, Ordering::Relaxed);
         activity.touch();
+    }
+}
+
+/// Reads an untrusted peer's first bytes until they are certainly not a PROXY header (then
+/// forwards them) or certainly are one (then fails). A short first read such as `P` or `\r\n`
+/// is held back, not refused: only a whole signature decides. Returns whether the peer has
+/// already closed its side.
+async fn refuse_proxy_header(
+    src: &TcpStream,
+    dst: &TcpStream,
+    activity: &Activity,
+    sent: &AtomicU64,
+    buf: &mut [u8],
+) -> Result<bool, Failed> {
+    let mut first = Vec::new();
+    loop {
+        let n = read(src, buf).await.map_err(|_| Failed::Reader)?;
+        first.extend_from_slice(&buf[..n]);
+        match proxy_protocol::classify_first(&first) {
+            proxy_protocol::FirstBytes::Header => return Err(Failed::ProxyHeader),
+            proxy_protocol::FirstBytes::Undecided if n > 0 => continue,
+            // Not a header, or EOF while undecided: what came is ordinary data.
+            _ => {}
+        }
+        write_all(dst, &first).await.map_err(|_| Failed::Writer)?;
+        sent.fetch_add(first.len() as u64, Ordering::Relaxed);
+        activity.touch();
+        return Ok(n == 0);
     }
 }
 
@@ -238,7 +267,7 @@ impl Activity {
             if Instant::now() >= deadline {
                 return;
             }
-            tokio::time::sleep_until(deadline.into()).await;
+            tokio::time::sleep_until(deadline).await;
         }
     }
 }

@@ -93,6 +93,30 @@ pub(crate) fn parse(buf: &[u8]) -> Parsed {
     }
 }
 
+/// What an untrusted peer's first bytes say about a PROXY header.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum FirstBytes {
+    /// They start with a full signature (`PROXY ` or the 12-byte v2 preamble): refuse.
+    Header,
+    /// They are a strict prefix of a signature (`P`, `\r\n`…): read more before deciding.
+    Undecided,
+    /// They are not a PROXY header: forward them.
+    NotHeader,
+}
+
+/// Classifies an untrusted peer's first bytes. Only a complete signature counts as a header, so
+/// a client that happens to start with `P` or a blank line is not refused.
+pub(crate) fn classify_first(bytes: &[u8]) -> FirstBytes {
+    const V1_SIGNATURE: &[u8] = b"PROXY ";
+    if bytes.starts_with(V1_SIGNATURE) || bytes.starts_with(V2_SIGNATURE) {
+        FirstBytes::Header
+    } else if V1_SIGNATURE.starts_with(bytes) || V2_SIGNATURE.starts_with(bytes) {
+        FirstBytes::Undecided
+    } else {
+        FirstBytes::NotHeader
+    }
+}
+
 /// Whether `first` (the first bytes a peer sent) is, or may become, a PROXY header.
 pub(crate) fn could_be_header(first: &[u8]) -> bool {
     let n = first.len();
@@ -204,6 +228,22 @@ mod tests {
                 source: None
             }
         );
+    }
+
+    #[test]
+    fn untrusted_first_bytes_need_a_whole_signature() {
+        assert_eq!(classify_first(b"PROXY TCP4 "), FirstBytes::Header);
+        assert_eq!(classify_first(b"\r\n\r\n\0\r\nQUIT\n!"), FirstBytes::Header);
+        for undecided in [&b"P"[..], b"PRO", b"PROXY", b"\r\n", b"\r\n\r\n"] {
+            assert_eq!(
+                classify_first(undecided),
+                FirstBytes::Undecided,
+                "{undecided:?}"
+            );
+        }
+        for normal in [&b"PING\r\n"[..], b"PROXYZ", b"\r\n\r\nGET", b"*1\r\n"] {
+            assert_eq!(classify_first(normal), FirstBytes::NotHeader, "{normal:?}");
+        }
     }
 
     #[test]

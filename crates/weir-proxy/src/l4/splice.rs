@@ -18,17 +18,36 @@ use super::copy::{Activity, Failed, shutdown_write};
 /// Pipe size asked for (the kernel may grant less; 64 KiB is the default).
 const PIPE_SIZE: i32 = 1 << 16;
 
-/// Copies `src` → `dst` with splice until EOF (then half-closes `dst`) or an error.
+/// The pipe one direction splices through.
+pub(super) struct Pipe {
+    read: OwnedFd,
+    write: OwnedFd,
+}
+
+impl Pipe {
+    /// A non-blocking pipe, or `None` when none can be had (EMFILE, ENFILE): the caller then
+    /// copies through a buffer instead of failing the connection.
+    pub(super) fn new() -> Option<Self> {
+        let (read, write) = nix::unistd::pipe2(OFlag::O_NONBLOCK | OFlag::O_CLOEXEC).ok()?;
+        // A larger pipe means fewer syscalls per megabyte; failure just keeps the default.
+        let _ = fcntl(&write, FcntlArg::F_SETPIPE_SZ(PIPE_SIZE));
+        Some(Self { read, write })
+    }
+}
+
+/// Copies `src` → `dst` with splice through `pipe` until EOF (then half-closes `dst`) or an
+/// error.
 pub(super) async fn pump(
+    pipe: Pipe,
     src: &TcpStream,
     dst: &TcpStream,
     activity: &Activity,
     sent: &AtomicU64,
 ) -> Result<(), Failed> {
-    let (pipe_r, pipe_w) =
-        nix::unistd::pipe2(OFlag::O_NONBLOCK | OFlag::O_CLOEXEC).map_err(|_| Failed::Local)?;
-    // A larger pipe means fewer syscalls per megabyte; failure just keeps the default.
-    let _ = fcntl(&pipe_w, FcntlArg::F_SETPIPE_SZ(PIPE_SIZE));
+    let Pipe {
+        read: pipe_r,
+        write: pipe_w,
+    } = pipe;
     let flags = SpliceFFlags::SPLICE_F_MOVE | SpliceFFlags::SPLICE_F_NONBLOCK;
     loop {
         let n = loop {

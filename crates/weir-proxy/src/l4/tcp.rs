@@ -12,9 +12,8 @@ use std::time::{Duration, Instant};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::sync::OwnedSemaphorePermit;
-use tokio_util::sync::CancellationToken;
 use weir_balance::{Observation, Outcome};
-use weir_core::{Error, ErrorKind};
+use weir_core::{Error, ErrorKind, InFlightGuard};
 
 use super::copy::{self, CopyMode, EndReason};
 use super::{StreamListener, proxy_protocol, sni};
@@ -28,18 +27,13 @@ use crate::{Cluster, upstream};
 const MAX_CLIENT_HELLO: usize = 64 * 1024;
 
 /// Serves one accepted connection; `permit` holds its place under the listener's limit.
-pub(crate) async fn serve(
-    stream: TcpStream,
-    info: ConnInfo,
-    shutdown: CancellationToken,
-    permit: OwnedSemaphorePermit,
-) {
+pub(crate) async fn serve(stream: TcpStream, info: ConnInfo, permit: OwnedSemaphorePermit) {
     let _permit = permit;
     let snapshot = info.snapshots.load();
     let Some(Listener::Stream(listener)) = snapshot.listeners.get(info.listener) else {
         return;
     };
-    if let Err(e) = forward(&snapshot, listener, stream, &info, &shutdown).await {
+    if let Err(e) = forward(&snapshot, listener, stream, &info).await {
         tracing::debug!(client = %info.remote, kind = ?e.kind(), error = %e, "connection not forwarded");
     }
 }
@@ -49,7 +43,6 @@ async fn forward(
     listener: &StreamListener,
     mut down: TcpStream,
     info: &ConnInfo,
-    shutdown: &CancellationToken,
 ) -> Result<(), Error> {
     let _ = down.set_nodelay(true);
     let mut read = Vec::new();
@@ -58,19 +51,17 @@ async fn forward(
         .accept_proxy
         .as_ref()
         .is_some_and(|t| t.contains(info.remote.ip()));
+    // One budget for everything weir must read before it can forward.
+    let deadline = tokio::time::Instant::now() + listener.first_bytes_timeout;
     if trusted {
-        let header = read_first_bytes(
-            listener.first_bytes_timeout,
-            read_proxy_header(&mut down, &mut read),
-        )
-        .await?;
+        let header = read_first_bytes(deadline, read_proxy_header(&mut down, &mut read)).await?;
         if let Some(source) = header {
             client = source;
         }
     }
     let sni = if listener.target.needs_sni() {
         let name = read_first_bytes(
-            listener.first_bytes_timeout,
+            deadline,
             sni::read_server_name(&mut down, &mut read, MAX_CLIENT_HELLO),
         )
         .await;
@@ -105,18 +96,26 @@ async fn forward(
         client,
         local: info.local,
     };
-    let (picked, mut up) = connect(cluster, &input, listener.connect_attempts).await?;
-    let _guard = picked.endpoint.state.begin_request();
-    if let Some(version) = cluster.proxy_protocol {
-        let header = proxy_protocol::encode(version, client, info.local);
-        up.write_all(&header)
-            .await
-            .map_err(|e| upstream_write(picked, e))?;
-    }
-    if !read.is_empty() {
-        up.write_all(&read)
-            .await
-            .map_err(|e| upstream_write(picked, e))?;
+    let (picked, mut up, _guard) = connect(cluster, &input, listener.connect_attempts).await?;
+    let mut prefix = match cluster.proxy_protocol {
+        Some(version) => proxy_protocol::encode(version, client, info.local),
+        None => Vec::new(),
+    };
+    prefix.extend_from_slice(&read);
+    if !prefix.is_empty() {
+        // Bounded: an endpoint that accepts but never reads must not hold the connection.
+        let written =
+            tokio::time::timeout(listener.first_bytes_timeout, up.write_all(&prefix)).await;
+        match written {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => return Err(upstream_write(picked, e)),
+            Err(_) => {
+                return Err(Error::new(
+                    ErrorKind::UpstreamTimeout,
+                    "endpoint did not take the first bytes",
+                ));
+            }
+        }
     }
     let refuse_proxy_header = listener.accept_proxy.is_some() && !trusted && read.is_empty();
     let mode = if listener.zero_copy {
@@ -130,7 +129,8 @@ async fn forward(
         listener.idle_timeout,
         refuse_proxy_header,
         mode,
-        shutdown,
+        // Open connections outlive a graceful shutdown's start; they end at the hard stop.
+        &info.hard_stop,
     )
     .await;
     if end.reason == EndReason::ForbiddenProxyHeader {
@@ -152,11 +152,13 @@ async fn forward(
 
 /// Picks and connects, trying up to `attempts` endpoints (a different one each time when the
 /// cluster has more). Connect failures are counted on the endpoint and reported to the balancer.
+/// The endpoint's in-flight count is raised before connecting, so a burst of connects is
+/// visible to least-request and bounded-load picks; the returned guard holds it.
 async fn connect<'a>(
     cluster: &'a Cluster,
     input: &HashInput<'_>,
     attempts: u32,
-) -> Result<(Picked<'a>, TcpStream), Error> {
+) -> Result<(Picked<'a>, TcpStream, InFlightGuard), Error> {
     let timeout = cluster.connect_timeout().unwrap_or(Duration::from_secs(1));
     let mut tried: Vec<usize> = Vec::new();
     let mut last_error = None;
@@ -165,6 +167,7 @@ async fn connect<'a>(
             break;
         };
         tried.push(picked.index);
+        let guard = picked.endpoint.state.begin_request();
         let started = Instant::now();
         match upstream::connect_tcp(picked.endpoint.address, timeout).await {
             Ok(stream) => {
@@ -176,7 +179,7 @@ async fn connect<'a>(
                         outcome: Outcome::Success,
                     },
                 );
-                return Ok((picked, stream));
+                return Ok((picked, stream, guard));
             }
             Err(e) => {
                 picked.endpoint.state.record_connect_failure();
@@ -277,15 +280,15 @@ pub(super) async fn read_more(
 }
 
 async fn read_first_bytes<T>(
-    timeout: Duration,
+    deadline: tokio::time::Instant,
     read: impl Future<Output = Result<T, Error>>,
 ) -> Result<T, Error> {
-    tokio::time::timeout(timeout, read)
+    tokio::time::timeout_at(deadline, read)
         .await
         .unwrap_or_else(|_| {
             Err(Error::new(
                 ErrorKind::DownstreamProtocol,
-                format!("client sent nothing usable within {timeout:?}"),
+                "client did not send its first bytes in time",
             ))
         })
 }

@@ -13,7 +13,6 @@ use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
 use tokio::net::TcpStream;
-use tokio_util::sync::CancellationToken;
 
 use super::handle;
 use crate::server::ConnInfo;
@@ -28,11 +27,8 @@ struct Activity {
 }
 
 /// Serves one accepted HTTP connection until it closes.
-pub(crate) async fn serve_connection(
-    stream: TcpStream,
-    info: ConnInfo,
-    shutdown: CancellationToken,
-) {
+pub(crate) async fn serve_connection(stream: TcpStream, info: ConnInfo) {
+    let (shutdown, hard_stop) = (info.shutdown.clone(), info.hard_stop.clone());
     let _ = stream.set_nodelay(true);
     let options = match info.snapshots.load().listeners.get(info.listener) {
         Some(Listener::Http(l)) => l.options.clone(),
@@ -84,6 +80,8 @@ pub(crate) async fn serve_connection(
                 draining = true;
                 conn.as_mut().graceful_shutdown();
             }
+            // The grace period is over: drop the connection, in-flight requests and all.
+            () = hard_stop.cancelled() => return,
             _ = idle_expired(&activity, idle), if !draining => {
                 draining = true;
                 conn.as_mut().graceful_shutdown();

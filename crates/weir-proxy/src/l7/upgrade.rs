@@ -11,14 +11,15 @@ use weir_core::InFlightGuard;
 use crate::server::ConnInfo;
 
 /// Spawns the tunnel between the downstream and upstream connections once both have upgraded.
-/// It is tracked with the proxy's tasks and ends when the proxy shuts down.
+/// It is tracked with the proxy's tasks, so a graceful shutdown waits for it, and it ends when
+/// the shutdown grace period runs out.
 pub(crate) fn tunnel(
     downstream: OnUpgrade,
     upstream: OnUpgrade,
     guard: InFlightGuard,
     conn: &ConnInfo,
 ) {
-    let shutdown = conn.shutdown.clone();
+    let hard_stop = conn.hard_stop.clone();
     conn.tasks.spawn(async move {
         // The session counts as in flight on the endpoint for as long as it lasts.
         let _guard = guard;
@@ -36,7 +37,7 @@ pub(crate) fn tunnel(
                     tracing::debug!(error = %e, "upgraded tunnel ended with an error");
                 }
             }
-            () = shutdown.cancelled() => tracing::debug!("upgraded tunnel closed for shutdown"),
+            () = hard_stop.cancelled() => tracing::debug!("upgraded tunnel closed at the end of the shutdown grace"),
         }
     });
 }

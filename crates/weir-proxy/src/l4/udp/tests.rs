@@ -38,6 +38,7 @@ clusters:
             index: 0,
             snapshots: snapshots.clone(),
             shutdown: shutdown.clone(),
+            hard_stop: shutdown.clone(),
             tasks: tasks.clone(),
         };
         tasks.spawn(serve(socket, ctx));
