@@ -103,18 +103,7 @@ pub(crate) fn pick_key(ctx: &PickContext, members: &Members) -> u64 {
 /// on the address only, so it survives reordering and rebuilds.
 pub(crate) fn address_hash(address: &SocketAddr, seed: u64) -> u64 {
     let mut bytes = [0u8; 18];
-    let len = match address {
-        SocketAddr::V4(a) => {
-            bytes[..4].copy_from_slice(&a.ip().octets());
-            bytes[4..6].copy_from_slice(&a.port().to_be_bytes());
-            6
-        }
-        SocketAddr::V6(a) => {
-            bytes[..16].copy_from_slice(&a.ip().octets());
-            bytes[16..].copy_from_slice(&a.port().to_be_bytes());
-            18
-        }
-    };
+    let len = address_bytes(address, &mut bytes);
     xxh3_64_with_seed(&bytes[..len], seed)
 }
 
@@ -123,20 +112,26 @@ pub(crate) fn address_hash(address: &SocketAddr, seed: u64) -> u64 {
 /// short inputs xxh3 XORs the seed into the input, so address and replica bits cancelled.)
 pub(crate) fn point_hash(address: &SocketAddr, replica: u64) -> u64 {
     let mut bytes = [0u8; 26];
-    let len = match address {
+    let len = address_bytes(address, &mut bytes);
+    bytes[len..len + 8].copy_from_slice(&replica.to_le_bytes());
+    xxh3_64_with_seed(&bytes[..len + 8], POINT_SEED)
+}
+
+/// Writes the IP octets and the big-endian port of `address` to the start of `out` (at least
+/// 18 bytes) and returns how many bytes that took: 6 for IPv4, 18 for IPv6.
+fn address_bytes(address: &SocketAddr, out: &mut [u8]) -> usize {
+    match address {
         SocketAddr::V4(a) => {
-            bytes[..4].copy_from_slice(&a.ip().octets());
-            bytes[4..6].copy_from_slice(&a.port().to_be_bytes());
+            out[..4].copy_from_slice(&a.ip().octets());
+            out[4..6].copy_from_slice(&a.port().to_be_bytes());
             6
         }
         SocketAddr::V6(a) => {
-            bytes[..16].copy_from_slice(&a.ip().octets());
-            bytes[16..18].copy_from_slice(&a.port().to_be_bytes());
+            out[..16].copy_from_slice(&a.ip().octets());
+            out[16..18].copy_from_slice(&a.port().to_be_bytes());
             18
         }
-    };
-    bytes[len..len + 8].copy_from_slice(&replica.to_le_bytes());
-    xxh3_64_with_seed(&bytes[..len + 8], POINT_SEED)
+    }
 }
 
 /// Seed of ring point hashes.
