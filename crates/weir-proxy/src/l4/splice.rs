@@ -9,14 +9,16 @@ use std::io;
 use std::os::fd::OwnedFd;
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use nix::fcntl::{FcntlArg, OFlag, SpliceFFlags, fcntl, splice};
+use nix::fcntl::{OFlag, SpliceFFlags, splice};
 use tokio::io::Interest;
 use tokio::net::TcpStream;
 
 use super::copy::{Activity, Failed, shutdown_write};
 
-/// Pipe size asked for (the kernel may grant less; 64 KiB is the default).
-const PIPE_SIZE: i32 = 1 << 16;
+/// Bytes moved per splice call: the kernel's default pipe capacity. The pipe is not enlarged —
+/// a 1 MiB pipe per direction measured no faster on loopback and would pin up to 20 GiB of
+/// pipe buffers at 10,000 connections.
+const CHUNK: usize = 64 * 1024;
 
 /// The pipe one direction splices through.
 pub(super) struct Pipe {
@@ -29,8 +31,6 @@ impl Pipe {
     /// copies through a buffer instead of failing the connection.
     pub(super) fn new() -> Option<Self> {
         let (read, write) = nix::unistd::pipe2(OFlag::O_NONBLOCK | OFlag::O_CLOEXEC).ok()?;
-        // A larger pipe means fewer syscalls per megabyte; failure just keeps the default.
-        let _ = fcntl(&write, FcntlArg::F_SETPIPE_SZ(PIPE_SIZE));
         Some(Self { read, write })
     }
 }
@@ -53,7 +53,7 @@ pub(super) async fn pump(
         let n = loop {
             src.readable().await.map_err(|_| Failed::Reader)?;
             match src.try_io(Interest::READABLE, || {
-                splice(src, None, &pipe_w, None, PIPE_SIZE as usize, flags).map_err(io::Error::from)
+                splice(src, None, &pipe_w, None, CHUNK, flags).map_err(io::Error::from)
             }) {
                 Ok(n) => break n,
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => continue,
