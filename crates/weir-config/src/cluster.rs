@@ -64,9 +64,34 @@ pub struct ClusterConfig {
     /// (L4 listeners), so they see the real client address.
     #[serde(default)]
     pub proxy_protocol: Option<crate::ProxyProtocolVersion>,
+    /// Limits that keep a sick cluster from taking weir down (Envoy's circuit breakers).
+    #[serde(default)]
+    pub circuit_breakers: CircuitBreakersConfig,
     /// The endpoints; may be empty (requests then get 503).
     #[serde(default)]
     pub endpoints: Vec<EndpointConfig>,
+}
+
+/// Per-cluster limits; going over one answers 503 at once instead of queueing without bound.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct CircuitBreakersConfig {
+    /// Upstream connections open at once to all endpoints of the cluster. Default 1024.
+    pub max_connections: u32,
+    /// Requests waiting for an upstream connection at once. Default 1024.
+    pub max_pending_requests: u32,
+    /// Requests (and L4 connections) in progress at once. Default 1024.
+    pub max_requests: u32,
+}
+
+impl Default for CircuitBreakersConfig {
+    fn default() -> Self {
+        Self {
+            max_connections: 1024,
+            max_pending_requests: 1024,
+            max_requests: 1024,
+        }
+    }
 }
 
 /// Protocol spoken to a cluster's endpoints.

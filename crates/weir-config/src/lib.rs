@@ -31,7 +31,7 @@ pub use balancing::{
     ChoiceCount, HashKeyConfig, LbPolicyConfig, LeastRequestConfig, MaglevConfig, PeakEwmaConfig,
     RingHashConfig, SlowStartConfig,
 };
-pub use cluster::{ClusterConfig, EndpointConfig, UpstreamProtocol};
+pub use cluster::{CircuitBreakersConfig, ClusterConfig, EndpointConfig, UpstreamProtocol};
 pub use duration::ConfigDuration;
 pub use error::{ConfigError, ConfigErrors};
 pub use l4::{

@@ -411,3 +411,18 @@ fn header_rules_may_not_touch_framing_headers() {
         "weir manages framing",
     );
 }
+
+#[test]
+fn circuit_breaker_limits_must_be_positive() {
+    assert_error(
+        &[
+            "clusters:",
+            "  - name: c",
+            "    circuit_breakers: { max_requests: 0 }",
+        ],
+        "clusters[0].circuit_breakers.max_requests",
+        3,
+        "max_requests is 0",
+        "default is 1024",
+    );
+}

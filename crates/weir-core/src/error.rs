@@ -29,6 +29,8 @@ pub enum ErrorKind {
     DownstreamProtocol,
     /// The request's method is not one weir proxies (e.g. `CONNECT`).
     MethodNotAllowed,
+    /// A circuit breaker of the cluster is full; the context names the limit.
+    Overloaded,
     /// A bug or resource problem inside weir.
     Internal,
 }
@@ -62,7 +64,9 @@ impl ErrorKind {
             ErrorKind::NoRoute | ErrorKind::DownstreamProtocol | ErrorKind::MethodNotAllowed => {
                 Side::Downstream
             }
-            ErrorKind::NoHealthyEndpoint | ErrorKind::Internal => Side::Internal,
+            ErrorKind::NoHealthyEndpoint | ErrorKind::Overloaded | ErrorKind::Internal => {
+                Side::Internal
+            }
             ErrorKind::ConnectFailed
             | ErrorKind::ConnectTimeout
             | ErrorKind::UpstreamTimeout

@@ -25,19 +25,37 @@ pub type ProxyBody = UnsyncBoxBody<Bytes, BoxError>;
 pub(crate) struct UpstreamBody {
     inner: Incoming,
     done: bool,
-    _guard: InFlightGuard,
+    _held: ExchangeGuards,
     sender: Option<PooledSender>,
+}
+
+/// What one exchange holds until its response is done: the endpoint's in-flight count and the
+/// cluster's `max_requests` unit. Only their `Drop` matters.
+#[derive(Debug)]
+pub(crate) struct ExchangeGuards {
+    _in_flight: InFlightGuard,
+    _request: crate::breakers::Slot,
+}
+
+impl ExchangeGuards {
+    /// Holds both until dropped.
+    pub(crate) fn new(in_flight: InFlightGuard, request: crate::breakers::Slot) -> Self {
+        Self {
+            _in_flight: in_flight,
+            _request: request,
+        }
+    }
 }
 
 // === impl UpstreamBody ===
 
 impl UpstreamBody {
     /// Wraps `inner`; `sender` (HTTP/1.1 only) returns to its pool when the body completes.
-    pub(crate) fn new(inner: Incoming, guard: InFlightGuard, sender: Option<PooledSender>) -> Self {
+    pub(crate) fn new(inner: Incoming, held: ExchangeGuards, sender: Option<PooledSender>) -> Self {
         Self {
             inner,
             done: false,
-            _guard: guard,
+            _held: held,
             sender,
         }
     }

@@ -7,6 +7,7 @@ use weir_balance::{Balancer, BuildContext, Observation, PickContext};
 use weir_config::{ClusterConfig, UpstreamProtocol};
 use weir_core::{Clock, Endpoint, SystemClock};
 
+use crate::breakers::{BreakerStats, Breakers};
 use crate::hash_key::{HashInput, HashKey};
 use crate::upstream::EndpointPool;
 
@@ -25,6 +26,8 @@ pub struct Cluster {
     clock: Arc<dyn Clock>,
     /// PROXY protocol header sent to endpoints on new L4 connections.
     pub(crate) proxy_protocol: Option<weir_config::ProxyProtocolVersion>,
+    /// Connection, pending and request limits with their live counters.
+    pub(crate) breakers: Breakers,
 }
 
 /// The endpoint a request was sent to: its index (for [`Cluster::observe`]), description and pool.
@@ -87,6 +90,7 @@ impl Cluster {
             hash_key: cfg.hash_key.as_ref().and_then(HashKey::from_config),
             clock,
             proxy_protocol: cfg.proxy_protocol,
+            breakers: Breakers::new(cfg.circuit_breakers.clone(), previous.map(|p| &p.breakers)),
         }
     }
 
@@ -116,6 +120,11 @@ impl Cluster {
     /// Tells the balancer that endpoint health changed (recomputes the panic state).
     pub fn health_changed(&self) {
         self.balancer.health_changed();
+    }
+
+    /// The circuit-breaker counters: connections, pending and active requests, overflows.
+    pub fn breaker_stats(&self) -> BreakerStats {
+        self.breakers.stats()
     }
 
     /// The connect timeout of this cluster's endpoints.

@@ -7,6 +7,7 @@
 //! errors become status codes. See `LIFECYCLE.md` beside this file for the request flow.
 
 mod body;
+mod breakers;
 mod cluster;
 #[cfg(fuzzing)]
 pub mod fuzzing;
@@ -18,6 +19,7 @@ mod snapshot;
 mod upstream;
 
 pub use body::ProxyBody;
+pub use breakers::BreakerStats;
 pub use cluster::Cluster;
 pub use l4::ListenerStats;
 pub use server::{Proxy, ProxyError};

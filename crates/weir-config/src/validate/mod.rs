@@ -211,6 +211,20 @@ impl Checker<'_> {
             }
             self.endpoints(cluster, &path.key("endpoints"));
             self.balancing(cluster, &path);
+            let cb = &cluster.circuit_breakers;
+            for (key, value) in [
+                ("max_connections", cb.max_connections),
+                ("max_pending_requests", cb.max_pending_requests),
+                ("max_requests", cb.max_requests),
+            ] {
+                if value == 0 {
+                    self.report(
+                        &path.key("circuit_breakers").key(key),
+                        format!("{key} is 0, so no request could ever pass"),
+                        "give a positive limit; the default is 1024",
+                    );
+                }
+            }
         }
     }
 

@@ -17,6 +17,7 @@ use weir_core::{Error, ErrorKind, InFlightGuard};
 
 use super::copy::{self, CopyMode, EndReason};
 use super::{StreamListener, proxy_protocol, sni};
+use crate::breakers::Slot;
 use crate::cluster::Picked;
 use crate::hash_key::HashInput;
 use crate::server::ConnInfo;
@@ -96,7 +97,9 @@ async fn forward(
         client,
         local: info.local,
     };
-    let (picked, mut up, _guard) = connect(cluster, &input, listener.connect_attempts).await?;
+    // An L4 connection is one "request" for the cluster's max_requests breaker.
+    let _request = cluster.breakers.request()?;
+    let (picked, mut up, _held) = connect(cluster, &input, listener.connect_attempts).await?;
     let mut prefix = match cluster.proxy_protocol {
         Some(version) => proxy_protocol::encode(version, client, info.local),
         None => Vec::new(),
@@ -158,7 +161,7 @@ async fn connect<'a>(
     cluster: &'a Cluster,
     input: &HashInput<'_>,
     attempts: u32,
-) -> Result<(Picked<'a>, TcpStream, InFlightGuard), Error> {
+) -> Result<(Picked<'a>, TcpStream, (InFlightGuard, Slot)), Error> {
     let timeout = cluster.connect_timeout().unwrap_or(Duration::from_secs(1));
     let mut tried: Vec<usize> = Vec::new();
     let mut last_error = None;
@@ -168,6 +171,7 @@ async fn connect<'a>(
         };
         tried.push(picked.index);
         let guard = picked.endpoint.state.begin_request();
+        let slot = cluster.breakers.connection()?;
         let started = Instant::now();
         match upstream::connect_tcp(picked.endpoint.address, timeout).await {
             Ok(stream) => {
@@ -179,7 +183,7 @@ async fn connect<'a>(
                         outcome: Outcome::Success,
                     },
                 );
-                return Ok((picked, stream, guard));
+                return Ok((picked, stream, (guard, slot)));
             }
             Err(e) => {
                 picked.endpoint.state.record_connect_failure();

@@ -22,7 +22,7 @@ use weir_router::{RequestView, host_without_port};
 use super::listener::HttpListener;
 use super::route::{Route, RouteAction};
 use super::{grpc, headers, outcome, respond, upgrade};
-use crate::body::{IdleTimeout, UpstreamBody, empty, incoming};
+use crate::body::{ExchangeGuards, IdleTimeout, UpstreamBody, empty, incoming};
 use crate::hash_key::HashInput;
 use crate::server::ConnInfo;
 use crate::snapshot::Listener;
@@ -129,6 +129,8 @@ async fn forward(
         .clusters
         .get(cluster_index)
         .ok_or_else(|| Error::new(ErrorKind::Internal, "route names a missing cluster"))?;
+    // The limit applies before any work is done for the request.
+    let request_slot = cluster.breakers.request()?;
     let input = HashInput {
         headers: Some(req.headers()),
         path: Some(req.uri().path()),
@@ -143,7 +145,7 @@ async fn forward(
         )
     })?;
     let (endpoint, pool) = (picked.endpoint, picked.pool);
-    let guard = endpoint.state.begin_request();
+    let held = ExchangeGuards::new(endpoint.state.begin_request(), request_slot);
 
     let upgrade = req.version() == Version::HTTP_11
         && cluster.protocol == UpstreamProtocol::Http1
@@ -177,7 +179,7 @@ async fn forward(
     );
 
     let started = Instant::now();
-    let sent = pool.send(upstream_req);
+    let sent = pool.send(upstream_req, &cluster.breakers);
     let result = match deadline {
         Some(d) => tokio::time::timeout(d, sent).await.unwrap_or_else(|_| {
             Err(Error::new(
@@ -208,7 +210,7 @@ async fn forward(
         && response.status() == StatusCode::SWITCHING_PROTOCOLS
     {
         let up = hyper::upgrade::on(&mut response);
-        upgrade::tunnel(down, up, guard, conn);
+        upgrade::tunnel(down, up, held, conn);
         let (parts, _) = response.into_parts();
         return Ok(Response::from_parts(parts, empty()));
     }
@@ -217,7 +219,7 @@ async fn forward(
     // The client gets its own protocol version back, whatever the endpoint spoke.
     parts.version = downstream_version;
     let body =
-        IdleTimeout::new(UpstreamBody::new(body, guard, upstream.sender), stall).boxed_unsync();
+        IdleTimeout::new(UpstreamBody::new(body, held, upstream.sender), stall).boxed_unsync();
     Ok(Response::from_parts(parts, body))
 }
 

@@ -17,7 +17,7 @@ use crate::body::{empty, full};
 pub(crate) fn status_for(kind: ErrorKind) -> StatusCode {
     match kind {
         ErrorKind::NoRoute => StatusCode::NOT_FOUND,
-        ErrorKind::NoHealthyEndpoint => StatusCode::SERVICE_UNAVAILABLE,
+        ErrorKind::NoHealthyEndpoint | ErrorKind::Overloaded => StatusCode::SERVICE_UNAVAILABLE,
         ErrorKind::ConnectFailed | ErrorKind::UpstreamProtocol => StatusCode::BAD_GATEWAY,
         ErrorKind::ConnectTimeout | ErrorKind::UpstreamTimeout => StatusCode::GATEWAY_TIMEOUT,
         ErrorKind::DownstreamProtocol => StatusCode::BAD_REQUEST,
@@ -34,6 +34,7 @@ fn client_message(e: &Error) -> &str {
             e.context()
         }
         ErrorKind::NoHealthyEndpoint => "no healthy upstream",
+        ErrorKind::Overloaded => "upstream overloaded: circuit breaker open",
         ErrorKind::ConnectFailed => "upstream connect error",
         ErrorKind::ConnectTimeout => "upstream connect timeout",
         ErrorKind::UpstreamTimeout => "upstream request timeout",
@@ -47,6 +48,7 @@ fn grpc_status_for(kind: ErrorKind) -> GrpcStatus {
         ErrorKind::NoRoute | ErrorKind::MethodNotAllowed => GrpcStatus::Unimplemented,
         ErrorKind::UpstreamTimeout => GrpcStatus::DeadlineExceeded,
         ErrorKind::NoHealthyEndpoint
+        | ErrorKind::Overloaded
         | ErrorKind::ConnectFailed
         | ErrorKind::ConnectTimeout
         | ErrorKind::UpstreamProtocol => GrpcStatus::Unavailable,
@@ -54,8 +56,21 @@ fn grpc_status_for(kind: ErrorKind) -> GrpcStatus {
     }
 }
 
+/// Names the circuit-breaker limit that refused a request (Envoy's `x-envoy-overloaded`).
+const OVERLOADED: &str = "x-weir-overloaded";
+
 /// The response for a failed request.
 pub(crate) fn error(e: &Error, grpc: bool) -> Response<ProxyBody> {
+    let mut res = error_response(e, grpc);
+    if e.kind() == ErrorKind::Overloaded
+        && let Ok(limit) = HeaderValue::from_str(e.context())
+    {
+        res.headers_mut().insert(OVERLOADED, limit);
+    }
+    res
+}
+
+fn error_response(e: &Error, grpc: bool) -> Response<ProxyBody> {
     tracing::debug!(kind = ?e.kind(), side = ?e.side(), error = %e, cause = ?std::error::Error::source(e), "request failed");
     if grpc {
         return grpc_error(grpc_status_for(e.kind()), client_message(e));
@@ -122,6 +137,15 @@ pub(crate) fn redirect(status: StatusCode, location: &str) -> Response<ProxyBody
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn overload_names_the_limit() {
+        let res = error(&Error::new(ErrorKind::Overloaded, "max_requests"), false);
+        assert_eq!(res.status(), StatusCode::SERVICE_UNAVAILABLE);
+        assert_eq!(res.headers()[OVERLOADED], "max_requests");
+        let res = error(&Error::new(ErrorKind::Overloaded, "max_requests"), true);
+        assert_eq!(res.headers()["grpc-status"], "14");
+    }
 
     #[test]
     fn maps_each_kind_once() {

@@ -6,8 +6,8 @@
 
 use hyper::upgrade::OnUpgrade;
 use hyper_util::rt::TokioIo;
-use weir_core::InFlightGuard;
 
+use crate::body::ExchangeGuards;
 use crate::server::ConnInfo;
 
 /// Spawns the tunnel between the downstream and upstream connections once both have upgraded.
@@ -16,13 +16,14 @@ use crate::server::ConnInfo;
 pub(crate) fn tunnel(
     downstream: OnUpgrade,
     upstream: OnUpgrade,
-    guard: InFlightGuard,
+    held: ExchangeGuards,
     conn: &ConnInfo,
 ) {
     let hard_stop = conn.hard_stop.clone();
     conn.tasks.spawn(async move {
-        // The session counts as in flight on the endpoint for as long as it lasts.
-        let _guard = guard;
+        // The session counts as in flight on the endpoint (and against the cluster's
+        // max_requests) for as long as it lasts.
+        let _held = held;
         let (down, up) = match tokio::try_join!(downstream, upstream) {
             Ok(pair) => pair,
             Err(e) => {

@@ -9,6 +9,7 @@ use tokio::net::TcpStream;
 use weir_core::{Error, ErrorKind};
 
 use crate::ProxyBody;
+use crate::breakers::Slot;
 
 /// Connects within `timeout`; refused/unreachable and timeouts become distinct error kinds.
 pub(crate) async fn tcp(addr: SocketAddr, timeout: Duration) -> Result<TcpStream, Error> {
@@ -33,10 +34,12 @@ pub(crate) async fn tcp(addr: SocketAddr, timeout: Duration) -> Result<TcpStream
     Ok(stream)
 }
 
-/// An HTTP/1.1 connection; its driver task runs until the connection closes.
+/// An HTTP/1.1 connection; its driver task runs until the connection closes, holding `slot`
+/// (the cluster's `max_connections` unit) until then.
 pub(crate) async fn http1(
     addr: SocketAddr,
     timeout: Duration,
+    slot: Slot,
 ) -> Result<http1::SendRequest<ProxyBody>, Error> {
     let io = TokioIo::new(tcp(addr, timeout).await?);
     let (sender, conn) = http1::Builder::new()
@@ -44,6 +47,7 @@ pub(crate) async fn http1(
         .await
         .map_err(|e| handshake_error(addr, e))?;
     tokio::spawn(async move {
+        let _slot = slot;
         // Upgrades (WebSocket) take the IO over after a 101; the driver must allow it.
         if let Err(e) = conn.with_upgrades().await {
             tracing::debug!(%addr, error = %e, "upstream http1 connection ended");
@@ -52,10 +56,12 @@ pub(crate) async fn http1(
     Ok(sender)
 }
 
-/// An HTTP/2 (prior knowledge) connection; its driver task runs until the connection closes.
+/// An HTTP/2 (prior knowledge) connection; its driver task runs until the connection closes,
+/// holding `slot` (the cluster's `max_connections` unit) until then.
 pub(crate) async fn http2(
     addr: SocketAddr,
     timeout: Duration,
+    slot: Slot,
 ) -> Result<http2::SendRequest<ProxyBody>, Error> {
     let io = TokioIo::new(tcp(addr, timeout).await?);
     let (sender, conn) = http2::Builder::new(TokioExecutor::new())
@@ -66,6 +72,7 @@ pub(crate) async fn http2(
         .await
         .map_err(|e| handshake_error(addr, e))?;
     tokio::spawn(async move {
+        let _slot = slot;
         if let Err(e) = conn.await {
             tracing::debug!(%addr, error = %e, "upstream http2 connection ended");
         }

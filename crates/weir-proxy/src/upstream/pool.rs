@@ -21,6 +21,7 @@ use weir_core::{BoxError, Error, ErrorKind};
 
 use super::connect;
 use crate::ProxyBody;
+use crate::breakers::Breakers;
 
 /// How an endpoint's connections are made and kept.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -96,14 +97,24 @@ impl EndpointPool {
     }
 
     /// Sends `req` (already in the right form for the protocol) and waits for response headers.
-    pub(crate) async fn send(&self, req: Request<ProxyBody>) -> Result<UpstreamResponse, Error> {
+    /// A request that must wait for a new connection holds a `max_pending_requests` unit of
+    /// `breakers` meanwhile; every connection holds a `max_connections` unit while it lives.
+    pub(crate) async fn send(
+        &self,
+        req: Request<ProxyBody>,
+        breakers: &Breakers,
+    ) -> Result<UpstreamResponse, Error> {
         match self.settings.protocol {
-            UpstreamProtocol::Http1 => self.send_http1(req).await,
-            UpstreamProtocol::Http2 => self.send_http2(req).await,
+            UpstreamProtocol::Http1 => self.send_http1(req, breakers).await,
+            UpstreamProtocol::Http2 => self.send_http2(req, breakers).await,
         }
     }
 
-    async fn send_http1(&self, req: Request<ProxyBody>) -> Result<UpstreamResponse, Error> {
+    async fn send_http1(
+        &self,
+        req: Request<ProxyBody>,
+        breakers: &Breakers,
+    ) -> Result<UpstreamResponse, Error> {
         let request_done = Arc::new(AtomicBool::new(req.body().is_end_stream()));
         let mut req = req.map(|inner| {
             RequestBody {
@@ -117,10 +128,14 @@ impl EndpointPool {
         loop {
             let (mut sender, fresh) = match self.take_idle().await {
                 Some(s) => (s, false),
-                None => (
-                    connect::http1(self.addr, self.settings.connect_timeout).await?,
-                    true,
-                ),
+                None => {
+                    let _pending = breakers.pending()?;
+                    let slot = breakers.connection()?;
+                    (
+                        connect::http1(self.addr, self.settings.connect_timeout, slot).await?,
+                        true,
+                    )
+                }
             };
             match sender.try_send_request(req).await {
                 Ok(response) => {
@@ -161,8 +176,12 @@ impl EndpointPool {
         None
     }
 
-    async fn send_http2(&self, req: Request<ProxyBody>) -> Result<UpstreamResponse, Error> {
-        let mut sender = self.h2_sender().await?;
+    async fn send_http2(
+        &self,
+        req: Request<ProxyBody>,
+        breakers: &Breakers,
+    ) -> Result<UpstreamResponse, Error> {
+        let mut sender = self.h2_sender(breakers).await?;
         let response = match sender.try_send_request(req).await {
             Ok(r) => r,
             // The connection went away (GOAWAY, close) before the request was written: it is
@@ -170,7 +189,7 @@ impl EndpointPool {
             Err(mut e) => match e.take_message() {
                 Some(unsent) => {
                     self.forget_h2(&sender);
-                    let mut fresh = self.h2_sender().await?;
+                    let mut fresh = self.h2_sender(breakers).await?;
                     fresh
                         .send_request(unsent)
                         .await
@@ -197,12 +216,14 @@ impl EndpointPool {
     }
 
     /// The shared HTTP/2 connection, opening one if there is none or it has closed.
-    async fn h2_sender(&self) -> Result<http2::SendRequest<ProxyBody>, Error> {
+    async fn h2_sender(&self, breakers: &Breakers) -> Result<http2::SendRequest<ProxyBody>, Error> {
         if let Some(s) = self.h2.load().as_deref()
             && !s.is_closed()
         {
             return Ok(s.clone());
         }
+        // Slow path: this request waits for a connection.
+        let _pending = breakers.pending()?;
         let attempts_seen = self.h2_attempts.load(Ordering::Acquire);
         let _connecting = self.h2_connecting.lock().await;
         // Another request may have connected while we waited.
@@ -223,7 +244,8 @@ impl EndpointPool {
             ));
         }
         self.h2_attempts.fetch_add(1, Ordering::AcqRel);
-        let sender = connect::http2(self.addr, self.settings.connect_timeout).await?;
+        let slot = breakers.connection()?;
+        let sender = connect::http2(self.addr, self.settings.connect_timeout, slot).await?;
         self.h2.store(Some(Arc::new(sender.clone())));
         Ok(sender)
     }
