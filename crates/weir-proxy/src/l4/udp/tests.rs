@@ -157,13 +157,14 @@ async fn an_endpoint_that_refuses_ends_the_session_and_the_next_datagram_opens_a
 
 #[tokio::test]
 async fn endpoint_traffic_keeps_a_session_alive_past_its_client_idle_time() {
-    // 30 ticks over ~600 ms, one every 20 ms: far past the 300 ms idle timeout, but never
-    // 300 ms apart, so the session must live until the last one arrives.
-    let endpoint = pushing_endpoint(30, Duration::from_millis(20)).await;
-    let h = Harness::start(endpoint, "{ idle_timeout: 300ms }").await;
+    // 75 ticks over ~1.5 s, one every 20 ms: well past the 1 s idle timeout, but never close to
+    // 1 s apart (a wide margin for a loaded CI machine), so the session must live until the last
+    // one arrives.
+    let endpoint = pushing_endpoint(75, Duration::from_millis(20)).await;
+    let h = Harness::start(endpoint, "{ idle_timeout: 1s }").await;
     let client = h.client().await;
     client.send(b"push").await.unwrap();
-    for i in 0..30 {
+    for i in 0..75 {
         assert_eq!(recv(&client).await, format!("tick{i}").as_bytes());
     }
     let last = Instant::now();
@@ -173,7 +174,7 @@ async fn endpoint_traffic_keeps_a_session_alive_past_its_client_idle_time() {
         "expired after the ticks"
     );
     assert!(
-        last.elapsed() >= Duration::from_millis(250),
+        last.elapsed() >= Duration::from_millis(800),
         "not before the idle timeout"
     );
     assert_eq!(h.endpoint_state().in_flight(), 0);
