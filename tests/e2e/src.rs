@@ -112,3 +112,15 @@ pub fn endpoint_list(addrs: &[SocketAddr], indent: usize) -> String {
         .map(|a| format!("{}- {a}\n", " ".repeat(indent)))
         .collect()
 }
+
+/// Connects to `addr` (a TCP listener in front of an echo endpoint), sends `bytes`, checks they
+/// come back unchanged, and returns the still-open connection.
+pub async fn echo_round_trip(addr: SocketAddr, bytes: &[u8]) -> tokio::net::TcpStream {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
+    s.write_all(bytes).await.unwrap();
+    let mut back = vec![0u8; bytes.len()];
+    s.read_exact(&mut back).await.unwrap();
+    assert_eq!(back, bytes, "echoed through weir");
+    s
+}

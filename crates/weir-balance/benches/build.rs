@@ -4,29 +4,16 @@
 //! endpoints, i.e. what a discovery update costs the control side.
 
 use std::hint::black_box;
-use std::net::SocketAddr;
-use std::sync::Arc;
 
+mod common;
+
+use common::endpoints;
 use criterion::{BenchmarkId, Criterion, criterion_group, criterion_main};
-use weir_balance::{BuildContext, CommonOptions, Maglev, RingHash, ThreadRandom};
+use weir_balance::{CommonOptions, Maglev, RingHash};
 use weir_config::{MaglevConfig, RingHashConfig};
-use weir_core::{Endpoint, SystemClock};
-
-fn endpoints(n: usize) -> Vec<Arc<Endpoint>> {
-    (0..n)
-        .map(|i| {
-            let [_, a, b, c] = (i as u32).to_be_bytes();
-            let address = SocketAddr::from(([10, a, b, c], 8080));
-            Arc::new(Endpoint::new(address, 1 + (i % 4) as u32))
-        })
-        .collect()
-}
 
 fn build(c: &mut Criterion) {
-    let ctx = BuildContext {
-        clock: Arc::new(SystemClock),
-        random: Arc::new(ThreadRandom),
-    };
+    let ctx = common::context();
     let options = CommonOptions::default();
     let mut group = c.benchmark_group("build");
     group.sample_size(10);

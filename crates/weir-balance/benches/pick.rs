@@ -5,17 +5,19 @@
 //! O(n) by design and shows where it stops being usable; ring hash shows its binary search.
 
 use std::hint::black_box;
-use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
+mod common;
+
+use common::endpoints;
 use criterion::{BenchmarkId, Criterion, criterion_group, criterion_main};
 use weir_balance::{
     Balancer, BuildContext, CommonOptions, LeastRequest, Maglev, Observation, Outcome, PeakEwma,
-    PickContext, Random, RingHash, RoundRobin, ThreadRandom,
+    PickContext, Random, RingHash, RoundRobin,
 };
 use weir_config::{ChoiceCount, LeastRequestConfig};
-use weir_core::{Endpoint, SystemClock};
+use weir_core::Endpoint;
 
 const SIZES: [usize; 3] = [10, 100, 10_000];
 
@@ -108,21 +110,8 @@ fn policies() -> Vec<(&'static str, Builder, bool)> {
     ]
 }
 
-fn endpoints(n: usize) -> Vec<Arc<Endpoint>> {
-    (0..n)
-        .map(|i| {
-            let [_, a, b, c] = (i as u32).to_be_bytes();
-            let address = SocketAddr::from(([10, a, b, c], 8080));
-            Arc::new(Endpoint::new(address, 1 + (i % 4) as u32))
-        })
-        .collect()
-}
-
 fn pick(c: &mut Criterion) {
-    let ctx = BuildContext {
-        clock: Arc::new(SystemClock),
-        random: Arc::new(ThreadRandom),
-    };
+    let ctx = common::context();
     let mut group = c.benchmark_group("pick");
     for (name, make, hashed) in policies() {
         for n in SIZES {

@@ -9,7 +9,7 @@
 
 use std::time::Duration;
 
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::AsyncReadExt;
 use tokio::net::TcpStream;
 use weir_e2e::{TestProxy, get, h1_client};
 use weir_test_support::{MockHttp, MockTcp, wait_until};
@@ -111,11 +111,7 @@ async fn l4_connections_count_against_max_requests() {
     let p = TestProxy::start(&config("tcp", "{ max_requests: 2 }", echo.addr())).await;
     let mut held = Vec::new();
     for _ in 0..2 {
-        let mut s = TcpStream::connect(p.addr).await.unwrap();
-        s.write_all(b"hi").await.unwrap();
-        let mut b = [0u8; 2];
-        s.read_exact(&mut b).await.unwrap();
-        held.push(s);
+        held.push(weir_e2e::echo_round_trip(p.addr, b"hi").await);
     }
     let mut third = TcpStream::connect(p.addr).await.unwrap();
     let mut b = [0u8; 2];

@@ -12,7 +12,7 @@ use std::time::Duration;
 
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
-use weir_e2e::TestProxy;
+use weir_e2e::{TestProxy, echo_round_trip};
 use weir_test_support::{MockTcp, wait_until};
 
 const SECS_10: Duration = Duration::from_secs(10);
@@ -187,11 +187,7 @@ async fn connect_failure_moves_to_the_next_endpoint() {
     ))
     .await;
     for _ in 0..10 {
-        let mut s = TcpStream::connect(p.addr).await.unwrap();
-        s.write_all(b"ping").await.unwrap();
-        let mut b = [0u8; 4];
-        s.read_exact(&mut b).await.unwrap();
-        assert_eq!(&b, b"ping");
+        echo_round_trip(p.addr, b"ping").await;
     }
     assert_eq!(
         echo.connections(),
@@ -267,11 +263,7 @@ async fn connection_limit_closes_extra_connections() {
     .await;
     let mut held = Vec::new();
     for _ in 0..2 {
-        let mut s = TcpStream::connect(p.addr).await.unwrap();
-        s.write_all(b"hi").await.unwrap();
-        let mut b = [0u8; 2];
-        s.read_exact(&mut b).await.unwrap();
-        held.push(s);
+        held.push(echo_round_trip(p.addr, b"hi").await);
     }
     let mut third = TcpStream::connect(p.addr).await.unwrap();
     let mut b = [0u8; 2];
@@ -308,10 +300,8 @@ async fn idle_connections_are_closed() {
         "",
     ))
     .await;
-    let mut s = TcpStream::connect(p.addr).await.unwrap();
-    s.write_all(b"hi").await.unwrap();
+    let mut s = echo_round_trip(p.addr, b"hi").await;
     let mut b = [0u8; 2];
-    s.read_exact(&mut b).await.unwrap();
     let started = std::time::Instant::now();
     let n = tokio::time::timeout(SECS_10, s.read(&mut b))
         .await
@@ -419,11 +409,7 @@ async fn proxy_header_from_an_untrusted_peer_is_refused() {
         .await
     );
     // An untrusted peer that speaks its own protocol is served normally.
-    let mut ok = TcpStream::connect(p.addr).await.unwrap();
-    ok.write_all(b"plain").await.unwrap();
-    let mut b = [0u8; 5];
-    ok.read_exact(&mut b).await.unwrap();
-    assert_eq!(&b, b"plain");
+    echo_round_trip(p.addr, b"plain").await;
 }
 
 #[tokio::test]
@@ -441,10 +427,7 @@ async fn source_ip_hashing_keeps_a_client_on_one_endpoint() {
     ))
     .await;
     for _ in 0..12 {
-        let mut s = TcpStream::connect(p.addr).await.unwrap();
-        s.write_all(b"x").await.unwrap();
-        let mut b = [0u8; 1];
-        s.read_exact(&mut b).await.unwrap();
+        echo_round_trip(p.addr, b"x").await;
     }
     let counts: Vec<u64> = echoes.iter().map(|e| e.connections()).collect();
     assert_eq!(
