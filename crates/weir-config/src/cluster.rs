@@ -67,6 +67,12 @@ pub struct ClusterConfig {
     /// Limits that keep a sick cluster from taking weir down (Envoy's circuit breakers).
     #[serde(default)]
     pub circuit_breakers: CircuitBreakersConfig,
+    /// Active health checking of every endpoint; absent means endpoints are not probed.
+    #[serde(default)]
+    pub health_check: Option<crate::HealthCheckConfig>,
+    /// Passive outlier detection on live traffic; absent means nothing is ejected.
+    #[serde(default)]
+    pub outlier_detection: Option<crate::OutlierDetectionConfig>,
     /// The endpoints; may be empty (requests then get 503).
     #[serde(default)]
     pub endpoints: Vec<EndpointConfig>,

@@ -19,6 +19,7 @@ mod cluster;
 mod de;
 mod duration;
 mod error;
+mod health;
 mod l4;
 mod listener;
 mod load;
@@ -34,6 +35,10 @@ pub use balancing::{
 pub use cluster::{CircuitBreakersConfig, ClusterConfig, EndpointConfig, UpstreamProtocol};
 pub use duration::ConfigDuration;
 pub use error::{ConfigError, ConfigErrors};
+pub use health::{
+    FailurePercentageConfig, GrpcCheckConfig, HealthCheckConfig, HttpCheckConfig,
+    OutlierDetectionConfig, ProbeKind, StatusRange, TcpCheckConfig, UdpCheckConfig,
+};
 pub use l4::{
     AcceptProxyProtocolConfig, CidrList, ProxyProtocolVersion, SniRouteConfig, TcpOptionsConfig,
     UdpOptionsConfig,

@@ -7,14 +7,17 @@
 
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU8, AtomicU64, Ordering};
+
+use crate::health::{CheckRecord, HealthChange, HealthFlags, PassiveStats, Unhealthy, set_flag};
 
 /// Bumped whenever any endpoint's health actually changes (process-wide); see
 /// [`health_generation`].
 static HEALTH_GENERATION: AtomicU64 = AtomicU64::new(0);
 
-/// A process-wide counter that [`EndpointState::set_healthy`] bumps whenever some endpoint's
-/// health actually changes (a repeated `set_healthy` with the same value does not).
+/// A process-wide counter that [`EndpointState::set_unhealthy`] bumps whenever some endpoint's
+/// health actually changes (setting a reason that already holds, or a second reason on an
+/// already unhealthy endpoint, does not).
 ///
 /// Balancers cache the generation they last derived their eligible set from and recompute it
 /// when this differs: one relaxed load per pick on the fast path. A balancer that reads the
@@ -39,13 +42,17 @@ pub struct Endpoint {
 /// Live, lock-free facts about one endpoint.
 #[derive(Debug)]
 pub struct EndpointState {
-    healthy: AtomicBool,
+    health: AtomicU8,
     in_flight: AtomicU64,
     requests_total: AtomicU64,
     connect_failures: AtomicU64,
     eligible_since: AtomicU64,
     /// Latency estimate kept by latency-aware balancing (peak EWMA).
     pub latency: LatencyEstimate,
+    /// Outcome streaks and windows that passive outlier detection reads.
+    pub passive: PassiveStats,
+    /// The last active health check result.
+    pub check: CheckRecord,
 }
 
 /// A latency estimate in atomics, owned by whichever policy uses it (peak EWMA today).
@@ -95,34 +102,50 @@ impl Endpoint {
 impl Default for EndpointState {
     fn default() -> Self {
         Self {
-            healthy: AtomicBool::new(true),
+            health: AtomicU8::new(0),
             in_flight: AtomicU64::new(0),
             requests_total: AtomicU64::new(0),
             connect_failures: AtomicU64::new(0),
             eligible_since: AtomicU64::new(0),
             latency: LatencyEstimate::default(),
+            passive: PassiveStats::default(),
+            check: CheckRecord::default(),
         }
     }
 }
 
 impl EndpointState {
-    /// Whether balancers may pick this endpoint.
+    /// Whether balancers may pick this endpoint: no [`Unhealthy`] reason holds.
     #[inline]
     pub fn is_healthy(&self) -> bool {
-        self.healthy.load(Ordering::Relaxed)
+        self.health.load(Ordering::Relaxed) == 0
     }
 
-    /// Marks the endpoint healthy or unhealthy; health checkers and outlier detection call this.
-    /// A recovery (unhealthy → healthy) at clock reading `now` restarts slow start.
-    pub fn set_healthy(&self, healthy: bool, now: crate::Nanos) {
-        let was = self.healthy.swap(healthy, Ordering::AcqRel);
-        if healthy && !was {
-            self.eligible_since.store(now, Ordering::Relaxed);
-        }
-        if healthy != was {
-            // After the health store, so whoever sees the new generation sees the new health.
+    /// The reasons the endpoint is out of rotation (none when healthy).
+    pub fn health(&self) -> HealthFlags {
+        HealthFlags(self.health.load(Ordering::Acquire))
+    }
+
+    /// Sets or clears one reason for being out of rotation; health checking, outlier detection
+    /// and drain each own one. Returns the flags before and after. A recovery (the last reason
+    /// cleared) at clock reading `now` restarts slow start.
+    pub fn set_unhealthy(&self, reason: Unhealthy, on: bool, now: crate::Nanos) -> HealthChange {
+        let (before, after) = set_flag(&self.health, reason, on);
+        let change = HealthChange { before, after };
+        if change.health_changed() {
+            if after.is_healthy() {
+                self.eligible_since.store(now, Ordering::Relaxed);
+            }
+            // After the flag store, so whoever sees the new generation sees the new health.
             HEALTH_GENERATION.fetch_add(1, Ordering::AcqRel);
         }
+        change
+    }
+
+    /// Marks the endpoint healthy or unhealthy as far as its active check goes (the
+    /// [`Unhealthy::ActiveCheck`] reason); other reasons keep holding.
+    pub fn set_healthy(&self, healthy: bool, now: crate::Nanos) {
+        let _ = self.set_unhealthy(Unhealthy::ActiveCheck, !healthy, now);
     }
 
     /// Clock reading since which the endpoint may take traffic (it was added or recovered);
@@ -202,11 +225,25 @@ mod tests {
         ep.state.set_healthy(false, 5);
         let g1 = health_generation();
         assert!(g1 > g0);
-        // Other tests may flip health concurrently, so only "moved" is asserted for them; an
-        // unchanged value must not be the reason it moves, which `set_healthy` guarantees by
-        // bumping only when the swap returned the other value.
+        // Other tests may flip health concurrently, so only "moved" is asserted for them.
         ep.state.set_healthy(true, 6);
         assert!(health_generation() > g1);
         assert_eq!(ep.state.eligible_since(), 6);
+    }
+
+    #[test]
+    fn reasons_fuse_into_one_health_view() {
+        let s = EndpointState::default();
+        assert!(s.set_unhealthy(Unhealthy::Ejected, true, 1).health_changed());
+        let c = s.set_unhealthy(Unhealthy::ActiveCheck, true, 2);
+        assert!(!c.health_changed(), "already unhealthy");
+        assert!(c.flag_changed(Unhealthy::ActiveCheck));
+        assert!(!s.set_unhealthy(Unhealthy::Ejected, false, 3).health_changed());
+        assert!(!s.set_unhealthy(Unhealthy::Ejected, false, 3).flag_changed(Unhealthy::Ejected));
+        assert!(!s.is_healthy());
+        assert_eq!(s.health().to_string(), "failed_active_check");
+        assert!(s.set_unhealthy(Unhealthy::ActiveCheck, false, 4).health_changed());
+        assert!(s.is_healthy());
+        assert_eq!(s.eligible_since(), 4, "recovery restarts slow start");
     }
 }

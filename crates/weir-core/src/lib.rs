@@ -7,10 +7,15 @@
 mod clock;
 mod endpoint;
 mod error;
+mod health;
 
 pub use clock::{Clock, ManualClock, Nanos, SystemClock, nanos};
 pub use endpoint::{Endpoint, EndpointState, InFlightGuard, LatencyEstimate, health_generation};
 pub use error::{Error, ErrorKind, Side};
+pub use health::{
+    CheckRecord, CheckResult, HealthChange, HealthFlags, PassiveOutcome, PassiveStats, Streaks, Unhealthy,
+    WindowCounts,
+};
 
 /// A boxed error that can cross threads; the `cause` of a data-path [`Error`].
 pub type BoxError = Box<dyn std::error::Error + Send + Sync + 'static>;

@@ -12,6 +12,7 @@ use crate::yaml::Node;
 use crate::{ClusterConfig, Config, ConfigError, HttpOptionsConfig, ListenerConfig};
 
 mod balancing;
+mod health;
 mod l4;
 mod route;
 mod syntax;
@@ -211,6 +212,7 @@ impl Checker<'_> {
             }
             self.endpoints(cluster, &path.key("endpoints"));
             self.balancing(cluster, &path);
+            self.health(cluster, &path);
             let cb = &cluster.circuit_breakers;
             for (key, value) in [
                 ("max_connections", cb.max_connections),
