@@ -15,12 +15,13 @@ use http_body_util::{BodyExt, Full};
 use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::TokioExecutor;
+use weir::Weir;
 use weir_proxy::Proxy;
 
 /// A running proxy and the address of its first listener.
 pub struct TestProxy {
-    /// The proxy.
-    pub proxy: Proxy,
+    /// weir: the proxy with its health checks and admin API.
+    pub weir: Weir,
     /// Address of the first listener.
     pub addr: SocketAddr,
 }
@@ -43,9 +44,16 @@ impl TestProxy {
     /// Starts weir with `yaml` (must be valid); the first listener's address is `addr`.
     pub async fn start(yaml: &str) -> Self {
         let config = weir_config::load_str(yaml, "test.yaml").unwrap_or_else(|e| panic!("{e}"));
-        let proxy = Proxy::start(&config).await.unwrap();
-        let addr = proxy.listener_addrs()[0].1;
-        Self { proxy, addr }
+        let weir = Weir::start(&config)
+            .await
+            .unwrap_or_else(|e| panic!("{e:#}"));
+        let addr = weir.proxy().listener_addrs()[0].1;
+        Self { weir, addr }
+    }
+
+    /// The data plane.
+    pub fn proxy(&self) -> &Proxy {
+        self.weir.proxy()
     }
 
     /// `http://<addr><path>`.

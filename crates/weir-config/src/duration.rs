@@ -77,8 +77,16 @@ impl ConfigDuration {
 }
 
 impl fmt::Display for ConfigDuration {
+    /// The largest unit that states the duration exactly, as a user would write it: `30s`,
+    /// `5m`, `250ms`.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}ms", self.0.as_millis())
+        let ms = self.0.as_millis();
+        for (unit, size) in [("h", 3_600_000), ("m", 60_000), ("s", 1_000)] {
+            if ms >= size && ms.is_multiple_of(size) {
+                return write!(f, "{}{unit}", ms / size);
+            }
+        }
+        write!(f, "{ms}ms")
     }
 }
 
@@ -123,6 +131,16 @@ impl Visitor<'_> for DurationVisitor {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn display_uses_the_largest_exact_unit() {
+        let d = |ms| ConfigDuration(Duration::from_millis(ms)).to_string();
+        assert_eq!(d(300_000), "5m");
+        assert_eq!(d(30_000), "30s");
+        assert_eq!(d(1_500), "1500ms");
+        assert_eq!(d(7_200_000), "2h");
+        assert_eq!(d(0), "0ms");
+    }
 
     #[test]
     fn absurd_durations_are_refused() {

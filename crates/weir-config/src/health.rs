@@ -147,8 +147,9 @@ pub struct OutlierDetectionConfig {
     pub interval: ConfigDuration,
     /// The first ejection lasts this long; the n-th lasts n times as long. Default 30s.
     pub base_ejection_time: ConfigDuration,
-    /// No ejection lasts longer than this (before jitter). Default 300s.
-    pub max_ejection_time: ConfigDuration,
+    /// No ejection lasts longer than this (before jitter). Default 300s, or
+    /// `base_ejection_time` when that is longer.
+    pub max_ejection_time: Option<ConfigDuration>,
     /// Up to this much random time is added to each ejection. Default 0.
     pub ejection_jitter: ConfigDuration,
     /// At most this percentage of the cluster's endpoints is ejected at once. Default 50.
@@ -301,7 +302,7 @@ impl Default for OutlierDetectionConfig {
             failure_percentage: None,
             interval: ConfigDuration(Duration::from_secs(10)),
             base_ejection_time: ConfigDuration(Duration::from_secs(30)),
-            max_ejection_time: ConfigDuration(Duration::from_secs(300)),
+            max_ejection_time: None,
             ejection_jitter: ConfigDuration(Duration::ZERO),
             max_ejection_percent: 50,
         }
@@ -314,6 +315,18 @@ impl Default for FailurePercentageConfig {
             threshold: 85,
             request_volume: 50,
             minimum_endpoints: 5,
+        }
+    }
+}
+
+impl OutlierDetectionConfig {
+    /// The longest an ejection lasts before jitter: `max_ejection_time`, or 300s (at least
+    /// `base_ejection_time`) when not given.
+    pub fn max_ejection_time(&self) -> Duration {
+        let base = self.base_ejection_time.get();
+        match self.max_ejection_time {
+            Some(max) => max.get(),
+            None => Duration::from_secs(300).max(base),
         }
     }
 }

@@ -234,15 +234,27 @@ mod tests {
     #[test]
     fn reasons_fuse_into_one_health_view() {
         let s = EndpointState::default();
-        assert!(s.set_unhealthy(Unhealthy::Ejected, true, 1).health_changed());
+        assert!(
+            s.set_unhealthy(Unhealthy::Ejected, true, 1)
+                .health_changed()
+        );
         let c = s.set_unhealthy(Unhealthy::ActiveCheck, true, 2);
         assert!(!c.health_changed(), "already unhealthy");
         assert!(c.flag_changed(Unhealthy::ActiveCheck));
-        assert!(!s.set_unhealthy(Unhealthy::Ejected, false, 3).health_changed());
-        assert!(!s.set_unhealthy(Unhealthy::Ejected, false, 3).flag_changed(Unhealthy::Ejected));
+        assert!(
+            !s.set_unhealthy(Unhealthy::Ejected, false, 3)
+                .health_changed()
+        );
+        assert!(
+            !s.set_unhealthy(Unhealthy::Ejected, false, 3)
+                .flag_changed(Unhealthy::Ejected)
+        );
         assert!(!s.is_healthy());
         assert_eq!(s.health().to_string(), "failed_active_check");
-        assert!(s.set_unhealthy(Unhealthy::ActiveCheck, false, 4).health_changed());
+        assert!(
+            s.set_unhealthy(Unhealthy::ActiveCheck, false, 4)
+                .health_changed()
+        );
         assert!(s.is_healthy());
         assert_eq!(s.eligible_since(), 4, "recovery restarts slow start");
     }

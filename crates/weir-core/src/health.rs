@@ -148,7 +148,9 @@ impl HealthFlags {
 
     /// The reasons that hold, in bit order.
     pub fn reasons(self) -> impl Iterator<Item = Unhealthy> {
-        Unhealthy::ALL.into_iter().filter(move |r| self.contains(*r))
+        Unhealthy::ALL
+            .into_iter()
+            .filter(move |r| self.contains(*r))
     }
 }
 
@@ -167,7 +169,11 @@ impl fmt::Display for HealthFlags {
     }
 }
 
-pub(crate) fn set_flag(flags: &AtomicU8, reason: Unhealthy, on: bool) -> (HealthFlags, HealthFlags) {
+pub(crate) fn set_flag(
+    flags: &AtomicU8,
+    reason: Unhealthy,
+    on: bool,
+) -> (HealthFlags, HealthFlags) {
     let bit = reason as u8;
     let before = if on {
         flags.fetch_or(bit, Ordering::AcqRel)
@@ -366,17 +372,34 @@ mod tests {
     #[test]
     fn streaks_follow_outcomes() {
         let p = PassiveStats::default();
-        assert_eq!(p.record(PassiveOutcome::Status5xx(503), 1).consecutive_gateway, 1);
-        assert_eq!(p.record(PassiveOutcome::Status5xx(500), 2).consecutive_gateway, 0);
+        assert_eq!(
+            p.record(PassiveOutcome::Status5xx(503), 1)
+                .consecutive_gateway,
+            1
+        );
+        assert_eq!(
+            p.record(PassiveOutcome::Status5xx(500), 2)
+                .consecutive_gateway,
+            0
+        );
         let s = p.record(PassiveOutcome::LocalGateway, 3);
         assert_eq!((s.consecutive_5xx, s.consecutive_gateway), (3, 1));
         let s = p.record(PassiveOutcome::ConnectFailure, 4);
         assert_eq!((s.consecutive_5xx, s.consecutive_connect), (3, 1));
         let s = p.record(PassiveOutcome::Status5xx(502), 5);
-        assert_eq!(s.consecutive_connect, 0, "an answer ends the connect streak");
+        assert_eq!(
+            s.consecutive_connect, 0,
+            "an answer ends the connect streak"
+        );
         assert_eq!(p.record(PassiveOutcome::Success, 6), Streaks::default());
         assert_eq!(p.last_success(), 6);
-        assert_eq!(p.take_window(), WindowCounts { total: 6, failed: 5 });
+        assert_eq!(
+            p.take_window(),
+            WindowCounts {
+                total: 6,
+                failed: 5
+            }
+        );
         assert_eq!(p.take_window(), WindowCounts::default());
     }
 

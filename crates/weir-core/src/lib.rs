@@ -13,8 +13,8 @@ pub use clock::{Clock, ManualClock, Nanos, SystemClock, nanos};
 pub use endpoint::{Endpoint, EndpointState, InFlightGuard, LatencyEstimate, health_generation};
 pub use error::{Error, ErrorKind, Side};
 pub use health::{
-    CheckRecord, CheckResult, HealthChange, HealthFlags, PassiveOutcome, PassiveStats, Streaks, Unhealthy,
-    WindowCounts,
+    CheckRecord, CheckResult, HealthChange, HealthFlags, PassiveOutcome, PassiveStats, Streaks,
+    Unhealthy, WindowCounts,
 };
 
 /// A boxed error that can cross threads; the `cause` of a data-path [`Error`].

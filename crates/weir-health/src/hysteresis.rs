@@ -70,7 +70,11 @@ impl Hysteresis {
         }
         self.streak = 0;
         self.healthy = pass;
-        Some(if pass { Transition::Up } else { Transition::Down })
+        Some(if pass {
+            Transition::Up
+        } else {
+            Transition::Down
+        })
     }
 }
 
@@ -97,7 +101,11 @@ mod tests {
         assert_eq!(h.record(true), Some(Transition::Up));
         let mut h = Hysteresis::new(false, 2, 3);
         assert_eq!(h.record(false), None);
-        assert_eq!(h.record(true), None, "after a failure the full rise applies");
+        assert_eq!(
+            h.record(true),
+            None,
+            "after a failure the full rise applies"
+        );
         assert_eq!(h.record(true), Some(Transition::Up));
     }
 

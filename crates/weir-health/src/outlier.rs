@@ -127,8 +127,7 @@ impl OutlierDetector {
         for endpoint in &self.endpoints {
             let passive = &endpoint.state.passive;
             let until = passive.ejected_until();
-            if until != 0 && until <= now && endpoint.state.health().contains(Unhealthy::Ejected)
-            {
+            if until != 0 && until <= now && endpoint.state.health().contains(Unhealthy::Ejected) {
                 let change = endpoint.state.set_unhealthy(Unhealthy::Ejected, false, now);
                 passive.note_readmission();
                 if change.flag_changed(Unhealthy::Ejected) {
@@ -237,7 +236,7 @@ impl OutlierDetector {
         let base = self.config.base_ejection_time.get();
         let time = base
             .saturating_mul(n)
-            .min(self.config.max_ejection_time.get().max(base));
+            .min(self.config.max_ejection_time().max(base));
         let duration = time + fraction(self.config.ejection_jitter.get(), self.random.next_u64());
         let change = endpoint.state.set_unhealthy(Unhealthy::Ejected, true, now);
         if !change.flag_changed(Unhealthy::Ejected) {

@@ -3,9 +3,12 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use std::sync::atomic::{AtomicU64, Ordering};
+
 use weir_balance::{Balancer, BuildContext, Observation, PickContext};
-use weir_config::{ClusterConfig, UpstreamProtocol};
-use weir_core::{Clock, Endpoint, SystemClock};
+use weir_config::{ClusterConfig, HealthCheckConfig, UpstreamProtocol};
+use weir_core::{Clock, Endpoint, Nanos, PassiveOutcome, SystemClock, Unhealthy};
+use weir_health::OutlierDetector;
 
 use crate::breakers::{BreakerStats, Breakers};
 use crate::hash_key::{HashInput, HashKey};
@@ -28,6 +31,12 @@ pub struct Cluster {
     pub(crate) proxy_protocol: Option<weir_config::ProxyProtocolVersion>,
     /// Connection, pending and request limits with their live counters.
     pub(crate) breakers: Breakers,
+    /// The active health check the control side runs for this cluster, if any.
+    health_check: Option<HealthCheckConfig>,
+    /// Passive outlier detection over this cluster's traffic, if configured.
+    outlier: Option<OutlierDetector>,
+    /// Picks that went to an unhealthy endpoint because the cluster was in panic (fail open).
+    panic_picks: AtomicU64,
 }
 
 /// The endpoint a request was sent to: its index (for [`Cluster::observe`]), description and pool.
@@ -56,6 +65,7 @@ impl Cluster {
         };
         let mut endpoints = Vec::with_capacity(cfg.endpoints.len());
         let mut pools = Vec::with_capacity(cfg.endpoints.len());
+        let now = clock.now();
         for ep in &cfg.endpoints {
             let old = previous.and_then(|p| Some((p, p.position(ep.address)?)));
             let state = match old {
@@ -63,11 +73,26 @@ impl Cluster {
                 None => {
                     let state = Arc::new(weir_core::EndpointState::default());
                     if previous.is_some() {
-                        state.mark_added(clock.now());
+                        state.mark_added(now);
+                    }
+                    // Envoy's rule: a checked endpoint takes traffic once its first check passes.
+                    if cfg.health_check.as_ref().is_some_and(|h| !h.start_healthy) {
+                        let _ = state.set_unhealthy(Unhealthy::ActiveCheck, true, now);
                     }
                     state
                 }
             };
+            // A verdict whose source the new config removed must not linger.
+            if cfg.health_check.is_none() {
+                let _ = state.set_unhealthy(Unhealthy::ActiveCheck, false, now);
+            }
+            if cfg.outlier_detection.is_none()
+                && state
+                    .set_unhealthy(Unhealthy::Ejected, false, now)
+                    .flag_changed(Unhealthy::Ejected)
+            {
+                state.passive.note_readmission();
+            }
             let pool = old
                 .map(|(p, i)| &p.pools[i])
                 .filter(|p| p.settings() == &pool_settings)
@@ -81,6 +106,15 @@ impl Cluster {
             random: Arc::new(weir_balance::ThreadRandom),
         };
         let balancer = weir_balance::build(cfg, &endpoints, &ctx);
+        let outlier = cfg.outlier_detection.as_ref().map(|od| {
+            OutlierDetector::new(
+                Arc::from(cfg.name.as_str()),
+                od.clone(),
+                endpoints.clone(),
+                Arc::clone(&ctx.random),
+                now,
+            )
+        });
         Self {
             name: Arc::from(cfg.name.as_str()),
             protocol: cfg.protocol,
@@ -91,6 +125,11 @@ impl Cluster {
             clock,
             proxy_protocol: cfg.proxy_protocol,
             breakers: Breakers::new(cfg.circuit_breakers.clone(), previous.map(|p| &p.breakers)),
+            health_check: cfg.health_check.clone(),
+            outlier,
+            panic_picks: AtomicU64::new(
+                previous.map_or(0, |p| p.panic_picks.load(Ordering::Relaxed)),
+            ),
         }
     }
 
@@ -100,7 +139,12 @@ impl Cluster {
             hash: self.hash_key.as_ref().and_then(|k| k.hash(input)),
             attempt,
         };
-        self.picked(self.balancer.pick(&ctx)?)
+        let picked = self.picked(self.balancer.pick(&ctx)?)?;
+        if !picked.endpoint.state.is_healthy() {
+            // Only a panicking balancer hands out an unhealthy endpoint: fail open, counted.
+            self.panic_picks.fetch_add(1, Ordering::Relaxed);
+        }
+        Some(picked)
     }
 
     /// The endpoint at `index`, as a pick.
@@ -115,6 +159,58 @@ impl Cluster {
     /// Reports how an exchange with endpoint `index` went (feeds latency-aware balancing).
     pub(crate) fn observe(&self, index: usize, observation: &Observation) {
         self.balancer.observe(index, observation);
+    }
+
+    /// Reports how an exchange with endpoint `index` went to passive health: the endpoint's
+    /// streaks, and outlier detection (which may eject it) when configured.
+    /// A connect failure also counts in the endpoint's `connect_failures` total.
+    pub(crate) fn record_outcome(&self, index: usize, outcome: PassiveOutcome) {
+        let now = self.clock.now();
+        if outcome == PassiveOutcome::ConnectFailure
+            && let Some(endpoint) = self.endpoints.get(index)
+        {
+            endpoint.state.record_connect_failure();
+        }
+        match &self.outlier {
+            Some(detector) => {
+                if detector.record(index, outcome, now).is_some() {
+                    crate::outlier::ejected();
+                }
+            }
+            None => {
+                if let Some(endpoint) = self.endpoints.get(index) {
+                    endpoint.state.passive.record(outcome, now);
+                }
+            }
+        }
+    }
+
+    /// Re-admits endpoints whose ejection ended and runs the interval detectors; returns when
+    /// the next sweep is due and the clock reading now, or `None` without outlier detection.
+    pub(crate) fn sweep_outliers(&self) -> Option<(Nanos, Nanos)> {
+        let detector = self.outlier.as_ref()?;
+        let now = self.clock.now();
+        Some((detector.sweep(now).next_due, now))
+    }
+
+    /// The active health check configured for this cluster (the control side runs it).
+    pub fn health_check(&self) -> Option<&HealthCheckConfig> {
+        self.health_check.as_ref()
+    }
+
+    /// The outlier detector of this cluster, if outlier detection is configured.
+    pub fn outlier_detector(&self) -> Option<&OutlierDetector> {
+        self.outlier.as_ref()
+    }
+
+    /// Picks that went to an unhealthy endpoint because too few were healthy (panic mode).
+    pub fn panic_picks(&self) -> u64 {
+        self.panic_picks.load(Ordering::Relaxed)
+    }
+
+    /// The clock this cluster's endpoint state is stamped with.
+    pub fn clock(&self) -> &Arc<dyn Clock> {
+        &self.clock
     }
 
     /// Tells the balancer that endpoint health changed (recomputes the panic state).
@@ -134,5 +230,85 @@ impl Cluster {
 
     fn position(&self, address: std::net::SocketAddr) -> Option<usize> {
         self.endpoints.iter().position(|e| e.address == address)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use weir_core::Unhealthy;
+
+    use crate::Snapshot;
+
+    fn compile(yaml: &str, previous: Option<&Snapshot>) -> Snapshot {
+        let config = weir_config::load_str(yaml, "t.yaml").unwrap();
+        Snapshot::compile(&config, previous).unwrap()
+    }
+
+    const CHECKED: &str = "clusters:
+  - name: c
+    health_check: { tcp: {} }
+    outlier_detection: { consecutive_connect_failures: 3 }
+    endpoints: [ 127.0.0.1:9001, 127.0.0.1:9002, 127.0.0.1:9003 ]
+";
+
+    #[test]
+    fn health_and_ejections_survive_a_recompile_for_endpoints_that_remain() {
+        let first = compile(CHECKED, None);
+        let c = first.cluster("c").unwrap();
+        assert!(
+            c.endpoints
+                .iter()
+                .all(|e| e.state.health().contains(Unhealthy::ActiveCheck)),
+            "checked endpoints wait for their first pass"
+        );
+        c.endpoints[0].state.set_healthy(true, 1);
+        c.endpoints[1].state.set_healthy(true, 1);
+        for _ in 0..3 {
+            c.record_outcome(1, weir_core::PassiveOutcome::ConnectFailure);
+        }
+        assert!(c.endpoints[1].state.health().contains(Unhealthy::Ejected));
+
+        // Same endpoints plus a new one: the verdicts stay, the newcomer waits for its check.
+        let next = compile(
+            &CHECKED.replace("127.0.0.1:9003 ]", "127.0.0.1:9003, 127.0.0.1:9004 ]"),
+            Some(&first),
+        );
+        let n = next.cluster("c").unwrap();
+        assert!(n.endpoints[0].state.is_healthy());
+        assert!(n.endpoints[1].state.health().contains(Unhealthy::Ejected));
+        assert_eq!(n.endpoints[1].state.passive.ejections_total(), 1);
+        assert_eq!(n.endpoints[1].state.connect_failures(), 3);
+        assert!(
+            n.endpoints[3]
+                .state
+                .health()
+                .contains(Unhealthy::ActiveCheck)
+        );
+        assert_eq!(n.outlier_detector().unwrap().ejected_count(), 1);
+
+        // Without health options the reasons they set are cleared.
+        let bare = compile(
+            "clusters:
+  - name: c
+    endpoints: [ 127.0.0.1:9001, 127.0.0.1:9002, 127.0.0.1:9003 ]
+",
+            Some(&next),
+        );
+        let b = bare.cluster("c").unwrap();
+        assert!(b.endpoints.iter().all(|e| e.state.is_healthy()));
+        assert_eq!(b.endpoints[1].state.passive.ejected_until(), 0);
+    }
+
+    #[test]
+    fn start_healthy_skips_the_wait_for_the_first_check() {
+        let s = compile(
+            "clusters:
+  - name: c
+    health_check: { tcp: {}, start_healthy: true }
+    endpoints: [ 127.0.0.1:9001 ]
+",
+            None,
+        );
+        assert!(s.cluster("c").unwrap().endpoints[0].state.is_healthy());
     }
 }

@@ -14,6 +14,7 @@ pub mod fuzzing;
 mod hash_key;
 mod l4;
 mod l7;
+mod outlier;
 mod server;
 mod snapshot;
 mod upstream;

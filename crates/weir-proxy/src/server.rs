@@ -70,6 +70,10 @@ impl Proxy {
         let shutdown = CancellationToken::new();
         let hard_stop = CancellationToken::new();
         let tasks = TaskTracker::new();
+        tasks.spawn(crate::outlier::sweep_loop(
+            snapshots.clone(),
+            shutdown.clone(),
+        ));
         let mut addresses = Vec::new();
         for (index, l) in config.config().listeners.iter().enumerate() {
             let bind_err = |source| ProxyError::Bind {

@@ -13,7 +13,7 @@ use hyper::service::service_fn;
 use hyper::{Request, Response};
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use tokio::net::TcpListener;
-use weir_proxy::Proxy;
+use weir::Weir;
 
 /// One demo endpoint and how many requests it has served.
 struct DemoEndpoint {
@@ -30,19 +30,20 @@ pub(crate) async fn demo(port: u16, duration: Option<u64>) -> anyhow::Result<()>
     }
     let yaml = demo_config(port, &endpoints);
     let config = weir_config::load_str(&yaml, "<demo config>")?;
-    let proxy = match Proxy::start(&config).await {
-        Ok(p) => p,
-        Err(weir_proxy::ProxyError::Bind { .. }) if port != 0 => {
-            eprintln!("port {port} is busy; using a free port instead");
+    let weir = match Weir::start(&config).await {
+        Ok(w) => w,
+        Err(e) if port != 0 => {
+            eprintln!("{e:#}; using free ports instead");
             let config = weir_config::load_str(&demo_config(0, &endpoints), "<demo config>")?;
-            Proxy::start(&config).await?
+            Weir::start(&config).await?
         }
-        Err(e) => return Err(e.into()),
+        Err(e) => return Err(e),
     };
-    let addr = proxy
+    let addr = weir
+        .proxy()
         .listener_addr("demo")
         .context("demo listener missing")?;
-    print_banner(addr, &endpoints);
+    print_banner(addr, weir.admin_addr(), &endpoints);
 
     let traffic = tokio::spawn(light_traffic(addr));
     let stop = async {
@@ -70,7 +71,7 @@ pub(crate) async fn demo(port: u16, duration: Option<u64>) -> anyhow::Result<()>
         }
     }
     traffic.abort();
-    proxy.shutdown(Duration::from_secs(5)).await;
+    weir.shutdown(Duration::from_secs(5)).await;
     Ok(())
 }
 
@@ -80,8 +81,11 @@ fn demo_config(port: u16, endpoints: &[DemoEndpoint]) -> String {
             .map(|e| format!("      - {}\n", e.addr))
             .collect::<String>()
     };
+    // The admin API sits on the next port (any free port when the demo's is 0).
+    let admin = if port == 0 { 0 } else { port.saturating_add(1) };
     format!(
-        r#"listeners:
+        r#"admin: {{ address: "127.0.0.1:{admin}" }}
+listeners:
   - name: demo
     address: 127.0.0.1:{port}
     routes:
@@ -98,10 +102,13 @@ fn demo_config(port: u16, endpoints: &[DemoEndpoint]) -> String {
 clusters:
   - name: web
     lb_policy: round_robin
+    health_check: {{ interval: 2s, http: {{ path: /healthz, body_contains: ok }} }}
+    outlier_detection: {{ consecutive_5xx: 3, base_ejection_time: 10s }}
     endpoints:
 {web}  - name: api
     lb_policy: least_request
     protocol: http2
+    health_check: {{ interval: 2s, http: {{ path: /healthz }} }}
     endpoints:
 {api}"#,
         web = list(endpoints),
@@ -109,8 +116,11 @@ clusters:
     )
 }
 
-fn print_banner(addr: SocketAddr, endpoints: &[DemoEndpoint]) {
+fn print_banner(addr: SocketAddr, admin: Option<SocketAddr>, endpoints: &[DemoEndpoint]) {
     println!("weir demo is running. weir listens on http://{addr}");
+    if let Some(admin) = admin {
+        println!("  admin API at http://{admin}/clusters (health, ejections, last check)");
+    }
     for e in endpoints {
         println!("  {} at http://{}", e.name, e.addr);
     }
@@ -139,9 +149,13 @@ async fn start_endpoint(name: String) -> anyhow::Result<DemoEndpoint> {
             let (name, served) = (name.clone(), Arc::clone(&served));
             tokio::spawn(async move {
                 let svc = service_fn(move |req: Request<hyper::body::Incoming>| {
-                    served.fetch_add(1, Ordering::Relaxed);
-                    let body =
-                        format!("hello from {name}: {} {}\n", req.method(), req.uri().path());
+                    // Health checks are not traffic: answer them without counting.
+                    let body = if req.uri().path() == "/healthz" {
+                        "ok\n".to_owned()
+                    } else {
+                        served.fetch_add(1, Ordering::Relaxed);
+                        format!("hello from {name}: {} {}\n", req.method(), req.uri().path())
+                    };
                     let mut res = Response::new(Full::new(Bytes::from(body)));
                     if let Ok(v) = name.parse() {
                         res.headers_mut().insert("x-endpoint", v);

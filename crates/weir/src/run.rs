@@ -4,7 +4,8 @@ use std::path::Path;
 use std::time::Duration;
 
 use anyhow::Context;
-use weir_proxy::{Proxy, Snapshot};
+use weir::Weir;
+use weir_proxy::Snapshot;
 
 /// How long in-flight requests may take to finish after a shutdown signal.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(30);
@@ -28,13 +29,16 @@ pub(crate) fn check(path: &Path) -> anyhow::Result<()> {
 /// Serves `path` until SIGINT or SIGTERM, then drains.
 pub(crate) async fn run(path: &Path) -> anyhow::Result<()> {
     let config = weir_config::load_file(path)?;
-    let proxy = Proxy::start(&config).await?;
-    for (name, addr) in proxy.listener_addrs() {
+    let weir = Weir::start(&config).await?;
+    for (name, addr) in weir.proxy().listener_addrs() {
         println!("listener {name} on http://{addr}");
+    }
+    if let Some(addr) = weir.admin_addr() {
+        println!("admin API on http://{addr}/clusters");
     }
     wait_for_signal().await?;
     tracing::info!("shutting down: draining in-flight requests");
-    if !proxy.shutdown(SHUTDOWN_GRACE).await {
+    if !weir.shutdown(SHUTDOWN_GRACE).await {
         tracing::warn!(grace = ?SHUTDOWN_GRACE, "some connections were still open after the grace period");
     }
     Ok(())

@@ -36,7 +36,7 @@ clusters:
 }
 
 fn stats(p: &TestProxy) -> weir_proxy::BreakerStats {
-    p.proxy
+    p.proxy()
         .snapshots()
         .load()
         .cluster("c")

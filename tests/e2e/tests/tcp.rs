@@ -400,7 +400,7 @@ async fn proxy_header_from_an_untrusted_peer_is_refused() {
         .await
         .unwrap();
     assert!(matches!(r, Ok(0) | Err(_)), "connection refused: {r:?}");
-    let stats = p.proxy.listener_stats("l").unwrap();
+    let stats = p.proxy().listener_stats("l").unwrap();
     assert!(
         wait_until(SECS_10, || stats
             .rejected_proxy_headers
@@ -461,7 +461,7 @@ async fn an_untrusted_client_whose_first_read_is_short_is_still_served() {
     let mut got = Vec::new();
     s.read_to_end(&mut got).await.unwrap();
     assert_eq!(got, b"\r\n\r\n");
-    let stats = p.proxy.listener_stats("l").unwrap();
+    let stats = p.proxy().listener_stats("l").unwrap();
     assert_eq!(
         stats
             .rejected_proxy_headers
@@ -478,7 +478,7 @@ async fn shutdown_lets_open_connections_finish_within_the_grace_period() {
     s.write_all(b"before").await.unwrap();
     let mut b = [0u8; 6];
     s.read_exact(&mut b).await.unwrap();
-    let shutdown = tokio::spawn(p.proxy.shutdown(Duration::from_secs(10)));
+    let shutdown = tokio::spawn(p.weir.shutdown(Duration::from_secs(10)));
     // New connections are refused while this one keeps working.
     assert!(
         wait_until(SECS_10, || std::net::TcpStream::connect(p.addr).is_err()).await,
@@ -501,7 +501,7 @@ async fn connections_still_open_after_the_grace_period_are_closed() {
     s.write_all(b"x").await.unwrap();
     let mut b = [0u8; 1];
     s.read_exact(&mut b).await.unwrap();
-    let finished = p.proxy.shutdown(Duration::from_millis(300)).await;
+    let finished = p.weir.shutdown(Duration::from_millis(300)).await;
     assert!(!finished, "the open connection outlived the grace period");
     let n = tokio::time::timeout(SECS_10, s.read(&mut b))
         .await

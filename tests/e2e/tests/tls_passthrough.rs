@@ -80,7 +80,7 @@ clusters:
 
     fn rejected_client_hellos(&self) -> u64 {
         self.proxy
-            .proxy
+            .proxy()
             .listener_stats("l")
             .expect("`l` is a stream listener")
             .rejected_client_hellos

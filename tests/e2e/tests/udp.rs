@@ -39,12 +39,12 @@ clusters:
 }
 
 fn sessions(p: &TestProxy) -> usize {
-    p.proxy.udp_sessions("l").expect("a udp listener named l")
+    p.proxy().udp_sessions("l").expect("a udp listener named l")
 }
 
 /// Sessions ever opened to the cluster's endpoint `index` (each counts as one request).
 fn opened(p: &TestProxy, index: usize) -> u64 {
-    p.proxy.snapshots().load().cluster("c").unwrap().endpoints[index]
+    p.proxy().snapshots().load().cluster("c").unwrap().endpoints[index]
         .state
         .requests_total()
 }
@@ -287,10 +287,10 @@ async fn shutdown_ends_every_session() {
         echo(&client(&p).await, format!("{i}").as_bytes()).await;
     }
     assert_eq!(sessions(&p), 5);
-    let state = Arc::clone(&p.proxy.snapshots().load().clusters()[0].endpoints[0].state);
+    let state = Arc::clone(&p.proxy().snapshots().load().clusters()[0].endpoints[0].state);
     assert_eq!(state.in_flight(), 5, "each session counts as one in flight");
     assert!(
-        p.proxy.shutdown(Duration::from_secs(5)).await,
+        p.weir.shutdown(Duration::from_secs(5)).await,
         "closed in time"
     );
     assert_eq!(state.in_flight(), 0);

@@ -23,10 +23,10 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::task::{Context, Poll};
 use std::time::Duration;
 
-use futures_util::StreamExt;
 use futures_util::stream::{self, BoxStream};
+use futures_util::{Stream, StreamExt};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
-use tokio::net::TcpStream;
+use tokio::net::{TcpListener, TcpStream};
 use tokio_stream::wrappers::TcpListenerStream;
 use tokio_util::sync::{CancellationToken, WaitForCancellationFutureOwned};
 use tonic::transport::server::{Connected, TcpConnectInfo};
@@ -89,7 +89,7 @@ struct Bidi {
 
 /// A TCP stream that fails every read and write once its token is cancelled, so the connection
 /// tasks tonic spawns end when the mock stops.
-struct KillableStream {
+pub(crate) struct KillableStream {
     io: TcpStream,
     cancelled: Pin<Box<WaitForCancellationFutureOwned>>,
 }
@@ -106,15 +106,8 @@ impl GrpcEcho {
         });
         let token = CancellationToken::new();
         let counted = Arc::clone(&stats);
-        let conn_token = token.clone();
-        let incoming = TcpListenerStream::new(listener).map(move |accepted| {
-            accepted.map(|io| {
-                counted.connections.fetch_add(1, Ordering::SeqCst);
-                KillableStream {
-                    io,
-                    cancelled: Box::pin(conn_token.clone().cancelled_owned()),
-                }
-            })
+        let incoming = killable_incoming(listener, token.clone(), move || {
+            counted.connections.fetch_add(1, Ordering::SeqCst);
         });
         let service = EchoService {
             stats: Arc::clone(&stats),
@@ -283,6 +276,25 @@ impl Drop for RpcGuard {
             self.stats.cancelled.fetch_add(1, Ordering::SeqCst);
         }
     }
+}
+
+/// The connections `listener` accepts, each reported to `on_accept` and failing every read and
+/// write once `token` is cancelled: the `incoming` of a tonic server that must stop with its
+/// mock.
+pub(crate) fn killable_incoming(
+    listener: TcpListener,
+    token: CancellationToken,
+    on_accept: impl Fn() + Send + 'static,
+) -> impl Stream<Item = io::Result<KillableStream>> + Send + 'static {
+    TcpListenerStream::new(listener).map(move |accepted| {
+        accepted.map(|io| {
+            on_accept();
+            KillableStream {
+                io,
+                cancelled: Box::pin(token.clone().cancelled_owned()),
+            }
+        })
+    })
 }
 
 impl KillableStream {

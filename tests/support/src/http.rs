@@ -5,6 +5,7 @@
 //!
 //! | path | response |
 //! |---|---|
+//! | `/healthz` | 200, body `ok` (a health check target) |
 //! | `/echo` | 200, the request body streamed back frame by frame |
 //! | `/headers` | 200, every request header as a `name: value\n` line |
 //! | `/status/{code}` | `{code}` (200..=999), body = the endpoint name |
@@ -17,12 +18,14 @@
 //! Every response carries `x-endpoint: <name>` and what the mock saw: `x-seen-path` (path and
 //! query), `x-seen-method`, `x-seen-version` (`HTTP/1.1`, `HTTP/2.0`) and `x-seen-host` (the
 //! URI authority, else the `Host` header). Builder switches ([`MockHttpBuilder::delay`],
-//! [`MockHttpBuilder::fail_with`], [`MockHttpBuilder::reset`]) apply to every request.
+//! [`MockHttpBuilder::fail_with`], [`MockHttpBuilder::reset`]) apply to every request, and
+//! [`MockHttp::set_fail_with`] switches failing on and off while the mock runs (health checks
+//! that must see an endpoint go down and come back).
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::pin::Pin;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU16, AtomicU64, Ordering};
 use std::sync::{Arc, OnceLock};
 use std::task::{Context, Poll};
 use std::time::Duration;
@@ -81,6 +84,8 @@ struct Behaviour {
 struct Shared {
     name: String,
     behaviour: Behaviour,
+    /// The status set by [`MockHttp::set_fail_with`]; 0 when unset.
+    fail_now: AtomicU16,
     requests: AtomicU64,
     token: CancellationToken,
 }
@@ -133,6 +138,14 @@ impl MockHttp {
         self.connections.load(Ordering::SeqCst)
     }
 
+    /// While `Some(status)`, answers every request — `/healthz` included — with `status`
+    /// (body = the endpoint name), overriding [`MockHttpBuilder::fail_with`]; `None` restores
+    /// the configured behaviour. Takes effect for the next request.
+    pub fn set_fail_with(&self, status: Option<StatusCode>) {
+        let code = status.map_or(0, |s| s.as_u16());
+        self.shared.fail_now.store(code, Ordering::SeqCst);
+    }
+
     /// Stops accepting, closes every open connection and waits until all of it has stopped.
     pub async fn shutdown(self) {
         self.background.shutdown().await;
@@ -167,6 +180,7 @@ impl MockHttpBuilder {
         let shared = Arc::new(Shared {
             name: self.name,
             behaviour: self.behaviour,
+            fail_now: AtomicU16::new(0),
             requests: AtomicU64::new(0),
             token: token.clone(),
         });
@@ -263,7 +277,8 @@ async fn handle(
     if let Some(delay) = shared.behaviour.delay {
         tokio::time::sleep(delay).await;
     }
-    let mut resp = if let Some(status) = shared.behaviour.fail_with {
+    let fail_now = StatusCode::from_u16(shared.fail_now.load(Ordering::SeqCst)).ok();
+    let mut resp = if let Some(status) = fail_now.or(shared.behaviour.fail_with) {
         text(status, shared.name.clone())
     } else if req.version() <= http::Version::HTTP_11 && ws::is_upgrade(req.headers()) {
         ws::accept(req, shared.token.child_token())
@@ -308,6 +323,7 @@ fn seen_headers(req: &Request<Incoming>) -> Vec<(Option<HeaderName>, HeaderValue
 async fn route(name: &str, req: Request<Incoming>) -> Response<MockBody> {
     let path = req.uri().path().to_owned();
     match path.as_str() {
+        "/healthz" => text(StatusCode::OK, "ok"),
         "/echo" => Response::new(req.into_body().map_err(BoxError::from).boxed_unsync()),
         "/headers" => headers_body(&req),
         "/sink" => sink(req.into_body()).await,

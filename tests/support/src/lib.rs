@@ -13,6 +13,8 @@
 //!   and echoes, and [`tls_connect`], a client that verifies against that CA (TLS passthrough).
 //! - [`GrpcEcho`]: the `weir.test.Echo` gRPC service (unary, server streaming, bidi streaming)
 //!   with request and cancellation counters.
+//! - [`GrpcHealth`]: the standard `grpc.health.v1.Health` service, switchable between
+//!   `SERVING` and `NOT_SERVING` per service name (active gRPC health checks).
 
 #![allow(
     clippy::unwrap_used,
@@ -21,6 +23,7 @@
 )]
 
 pub mod grpc;
+pub mod grpc_health;
 pub mod http;
 pub mod tcp;
 pub mod tls;
@@ -29,6 +32,7 @@ pub mod util;
 mod ws;
 
 pub use self::grpc::GrpcEcho;
+pub use self::grpc_health::GrpcHealth;
 pub use self::http::{MockHttp, MockHttpBuilder, pattern_byte};
 pub use self::tcp::{Blackhole, MockTcp, TcpEcho};
 pub use self::tls::{MockTls, TestCa, TlsStream, tls_connect};

@@ -137,12 +137,14 @@ impl Checker<'_> {
                 );
             }
         }
-        if od.max_ejection_time < od.base_ejection_time {
+        if let Some(max) = od.max_ejection_time
+            && max < od.base_ejection_time
+        {
             self.report(
                 &path.key("max_ejection_time"),
                 format!(
-                    "max_ejection_time {} is shorter than base_ejection_time {}",
-                    od.max_ejection_time, od.base_ejection_time
+                    "max_ejection_time {max} is shorter than base_ejection_time {}",
+                    od.base_ejection_time
                 ),
                 "make max_ejection_time at least base_ejection_time",
             );
@@ -150,7 +152,10 @@ impl Checker<'_> {
         if od.max_ejection_percent > 100 {
             self.report(
                 &path.key("max_ejection_percent"),
-                format!("max_ejection_percent {} is over 100", od.max_ejection_percent),
+                format!(
+                    "max_ejection_percent {} is over 100",
+                    od.max_ejection_percent
+                ),
                 "give a percentage from 0 to 100 (default 50)",
             );
         }
@@ -159,7 +164,10 @@ impl Checker<'_> {
             if !(1..=100).contains(&fp.threshold) {
                 self.report(
                     &path.key("threshold"),
-                    format!("threshold {} is not a percentage from 1 to 100", fp.threshold),
+                    format!(
+                        "threshold {} is not a percentage from 1 to 100",
+                        fp.threshold
+                    ),
                     "give a percentage such as 85",
                 );
             }

@@ -1,4 +1,8 @@
-#![allow(clippy::unwrap_used, clippy::panic, reason = "tests: a panic is a failed assertion")]
+#![allow(
+    clippy::unwrap_used,
+    clippy::panic,
+    reason = "tests: a panic is a failed assertion"
+)]
 
 //! Outlier detection simulated with a manual clock: streak ejections, re-admission on time,
 //! growing ejection times, the max-ejection cap and the failure-percentage detector.
@@ -21,7 +25,7 @@ fn config() -> OutlierDetectionConfig {
         consecutive_gateway_errors: 3,
         consecutive_connect_failures: 3,
         base_ejection_time: weir_config::ConfigDuration(BASE),
-        max_ejection_time: weir_config::ConfigDuration(Duration::from_secs(75)),
+        max_ejection_time: Some(weir_config::ConfigDuration(Duration::from_secs(75))),
         ejection_jitter: weir_config::ConfigDuration(JITTER),
         ..OutlierDetectionConfig::default()
     }
@@ -57,14 +61,22 @@ fn three_consecutive_503s_eject_and_the_ejection_ends_on_time() {
     let e = d.record(0, PassiveOutcome::Status5xx(503), now);
     let e = e.unwrap_or_else(|| panic!("the third 503 ejects"));
     assert_eq!(e.reason, EjectionReason::ConsecutiveGateway(3));
-    assert!(e.duration >= BASE && e.duration < BASE + JITTER, "{:?}", e.duration);
+    assert!(
+        e.duration >= BASE && e.duration < BASE + JITTER,
+        "{:?}",
+        e.duration
+    );
     assert!(ejected(&d, 0) && !d.endpoints[0].state.is_healthy());
     assert_eq!(d.ejected_count(), 1);
 
     // Still out one tick before the ejection ends, back in at the end.
     let report = d.sweep(now + nanos(e.duration) - 1);
     assert!(report.readmitted.is_empty());
-    assert_eq!(report.next_due, now + nanos(e.duration), "the sweep wakes at the deadline");
+    assert_eq!(
+        report.next_due,
+        now + nanos(e.duration),
+        "the sweep wakes at the deadline"
+    );
     let report = d.sweep(now + nanos(e.duration));
     assert_eq!(report.readmitted, vec![d.endpoints[0].address]);
     assert!(d.endpoints[0].state.is_healthy());
@@ -157,7 +169,11 @@ fn ejection_time_grows_with_each_ejection_up_to_the_cap_and_decays() {
         clock.advance(e.duration);
         assert_eq!(d.sweep(clock.now()).readmitted.len(), 1);
     }
-    assert_eq!(times, vec![30, 60, 75, 75], "base × n, capped at max_ejection_time");
+    assert_eq!(
+        times,
+        vec![30, 60, 75, 75],
+        "base × n, capped at max_ejection_time"
+    );
 
     // A quiet interval takes one step off the multiplier.
     assert_eq!(d.endpoints[0].state.passive.ejection_multiplier(), 4);
@@ -195,7 +211,10 @@ fn failure_percentage_ejects_only_with_enough_volume_and_endpoints() {
         }
         d.record(2, PassiveOutcome::Success, now);
     }
-    assert!(d.sweep(now + 1).ejected.is_empty(), "no interval has passed");
+    assert!(
+        d.sweep(now + 1).ejected.is_empty(),
+        "no interval has passed"
+    );
     clock.advance(Duration::from_secs(10));
     let report = d.sweep(clock.now());
     let who: Vec<_> = report.ejected.iter().map(|e| e.endpoint).collect();

@@ -13,7 +13,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::sync::OwnedSemaphorePermit;
 use weir_balance::{Observation, Outcome};
-use weir_core::{Error, ErrorKind, InFlightGuard};
+use weir_core::{Error, ErrorKind, InFlightGuard, PassiveOutcome};
 
 use super::copy::{self, CopyMode, EndReason};
 use super::{StreamListener, proxy_protocol, sni};
@@ -183,10 +183,11 @@ async fn connect<'a>(
                         outcome: Outcome::Success,
                     },
                 );
+                cluster.record_outcome(picked.index, PassiveOutcome::Success);
                 return Ok((picked, stream, (guard, slot)));
             }
             Err(e) => {
-                picked.endpoint.state.record_connect_failure();
+                cluster.record_outcome(picked.index, PassiveOutcome::ConnectFailure);
                 let rtt = started.elapsed();
                 cluster.observe(
                     picked.index,

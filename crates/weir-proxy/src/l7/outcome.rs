@@ -2,13 +2,15 @@
 //!
 //! Latency-aware balancing needs to know more than the RTT: a fast 500 is not a healthy
 //! endpoint, and a 429/503 with `Retry-After` (RFC 9110 §10.2.3) asks for less traffic for a
-//! while. This module classifies a response (or a failure to get one) into an [`Outcome`].
+//! while. This module classifies a response (or a failure to get one) into an [`Outcome`], and
+//! a failure into the [`PassiveOutcome`] outlier detection counts.
 
 use std::time::{Duration, SystemTime};
 
 use http::header::RETRY_AFTER;
 use http::{HeaderMap, StatusCode};
 use weir_balance::Outcome;
+use weir_core::{Error, ErrorKind, PassiveOutcome};
 
 /// The outcome of an exchange that produced response headers.
 pub(crate) fn of_response(status: StatusCode, headers: &HeaderMap) -> Outcome {
@@ -18,6 +20,21 @@ pub(crate) fn of_response(status: StatusCode, headers: &HeaderMap) -> Outcome {
         },
         s if s.is_server_error() => Outcome::Failure,
         _ => Outcome::Success,
+    }
+}
+
+/// What a failed exchange says about the endpoint: a connection that could not be made, or
+/// one that broke or went silent after (a gateway error). Failures that are not the endpoint's
+/// doing (the client, a local limit) say nothing.
+pub(crate) fn passive_of_error(error: &Error) -> Option<PassiveOutcome> {
+    match error.kind() {
+        ErrorKind::ConnectFailed | ErrorKind::ConnectTimeout => {
+            Some(PassiveOutcome::ConnectFailure)
+        }
+        ErrorKind::UpstreamTimeout | ErrorKind::UpstreamProtocol => {
+            Some(PassiveOutcome::LocalGateway)
+        }
+        _ => None,
     }
 }
 
@@ -60,6 +77,21 @@ mod tests {
             of_response(StatusCode::SERVICE_UNAVAILABLE, &none),
             Outcome::Overloaded { retry_after: None }
         );
+    }
+
+    #[test]
+    fn only_the_endpoints_own_failures_count_against_it() {
+        let e = |kind| Error::new(kind, "x");
+        assert_eq!(
+            passive_of_error(&e(ErrorKind::ConnectTimeout)),
+            Some(PassiveOutcome::ConnectFailure)
+        );
+        assert_eq!(
+            passive_of_error(&e(ErrorKind::UpstreamProtocol)),
+            Some(PassiveOutcome::LocalGateway)
+        );
+        assert_eq!(passive_of_error(&e(ErrorKind::Overloaded)), None);
+        assert_eq!(passive_of_error(&e(ErrorKind::DownstreamProtocol)), None);
     }
 
     #[test]

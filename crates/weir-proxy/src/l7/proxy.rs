@@ -16,7 +16,7 @@ use http_body_util::BodyExt;
 use hyper::body::Incoming;
 use weir_balance::{Observation, Outcome};
 use weir_config::UpstreamProtocol;
-use weir_core::{Error, ErrorKind, Side};
+use weir_core::{Error, ErrorKind, PassiveOutcome, Side};
 use weir_router::{RequestView, host_without_port};
 
 use super::listener::HttpListener;
@@ -202,6 +202,13 @@ async fn forward(
     if let Some(outcome) = outcome {
         let rtt = started.elapsed();
         cluster.observe(picked.index, &Observation { rtt, outcome });
+    }
+    let passive = match &result {
+        Ok(up) => Some(PassiveOutcome::of_status(up.response.status().as_u16())),
+        Err(e) => outcome::passive_of_error(e),
+    };
+    if let Some(passive) = passive {
+        cluster.record_outcome(picked.index, passive);
     }
     let upstream = result?;
 

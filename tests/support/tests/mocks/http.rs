@@ -180,6 +180,27 @@ async fn fail_with_answers_every_path() {
 }
 
 #[tokio::test]
+async fn healthz_answers_ok_until_set_fail_with_switches_failing_on() {
+    let mock = MockHttp::start("alpha").await;
+    let (mut conn, _driver) = Conn::open(mock.addr(), Version::HTTP_11).await;
+    let (resp, body) = conn.get("/healthz").await;
+    assert_eq!(resp.status(), StatusCode::OK);
+    assert_eq!(body, "ok");
+
+    mock.set_fail_with(Some(StatusCode::SERVICE_UNAVAILABLE));
+    for path in ["/healthz", "/", "/status/200"] {
+        let (resp, body) = conn.get(path).await;
+        assert_eq!(resp.status(), StatusCode::SERVICE_UNAVAILABLE, "{path}");
+        assert_eq!(body, "alpha");
+    }
+
+    mock.set_fail_with(None);
+    let (resp, body) = conn.get("/healthz").await;
+    assert_eq!(resp.status(), StatusCode::OK);
+    assert_eq!(body, "ok");
+}
+
+#[tokio::test]
 async fn delay_holds_every_response() {
     let mock = MockHttp::builder("slow")
         .delay(Duration::from_millis(40))

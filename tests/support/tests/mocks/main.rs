@@ -10,6 +10,7 @@
 
 mod client;
 mod grpc;
+mod grpc_health;
 mod http;
 mod tcp;
 mod ws;

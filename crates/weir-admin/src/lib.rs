@@ -1,0 +1,19 @@
+//! The admin API: a small HTTP server that shows operators what the data plane sees.
+//!
+//! It answers read-only JSON requests about the current [`weir_proxy::Snapshot`] — clusters, their
+//! endpoints with the fused health view, outlier and active-check facts, circuit-breaker
+//! counters — and the bound listeners. It only *reads*: the data plane never depends on this
+//! crate (see `docs/architecture.md`), and every number shown comes from the same atomics the
+//! data plane updates, loaded once per request. The endpoints are documented in `docs/admin.md`.
+//!
+//! This is the first part of the admin API; metrics, reload, drain and the dashboard come later.
+//! The routing lives in `routes`, the JSON shapes in `views`, the socket plumbing in `server`.
+
+mod routes;
+mod server;
+mod state;
+mod timefmt;
+mod views;
+
+pub use server::AdminServer;
+pub use state::{AdminState, ListenerInfo};

@@ -1,0 +1,214 @@
+//! Request routing: which path and method gets which view, and every error answer.
+//!
+//! The admin API is small and read-only, so routing is a plain match on the path segments rather
+//! than a router crate. Every answer is JSON, including errors (`{"error": ...}`): an unknown path
+//! is `404`, a known path with a method other than `GET`/`HEAD` is `405` with an `allow` header,
+//! and a cluster name that does not percent-decode to UTF-8 is `400`. Nothing here panics on
+//! input; the request body is never read.
+
+use bytes::Bytes;
+use http::header::{self, HeaderValue};
+use http::{Method, Request, Response, StatusCode};
+use http_body_util::Full;
+use serde::Serialize;
+
+use crate::AdminState;
+use crate::views::{
+    ClusterView, ClustersView, ErrorView, ListenersView, ReadyView, data_plane_now,
+};
+
+/// The body of every admin response.
+pub(crate) type AdminBody = Full<Bytes>;
+
+/// The methods every admin path accepts, as sent in `allow`.
+const ALLOW: &str = "GET, HEAD";
+
+/// A path the admin API knows.
+#[derive(Debug, PartialEq, Eq)]
+enum Route<'a> {
+    Ready,
+    Clusters,
+    /// `/clusters/{name}`, the name still percent-encoded.
+    Cluster(&'a str),
+    Listeners,
+}
+
+/// Answers one admin request.
+pub(crate) fn handle<B>(state: &AdminState, req: &Request<B>) -> Response<AdminBody> {
+    let path = req.uri().path();
+    let Some(route) = Route::parse(path) else {
+        return error(StatusCode::NOT_FOUND, format!("no such path: {path}"));
+    };
+    let head = match *req.method() {
+        Method::GET => false,
+        Method::HEAD => true,
+        ref other => {
+            let mut res = error(
+                StatusCode::METHOD_NOT_ALLOWED,
+                format!("method {other} not allowed on {path}; use GET"),
+            );
+            res.headers_mut()
+                .insert(header::ALLOW, HeaderValue::from_static(ALLOW));
+            return res;
+        }
+    };
+    let res = answer(state, &route);
+    if head { without_body(res) } else { res }
+}
+
+/// The response for a known route and an allowed method.
+fn answer(state: &AdminState, route: &Route<'_>) -> Response<AdminBody> {
+    match route {
+        Route::Ready => json(StatusCode::OK, &ReadyView { ready: true }),
+        Route::Clusters => {
+            let snapshot = state.snapshots().load();
+            json(
+                StatusCode::OK,
+                &ClustersView::new(snapshot.clusters(), data_plane_now()),
+            )
+        }
+        Route::Cluster(raw) => {
+            let Some(name) = percent_decode(raw) else {
+                return error(
+                    StatusCode::BAD_REQUEST,
+                    format!("cluster name {raw:?} is not valid percent-encoded UTF-8"),
+                );
+            };
+            let snapshot = state.snapshots().load();
+            match snapshot.cluster(&name) {
+                Some(c) => json(StatusCode::OK, &ClusterView::new(c, data_plane_now())),
+                None => error(StatusCode::NOT_FOUND, format!("no cluster named {name:?}")),
+            }
+        }
+        Route::Listeners => json(StatusCode::OK, &ListenersView::new(state.listeners())),
+    }
+}
+
+// === impl Route ===
+
+impl<'a> Route<'a> {
+    /// The route for `path`; one trailing slash is ignored. `None` for unknown paths.
+    fn parse(path: &'a str) -> Option<Self> {
+        let path = path.strip_suffix('/').unwrap_or(path);
+        let mut segments = path.strip_prefix('/')?.split('/');
+        let route = match (segments.next()?, segments.next()) {
+            ("ready", None) => Self::Ready,
+            ("clusters", None) => Self::Clusters,
+            ("clusters", Some(name)) if !name.is_empty() => Self::Cluster(name),
+            ("listeners", None) => Self::Listeners,
+            _ => return None,
+        };
+        segments.next().is_none().then_some(route)
+    }
+}
+
+/// A JSON response with `status`.
+fn json<T: Serialize>(status: StatusCode, value: &T) -> Response<AdminBody> {
+    let mut body = match serde_json::to_vec_pretty(value) {
+        Ok(body) => body,
+        Err(e) => {
+            // Views are plain data; this would be a bug in a view, not bad input.
+            tracing::error!(error = %e, "admin view failed to serialize");
+            return with_status(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                br#"{"error":"internal error"}"#.to_vec(),
+            );
+        }
+    };
+    body.push(b'\n');
+    with_status(status, body)
+}
+
+/// A JSON error answer: `{"error": message}`.
+fn error(status: StatusCode, message: String) -> Response<AdminBody> {
+    json(status, &ErrorView { error: message })
+}
+
+fn with_status(status: StatusCode, body: Vec<u8>) -> Response<AdminBody> {
+    let mut res = Response::new(Full::new(Bytes::from(body)));
+    *res.status_mut() = status;
+    let headers = res.headers_mut();
+    headers.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
+    // Every answer is a live reading; a cached one would be wrong a moment later.
+    headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    res
+}
+
+/// `res` for a `HEAD` request: the same status and headers (with the length `GET` would send),
+/// no body.
+fn without_body(res: Response<AdminBody>) -> Response<AdminBody> {
+    let (mut parts, body) = res.into_parts();
+    let len = hyper::body::Body::size_hint(&body).exact().unwrap_or(0);
+    parts
+        .headers
+        .insert(header::CONTENT_LENGTH, HeaderValue::from(len));
+    Response::from_parts(parts, Full::new(Bytes::new()))
+}
+
+/// Decodes `%XX` escapes; `None` when an escape is malformed or the result is not UTF-8.
+fn percent_decode(raw: &str) -> Option<String> {
+    let bytes = raw.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while let Some(&b) = bytes.get(i) {
+        if b == b'%' {
+            let &[hi, lo] = bytes.get(i + 1..i + 3)? else {
+                return None;
+            };
+            out.push(hex_value(hi)? << 4 | hex_value(lo)?);
+            i += 3;
+        } else {
+            out.push(b);
+            i += 1;
+        }
+    }
+    String::from_utf8(out).ok()
+}
+
+/// The value of one hex digit.
+fn hex_value(digit: u8) -> Option<u8> {
+    char::from(digit)
+        .to_digit(16)
+        .and_then(|v| u8::try_from(v).ok())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn paths_parse_to_routes() {
+        assert_eq!(Route::parse("/ready"), Some(Route::Ready));
+        assert_eq!(Route::parse("/ready/"), Some(Route::Ready));
+        assert_eq!(Route::parse("/clusters"), Some(Route::Clusters));
+        assert_eq!(Route::parse("/clusters/web"), Some(Route::Cluster("web")));
+        assert_eq!(Route::parse("/clusters/web/"), Some(Route::Cluster("web")));
+        assert_eq!(Route::parse("/listeners"), Some(Route::Listeners));
+        for unknown in [
+            "",
+            "/",
+            "*",
+            "//",
+            "/clusters//",
+            "/clusters/a/b",
+            "/ready/x",
+            "/nope",
+            "/Ready",
+        ] {
+            assert_eq!(Route::parse(unknown), None, "{unknown:?}");
+        }
+    }
+
+    #[test]
+    fn percent_decoding_rejects_bad_escapes() {
+        assert_eq!(percent_decode("a%20b").as_deref(), Some("a b"));
+        assert_eq!(percent_decode("caf%C3%A9").as_deref(), Some("café"));
+        assert_eq!(percent_decode("plain").as_deref(), Some("plain"));
+        for bad in ["%", "%2", "%zz", "%+1", "%ff", "a%C3"] {
+            assert_eq!(percent_decode(bad), None, "{bad:?}");
+        }
+    }
+}

@@ -1,0 +1,119 @@
+//! What the admin API can see: the snapshot handle and the listeners the binary bound.
+//!
+//! The snapshot handle gives the live view (a reload publishes a new snapshot and the next admin
+//! request sees it). Listener facts are passed in by whoever bound the listeners, because the
+//! compiled snapshot does not expose them: the binary knows each listener's protocol from the
+//! config and its bound address from [`weir_proxy::Proxy::listener_addrs`].
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use weir_config::{ListenerProtocol, ValidatedConfig};
+use weir_proxy::{Proxy, SnapshotHandle};
+
+/// Read access to everything the admin API shows; cheap to clone.
+#[derive(Debug, Clone)]
+pub struct AdminState {
+    snapshots: SnapshotHandle,
+    listeners: Arc<[ListenerInfo]>,
+}
+
+/// One listener as the admin API shows it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ListenerInfo {
+    /// The listener's name from the config.
+    pub name: String,
+    /// The address it is bound to (the real port when the config said port 0).
+    pub address: SocketAddr,
+    /// What it speaks downstream.
+    pub protocol: ListenerProtocol,
+}
+
+// === impl AdminState ===
+
+impl AdminState {
+    /// State showing the snapshots published through `snapshots` and the given listeners.
+    pub fn new(snapshots: SnapshotHandle, listeners: Vec<ListenerInfo>) -> Self {
+        Self {
+            snapshots,
+            listeners: listeners.into(),
+        }
+    }
+
+    /// State for a running `proxy` started from `config`: its snapshot handle and its listeners
+    /// with their bound addresses.
+    pub fn for_proxy(proxy: &Proxy, config: &ValidatedConfig) -> Self {
+        Self::new(
+            proxy.snapshots().clone(),
+            ListenerInfo::from_config(config, proxy.listener_addrs()),
+        )
+    }
+
+    /// The handle the data plane's snapshots are published through.
+    pub fn snapshots(&self) -> &SnapshotHandle {
+        &self.snapshots
+    }
+
+    /// The listeners, in config order.
+    pub fn listeners(&self) -> &[ListenerInfo] {
+        &self.listeners
+    }
+}
+
+// === impl ListenerInfo ===
+
+impl ListenerInfo {
+    /// Every listener of `config`, with the address from `bound` (name, bound address — what
+    /// [`Proxy::listener_addrs`] returns) when it has one, else the configured address.
+    pub fn from_config(config: &ValidatedConfig, bound: &[(String, SocketAddr)]) -> Vec<Self> {
+        config
+            .config()
+            .listeners
+            .iter()
+            .map(|l| Self {
+                name: l.name.clone(),
+                address: bound
+                    .iter()
+                    .find(|(name, _)| *name == l.name)
+                    .map_or(l.address, |&(_, address)| address),
+                protocol: l.protocol,
+            })
+            .collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn listener_info_prefers_the_bound_address() {
+        let config = weir_config::load_str(
+            "listeners:
+  - name: web
+    address: 127.0.0.1:0
+    routes: [ { match: { path_prefix: / }, cluster: c } ]
+  - name: raw
+    address: 127.0.0.1:7000
+    protocol: tcp
+    cluster: c
+clusters:
+  - name: c
+    endpoints: [ 127.0.0.1:9 ]
+",
+            "test.yaml",
+        )
+        .unwrap();
+        let bound = [("web".to_owned(), "127.0.0.1:4321".parse().unwrap())];
+        let infos = ListenerInfo::from_config(&config, &bound);
+        assert_eq!(infos.len(), 2);
+        assert_eq!(infos[0].address.port(), 4321);
+        assert_eq!(infos[0].protocol, ListenerProtocol::Http);
+        assert_eq!(
+            infos[1].address.port(),
+            7000,
+            "not bound: the configured address"
+        );
+        assert_eq!(infos[1].protocol, ListenerProtocol::Tcp);
+    }
+}
