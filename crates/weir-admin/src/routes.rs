@@ -1,10 +1,12 @@
 //! Request routing: which path and method gets which view, and every error answer.
 //!
-//! The admin API is small and read-only, so routing is a plain match on the path segments rather
-//! than a router crate. Every answer is JSON, including errors (`{"error": ...}`): an unknown path
-//! is `404`, a known path with a method other than `GET`/`HEAD` is `405` with an `allow` header,
-//! and a cluster name that does not percent-decode to UTF-8 is `400`. Nothing here panics on
-//! input; the request body is never read.
+//! The admin API is small, so routing is a plain match on the path segments rather than a router
+//! crate. Every answer is JSON, including errors (`{"error": ...}`): an unknown path is `404`, a
+//! known path with a method it does not take is `405` with an `allow` header, and a name that
+//! does not percent-decode to UTF-8 is `400`. Reads take `GET`/`HEAD`; the calls that change
+//! state (drain, undrain) take `POST` and, when a token is configured, need
+//! `authorization: Bearer <token>` (`401` otherwise). Nothing here panics on input; the request
+//! body is never read.
 
 use bytes::Bytes;
 use http::header::{self, HeaderValue};
@@ -14,14 +16,16 @@ use serde::Serialize;
 
 use crate::AdminState;
 use crate::views::{
-    ClusterView, ClustersView, ErrorView, ListenersView, ReadyView, data_plane_now,
+    ClusterView, ClustersView, EndpointView, ErrorView, ListenersView, ReadyView, data_plane_now,
 };
 
 /// The body of every admin response.
 pub(crate) type AdminBody = Full<Bytes>;
 
-/// The methods every admin path accepts, as sent in `allow`.
+/// The methods every read path accepts, as sent in `allow`.
 const ALLOW: &str = "GET, HEAD";
+/// The method the state-changing paths accept.
+const ALLOW_POST: &str = "POST";
 
 /// A path the admin API knows.
 #[derive(Debug, PartialEq, Eq)]
@@ -31,6 +35,12 @@ enum Route<'a> {
     /// `/clusters/{name}`, the name still percent-encoded.
     Cluster(&'a str),
     Listeners,
+    /// `/clusters/{name}/endpoints/{address}/{drain|undrain}`, still percent-encoded.
+    Endpoint {
+        cluster: &'a str,
+        endpoint: &'a str,
+        drain: bool,
+    },
 }
 
 /// Answers one admin request.
@@ -39,6 +49,32 @@ pub(crate) fn handle<B>(state: &AdminState, req: &Request<B>) -> Response<AdminB
     let Some(route) = Route::parse(path) else {
         return error(StatusCode::NOT_FOUND, format!("no such path: {path}"));
     };
+    if let Route::Endpoint {
+        cluster,
+        endpoint,
+        drain,
+    } = route
+    {
+        if req.method() != Method::POST {
+            let mut res = error(
+                StatusCode::METHOD_NOT_ALLOWED,
+                format!("method {} not allowed on {path}; use POST", req.method()),
+            );
+            res.headers_mut()
+                .insert(header::ALLOW, HeaderValue::from_static(ALLOW_POST));
+            return res;
+        }
+        if !authorized(state, req) {
+            let mut res = error(
+                StatusCode::UNAUTHORIZED,
+                "this call changes state and needs `authorization: Bearer <admin token>`".into(),
+            );
+            res.headers_mut()
+                .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+            return res;
+        }
+        return set_drain(state, cluster, endpoint, drain);
+    }
     let head = match *req.method() {
         Method::GET => false,
         Method::HEAD => true,
@@ -81,7 +117,84 @@ fn answer(state: &AdminState, route: &Route<'_>) -> Response<AdminBody> {
             }
         }
         Route::Listeners => json(StatusCode::OK, &ListenersView::new(state.listeners())),
+        // Handled (with its own method and token rules) before this point.
+        Route::Endpoint { .. } => error(StatusCode::METHOD_NOT_ALLOWED, "use POST".into()),
     }
+}
+
+/// Whether `req` may change state: no token is configured, or it carries the token.
+fn authorized<B>(state: &AdminState, req: &Request<B>) -> bool {
+    let Some(token) = state.token() else {
+        return true;
+    };
+    let given = req
+        .headers()
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .unwrap_or("");
+    constant_time_eq(given.as_bytes(), token.as_bytes())
+}
+
+/// Compares without returning early, so response timing does not reveal how much matched.
+fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+    let mut diff = u8::from(a.len() != b.len());
+    for (i, &x) in a.iter().enumerate() {
+        diff |= x ^ b.get(i).copied().unwrap_or(0);
+    }
+    diff == 0
+}
+
+/// Drains (or undrains) one endpoint: a drained endpoint gets no new requests; those running
+/// finish. Answers the endpoint's view after the change.
+fn set_drain(
+    state: &AdminState,
+    cluster: &str,
+    endpoint: &str,
+    drain: bool,
+) -> Response<AdminBody> {
+    let (Some(cluster_name), Some(endpoint_text)) =
+        (percent_decode(cluster), percent_decode(endpoint))
+    else {
+        return error(
+            StatusCode::BAD_REQUEST,
+            "cluster and endpoint must be valid percent-encoded UTF-8".into(),
+        );
+    };
+    let Ok(address) = endpoint_text.parse::<std::net::SocketAddr>() else {
+        return error(
+            StatusCode::BAD_REQUEST,
+            format!("{endpoint_text:?} is not an endpoint address such as 127.0.0.1:9001"),
+        );
+    };
+    let snapshot = state.snapshots().load();
+    let Some(cluster) = snapshot.cluster(&cluster_name) else {
+        return error(
+            StatusCode::NOT_FOUND,
+            format!("no cluster named {cluster_name:?}"),
+        );
+    };
+    let Some(ep) = cluster.endpoints.iter().find(|e| e.address == address) else {
+        return error(
+            StatusCode::NOT_FOUND,
+            format!("cluster {cluster_name:?} has no endpoint {address}"),
+        );
+    };
+    let now = data_plane_now();
+    let change = ep
+        .state
+        .set_unhealthy(weir_core::Unhealthy::Drained, drain, now);
+    if change.flag_changed(weir_core::Unhealthy::Drained) {
+        tracing::info!(
+            cluster = %cluster_name,
+            endpoint = %address,
+            health = %change.after,
+            in_flight = ep.state.in_flight(),
+            "{} via the admin API",
+            if drain { "endpoint drained" } else { "endpoint undrained" }
+        );
+    }
+    json(StatusCode::OK, &EndpointView::new(ep, now))
 }
 
 // === impl Route ===
@@ -94,8 +207,27 @@ impl<'a> Route<'a> {
         let route = match (segments.next()?, segments.next()) {
             ("ready", None) => Self::Ready,
             ("clusters", None) => Self::Clusters,
-            ("clusters", Some(name)) if !name.is_empty() => Self::Cluster(name),
             ("listeners", None) => Self::Listeners,
+            ("clusters", Some(cluster)) if !cluster.is_empty() => {
+                let Some(sub) = segments.next() else {
+                    return Some(Self::Cluster(cluster));
+                };
+                let ("endpoints", Some(endpoint), Some(action)) =
+                    (sub, segments.next(), segments.next())
+                else {
+                    return None;
+                };
+                let drain = match action {
+                    "drain" => true,
+                    "undrain" => false,
+                    _ => return None,
+                };
+                Self::Endpoint {
+                    cluster,
+                    endpoint,
+                    drain,
+                }
+            }
             _ => return None,
         };
         segments.next().is_none().then_some(route)
@@ -187,7 +319,22 @@ mod tests {
         assert_eq!(Route::parse("/clusters/web"), Some(Route::Cluster("web")));
         assert_eq!(Route::parse("/clusters/web/"), Some(Route::Cluster("web")));
         assert_eq!(Route::parse("/listeners"), Some(Route::Listeners));
+        assert_eq!(
+            Route::parse("/clusters/web/endpoints/127.0.0.1:9001/drain"),
+            Some(Route::Endpoint {
+                cluster: "web",
+                endpoint: "127.0.0.1:9001",
+                drain: true
+            })
+        );
+        assert!(matches!(
+            Route::parse("/clusters/web/endpoints/127.0.0.1:9001/undrain/"),
+            Some(Route::Endpoint { drain: false, .. })
+        ));
         for unknown in [
+            "/clusters/web/endpoints/127.0.0.1:9001/kill",
+            "/clusters/web/endpoints/127.0.0.1:9001",
+            "/clusters/web/endpoints/127.0.0.1:9001/drain/x",
             "",
             "/",
             "*",
@@ -200,6 +347,14 @@ mod tests {
         ] {
             assert_eq!(Route::parse(unknown), None, "{unknown:?}");
         }
+    }
+
+    #[test]
+    fn token_comparison_needs_the_whole_token() {
+        assert!(constant_time_eq(b"secret-token", b"secret-token"));
+        assert!(!constant_time_eq(b"secret", b"secret-token"));
+        assert!(!constant_time_eq(b"secret-tokem", b"secret-token"));
+        assert!(!constant_time_eq(b"", b"x"));
     }
 
     #[test]

@@ -16,6 +16,7 @@ use weir_proxy::{Proxy, SnapshotHandle};
 pub struct AdminState {
     snapshots: SnapshotHandle,
     listeners: Arc<[ListenerInfo]>,
+    token: Option<Arc<str>>,
 }
 
 /// One listener as the admin API shows it.
@@ -37,7 +38,19 @@ impl AdminState {
         Self {
             snapshots,
             listeners: listeners.into(),
+            token: None,
         }
+    }
+
+    /// Requires `authorization: Bearer <token>` on requests that change state.
+    pub fn with_token(mut self, token: Option<&str>) -> Self {
+        self.token = token.map(Arc::from);
+        self
+    }
+
+    /// The bearer token state-changing requests must carry, if one is configured.
+    pub fn token(&self) -> Option<&str> {
+        self.token.as_deref()
     }
 
     /// State for a running `proxy` started from `config`: its snapshot handle and its listeners
@@ -46,6 +59,13 @@ impl AdminState {
         Self::new(
             proxy.snapshots().clone(),
             ListenerInfo::from_config(config, proxy.listener_addrs()),
+        )
+        .with_token(
+            config
+                .config()
+                .admin
+                .as_ref()
+                .and_then(|a| a.token.as_deref()),
         )
     }
 

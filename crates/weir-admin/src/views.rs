@@ -63,7 +63,7 @@ struct BreakersView {
 
 /// One endpoint with its live state.
 #[derive(Debug, Serialize)]
-struct EndpointView {
+pub(crate) struct EndpointView {
     address: SocketAddr,
     weight: u32,
     /// The fused health: `healthy`, or the reasons joined by `+`.
@@ -180,7 +180,8 @@ impl From<BreakerStats> for BreakersView {
 // === impl EndpointView ===
 
 impl EndpointView {
-    fn new(endpoint: &Endpoint, now: Nanos) -> Self {
+    /// `endpoint` as read at clock reading `now`.
+    pub(crate) fn new(endpoint: &Endpoint, now: Nanos) -> Self {
         let state = &endpoint.state;
         let health = state.health();
         Self {

@@ -14,6 +14,10 @@ pub struct AdminConfig {
     /// Address to bind, e.g. `127.0.0.1:9901`.
     #[serde(deserialize_with = "crate::address::deserialize")]
     pub address: SocketAddr,
+    /// When set, requests that change state (drain, undrain) must carry
+    /// `authorization: Bearer <token>`; reads stay open.
+    #[serde(default)]
+    pub token: Option<String>,
 }
 
 /// One bound address and what it speaks.

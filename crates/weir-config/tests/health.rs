@@ -1,5 +1,5 @@
-//! `health_check` and `outlier_detection`: defaults, every probe kind, status ranges, and each
-//! rule's error with its YAML path, line and hint.
+//! `health_check`, `outlier_detection` and the admin token: defaults, every probe kind, status
+//! ranges, and each rule's error with its YAML path, line and hint.
 
 mod common;
 
@@ -242,4 +242,20 @@ fn every_health_rule_names_path_line_and_fix() {
     for (lines, path, line, message, hint) in cases {
         assert_error(&lines, path, line, message, hint);
     }
+}
+
+#[test]
+fn a_short_admin_token_is_rejected() {
+    assert_error(
+        &["admin: { address: 127.0.0.1:9901, token: short }"],
+        "admin.token",
+        1,
+        "at least 16 visible ASCII characters",
+        "openssl rand -hex 24",
+    );
+    let ok = load_ok(&["admin: { address: 127.0.0.1:9901, token: 0123456789abcdef }"]);
+    assert_eq!(
+        ok.config().admin.as_ref().and_then(|a| a.token.as_deref()),
+        Some("0123456789abcdef")
+    );
 }

@@ -100,6 +100,15 @@ impl Checker<'_> {
         let clusters: Vec<&str> = config.clusters.iter().map(|c| c.name.as_str()).collect();
         let mut names = HashMap::new();
         let mut addresses: Vec<(SocketAddr, AddressOwner)> = Vec::new();
+        if let Some(token) = config.admin.as_ref().and_then(|a| a.token.as_ref())
+            && (token.len() < 16 || !token.chars().all(|c| c.is_ascii_graphic()))
+        {
+            self.report(
+                &YamlPath::root().key("admin").key("token"),
+                "the admin token must be at least 16 visible ASCII characters",
+                "generate one, e.g. `openssl rand -hex 24`",
+            );
+        }
         if let Some(admin) = &config.admin {
             addresses.push((
                 admin.address,
