@@ -13,7 +13,7 @@ use std::time::Duration;
 
 use anyhow::Context;
 use weir_admin::{AdminServer, AdminState};
-use weir_config::ValidatedConfig;
+use weir_config::{ListenerProtocol, ValidatedConfig};
 use weir_core::SystemClock;
 use weir_probe::{CheckTarget, HealthChecker};
 use weir_proxy::{Proxy, Snapshot};
@@ -24,6 +24,20 @@ pub struct Weir {
     proxy: Proxy,
     checker: HealthChecker,
     admin: Option<AdminServer>,
+    /// The listeners as bound at start: a reload may change their routes, not the set.
+    listeners: Vec<ListenerKey>,
+}
+
+/// What identifies a bound listener: a reload must keep these as they are.
+type ListenerKey = (String, SocketAddr, ListenerProtocol);
+
+/// What a successful [`Weir::reload`] changed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ReloadReport {
+    /// Clusters in the new config.
+    pub clusters: usize,
+    /// Endpoints with an active health check running after the reload.
+    pub checked_endpoints: usize,
 }
 
 // === impl Weir ===
@@ -50,7 +64,49 @@ impl Weir {
             proxy,
             checker,
             admin,
+            listeners: listener_keys(config),
         })
+    }
+
+    /// Swaps in `config` without dropping a request: compiles it against the running snapshot
+    /// (endpoints that remain keep their health, ejections, latency and pools), publishes it
+    /// atomically — requests in flight finish on the snapshot they started with — and
+    /// reconciles the health checks. Routes, clusters, endpoints and policies may change; the
+    /// set of listeners (names, addresses, protocols) may not yet, and the admin address is
+    /// kept. On any error nothing changes and the old config keeps serving.
+    pub fn reload(&mut self, config: &ValidatedConfig) -> anyhow::Result<ReloadReport> {
+        let next = listener_keys(config);
+        if next != self.listeners {
+            let describe = |keys: &[ListenerKey]| {
+                keys.iter()
+                    .map(|(n, a, p)| format!("{n} {a} {p:?}"))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            };
+            anyhow::bail!(
+                "the reload changes the listeners (running: [{}]; new: [{}]); adding, removing \
+                 or re-addressing listeners needs a restart for now",
+                describe(&self.listeners),
+                describe(&next)
+            );
+        }
+        let snapshots = self.proxy.snapshots();
+        let current = snapshots.load();
+        let snapshot = Snapshot::compile(config, Some(&current))?;
+        let targets = check_targets(&snapshot);
+        let clusters = snapshot.clusters().len();
+        snapshots.store(snapshot);
+        self.checker.reconcile(targets);
+        let report = ReloadReport {
+            clusters,
+            checked_endpoints: self.checker.len(),
+        };
+        tracing::info!(
+            clusters = report.clusters,
+            checked_endpoints = report.checked_endpoints,
+            "config reloaded"
+        );
+        Ok(report)
     }
 
     /// The data plane.
@@ -77,6 +133,15 @@ impl Weir {
         }
         self.proxy.shutdown(grace).await
     }
+}
+
+fn listener_keys(config: &ValidatedConfig) -> Vec<ListenerKey> {
+    config
+        .config()
+        .listeners
+        .iter()
+        .map(|l| (l.name.clone(), l.address, l.protocol))
+        .collect()
 }
 
 /// What the health checker should probe for `snapshot`: every cluster with a `health_check`.

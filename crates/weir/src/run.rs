@@ -29,19 +29,47 @@ pub(crate) fn check(path: &Path) -> anyhow::Result<()> {
 /// Serves `path` until SIGINT or SIGTERM, then drains.
 pub(crate) async fn run(path: &Path) -> anyhow::Result<()> {
     let config = weir_config::load_file(path)?;
-    let weir = Weir::start(&config).await?;
+    let mut weir = Weir::start(&config).await?;
+    // Installed before the addresses are printed, so a SIGHUP sent after seeing them reloads.
+    let mut hangup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())
+        .context("installing the SIGHUP handler")?;
     for (name, addr) in weir.proxy().listener_addrs() {
         println!("listener {name} on http://{addr}");
     }
     if let Some(addr) = weir.admin_addr() {
         println!("admin API on http://{addr}/clusters");
     }
-    wait_for_signal().await?;
+    let stop = wait_for_signal();
+    tokio::pin!(stop);
+    loop {
+        tokio::select! {
+            r = &mut stop => { r?; break; }
+            _ = hangup.recv() => reload(&mut weir, path),
+        }
+    }
     tracing::info!("shutting down: draining in-flight requests");
     if !weir.shutdown(SHUTDOWN_GRACE).await {
         tracing::warn!(grace = ?SHUTDOWN_GRACE, "some connections were still open after the grace period");
     }
     Ok(())
+}
+
+/// Reloads `path` into the running `weir` (SIGHUP). A config that fails to load, validate or
+/// compile is reported with the same precise error as `weir check`, and the old one keeps
+/// serving.
+fn reload(weir: &mut Weir, path: &Path) {
+    let result = weir_config::load_file(path)
+        .map_err(anyhow::Error::from)
+        .and_then(|config| weir.reload(&config));
+    match result {
+        Ok(report) => {
+            tracing::info!(file = %path.display(), clusters = report.clusters, "reload applied")
+        }
+        Err(e) => tracing::error!(
+            file = %path.display(),
+            "reload rejected, the running config keeps serving: {e:#}"
+        ),
+    }
 }
 
 /// Resolves on SIGINT (Ctrl-C) or SIGTERM.

@@ -178,3 +178,96 @@ fn demo_prints_urls_that_curl_can_use() {
     child.kill().unwrap();
     child.wait().unwrap();
 }
+
+/// `weir run` reloads its file on SIGHUP; a broken file is reported with its path and line and
+/// the running config keeps serving.
+#[test]
+fn run_reloads_on_sighup_and_keeps_serving_through_a_bad_reload() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("weir.yaml");
+    let config = |body: &str| {
+        format!(
+            "listeners:
+  - name: l
+    address: 127.0.0.1:0
+    routes:
+      - {{ match: {{ path_prefix: / }}, direct_response: {{ status: 200, body: {body} }} }}
+"
+        )
+    };
+    std::fs::write(&path, config("one")).unwrap();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_weir"))
+        .args(["run", "-c", path.to_str().unwrap()])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let stdout = child.stdout.take().unwrap();
+    let url = BufReader::new(stdout)
+        .lines()
+        .map_while(Result::ok)
+        .find_map(|l| l.strip_prefix("listener l on ").map(str::to_owned))
+        .expect("weir printed its listener");
+    // stderr is drained on a thread so the child never blocks on a full pipe.
+    let stderr = child.stderr.take().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+            let _ = tx.send(line);
+        }
+    });
+    let fetch = || {
+        let out = Command::new("curl")
+            .args(["-s", "--max-time", "5", &url])
+            .output()
+            .unwrap();
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    let hangup = || {
+        let ok = Command::new("kill")
+            .args(["-HUP", &child.id().to_string()])
+            .status()
+            .unwrap()
+            .success();
+        assert!(ok, "kill -HUP");
+    };
+    let until = |want: &str| {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while Instant::now() < deadline {
+            if fetch() == want {
+                return true;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        false
+    };
+    assert_eq!(fetch(), "one");
+
+    std::fs::write(&path, config("two")).unwrap();
+    hangup();
+    assert!(until("two"), "SIGHUP applied the new file");
+
+    std::fs::write(&path, "listeners:\n  - name: l\n    adress: 127.0.0.1:0\n").unwrap();
+    hangup();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let rejected = loop {
+        let line = rx
+            .recv_timeout(deadline.saturating_duration_since(Instant::now()))
+            .expect("weir logged the rejected reload");
+        if line.contains("reload rejected") {
+            break line;
+        }
+    };
+    assert!(rejected.contains("weir.yaml"), "{rejected}");
+    assert!(
+        rejected.contains("listeners[0].adress (line 3)"),
+        "{rejected}"
+    );
+    assert_eq!(fetch(), "two", "the running config keeps serving");
+
+    let _ = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status();
+    let status = child.wait().unwrap();
+    assert!(status.success(), "graceful exit after SIGTERM: {status}");
+}
