@@ -20,7 +20,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use arc_swap::{ArcSwap, Guard};
-use weir_core::{Clock, Endpoint, EndpointState, Nanos, health_generation};
+use weir_core::{Clock, Endpoint, EndpointState, Nanos, Unhealthy, health_generation};
 
 use crate::round_robin::smooth_cycle;
 use crate::sampling::WeightedIndex;
@@ -190,11 +190,12 @@ impl Members {
         self.view.store(Arc::new(view));
     }
 
-    /// Whether endpoint `i` may take traffic under `view`: healthy (read live), or anything in
-    /// panic.
+    /// Whether endpoint `i` may take traffic under `view`: healthy (read live), or anything not
+    /// drained in panic.
     #[inline]
     pub(crate) fn eligible(&self, view: &View, i: usize) -> bool {
-        view.panicking || self.members[i].state.is_healthy()
+        let health = self.members[i].state.health();
+        health.is_healthy() || (view.panicking && !health.contains(Unhealthy::Drained))
     }
 
     /// A uniform `u64` from the injected source.
@@ -316,10 +317,18 @@ fn compute_view(members: &[Member], panic_threshold: u32, needs: Needs) -> View 
     let generation = health_generation();
     let n = members.len();
     let healthy: Vec<bool> = members.iter().map(|m| m.state.is_healthy()).collect();
+    // A drained endpoint is out by an operator's decision, not by failing: panic mode never
+    // sends it traffic, and it does not count towards the panic threshold.
+    let drained: Vec<bool> = members
+        .iter()
+        .map(|m| m.state.health().contains(Unhealthy::Drained))
+        .collect();
+    let in_service = drained.iter().filter(|&&d| !d).count();
     let healthy_count = healthy.iter().filter(|&&h| h).count();
-    let panicking = n > 0 && (healthy_count as u64) * 100 < u64::from(panic_threshold) * n as u64;
+    let panicking = in_service > 0
+        && (healthy_count as u64) * 100 < u64::from(panic_threshold) * in_service as u64;
     let eligible: Vec<u32> = (0..n)
-        .filter(|&i| panicking || healthy[i])
+        .filter(|&i| !drained[i] && (panicking || healthy[i]))
         .map(|i| i as u32)
         .collect();
     let weights: Vec<u32> = eligible

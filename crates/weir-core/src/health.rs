@@ -329,6 +329,20 @@ impl PassiveStats {
         self.reset_streaks();
     }
 
+    /// Claims the end of the ejection that lasts until `until`: `true` for exactly one caller,
+    /// and only while no newer ejection replaced it. The winner re-admits; streaks are reset
+    /// before it clears the ejected reason, so a stale streak cannot eject again at once.
+    pub fn claim_readmission(&self, until: Nanos) -> bool {
+        let claimed = self
+            .ejected_until
+            .compare_exchange(until, 0, Ordering::AcqRel, Ordering::Relaxed)
+            .is_ok();
+        if claimed {
+            self.reset_streaks();
+        }
+        claimed
+    }
+
     /// Lowers the multiplier by one (an interval passed without an ejection).
     pub fn decay_multiplier(&self) {
         let _ = self

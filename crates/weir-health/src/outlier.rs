@@ -29,8 +29,10 @@ pub struct OutlierDetector {
     config: OutlierDetectionConfig,
     endpoints: Vec<Arc<Endpoint>>,
     random: Arc<dyn RandomSource>,
-    /// Endpoints this cluster has ejected right now (reserved before the flag is set).
-    ejected: AtomicUsize,
+    /// Endpoints this cluster has ejected right now (reserved before the flag is set); shared
+    /// with the detectors of earlier and later snapshots of the same cluster, since they judge
+    /// the same endpoint states.
+    ejected: Arc<AtomicUsize>,
     /// Clock reading of the last interval's work (failure percentage, decay).
     last_interval: AtomicU64,
 }
@@ -82,23 +84,33 @@ pub struct SweepReport {
 impl OutlierDetector {
     /// A detector for `cluster`'s `endpoints`. Endpoints already ejected (state carried over a
     /// reload) count against `max_ejection_percent` and are re-admitted on schedule.
+    /// `previous` is the same cluster's detector in the snapshot being replaced: the new one
+    /// shares its count of ejected endpoints, so requests still running on the old snapshot
+    /// and the sweeper agree with it.
     pub fn new(
         cluster: Arc<str>,
         config: OutlierDetectionConfig,
         endpoints: Vec<Arc<Endpoint>>,
         random: Arc<dyn RandomSource>,
         now: Nanos,
+        previous: Option<&OutlierDetector>,
     ) -> Self {
-        let ejected = endpoints
+        let count = endpoints
             .iter()
             .filter(|e| e.state.health().contains(Unhealthy::Ejected))
             .count();
+        let ejected = previous.map_or_else(
+            || Arc::new(AtomicUsize::new(count)),
+            |p| Arc::clone(&p.ejected),
+        );
+        // Endpoints the new config dropped no longer count.
+        ejected.store(count, Ordering::Release);
         Self {
             cluster,
             config,
             endpoints,
             random,
-            ejected: AtomicUsize::new(ejected),
+            ejected,
             last_interval: AtomicU64::new(now),
         }
     }
@@ -127,11 +139,14 @@ impl OutlierDetector {
         for endpoint in &self.endpoints {
             let passive = &endpoint.state.passive;
             let until = passive.ejected_until();
-            if until != 0 && until <= now && endpoint.state.health().contains(Unhealthy::Ejected) {
+            if until != 0
+                && until <= now
+                && endpoint.state.health().contains(Unhealthy::Ejected)
+                && passive.claim_readmission(until)
+            {
                 let change = endpoint.state.set_unhealthy(Unhealthy::Ejected, false, now);
-                passive.note_readmission();
                 if change.flag_changed(Unhealthy::Ejected) {
-                    self.ejected.fetch_sub(1, Ordering::AcqRel);
+                    self.release_slot();
                     tracing::info!(
                         cluster = %self.cluster,
                         endpoint = %endpoint.address,
@@ -167,6 +182,14 @@ impl OutlierDetector {
     /// Endpoints currently ejected by this cluster's detector.
     pub fn ejected_count(&self) -> usize {
         self.ejected.load(Ordering::Acquire)
+    }
+
+    /// Gives back one ejection slot; saturating, so a count that drifted (an ejection by a
+    /// request still running on an older snapshot) can never wrap.
+    fn release_slot(&self) {
+        let _ = self
+            .ejected
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |e| e.checked_sub(1));
     }
 
     fn interval_work(&self, now: Nanos, report: &mut SweepReport) {
@@ -241,7 +264,7 @@ impl OutlierDetector {
         let change = endpoint.state.set_unhealthy(Unhealthy::Ejected, true, now);
         if !change.flag_changed(Unhealthy::Ejected) {
             // Another thread ejected it first; give the reservation back.
-            self.ejected.fetch_sub(1, Ordering::AcqRel);
+            self.release_slot();
             return None;
         }
         passive.note_ejection(now.saturating_add(nanos(duration)));

@@ -59,7 +59,11 @@ impl EndpointCheck {
 
             let now = self.clock.now();
             let result = match previous {
-                Some(at) if self.traffic_healthy_since(at) => ProbeResult::skipped(),
+                // Only a healthy endpoint may skip: traffic to an unhealthy one (panic mode,
+                // requests still in flight) must not bring it back without a probe.
+                Some(at) if hysteresis.is_healthy() && self.traffic_healthy_since(at) => {
+                    ProbeResult::skipped()
+                }
                 _ => probe.probe(self.endpoint.address).await,
             };
             previous = Some(now);

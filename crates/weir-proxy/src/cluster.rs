@@ -113,6 +113,7 @@ impl Cluster {
                 endpoints.clone(),
                 Arc::clone(&ctx.random),
                 now,
+                previous.and_then(|p| p.outlier.as_ref()),
             )
         });
         Self {
@@ -187,9 +188,19 @@ impl Cluster {
 
     /// Re-admits endpoints whose ejection ended and runs the interval detectors; returns when
     /// the next sweep is due and the clock reading now, or `None` without outlier detection.
+    /// Without a detector it clears ejections a request on an older snapshot may still have
+    /// made, since nothing else would end them.
     pub(crate) fn sweep_outliers(&self) -> Option<(Nanos, Nanos)> {
-        let detector = self.outlier.as_ref()?;
         let now = self.clock.now();
+        let Some(detector) = self.outlier.as_ref() else {
+            for endpoint in &self.endpoints {
+                if endpoint.state.health().contains(Unhealthy::Ejected) {
+                    let _ = endpoint.state.set_unhealthy(Unhealthy::Ejected, false, now);
+                    endpoint.state.passive.note_readmission();
+                }
+            }
+            return None;
+        };
         Some((detector.sweep(now).next_due, now))
     }
 

@@ -100,3 +100,37 @@ fn health_flips_are_seen_without_health_changed() {
         assert!((0..2_000).all(|k| pick(k) != 0), "{policy}");
     }
 }
+
+#[test]
+fn drained_endpoints_never_take_traffic_even_in_panic() {
+    for policy in super::ALL_POLICIES {
+        let eps = endpoints(&[1; 4]);
+        let b = super::balancer(json!({ "lb_policy": policy }), &eps, &context(5));
+        // Three of four drained: the one left is all that is in service, and healthy, so no
+        // panic; one of them failing as well would not bring the drained ones back either.
+        for e in &eps[1..] {
+            let _ = e
+                .state
+                .set_unhealthy(weir_core::Unhealthy::Drained, true, 0);
+        }
+        b.health_changed();
+        for k in 0..1_000u64 {
+            let ctx = PickContext {
+                hash: Some(k),
+                attempt: 0,
+            };
+            assert_eq!(b.pick(&ctx), Some(0), "{policy}");
+        }
+        eps[0].state.set_healthy(false, 0);
+        b.health_changed();
+        let ctx = PickContext {
+            hash: Some(1),
+            attempt: 0,
+        };
+        assert_eq!(
+            b.pick(&ctx),
+            Some(0),
+            "{policy}: panic mode over in-service endpoints only"
+        );
+    }
+}

@@ -44,6 +44,7 @@ fn detector(n: usize, config: OutlierDetectionConfig, clock: &ManualClock) -> Ou
         endpoints,
         Arc::new(SeededRandom::new(7)),
         clock.now(),
+        None,
     )
 }
 
@@ -240,4 +241,56 @@ fn failure_percentage_ejects_only_with_enough_volume_and_endpoints() {
     d.record(0, PassiveOutcome::Status5xx(500), clock.now());
     clock.advance(Duration::from_secs(10));
     assert!(d.sweep(clock.now()).ejected.is_empty());
+}
+
+#[test]
+fn a_stale_streak_cannot_eject_again_between_readmission_steps() {
+    let clock = ManualClock::new(Duration::from_secs(1));
+    let d = detector(4, config(), &clock);
+    let now = clock.now();
+    for _ in 0..3 {
+        d.record(0, PassiveOutcome::ConnectFailure, now);
+    }
+    let until = d.endpoints[0].state.passive.ejected_until();
+    assert!(until > now);
+    // A failure from a request that was still in flight while the endpoint was out.
+    d.record(0, PassiveOutcome::ConnectFailure, now);
+    clock.advance(Duration::from_secs(40));
+    let report = d.sweep(clock.now());
+    assert_eq!(report.readmitted.len(), 1);
+    assert_eq!(
+        d.endpoints[0].state.passive.streaks().consecutive_connect,
+        0
+    );
+    assert_eq!(d.ejected_count(), 0);
+    // Ejected again later, it is again re-admitted on schedule (never stuck with no deadline).
+    for _ in 0..3 {
+        d.record(0, PassiveOutcome::ConnectFailure, clock.now());
+    }
+    assert!(d.endpoints[0].state.passive.ejected_until() > clock.now());
+    clock.advance(Duration::from_secs(120));
+    assert_eq!(d.sweep(clock.now()).readmitted.len(), 1);
+    assert_eq!(d.ejected_count(), 0);
+}
+
+#[test]
+fn detectors_of_successive_snapshots_share_one_count() {
+    let clock = ManualClock::new(Duration::from_secs(1));
+    let old = detector(4, config(), &clock);
+    let new = OutlierDetector::new(
+        Arc::from("api"),
+        config(),
+        old.endpoints.clone(),
+        Arc::new(SeededRandom::new(8)),
+        clock.now(),
+        Some(&old),
+    );
+    // A request still on the old snapshot ejects; the new snapshot's sweeper re-admits.
+    for _ in 0..3 {
+        old.record(0, PassiveOutcome::ConnectFailure, clock.now());
+    }
+    assert_eq!(new.ejected_count(), 1);
+    clock.advance(Duration::from_secs(40));
+    assert_eq!(new.sweep(clock.now()).readmitted.len(), 1);
+    assert_eq!((old.ejected_count(), new.ejected_count()), (0, 0));
 }
