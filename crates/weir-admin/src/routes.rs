@@ -27,20 +27,26 @@ const ALLOW: &str = "GET, HEAD";
 /// The method the state-changing paths accept.
 const ALLOW_POST: &str = "POST";
 
-/// A path the admin API knows.
+/// A path the admin API knows: a read (`GET`/`HEAD`) or a change (`POST`).
 #[derive(Debug, PartialEq, Eq)]
 enum Route<'a> {
+    Read(Read<'a>),
+    /// `/clusters/{name}/endpoints/{address}/{drain|undrain}`, still percent-encoded.
+    Drain {
+        cluster: &'a str,
+        endpoint: &'a str,
+        drain: bool,
+    },
+}
+
+/// A read-only path.
+#[derive(Debug, PartialEq, Eq)]
+enum Read<'a> {
     Ready,
     Clusters,
     /// `/clusters/{name}`, the name still percent-encoded.
     Cluster(&'a str),
     Listeners,
-    /// `/clusters/{name}/endpoints/{address}/{drain|undrain}`, still percent-encoded.
-    Endpoint {
-        cluster: &'a str,
-        endpoint: &'a str,
-        drain: bool,
-    },
 }
 
 /// Answers one admin request.
@@ -49,61 +55,67 @@ pub(crate) fn handle<B>(state: &AdminState, req: &Request<B>) -> Response<AdminB
     let Some(route) = Route::parse(path) else {
         return error(StatusCode::NOT_FOUND, format!("no such path: {path}"));
     };
-    if let Route::Endpoint {
-        cluster,
-        endpoint,
-        drain,
-    } = route
-    {
-        if req.method() != Method::POST {
-            let mut res = error(
-                StatusCode::METHOD_NOT_ALLOWED,
-                format!("method {} not allowed on {path}; use POST", req.method()),
-            );
-            res.headers_mut()
-                .insert(header::ALLOW, HeaderValue::from_static(ALLOW_POST));
-            return res;
+    match route {
+        Route::Drain {
+            cluster,
+            endpoint,
+            drain,
+        } => {
+            if req.method() != Method::POST {
+                return method_not_allowed(req.method(), path, ALLOW_POST, "POST");
+            }
+            if !authorized(state, req) {
+                let mut res = error(
+                    StatusCode::UNAUTHORIZED,
+                    "this call changes state and needs `authorization: Bearer <admin token>`"
+                        .into(),
+                );
+                res.headers_mut()
+                    .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+                return res;
+            }
+            set_drain(state, cluster, endpoint, drain)
         }
-        if !authorized(state, req) {
-            let mut res = error(
-                StatusCode::UNAUTHORIZED,
-                "this call changes state and needs `authorization: Bearer <admin token>`".into(),
-            );
-            res.headers_mut()
-                .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
-            return res;
+        Route::Read(read) => {
+            let head = match *req.method() {
+                Method::GET => false,
+                Method::HEAD => true,
+                ref other => return method_not_allowed(other, path, ALLOW, "GET"),
+            };
+            let res = answer(state, &read);
+            if head { without_body(res) } else { res }
         }
-        return set_drain(state, cluster, endpoint, drain);
     }
-    let head = match *req.method() {
-        Method::GET => false,
-        Method::HEAD => true,
-        ref other => {
-            let mut res = error(
-                StatusCode::METHOD_NOT_ALLOWED,
-                format!("method {other} not allowed on {path}; use GET"),
-            );
-            res.headers_mut()
-                .insert(header::ALLOW, HeaderValue::from_static(ALLOW));
-            return res;
-        }
-    };
-    let res = answer(state, &route);
-    if head { without_body(res) } else { res }
+}
+
+/// `405` with `allow` listing the methods `path` takes and the message suggesting `usual`.
+fn method_not_allowed(
+    method: &Method,
+    path: &str,
+    allow: &'static str,
+    usual: &str,
+) -> Response<AdminBody> {
+    let mut res = error(
+        StatusCode::METHOD_NOT_ALLOWED,
+        format!("method {method} not allowed on {path}; use {usual}"),
+    );
+    res.headers_mut()
+        .insert(header::ALLOW, HeaderValue::from_static(allow));
+    res
 }
 
 /// The response for a known route and an allowed method.
-fn answer(state: &AdminState, route: &Route<'_>) -> Response<AdminBody> {
-    match route {
-        Route::Ready => json(StatusCode::OK, &ReadyView { ready: true }),
-        Route::Clusters => {
+fn answer(state: &AdminState, read: &Read<'_>) -> Response<AdminBody> {
+    match read {
+        Read::Ready => json(StatusCode::OK, &ReadyView { ready: true }),
+        Read::Clusters => {
             let snapshot = state.snapshots().load();
             json(
                 StatusCode::OK,
                 &ClustersView::new(snapshot.clusters(), data_plane_now()),
             )
         }
-        Route::Cluster(raw) => {
+        Read::Cluster(raw) => {
             let Some(name) = percent_decode(raw) else {
                 return error(
                     StatusCode::BAD_REQUEST,
@@ -116,9 +128,7 @@ fn answer(state: &AdminState, route: &Route<'_>) -> Response<AdminBody> {
                 None => error(StatusCode::NOT_FOUND, format!("no cluster named {name:?}")),
             }
         }
-        Route::Listeners => json(StatusCode::OK, &ListenersView::new(state.listeners())),
-        // Handled (with its own method and token rules) before this point.
-        Route::Endpoint { .. } => error(StatusCode::METHOD_NOT_ALLOWED, "use POST".into()),
+        Read::Listeners => json(StatusCode::OK, &ListenersView::new(state.listeners())),
     }
 }
 
@@ -205,12 +215,12 @@ impl<'a> Route<'a> {
         let path = path.strip_suffix('/').unwrap_or(path);
         let mut segments = path.strip_prefix('/')?.split('/');
         let route = match (segments.next()?, segments.next()) {
-            ("ready", None) => Self::Ready,
-            ("clusters", None) => Self::Clusters,
-            ("listeners", None) => Self::Listeners,
+            ("ready", None) => Self::Read(Read::Ready),
+            ("clusters", None) => Self::Read(Read::Clusters),
+            ("listeners", None) => Self::Read(Read::Listeners),
             ("clusters", Some(cluster)) if !cluster.is_empty() => {
                 let Some(sub) = segments.next() else {
-                    return Some(Self::Cluster(cluster));
+                    return Some(Self::Read(Read::Cluster(cluster)));
                 };
                 let ("endpoints", Some(endpoint), Some(action)) =
                     (sub, segments.next(), segments.next())
@@ -222,7 +232,7 @@ impl<'a> Route<'a> {
                     "undrain" => false,
                     _ => return None,
                 };
-                Self::Endpoint {
+                Self::Drain {
                     cluster,
                     endpoint,
                     drain,
@@ -313,15 +323,24 @@ mod tests {
 
     #[test]
     fn paths_parse_to_routes() {
-        assert_eq!(Route::parse("/ready"), Some(Route::Ready));
-        assert_eq!(Route::parse("/ready/"), Some(Route::Ready));
-        assert_eq!(Route::parse("/clusters"), Some(Route::Clusters));
-        assert_eq!(Route::parse("/clusters/web"), Some(Route::Cluster("web")));
-        assert_eq!(Route::parse("/clusters/web/"), Some(Route::Cluster("web")));
-        assert_eq!(Route::parse("/listeners"), Some(Route::Listeners));
+        assert_eq!(Route::parse("/ready"), Some(Route::Read(Read::Ready)));
+        assert_eq!(Route::parse("/ready/"), Some(Route::Read(Read::Ready)));
+        assert_eq!(Route::parse("/clusters"), Some(Route::Read(Read::Clusters)));
+        assert_eq!(
+            Route::parse("/clusters/web"),
+            Some(Route::Read(Read::Cluster("web")))
+        );
+        assert_eq!(
+            Route::parse("/clusters/web/"),
+            Some(Route::Read(Read::Cluster("web")))
+        );
+        assert_eq!(
+            Route::parse("/listeners"),
+            Some(Route::Read(Read::Listeners))
+        );
         assert_eq!(
             Route::parse("/clusters/web/endpoints/127.0.0.1:9001/drain"),
-            Some(Route::Endpoint {
+            Some(Route::Drain {
                 cluster: "web",
                 endpoint: "127.0.0.1:9001",
                 drain: true
@@ -329,7 +348,7 @@ mod tests {
         );
         assert!(matches!(
             Route::parse("/clusters/web/endpoints/127.0.0.1:9001/undrain/"),
-            Some(Route::Endpoint { drain: false, .. })
+            Some(Route::Drain { drain: false, .. })
         ));
         for unknown in [
             "/clusters/web/endpoints/127.0.0.1:9001/kill",

@@ -20,7 +20,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use arc_swap::{ArcSwap, Guard};
-use weir_core::{Clock, Endpoint, EndpointState, Nanos, Unhealthy, health_generation};
+use weir_core::{Clock, Endpoint, EndpointState, HealthFlags, Nanos, Unhealthy, health_generation};
 
 use crate::round_robin::smooth_cycle;
 use crate::sampling::WeightedIndex;
@@ -194,8 +194,7 @@ impl Members {
     /// drained in panic.
     #[inline]
     pub(crate) fn eligible(&self, view: &View, i: usize) -> bool {
-        let health = self.members[i].state.health();
-        health.is_healthy() || (view.panicking && !health.contains(Unhealthy::Drained))
+        takes_traffic(self.members[i].state.health(), view.panicking)
     }
 
     /// A uniform `u64` from the injected source.
@@ -311,24 +310,30 @@ impl Members {
     }
 }
 
+/// Whether an endpoint with `flags` may be picked: healthy, or not drained while the cluster
+/// panics.
+#[inline]
+fn takes_traffic(flags: HealthFlags, panicking: bool) -> bool {
+    flags.is_healthy() || (panicking && !flags.contains(Unhealthy::Drained))
+}
+
 /// The view of `members` now: reads the generation first, so a change racing this scan leaves
 /// the view marked stale and it is rebuilt again.
 fn compute_view(members: &[Member], panic_threshold: u32, needs: Needs) -> View {
     let generation = health_generation();
     let n = members.len();
-    let healthy: Vec<bool> = members.iter().map(|m| m.state.is_healthy()).collect();
+    let flags: Vec<HealthFlags> = members.iter().map(|m| m.state.health()).collect();
     // A drained endpoint is out by an operator's decision, not by failing: panic mode never
     // sends it traffic, and it does not count towards the panic threshold.
-    let drained: Vec<bool> = members
+    let in_service = flags
         .iter()
-        .map(|m| m.state.health().contains(Unhealthy::Drained))
-        .collect();
-    let in_service = drained.iter().filter(|&&d| !d).count();
-    let healthy_count = healthy.iter().filter(|&&h| h).count();
+        .filter(|f| !f.contains(Unhealthy::Drained))
+        .count();
+    let healthy_count = flags.iter().filter(|f| f.is_healthy()).count();
     let panicking = in_service > 0
         && (healthy_count as u64) * 100 < u64::from(panic_threshold) * in_service as u64;
     let eligible: Vec<u32> = (0..n)
-        .filter(|&i| !drained[i] && (panicking || healthy[i]))
+        .filter(|&i| takes_traffic(flags[i], panicking))
         .map(|i| i as u32)
         .collect();
     let weights: Vec<u32> = eligible

@@ -122,8 +122,9 @@ impl EndpointState {
     }
 
     /// The reasons the endpoint is out of rotation (none when healthy).
+    #[inline]
     pub fn health(&self) -> HealthFlags {
-        HealthFlags(self.health.load(Ordering::Acquire))
+        HealthFlags(self.health.load(Ordering::Relaxed))
     }
 
     /// Sets or clears one reason for being out of rotation; health checking, outlier detection
