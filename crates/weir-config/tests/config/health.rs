@@ -1,11 +1,9 @@
 //! `health_check`, `outlier_detection` and the admin token: defaults, every probe kind, status
 //! ranges, and each rule's error with its YAML path, line and hint.
 
-mod common;
-
 use std::time::Duration;
 
-use common::{assert_error, load_err, load_ok};
+use crate::common::{assert_error, load_err, load_ok};
 use weir_config::{ProbeKind, StatusRange};
 
 fn cluster<'a>(extra: &[&'a str]) -> Vec<&'a str> {

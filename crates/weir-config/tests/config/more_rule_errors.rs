@@ -1,9 +1,7 @@
 //! The remaining semantic rules (redirect targets, timeouts, endpoint lists, HTTP options),
 //! table-driven: each case checks the YAML path, the line, the message and the hint.
 
-mod common;
-
-use common::{assert_error, with_route};
+use crate::common::{assert_error, with_route};
 
 #[test]
 fn the_remaining_rules() {

@@ -1,9 +1,7 @@
 //! One test per semantic rule: names, references, actions, ranges, patterns. Each checks the
 //! YAML path, the line and the hint.
 
-mod common;
-
-use common::{EXAMPLE, assert_error, load_ok, with_route};
+use crate::common::{EXAMPLE, assert_error, load_ok, with_route};
 use weir_config::load_str;
 
 #[test]

@@ -1,9 +1,7 @@
 //! One test per error class that is found while reading the file: YAML syntax, unknown keys,
 //! wrong types, addresses, durations. Each checks the YAML path, the line and the hint.
 
-mod common;
-
-use common::{assert_error, load_err};
+use crate::common::{assert_error, load_err};
 
 #[test]
 fn yaml_syntax_error_has_the_parser_line() {

@@ -1,6 +1,5 @@
 //! Helpers shared by the config integration tests.
 
-#![allow(dead_code, reason = "each test binary uses a subset of the helpers")]
 #![allow(clippy::panic, reason = "test helpers: a panic is a failed assertion")]
 
 use weir_config::{ConfigError, ValidatedConfig, load_str};

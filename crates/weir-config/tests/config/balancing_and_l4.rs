@@ -1,8 +1,6 @@
 //! Balancing options and L4 listeners: what loads, and each rule's error with path and line.
 
-mod common;
-
-use common::{assert_error, load_ok};
+use crate::common::{assert_error, load_ok};
 use weir_config::{ChoiceCount, LbPolicyConfig, ListenerProtocol, ProxyProtocolVersion};
 
 const L4_HEAD: &[&str] = &[

@@ -1,11 +1,9 @@
 //! The happy paths of loading, file handling and error collection.
 
-mod common;
-
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use common::{EXAMPLE, load_ok};
+use crate::common::{EXAMPLE, load_ok};
 use weir_config::{
     Config, EndpointConfig, LbPolicyConfig, ListenerProtocol, StringMatchConfig,
     StringMatchRuleConfig, UpstreamProtocol, load_file, load_str, load_str_all, validate_config,
@@ -176,7 +174,7 @@ fn a_missing_file_is_a_clear_error() {
 
 #[test]
 fn load_str_all_reports_every_semantic_problem_in_file_order() {
-    let text = common::yaml(&[
+    let text = crate::common::yaml(&[
         "clusters:",
         "  - { name: web, endpoints: [ { address: 127.0.0.1:1, weight: 0 } ] }",
         "listeners:",

@@ -1,0 +1,10 @@
+//! Config loading and validation, one test binary: happy paths, parse errors and rule errors,
+//! each naming the file, YAML path and line.
+
+mod balancing_and_l4;
+mod common;
+mod health;
+mod loading;
+mod more_rule_errors;
+mod parse_errors;
+mod rule_errors;

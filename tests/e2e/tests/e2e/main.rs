@@ -1,0 +1,22 @@
+//! The end-to-end suite, one test binary: every module drives the whole proxy in-process
+//! against real peers on loopback. One binary links once, which keeps CI fast and small.
+
+mod balancing;
+mod circuit_breakers;
+mod drain;
+mod errors;
+mod grpc;
+mod health_check;
+mod http_proxy;
+mod limits;
+mod outlier;
+mod policies;
+mod redis;
+mod reload;
+mod request_hygiene;
+mod routing;
+mod streaming;
+mod tcp;
+mod tls_passthrough;
+mod udp;
+mod websocket;
