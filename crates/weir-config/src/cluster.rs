@@ -67,6 +67,9 @@ pub struct ClusterConfig {
     /// Limits that keep a sick cluster from taking weir down (Envoy's circuit breakers).
     #[serde(default)]
     pub circuit_breakers: CircuitBreakersConfig,
+    /// How many retries the cluster takes relative to its requests.
+    #[serde(default)]
+    pub retry_budget: crate::RetryBudgetConfig,
     /// Active health checking of every endpoint; absent means endpoints are not probed.
     #[serde(default)]
     pub health_check: Option<crate::HealthCheckConfig>,
@@ -88,6 +91,9 @@ pub struct CircuitBreakersConfig {
     pub max_pending_requests: u32,
     /// Requests (and L4 connections) in progress at once. Default 1024.
     pub max_requests: u32,
+    /// Retries (and hedges) in progress at once. Default 64. A retry refused by it is not made:
+    /// the client gets the failed attempt's answer.
+    pub max_retries: u32,
 }
 
 impl Default for CircuitBreakersConfig {
@@ -96,6 +102,7 @@ impl Default for CircuitBreakersConfig {
             max_connections: 1024,
             max_pending_requests: 1024,
             max_requests: 1024,
+            max_retries: 64,
         }
     }
 }

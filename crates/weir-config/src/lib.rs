@@ -24,6 +24,7 @@ mod l4;
 mod listener;
 mod load;
 mod path;
+mod retry;
 mod route;
 mod validate;
 mod yaml;
@@ -46,6 +47,9 @@ pub use l4::{
 pub use listener::{AdminConfig, HttpOptionsConfig, ListenerConfig, ListenerProtocol};
 pub use load::{
     ValidatedConfig, load_file, load_file_all, load_str, load_str_all, validate_config,
+};
+pub use retry::{
+    BackoffConfig, BufferConfig, HedgeConfig, RetryBudgetConfig, RetryConfig, RetryOn,
 };
 pub use route::{
     DirectResponseConfig, HeaderRulesConfig, RedirectConfig, RouteConfig, RouteMatchConfig,

@@ -30,6 +30,15 @@ pub struct RouteConfig {
     /// Time allowed for the upstream to produce response headers. Default: none (no limit).
     #[serde(default)]
     pub timeout: Option<ConfigDuration>,
+    /// Retry failed attempts (on another endpoint), within the cluster's retry budget.
+    #[serde(default)]
+    pub retry: Option<crate::RetryConfig>,
+    /// Send a second attempt when the first is slow; the first answer wins.
+    #[serde(default)]
+    pub hedge: Option<crate::HedgeConfig>,
+    /// Read the whole request body before choosing an endpoint (413 above the limit).
+    #[serde(default)]
+    pub buffer: Option<crate::BufferConfig>,
     /// Edits applied to the request before it goes upstream.
     #[serde(default)]
     pub request_headers: HeaderRulesConfig,

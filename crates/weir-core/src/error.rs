@@ -29,6 +29,8 @@ pub enum ErrorKind {
     DownstreamProtocol,
     /// The request's method is not one weir proxies (e.g. `CONNECT`).
     MethodNotAllowed,
+    /// The request body is larger than the route lets weir buffer.
+    PayloadTooLarge,
     /// A circuit breaker of the cluster is full; the context names the limit.
     Overloaded,
     /// A bug or resource problem inside weir.
@@ -61,9 +63,10 @@ impl ErrorKind {
     /// The side this kind of error usually comes from.
     pub fn side(self) -> Side {
         match self {
-            ErrorKind::NoRoute | ErrorKind::DownstreamProtocol | ErrorKind::MethodNotAllowed => {
-                Side::Downstream
-            }
+            ErrorKind::NoRoute
+            | ErrorKind::DownstreamProtocol
+            | ErrorKind::MethodNotAllowed
+            | ErrorKind::PayloadTooLarge => Side::Downstream,
             ErrorKind::NoHealthyEndpoint | ErrorKind::Overloaded | ErrorKind::Internal => {
                 Side::Internal
             }
@@ -111,6 +114,13 @@ impl Error {
     /// Which side caused it.
     pub fn side(&self) -> Side {
         self.side
+    }
+
+    /// Marks the request as provably not processed by the endpoint (an HTTP/2 stream it
+    /// refused, or one above its GOAWAY's last stream id), so resending is safe.
+    pub fn unprocessed(mut self) -> Self {
+        self.retryable = true;
+        self
     }
 
     /// Whether the request may be resent to another endpoint.

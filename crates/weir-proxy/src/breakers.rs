@@ -26,7 +26,8 @@ pub(crate) struct Counters {
     connections: AtomicUsize,
     pending: AtomicUsize,
     requests: AtomicUsize,
-    overflows: [AtomicU64; 3],
+    retries: AtomicUsize,
+    overflows: [AtomicU64; 4],
 }
 
 /// A snapshot of a cluster's breaker counters.
@@ -44,6 +45,10 @@ pub struct BreakerStats {
     pub pending_overflows: u64,
     /// Times `max_requests` refused a request.
     pub request_overflows: u64,
+    /// Retries (and hedges) in progress now.
+    pub retries: usize,
+    /// Times `max_retries` refused a retry.
+    pub retry_overflows: u64,
 }
 
 /// One unit of a limit, given back on drop.
@@ -58,6 +63,7 @@ enum Kind {
     Connection = 0,
     Pending = 1,
     Request = 2,
+    Retry = 3,
 }
 
 // === impl Breakers ===
@@ -83,6 +89,11 @@ impl Breakers {
         self.take(Kind::Pending, self.limits.max_pending_requests)
     }
 
+    /// A unit of `max_retries`, held while a retry or hedge is in progress.
+    pub(crate) fn retry(&self) -> Result<Slot, Error> {
+        self.take(Kind::Retry, self.limits.max_retries)
+    }
+
     /// A unit of `max_connections`, held for the life of an upstream connection.
     pub(crate) fn connection(&self) -> Result<Slot, Error> {
         self.take(Kind::Connection, self.limits.max_connections)
@@ -98,6 +109,8 @@ impl Breakers {
             connection_overflows: c.overflows[Kind::Connection as usize].load(Ordering::Relaxed),
             pending_overflows: c.overflows[Kind::Pending as usize].load(Ordering::Relaxed),
             request_overflows: c.overflows[Kind::Request as usize].load(Ordering::Relaxed),
+            retries: c.retries.load(Ordering::Relaxed),
+            retry_overflows: c.overflows[Kind::Retry as usize].load(Ordering::Relaxed),
         }
     }
 
@@ -123,6 +136,7 @@ impl Counters {
             Kind::Connection => &self.connections,
             Kind::Pending => &self.pending,
             Kind::Request => &self.requests,
+            Kind::Retry => &self.retries,
         }
     }
 }
@@ -135,6 +149,7 @@ impl Kind {
             Kind::Connection => "max_connections",
             Kind::Pending => "max_pending_requests",
             Kind::Request => "max_requests",
+            Kind::Retry => "max_retries",
         }
     }
 }
@@ -159,6 +174,7 @@ mod tests {
                 max_connections: max,
                 max_pending_requests: max,
                 max_requests: max,
+                max_retries: max,
             },
             None,
         )
@@ -178,6 +194,12 @@ mod tests {
         let _three = b.request().unwrap();
         drop(two);
         assert_eq!(b.stats().requests, 1);
+        let retry = b.retry().unwrap();
+        let _second = b.retry().unwrap();
+        assert_eq!(b.retry().unwrap_err().context(), "max_retries");
+        assert_eq!(b.stats().retry_overflows, 1);
+        drop(retry);
+        assert_eq!(b.stats().retries, 1);
     }
 
     #[test]

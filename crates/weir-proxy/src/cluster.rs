@@ -12,6 +12,7 @@ use weir_health::OutlierDetector;
 
 use crate::breakers::{BreakerStats, Breakers};
 use crate::hash_key::{HashInput, HashKey};
+use crate::retry_budget::{RetryBudget, RetryStats};
 use crate::upstream::EndpointPool;
 
 /// A compiled cluster, immutable for the life of a snapshot.
@@ -31,6 +32,8 @@ pub struct Cluster {
     pub(crate) proxy_protocol: Option<weir_config::ProxyProtocolVersion>,
     /// Connection, pending and request limits with their live counters.
     pub(crate) breakers: Breakers,
+    /// How many retries the cluster takes relative to its requests.
+    pub(crate) retry_budget: RetryBudget,
     /// The active health check the control side runs for this cluster, if any.
     health_check: Option<HealthCheckConfig>,
     /// Passive outlier detection over this cluster's traffic, if configured.
@@ -126,6 +129,7 @@ impl Cluster {
             clock,
             proxy_protocol: cfg.proxy_protocol,
             breakers: Breakers::new(cfg.circuit_breakers.clone(), previous.map(|p| &p.breakers)),
+            retry_budget: RetryBudget::new(&cfg.retry_budget, previous.map(|p| &p.retry_budget)),
             health_check: cfg.health_check.clone(),
             outlier,
             panic_picks: AtomicU64::new(
@@ -232,6 +236,11 @@ impl Cluster {
     /// The circuit-breaker counters: connections, pending and active requests, overflows.
     pub fn breaker_stats(&self) -> BreakerStats {
         self.breakers.stats()
+    }
+
+    /// What the cluster's retries did: sent, refused by the budget, refused by `max_retries`.
+    pub fn retry_stats(&self) -> RetryStats {
+        self.retry_budget.stats()
     }
 
     /// The connect timeout of this cluster's endpoints.

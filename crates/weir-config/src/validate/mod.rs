@@ -14,6 +14,7 @@ use crate::{ClusterConfig, Config, ConfigError, HttpOptionsConfig, ListenerConfi
 mod balancing;
 mod health;
 mod l4;
+mod retry;
 mod route;
 mod syntax;
 
@@ -222,6 +223,7 @@ impl Checker<'_> {
             self.endpoints(cluster, &path.key("endpoints"));
             self.balancing(cluster, &path);
             self.health(cluster, &path);
+            self.retry_budget(cluster, &path);
             let cb = &cluster.circuit_breakers;
             for (key, value) in [
                 ("max_connections", cb.max_connections),

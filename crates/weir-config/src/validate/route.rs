@@ -20,6 +20,7 @@ const REDIRECT_STATUSES: [u16; 5] = [301, 302, 303, 307, 308];
 pub(super) fn check(c: &mut Checker<'_>, route: &RouteConfig, path: &YamlPath, clusters: &[&str]) {
     route_match(c, &route.match_, &path.key("match"));
     actions(c, route, path, clusters);
+    c.route_traffic_policy(route, path);
     if let Some(timeout) = route.timeout
         && timeout.get().is_zero()
     {

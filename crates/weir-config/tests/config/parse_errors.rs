@@ -51,7 +51,7 @@ fn unknown_key_lists_the_valid_keys() {
         6,
         "unknown key `clustr`",
         "did you mean `cluster`? valid keys here: match, cluster, weighted_clusters, redirect, \
-         direct_response, timeout, request_headers, response_headers",
+         direct_response, timeout,",
     );
 }
 

@@ -39,7 +39,7 @@ pub(crate) fn passive_of_error(error: &Error) -> Option<PassiveOutcome> {
 }
 
 /// `Retry-After` as a delay: delta-seconds or an HTTP-date relative to `now`.
-fn retry_after(headers: &HeaderMap, now: SystemTime) -> Option<Duration> {
+pub(crate) fn retry_after(headers: &HeaderMap, now: SystemTime) -> Option<Duration> {
     let v = headers.get(RETRY_AFTER)?.to_str().ok()?.trim();
     if let Ok(secs) = v.parse::<u64>() {
         return Some(Duration::from_secs(secs));

@@ -7,23 +7,24 @@
 //! until the body ends. Every failure goes through [`super::respond::error`].
 
 use std::convert::Infallible;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use http::header::{HOST, HeaderValue};
 use http::uri::{Authority, PathAndQuery, Scheme};
 use http::{Method, Request, Response, StatusCode, Uri, Version};
+use http_body::Body as _;
 use http_body_util::BodyExt;
 use hyper::body::Incoming;
-use weir_balance::{Observation, Outcome};
 use weir_config::UpstreamProtocol;
-use weir_core::{Error, ErrorKind, PassiveOutcome, Side};
+use weir_core::{Error, ErrorKind};
 use weir_router::{RequestView, host_without_port};
 
+use super::attempts::{Attempts, RequestBody};
 use super::listener::HttpListener;
+use super::replay::Replay;
 use super::route::{Route, RouteAction};
-use super::{grpc, headers, outcome, respond, upgrade};
+use super::{grpc, headers, respond, retry, upgrade};
 use crate::body::{ExchangeGuards, IdleTimeout, UpstreamBody, empty, incoming};
-use crate::hash_key::HashInput;
 use crate::server::ConnInfo;
 use crate::snapshot::Listener;
 use crate::{ProxyBody, Snapshot};
@@ -131,21 +132,6 @@ async fn forward(
         .ok_or_else(|| Error::new(ErrorKind::Internal, "route names a missing cluster"))?;
     // The limit applies before any work is done for the request.
     let request_slot = cluster.breakers.request()?;
-    let input = HashInput {
-        headers: Some(req.headers()),
-        path: Some(req.uri().path()),
-        query: req.uri().query(),
-        client: conn.remote,
-        local: conn.local,
-    };
-    let picked = cluster.pick(&input, 0).ok_or_else(|| {
-        Error::new(
-            ErrorKind::NoHealthyEndpoint,
-            format!("no healthy endpoint in cluster {}", cluster.name),
-        )
-    })?;
-    let (endpoint, pool) = (picked.endpoint, picked.pool);
-    let held = ExchangeGuards::new(endpoint.state.begin_request(), request_slot);
 
     let upgrade = req.version() == Version::HTTP_11
         && cluster.protocol == UpstreamProtocol::Http1
@@ -155,7 +141,8 @@ async fn forward(
     let deadline = min_timeout(
         route.timeout,
         grpc.then(|| grpc::timeout(req.headers())).flatten(),
-    );
+    )
+    .map(|d| tokio::time::Instant::now() + d);
 
     let (mut parts, body) = req.into_parts();
     // Nothing of the downstream exchange (hyper's upgrade handle and such) goes upstream.
@@ -173,44 +160,31 @@ async fn forward(
     route.request_headers.apply(&mut parts.headers);
     rewrite_for_upstream(&mut parts, cluster.protocol, authority.as_deref())?;
     let stall = listener.options.stream_idle_timeout;
-    let upstream_req = Request::from_parts(
-        parts,
-        IdleTimeout::new(incoming(body), stall).boxed_unsync(),
-    );
 
-    let started = Instant::now();
-    let sent = pool.send(upstream_req, &cluster.breakers);
-    let result = match deadline {
-        Some(d) => tokio::time::timeout(d, sent).await.unwrap_or_else(|_| {
-            Err(Error::new(
-                ErrorKind::UpstreamTimeout,
-                format!("endpoint {} did not answer within {d:?}", endpoint.address),
-            ))
-        }),
-        None => sent.await,
+    // An upgraded connection is one exchange: it is never retried or hedged.
+    let (retry, hedge) = match upgrade {
+        true => (None, None),
+        false => (route.retry.as_ref(), route.hedge),
     };
-    // Only the endpoint's own behaviour is held against it: a client whose body broke is not an
-    // endpoint failure.
-    let outcome = match &result {
-        Ok(up) => Some(outcome::of_response(
-            up.response.status(),
-            up.response.headers(),
-        )),
-        Err(e) if e.side() == Side::Upstream => Some(Outcome::Failure),
-        Err(_) => None,
+    let body = request_body(
+        IdleTimeout::new(incoming(body), stall).boxed_unsync(),
+        &parts.headers,
+        route.buffer,
+        retry.map(|r| r.max_replay_bytes).or(hedge.map(|_| 0)),
+    )
+    .await?;
+    let attempts = Attempts {
+        cluster,
+        retry,
+        hedge,
+        deadline,
+        idempotent: retry::is_idempotent(&parts.method),
+        client: conn.remote,
+        local: conn.local,
     };
-    if let Some(outcome) = outcome {
-        let rtt = started.elapsed();
-        cluster.observe(picked.index, &Observation { rtt, outcome });
-    }
-    let passive = match &result {
-        Ok(up) => Some(PassiveOutcome::of_status(up.response.status().as_u16())),
-        Err(e) => outcome::passive_of_error(e),
-    };
-    if let Some(passive) = passive {
-        cluster.record_outcome(picked.index, passive);
-    }
-    let upstream = result?;
+    let answer = attempts.run(parts, body).await?;
+    let held = ExchangeGuards::new(answer.in_flight, request_slot);
+    let upstream = answer.upstream;
 
     let mut response = upstream.response;
     if let Some(down) = downstream_upgrade
@@ -228,6 +202,56 @@ async fn forward(
     let body =
         IdleTimeout::new(UpstreamBody::new(body, held, upstream.sender), stall).boxed_unsync();
     Ok(Response::from_parts(parts, body))
+}
+
+/// The request body in the form the attempts need: read in full first when the route buffers
+/// (413 above the limit), kept for replays when the route retries or hedges (`replay` bytes at
+/// most), else streamed once.
+async fn request_body(
+    body: ProxyBody,
+    headers: &http::HeaderMap,
+    buffer: Option<u64>,
+    replay: Option<u64>,
+) -> Result<RequestBody, Error> {
+    if body.is_end_stream() {
+        return Ok(RequestBody::Empty);
+    }
+    let Some(limit) = buffer else {
+        return Ok(match replay {
+            Some(limit) => RequestBody::Replay(Replay::new(body, limit)),
+            None => RequestBody::Once(Some(body)),
+        });
+    };
+    let too_large = || {
+        Error::new(
+            ErrorKind::PayloadTooLarge,
+            format!("request body is larger than {limit} bytes"),
+        )
+    };
+    let declared = headers
+        .get(http::header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok()?.parse::<u64>().ok());
+    if declared.is_some_and(|n| n > limit) {
+        return Err(too_large());
+    }
+    let mut body = body;
+    let mut data = bytes::BytesMut::new();
+    let mut trailers = None;
+    while let Some(frame) = body.frame().await {
+        let frame = frame.map_err(|e| {
+            Error::new(ErrorKind::DownstreamProtocol, "the request body broke off").with_cause(e)
+        })?;
+        match frame.into_data() {
+            Ok(chunk) => {
+                if (data.len() + chunk.len()) as u64 > limit {
+                    return Err(too_large());
+                }
+                data.extend_from_slice(&chunk);
+            }
+            Err(frame) => trailers = frame.into_trailers().ok(),
+        }
+    }
+    Ok(RequestBody::Buffered(data.freeze(), trailers))
 }
 
 /// Puts the request in the form the upstream protocol wants: origin-form with `Host` for

@@ -22,6 +22,7 @@ pub(crate) fn status_for(kind: ErrorKind) -> StatusCode {
         ErrorKind::ConnectTimeout | ErrorKind::UpstreamTimeout => StatusCode::GATEWAY_TIMEOUT,
         ErrorKind::DownstreamProtocol => StatusCode::BAD_REQUEST,
         ErrorKind::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
+        ErrorKind::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
         _ => StatusCode::INTERNAL_SERVER_ERROR,
     }
 }
@@ -30,9 +31,10 @@ pub(crate) fn status_for(kind: ErrorKind) -> StatusCode {
 /// healthy upstream"): the detail, with endpoint addresses, goes to the log, not to clients.
 fn client_message(e: &Error) -> &str {
     match e.kind() {
-        ErrorKind::NoRoute | ErrorKind::DownstreamProtocol | ErrorKind::MethodNotAllowed => {
-            e.context()
-        }
+        ErrorKind::NoRoute
+        | ErrorKind::DownstreamProtocol
+        | ErrorKind::MethodNotAllowed
+        | ErrorKind::PayloadTooLarge => e.context(),
         ErrorKind::NoHealthyEndpoint => "no healthy upstream",
         ErrorKind::Overloaded => "upstream overloaded: circuit breaker open",
         ErrorKind::ConnectFailed => "upstream connect error",
@@ -47,6 +49,7 @@ fn grpc_status_for(kind: ErrorKind) -> GrpcStatus {
     match kind {
         ErrorKind::NoRoute | ErrorKind::MethodNotAllowed => GrpcStatus::Unimplemented,
         ErrorKind::UpstreamTimeout => GrpcStatus::DeadlineExceeded,
+        ErrorKind::PayloadTooLarge => GrpcStatus::ResourceExhausted,
         ErrorKind::NoHealthyEndpoint
         | ErrorKind::Overloaded
         | ErrorKind::ConnectFailed

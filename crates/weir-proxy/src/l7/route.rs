@@ -6,6 +6,7 @@ use http::header::{HeaderName, HeaderValue};
 use http::{HeaderMap, StatusCode};
 use weir_config::{HeaderRulesConfig, RouteConfig};
 
+use super::retry::RetryPolicy;
 use crate::{Cluster, CompileError};
 
 /// What a matched request gets, plus the route's policy.
@@ -13,6 +14,12 @@ use crate::{Cluster, CompileError};
 pub(crate) struct Route {
     pub(crate) action: RouteAction,
     pub(crate) timeout: Option<Duration>,
+    /// Retries of failed attempts, if the route asks for them.
+    pub(crate) retry: Option<RetryPolicy>,
+    /// The hedge delay, if the route hedges.
+    pub(crate) hedge: Option<Duration>,
+    /// Read the whole body (at most this many bytes) before picking an endpoint.
+    pub(crate) buffer: Option<u64>,
     pub(crate) request_headers: HeaderRules,
     pub(crate) response_headers: HeaderRules,
 }
@@ -115,6 +122,9 @@ impl Route {
         Ok(Self {
             action,
             timeout: cfg.timeout.map(|t| t.get()).filter(|t| !t.is_zero()),
+            retry: cfg.retry.as_ref().map(RetryPolicy::compile),
+            hedge: cfg.hedge.map(|h| h.delay.get()),
+            buffer: cfg.buffer.map(|b| b.max_request_bytes),
             request_headers: HeaderRules::compile(
                 &cfg.request_headers,
                 &format!("{at}.request_headers"),

@@ -10,4 +10,4 @@ mod connect;
 mod pool;
 
 pub(crate) use connect::tcp as connect_tcp;
-pub(crate) use pool::{EndpointPool, PoolSettings, PooledSender};
+pub(crate) use pool::{EndpointPool, PoolSettings, PooledSender, UpstreamResponse};

@@ -284,6 +284,21 @@ fn exchange_error(addr: SocketAddr, e: hyper::Error) -> Error {
         return Error::new(ErrorKind::DownstreamProtocol, "the request body broke off")
             .with_cause(e);
     }
+    if let Some(h2) = std::error::Error::source(&e).and_then(|s| s.downcast_ref::<h2::Error>())
+        && h2.is_remote()
+        && h2.reason() == Some(h2::Reason::REFUSED_STREAM)
+        && !h2.is_go_away()
+    {
+        // RFC 9113 §8.7: a refused stream was not processed, so it may go to another endpoint
+        // whatever its method. (Streams above a GOAWAY's last stream id were not processed
+        // either, but h2 reports them with the same error as streams the connection lost later,
+        // so they are not told apart; a request not yet written when a GOAWAY arrives is
+        // resent on a new connection by the pool itself.)
+        let context = format!("endpoint {addr} refused the stream");
+        return Error::new(ErrorKind::UpstreamProtocol, context)
+            .with_cause(e)
+            .unprocessed();
+    }
     let context = if e.is_canceled() || e.is_closed() || e.is_incomplete_message() {
         format!("endpoint {addr} closed the connection before responding")
     } else {

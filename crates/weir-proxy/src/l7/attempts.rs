@@ -1,0 +1,350 @@
+//! Sending one request to a cluster: the first attempt, then retries and an optional hedge.
+//!
+//! Each attempt picks an endpoint (another one than those already tried, when the cluster has
+//! one), sends a copy of the request head with a body from [`RequestBody`], and reports the
+//! result to the balancer and to outlier detection. After a failure the route's
+//! [`RetryPolicy`] says whether to go again; the cluster's `max_retries` breaker and retry
+//! budget say whether it can afford to; the route's `timeout` bounds the whole request,
+//! retries and waits included. A hedge is a second attempt in parallel once the first has been
+//! silent for the hedge delay: the first decisive answer wins and the other is dropped, which
+//! cancels it (an HTTP/2 stream is reset, an HTTP/1.1 connection closed).
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use bytes::Bytes;
+use futures_util::future::{Either, select};
+use http::request::Parts;
+use http::{HeaderMap, Request};
+use http_body_util::{BodyExt, Full};
+use tokio::time::Instant;
+use weir_balance::{Observation, Outcome};
+use weir_core::{BoxError, Error, ErrorKind, InFlightGuard, PassiveOutcome, Side};
+
+use super::outcome;
+use super::replay::Replay;
+use super::retry::{RetryPolicy, Verdict};
+use crate::Cluster;
+use crate::ProxyBody;
+use crate::cluster::Picked;
+use crate::hash_key::HashInput;
+use crate::upstream::UpstreamResponse;
+
+/// The request body, in the form the attempts need.
+pub(crate) enum RequestBody {
+    /// No body: every attempt sends an empty one.
+    Empty,
+    /// Sent once, never again (no retry or hedge is configured).
+    Once(Option<ProxyBody>),
+    /// Read in full before the first attempt (the route's `buffer`).
+    Buffered(Bytes, Option<HeaderMap>),
+    /// Kept while it streams to the first attempt, for replays.
+    Replay(Replay),
+}
+
+/// What a request's attempts share.
+pub(crate) struct Attempts<'a> {
+    pub(crate) cluster: &'a Cluster,
+    pub(crate) retry: Option<&'a RetryPolicy>,
+    pub(crate) hedge: Option<Duration>,
+    /// When the route's `timeout` (or gRPC deadline) runs out, for all attempts together.
+    pub(crate) deadline: Option<Instant>,
+    /// The request may be sent twice (RFC 9110 §9.2.2).
+    pub(crate) idempotent: bool,
+    pub(crate) client: SocketAddr,
+    pub(crate) local: SocketAddr,
+}
+
+/// The attempt whose answer goes to the client.
+pub(crate) struct Answer {
+    pub(crate) upstream: UpstreamResponse,
+    /// The endpoint's in-flight count, held until the response body ends.
+    pub(crate) in_flight: InFlightGuard,
+}
+
+/// One finished attempt.
+struct Tried {
+    result: Result<UpstreamResponse, Error>,
+    in_flight: InFlightGuard,
+}
+
+// === impl RequestBody ===
+
+impl RequestBody {
+    /// The body of the next attempt; `None` once it cannot be sent again.
+    fn next(&mut self) -> Option<ProxyBody> {
+        match self {
+            RequestBody::Empty => Some(crate::body::empty()),
+            RequestBody::Once(body) => body.take(),
+            RequestBody::Buffered(bytes, trailers) => Some(buffered(bytes.clone(), trailers)),
+            RequestBody::Replay(replay) => replay.attempt(),
+        }
+    }
+
+    /// Whether another attempt could be given a body.
+    fn can_resend(&self) -> bool {
+        match self {
+            RequestBody::Empty | RequestBody::Buffered(..) => true,
+            RequestBody::Once(body) => body.is_some(),
+            RequestBody::Replay(replay) => replay.can_replay(),
+        }
+    }
+
+    /// Whether two attempts may send the body at the same time (it has been read in full).
+    fn is_complete(&self) -> bool {
+        match self {
+            RequestBody::Empty | RequestBody::Buffered(..) => true,
+            RequestBody::Once(_) => false,
+            RequestBody::Replay(replay) => replay.is_complete(),
+        }
+    }
+}
+
+fn buffered(bytes: Bytes, trailers: &Option<HeaderMap>) -> ProxyBody {
+    let body = Full::new(bytes).map_err(|never| -> BoxError { match never {} });
+    match trailers.clone() {
+        Some(t) => body
+            .with_trailers(async move { Some(Ok(t)) })
+            .boxed_unsync(),
+        None => body.boxed_unsync(),
+    }
+}
+
+// === impl Attempts ===
+
+impl<'a> Attempts<'a> {
+    /// Sends the request (`head` already rewritten for the upstream) until an answer stands.
+    pub(crate) async fn run(&self, head: Parts, mut body: RequestBody) -> Result<Answer, Error> {
+        let cluster = self.cluster;
+        cluster.retry_budget.record_request(cluster.clock().now());
+        let attempts = self.retry.map_or(1, |r| r.attempts);
+        let mut tried: Vec<usize> = Vec::new();
+        let mut template = Some(head);
+        let mut picked = self.pick(&template, 0, &tried).ok_or_else(|| {
+            Error::new(
+                ErrorKind::NoHealthyEndpoint,
+                format!("no healthy endpoint in cluster {}", cluster.name),
+            )
+        })?;
+        // Held while a retry is in progress (the cluster's `max_retries`).
+        let mut _retry_slot = None;
+        let mut made = 0u32;
+        loop {
+            let Some(first_body) = body.next() else {
+                return Err(Error::new(ErrorKind::Internal, "request body already sent"));
+            };
+            let hedge = self
+                .hedge
+                .filter(|_| made == 0 && self.idempotent && body.is_complete());
+            let last = made + 1 >= attempts && hedge.is_none();
+            let head = match (last, template.as_ref()) {
+                (true, _) => template.take(),
+                (false, Some(t)) => Some(clone_head(t)),
+                (false, None) => None,
+            }
+            .ok_or_else(|| Error::new(ErrorKind::Internal, "request head already sent"))?;
+            tried.push(picked.index);
+            let t = match hedge {
+                Some(delay) => {
+                    self.hedged(
+                        picked, head, first_body, delay, &mut body, &template, &mut tried,
+                    )
+                    .await
+                }
+                None => self.attempt(picked, head, first_body).await,
+            };
+            made += 1;
+            let verdict = match (self.retry, &t.result) {
+                (None, _) => Verdict::Final,
+                (Some(p), Ok(up)) => {
+                    p.judge_response(up.response.status(), up.response.headers(), self.idempotent)
+                }
+                (Some(p), Err(e)) => p.judge_error(e, self.idempotent),
+            };
+            let (Verdict::Retry(wait), Some(policy)) = (verdict, self.retry) else {
+                return t.finish();
+            };
+            if made >= attempts || !body.can_resend() {
+                return t.finish();
+            }
+            let wait = wait.unwrap_or_else(|| policy.backoff(made, rand::random()));
+            if self.deadline.is_some_and(|d| Instant::now() + wait >= d) {
+                return t.finish();
+            }
+            let Some(next) = self.pick(&template, made, &tried) else {
+                return t.finish();
+            };
+            let Ok(slot) = cluster.breakers.retry() else {
+                cluster.retry_budget.record_overflow();
+                return t.finish();
+            };
+            if !cluster.retry_budget.try_retry(cluster.clock().now()) {
+                return t.finish();
+            }
+            // The failed answer is dropped before the wait: its connection and in-flight
+            // count are not held while nothing happens.
+            drop(t);
+            _retry_slot = Some(slot);
+            picked = next;
+            tokio::time::sleep(wait).await;
+        }
+    }
+
+    /// The first attempt, and a hedge to another endpoint if the first is silent for `delay`.
+    #[allow(
+        clippy::too_many_arguments,
+        reason = "private helper of `run`; the arguments are its loop state"
+    )]
+    async fn hedged(
+        &self,
+        picked: Picked<'a>,
+        head: Parts,
+        first_body: ProxyBody,
+        delay: Duration,
+        body: &mut RequestBody,
+        template: &Option<Parts>,
+        tried: &mut Vec<usize>,
+    ) -> Tried {
+        let first = self.attempt(picked, head, first_body);
+        tokio::pin!(first);
+        tokio::select! {
+            t = &mut first => return t,
+            () = tokio::time::sleep(delay) => {}
+        }
+        let cluster = self.cluster;
+        let other = self
+            .pick(template, 1, tried)
+            .filter(|p| !tried.contains(&p.index));
+        let (Some(other), Some(head)) = (other, template.as_ref().map(clone_head)) else {
+            return first.await;
+        };
+        let Ok(_slot) = cluster.breakers.retry() else {
+            cluster.retry_budget.record_overflow();
+            return first.await;
+        };
+        if !cluster.retry_budget.try_retry(cluster.clock().now()) {
+            return first.await;
+        }
+        let Some(second_body) = body.next() else {
+            return first.await;
+        };
+        tried.push(other.index);
+        let second = self.attempt(other, head, second_body);
+        tokio::pin!(second);
+        let (done, rest) = match select(first, second).await {
+            Either::Left((t, rest)) | Either::Right((t, rest)) => (t, rest),
+        };
+        if self.is_decisive(&done) {
+            return done;
+        }
+        // The faster attempt failed: the slower one may still succeed.
+        rest.await
+    }
+
+    /// Whether an attempt's result ends a hedge race: an answer the route would not retry.
+    fn is_decisive(&self, t: &Tried) -> bool {
+        match (&t.result, self.retry) {
+            (Err(_), _) => false,
+            (Ok(_), None) => true,
+            (Ok(up), Some(p)) => {
+                p.judge_response(up.response.status(), up.response.headers(), true)
+                    == Verdict::Final
+            }
+        }
+    }
+
+    /// One attempt against `picked`, reported to the balancer and outlier detection.
+    async fn attempt(&self, picked: Picked<'a>, head: Parts, body: ProxyBody) -> Tried {
+        let cluster = self.cluster;
+        let in_flight = picked.endpoint.state.begin_request();
+        let now = Instant::now();
+        let remaining = self.deadline.map(|d| d.saturating_duration_since(now));
+        let timeout = match (self.retry.and_then(|r| r.per_try_timeout), remaining) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        };
+        let sent = picked
+            .pool
+            .send(Request::from_parts(head, body), &cluster.breakers);
+        let result = match timeout {
+            Some(d) => tokio::time::timeout(d, sent).await.unwrap_or_else(|_| {
+                Err(Error::new(
+                    ErrorKind::UpstreamTimeout,
+                    format!(
+                        "endpoint {} did not answer within {d:?}",
+                        picked.endpoint.address
+                    ),
+                ))
+            }),
+            None => sent.await,
+        };
+        // Only the endpoint's own behaviour is held against it: a client whose body broke is
+        // not an endpoint failure.
+        let observed = match &result {
+            Ok(up) => Some(outcome::of_response(
+                up.response.status(),
+                up.response.headers(),
+            )),
+            Err(e) if e.side() == Side::Upstream => Some(Outcome::Failure),
+            Err(_) => None,
+        };
+        if let Some(outcome) = observed {
+            let rtt = now.elapsed();
+            cluster.observe(picked.index, &Observation { rtt, outcome });
+        }
+        let passive = match &result {
+            Ok(up) => Some(PassiveOutcome::of_status(up.response.status().as_u16())),
+            Err(e) => outcome::passive_of_error(e),
+        };
+        if let Some(passive) = passive {
+            cluster.record_outcome(picked.index, passive);
+        }
+        Tried { result, in_flight }
+    }
+
+    /// An endpoint for attempt number `made`, preferring one not yet tried.
+    fn pick(&self, head: &Option<Parts>, made: u32, tried: &[usize]) -> Option<Picked<'a>> {
+        let head = head.as_ref();
+        let input = HashInput {
+            headers: head.map(|h| &h.headers),
+            path: head.map(|h| h.uri.path()),
+            query: head.and_then(|h| h.uri.query()),
+            client: self.client,
+            local: self.local,
+        };
+        let mut fallback = None;
+        // A few draws: random and least-request policies may repeat an endpoint; hashing
+        // policies move on by the attempt number.
+        for salt in 0..3 {
+            let p = self.cluster.pick(&input, made + salt)?;
+            if !tried.contains(&p.index) {
+                return Some(p);
+            }
+            fallback.get_or_insert(p);
+        }
+        fallback
+    }
+}
+
+// === impl Tried ===
+
+impl Tried {
+    fn finish(self) -> Result<Answer, Error> {
+        let upstream = self.result?;
+        Ok(Answer {
+            upstream,
+            in_flight: self.in_flight,
+        })
+    }
+}
+
+/// A copy of a request head for one more attempt (hyper's `Parts` is not `Clone`; nothing of
+/// the downstream exchange lives in its extensions by now).
+fn clone_head(p: &Parts) -> Parts {
+    let mut req = Request::new(());
+    *req.method_mut() = p.method.clone();
+    *req.uri_mut() = p.uri.clone();
+    *req.version_mut() = p.version;
+    *req.headers_mut() = p.headers.clone();
+    req.into_parts().0
+}
