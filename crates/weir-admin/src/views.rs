@@ -47,7 +47,19 @@ pub(crate) struct ClusterView {
     /// Endpoints outlier detection holds out now; `null` without outlier detection.
     ejected_endpoints: Option<usize>,
     circuit_breakers: BreakersView,
+    retries: RetriesView,
     endpoints: Vec<EndpointView>,
+}
+
+/// What a cluster's retries did so far.
+#[derive(Debug, Serialize)]
+struct RetriesView {
+    /// Retries and hedges sent.
+    sent: u64,
+    /// Retries not sent because the retry budget was spent.
+    budget_exhausted: u64,
+    /// Retries not sent because `max_retries` were in progress.
+    overflowed: u64,
 }
 
 /// A cluster's circuit-breaker counters.
@@ -59,6 +71,8 @@ struct BreakersView {
     connection_overflows: u64,
     pending_overflows: u64,
     request_overflows: u64,
+    retries: usize,
+    retry_overflows: u64,
 }
 
 /// One endpoint with its live state.
@@ -148,6 +162,14 @@ impl ClusterView {
             panic_picks: cluster.panic_picks(),
             ejected_endpoints: cluster.outlier_detector().map(|d| d.ejected_count()),
             circuit_breakers: BreakersView::from(cluster.breaker_stats()),
+            retries: {
+                let r = cluster.retry_stats();
+                RetriesView {
+                    sent: r.retries,
+                    budget_exhausted: r.budget_exhausted,
+                    overflowed: r.overflowed,
+                }
+            },
             endpoints: cluster
                 .endpoints
                 .iter()
@@ -173,6 +195,8 @@ impl From<BreakerStats> for BreakersView {
             connection_overflows: s.connection_overflows,
             pending_overflows: s.pending_overflows,
             request_overflows: s.request_overflows,
+            retries: s.retries,
+            retry_overflows: s.retry_overflows,
         }
     }
 }

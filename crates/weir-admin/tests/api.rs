@@ -130,7 +130,12 @@ async fn clusters_list_every_cluster_with_its_endpoints() {
         json!({
             "connections": 0, "pending": 0, "requests": 0,
             "connection_overflows": 0, "pending_overflows": 0, "request_overflows": 0,
+            "retries": 0, "retry_overflows": 0,
         })
+    );
+    assert_eq!(
+        web["retries"],
+        json!({ "sent": 0, "budget_exhausted": 0, "overflowed": 0 })
     );
     let eps = web["endpoints"].as_array().unwrap();
     assert_eq!(eps.len(), 2);

@@ -11,7 +11,7 @@
 //! | `/status/{code}` | `{code}` (200..=999), body = the endpoint name |
 //! | `/delay/{ms}` | 200 after `ms` milliseconds |
 //! | `/bytes/{n}` | 200, `n` bytes of [`pattern_byte`] generated chunk by chunk |
-//! | `/sink` | 200, the number of request body bytes read (the body is discarded as it streams) |
+//! | `/sink` | 200, the number of request body bytes read (the body is discarded as it streams); `x-body-ms`: milliseconds from the request head to the body's end |
 //! | WebSocket upgrade (HTTP/1.1) | 101, then every message echoed |
 //! | anything else | 200, body = the endpoint name |
 //!
@@ -76,6 +76,8 @@ pub struct MockHttpBuilder {
 struct Behaviour {
     delay: Option<Duration>,
     fail_with: Option<StatusCode>,
+    /// Every `n`th request (by arrival) is answered with this status.
+    fail_every: Option<(u64, StatusCode)>,
     reset: bool,
 }
 
@@ -87,6 +89,7 @@ struct Shared {
     /// The status set by [`MockHttp::set_fail_with`]; 0 when unset.
     fail_now: AtomicU16,
     requests: AtomicU64,
+    posts: AtomicU64,
     token: CancellationToken,
 }
 
@@ -133,6 +136,11 @@ impl MockHttp {
         self.shared.requests.load(Ordering::SeqCst)
     }
 
+    /// POST requests received so far (counted like [`MockHttp::requests`]).
+    pub fn posts(&self) -> u64 {
+        self.shared.posts.load(Ordering::SeqCst)
+    }
+
     /// TCP connections accepted so far, including ones closed at once by `reset`.
     pub fn connections(&self) -> u64 {
         self.connections.load(Ordering::SeqCst)
@@ -165,6 +173,13 @@ impl MockHttpBuilder {
         self
     }
 
+    /// Answers every `n`th request (the 1st, `n+1`th, … by arrival) with `status`: `n = 2`
+    /// fails half of all requests, alternately.
+    pub fn fail_every(mut self, n: u64, status: StatusCode) -> Self {
+        self.behaviour.fail_every = Some((n.max(1), status));
+        self
+    }
+
     /// Accepts each TCP connection and resets it at once (`SO_LINGER` 0) without reading or
     /// answering: the proxy should answer 502.
     pub fn reset(mut self) -> Self {
@@ -182,6 +197,7 @@ impl MockHttpBuilder {
             behaviour: self.behaviour,
             fail_now: AtomicU16::new(0),
             requests: AtomicU64::new(0),
+            posts: AtomicU64::new(0),
             token: token.clone(),
         });
         let state = Arc::clone(&shared);
@@ -272,13 +288,20 @@ async fn handle(
     shared: Arc<Shared>,
     req: Request<Incoming>,
 ) -> Result<Response<MockBody>, Infallible> {
-    shared.requests.fetch_add(1, Ordering::SeqCst);
+    let seq = shared.requests.fetch_add(1, Ordering::SeqCst);
+    if req.method() == http::Method::POST {
+        shared.posts.fetch_add(1, Ordering::SeqCst);
+    }
     let seen = seen_headers(&req);
     if let Some(delay) = shared.behaviour.delay {
         tokio::time::sleep(delay).await;
     }
     let fail_now = StatusCode::from_u16(shared.fail_now.load(Ordering::SeqCst)).ok();
-    let mut resp = if let Some(status) = fail_now.or(shared.behaviour.fail_with) {
+    let fail_turn = shared
+        .behaviour
+        .fail_every
+        .and_then(|(n, status)| seq.is_multiple_of(n).then_some(status));
+    let mut resp = if let Some(status) = fail_now.or(shared.behaviour.fail_with).or(fail_turn) {
         text(status, shared.name.clone())
     } else if req.version() <= http::Version::HTTP_11 && ws::is_upgrade(req.headers()) {
         ws::accept(req, shared.token.child_token())
@@ -373,6 +396,7 @@ fn headers_body(req: &Request<Incoming>) -> Response<MockBody> {
 
 /// `/sink`: reads the body to its end, keeping only the byte count.
 async fn sink(mut body: Incoming) -> Response<MockBody> {
+    let started = std::time::Instant::now();
     let mut total: u64 = 0;
     while let Some(frame) = body.frame().await {
         match frame {
@@ -384,7 +408,12 @@ async fn sink(mut body: Incoming) -> Response<MockBody> {
             Err(error) => return text(StatusCode::BAD_REQUEST, error.to_string()),
         }
     }
-    text(StatusCode::OK, total.to_string())
+    let mut resp = text(StatusCode::OK, total.to_string());
+    let took = started.elapsed().as_millis().to_string();
+    if let Ok(v) = HeaderValue::from_str(&took) {
+        resp.headers_mut().insert("x-body-ms", v);
+    }
+    resp
 }
 
 /// A response with a fixed body.

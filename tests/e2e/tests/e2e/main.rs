@@ -14,6 +14,7 @@ mod policies;
 mod redis;
 mod reload;
 mod request_hygiene;
+mod retries;
 mod routing;
 mod streaming;
 mod tcp;
