@@ -176,10 +176,10 @@ impl<'a> Attempts<'a> {
             };
             let Ok(slot) = cluster.breakers.retry() else {
                 cluster.retry_budget.record_overflow();
-                return t.finish();
+                return t.refused("max_retries").finish();
             };
             if !cluster.retry_budget.try_retry(cluster.clock().now()) {
-                return t.finish();
+                return t.refused("retry_budget").finish();
             }
             // The failed answer is dropped before the wait: its connection and in-flight
             // count are not held while nothing happens.
@@ -329,6 +329,18 @@ impl<'a> Attempts<'a> {
 // === impl Tried ===
 
 impl Tried {
+    /// Marks a failed answer whose retry `limit` refused, as a full circuit breaker's 503 is
+    /// marked (`x-weir-overloaded`); a failure without a response keeps its own error.
+    fn refused(mut self, limit: &'static str) -> Self {
+        if let Ok(up) = &mut self.result {
+            up.response.headers_mut().insert(
+                super::respond::OVERLOADED,
+                http::HeaderValue::from_static(limit),
+            );
+        }
+        self
+    }
+
     fn finish(self) -> Result<Answer, Error> {
         let upstream = self.result?;
         Ok(Answer {

@@ -60,7 +60,7 @@ fn grpc_status_for(kind: ErrorKind) -> GrpcStatus {
 }
 
 /// Names the circuit-breaker limit that refused a request (Envoy's `x-envoy-overloaded`).
-const OVERLOADED: &str = "x-weir-overloaded";
+pub(crate) const OVERLOADED: &str = "x-weir-overloaded";
 
 /// The response for a failed request.
 pub(crate) fn error(e: &Error, grpc: bool) -> Response<ProxyBody> {

@@ -111,9 +111,11 @@ async fn the_budget_caps_retries_when_every_endpoint_fails() {
     let p = TestProxy::start(&config(route, cluster, &[a.addr(), b.addr()])).await;
     let client = h1_client();
 
+    let mut marked = 0;
     for _ in 0..500 {
         let r = get(&client, &p.url("/"), &[]).await;
         assert_eq!(r.status, StatusCode::SERVICE_UNAVAILABLE);
+        marked += usize::from(r.header("x-weir-overloaded") == "retry_budget");
     }
     // Without the budget 500 requests would be 1,500 attempts; with it, 20 % more at most.
     let attempts = a.requests() + b.requests();
@@ -127,6 +129,38 @@ async fn the_budget_caps_retries_when_every_endpoint_fails() {
         .retry_stats();
     assert_eq!(stats.retries, 100);
     assert!(stats.budget_exhausted >= 400, "{stats:?}");
+    assert_eq!(
+        marked as u64, stats.budget_exhausted,
+        "an answer whose retry the budget refused says so"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn max_retries_caps_retries_in_progress() {
+    let slow_fail = MockHttp::builder("slow-fail")
+        .delay(Duration::from_millis(300))
+        .fail_with(StatusCode::SERVICE_UNAVAILABLE)
+        .start()
+        .await;
+    let route = "        retry: { attempts: 2, on: [503], backoff: { base: 1ms } }";
+    let cluster = "    circuit_breakers: { max_retries: 1 }\n    retry_budget: { percent: 100 }";
+    let p = TestProxy::start(&config(route, cluster, &[slow_fail.addr()])).await;
+    let client = h1_client();
+    // Six requests fail together after 300 ms; one retry slot is held for the next 300 ms.
+    let url = p.url("/");
+    let replies = futures_util::future::join_all((0..6).map(|_| get(&client, &url, &[]))).await;
+    let refused = replies
+        .iter()
+        .filter(|r| r.header("x-weir-overloaded") == "max_retries")
+        .count();
+    let snapshot = p.proxy().snapshots().load();
+    let cluster = snapshot.cluster("c").unwrap();
+    let (breakers, retries) = (cluster.breaker_stats(), cluster.retry_stats());
+    assert!(refused >= 3, "{refused} refused; {breakers:?}");
+    assert_eq!(breakers.retry_overflows, refused as u64);
+    assert_eq!(retries.overflowed, refused as u64);
+    assert_eq!(retries.retries + refused as u64, 6);
+    assert_eq!(breakers.retries, 0, "every slot was given back");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
