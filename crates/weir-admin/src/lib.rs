@@ -16,4 +16,4 @@ mod timefmt;
 mod views;
 
 pub use server::AdminServer;
-pub use state::{AdminState, ListenerInfo};
+pub use state::{AdminState, ListenerInfo, ReloadSummary, Reloader};

@@ -4,7 +4,7 @@
 //! crate. Every answer is JSON, including errors (`{"error": ...}`): an unknown path is `404`, a
 //! known path with a method it does not take is `405` with an `allow` header, and a name that
 //! does not percent-decode to UTF-8 is `400`. Reads take `GET`/`HEAD`; the calls that change
-//! state (drain, undrain) take `POST` and, when a token is configured, need
+//! state (drain, undrain, reload) take `POST` and, when a token is configured, need
 //! `authorization: Bearer <token>` (`401` otherwise). Nothing here panics on input; the request
 //! body is never read.
 
@@ -16,7 +16,8 @@ use serde::Serialize;
 
 use crate::AdminState;
 use crate::views::{
-    ClusterView, ClustersView, EndpointView, ErrorView, ListenersView, ReadyView, data_plane_now,
+    ClusterView, ClustersView, EndpointView, ErrorView, ListenersView, ReadyView, ReloadView,
+    data_plane_now,
 };
 
 /// The body of every admin response.
@@ -31,6 +32,8 @@ const ALLOW_POST: &str = "POST";
 #[derive(Debug, PartialEq, Eq)]
 enum Route<'a> {
     Read(Read<'a>),
+    /// `/reload`: load the config source again and apply it.
+    Reload,
     /// `/clusters/{name}/endpoints/{address}/{drain|undrain}`, still percent-encoded.
     Drain {
         cluster: &'a str,
@@ -56,11 +59,7 @@ pub(crate) fn handle<B>(state: &AdminState, req: &Request<B>) -> Response<AdminB
         return error(StatusCode::NOT_FOUND, format!("no such path: {path}"));
     };
     match route {
-        Route::Drain {
-            cluster,
-            endpoint,
-            drain,
-        } => {
+        Route::Drain { .. } | Route::Reload => {
             if req.method() != Method::POST {
                 return method_not_allowed(req.method(), path, ALLOW_POST, "POST");
             }
@@ -74,7 +73,14 @@ pub(crate) fn handle<B>(state: &AdminState, req: &Request<B>) -> Response<AdminB
                     .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
                 return res;
             }
-            set_drain(state, cluster, endpoint, drain)
+            match route {
+                Route::Drain {
+                    cluster,
+                    endpoint,
+                    drain,
+                } => set_drain(state, cluster, endpoint, drain),
+                _ => reload(state),
+            }
         }
         Route::Read(read) => {
             let head = match *req.method() {
@@ -155,6 +161,39 @@ fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
     diff == 0
 }
 
+/// Loads and applies the config source again: `200` with what was applied, `400` with the
+/// config error (the running config keeps serving), `409` when weir was not started from a
+/// file.
+fn reload(state: &AdminState) -> Response<AdminBody> {
+    let Some(reloader) = state.reloader() else {
+        return error(
+            StatusCode::CONFLICT,
+            "this weir was not started from a config file; there is nothing to reload".into(),
+        );
+    };
+    match reloader.reload() {
+        Ok(summary) => {
+            tracing::info!(
+                clusters = summary.clusters,
+                "config reloaded via the admin API"
+            );
+            json(
+                StatusCode::OK,
+                &ReloadView {
+                    reloaded: true,
+                    summary,
+                },
+            )
+        }
+        Err(message) => {
+            tracing::error!(
+                "reload via the admin API rejected, the running config keeps serving: {message}"
+            );
+            error(StatusCode::BAD_REQUEST, message)
+        }
+    }
+}
+
 /// Drains (or undrains) one endpoint: a drained endpoint gets no new requests; those running
 /// finish. Answers the endpoint's view after the change.
 fn set_drain(
@@ -216,6 +255,7 @@ impl<'a> Route<'a> {
         let mut segments = path.strip_prefix('/')?.split('/');
         let route = match (segments.next()?, segments.next()) {
             ("ready", None) => Self::Read(Read::Ready),
+            ("reload", None) => Self::Reload,
             ("clusters", None) => Self::Read(Read::Clusters),
             ("listeners", None) => Self::Read(Read::Listeners),
             ("clusters", Some(cluster)) if !cluster.is_empty() => {
@@ -325,6 +365,8 @@ mod tests {
     fn paths_parse_to_routes() {
         assert_eq!(Route::parse("/ready"), Some(Route::Read(Read::Ready)));
         assert_eq!(Route::parse("/ready/"), Some(Route::Read(Read::Ready)));
+        assert_eq!(Route::parse("/reload"), Some(Route::Reload));
+        assert_eq!(Route::parse("/reload/now"), None);
         assert_eq!(Route::parse("/clusters"), Some(Route::Read(Read::Clusters)));
         assert_eq!(
             Route::parse("/clusters/web"),

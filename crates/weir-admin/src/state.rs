@@ -17,6 +17,24 @@ pub struct AdminState {
     snapshots: SnapshotHandle,
     listeners: Arc<[ListenerInfo]>,
     token: Option<Arc<str>>,
+    reloader: Option<Arc<dyn Reloader>>,
+}
+
+/// Reloads the running config from its source (`POST /reload`); implemented by whatever owns
+/// the whole running weir, which this crate must not depend on.
+pub trait Reloader: Send + Sync + std::fmt::Debug {
+    /// Loads, validates and applies the config source again. On error nothing changed, and
+    /// the message is the one `weir check` would print.
+    fn reload(&self) -> Result<ReloadSummary, String>;
+}
+
+/// What a reload applied.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+pub struct ReloadSummary {
+    /// Clusters in the new config.
+    pub clusters: usize,
+    /// Endpoints with an active health check after the reload.
+    pub checked_endpoints: usize,
 }
 
 /// One listener as the admin API shows it.
@@ -39,7 +57,19 @@ impl AdminState {
             snapshots,
             listeners: listeners.into(),
             token: None,
+            reloader: None,
         }
+    }
+
+    /// Serves `POST /reload` through `reloader`.
+    pub fn with_reloader(mut self, reloader: Arc<dyn Reloader>) -> Self {
+        self.reloader = Some(reloader);
+        self
+    }
+
+    /// What `POST /reload` calls, if anything can reload.
+    pub fn reloader(&self) -> Option<&dyn Reloader> {
+        self.reloader.as_deref()
     }
 
     /// Requires `authorization: Bearer <token>` on requests that change state.

@@ -28,6 +28,14 @@ pub(crate) struct ErrorView {
     pub(crate) error: String,
 }
 
+/// The answer to a successful `POST /reload`.
+#[derive(Debug, Serialize)]
+pub(crate) struct ReloadView {
+    pub(crate) reloaded: bool,
+    #[serde(flatten)]
+    pub(crate) summary: crate::ReloadSummary,
+}
+
 /// Body of `GET /clusters`.
 #[derive(Debug, Serialize)]
 pub(crate) struct ClustersView {

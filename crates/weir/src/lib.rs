@@ -8,22 +8,46 @@
 //! end-to-end tests both run weir through it, so they test the same assembly.
 
 use std::net::SocketAddr;
-use std::sync::Arc;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use anyhow::Context;
-use weir_admin::{AdminServer, AdminState};
+use tokio_util::sync::CancellationToken;
+use weir_admin::{AdminServer, AdminState, ReloadSummary, Reloader};
 use weir_config::{ListenerProtocol, ValidatedConfig};
 use weir_core::SystemClock;
 use weir_probe::{CheckTarget, HealthChecker};
-use weir_proxy::{Proxy, Snapshot};
+use weir_proxy::{Proxy, Snapshot, SnapshotHandle};
+
+mod watch;
 
 /// A running weir instance.
 #[derive(Debug)]
 pub struct Weir {
     proxy: Proxy,
-    checker: HealthChecker,
+    control: Arc<Control>,
     admin: Option<AdminServer>,
+    /// Stops the config file watcher, if one runs.
+    watching: CancellationToken,
+}
+
+/// What a reload needs, shared by [`Weir::reload`], the admin API's `POST /reload`, `SIGHUP`
+/// and the file watcher; one reload runs at a time.
+#[derive(Debug)]
+struct Control {
+    snapshots: SnapshotHandle,
+    /// The config file, when weir was started from one.
+    source: Option<PathBuf>,
+    state: Mutex<ControlState>,
+    applied: AtomicU64,
+    rejected: AtomicU64,
+}
+
+#[derive(Debug)]
+struct ControlState {
+    checker: HealthChecker,
     /// The listeners as bound at start: a reload may change their routes, not the set.
     listeners: Vec<ListenerKey>,
 }
@@ -40,18 +64,55 @@ pub struct ReloadReport {
     pub checked_endpoints: usize,
 }
 
+/// Reloads so far: applied, and rejected (the old config kept serving).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct ReloadCounts {
+    /// Reloads that swapped in a new snapshot.
+    pub applied: u64,
+    /// Reloads refused because the config did not load, validate or compile.
+    pub rejected: u64,
+}
+
 // === impl Weir ===
 
 impl Weir {
     /// Starts the proxy's listeners, the health checks and (when configured) the admin API.
-    /// Must run inside a tokio runtime.
+    /// Must run inside a tokio runtime. Without a config file, `POST /reload` answers 409; see
+    /// [`Weir::start_file`].
     pub async fn start(config: &ValidatedConfig) -> anyhow::Result<Self> {
+        Self::start_with_source(config, None).await
+    }
+
+    /// Loads `path` and starts weir from it; [`Weir::reload_file`], `POST /reload` and
+    /// [`Weir::watch`] load the same file again.
+    pub async fn start_file(path: &Path) -> anyhow::Result<Self> {
+        let config = weir_config::load_file(path)?;
+        Self::start_with_source(&config, Some(path.to_path_buf())).await
+    }
+
+    async fn start_with_source(
+        config: &ValidatedConfig,
+        source: Option<PathBuf>,
+    ) -> anyhow::Result<Self> {
         let proxy = Proxy::start(config).await?;
         let mut checker = HealthChecker::new(Arc::new(SystemClock));
         checker.reconcile(check_targets(&proxy.snapshots().load()));
+        let control = Arc::new(Control {
+            snapshots: proxy.snapshots().clone(),
+            source,
+            state: Mutex::new(ControlState {
+                checker,
+                listeners: listener_keys(config),
+            }),
+            applied: AtomicU64::new(0),
+            rejected: AtomicU64::new(0),
+        });
         let admin = match &config.config().admin {
             Some(admin) => {
-                let state = AdminState::for_proxy(&proxy, config);
+                let mut state = AdminState::for_proxy(&proxy, config);
+                if control.source.is_some() {
+                    state = state.with_reloader(Arc::clone(&control) as Arc<dyn Reloader>);
+                }
                 let server = AdminServer::start(admin.address, state)
                     .await
                     .with_context(|| format!("admin: cannot bind {}", admin.address))?;
@@ -62,9 +123,9 @@ impl Weir {
         };
         Ok(Self {
             proxy,
-            checker,
+            control,
             admin,
-            listeners: listener_keys(config),
+            watching: CancellationToken::new(),
         })
     }
 
@@ -74,39 +135,37 @@ impl Weir {
     /// reconciles the health checks. Routes, clusters, endpoints and policies may change; the
     /// set of listeners (names, addresses, protocols) may not yet, and the admin address is
     /// kept. On any error nothing changes and the old config keeps serving.
-    pub fn reload(&mut self, config: &ValidatedConfig) -> anyhow::Result<ReloadReport> {
-        let next = listener_keys(config);
-        if next != self.listeners {
-            let describe = |keys: &[ListenerKey]| {
-                keys.iter()
-                    .map(|(n, a, p)| format!("{n} {a} {p:?}"))
-                    .collect::<Vec<_>>()
-                    .join(", ")
-            };
-            anyhow::bail!(
-                "the reload changes the listeners (running: [{}]; new: [{}]); adding, removing \
-                 or re-addressing listeners needs a restart for now",
-                describe(&self.listeners),
-                describe(&next)
-            );
+    pub fn reload(&self, config: &ValidatedConfig) -> anyhow::Result<ReloadReport> {
+        self.control.apply(config)
+    }
+
+    /// Loads the config file weir was started from again and applies it as [`Weir::reload`]
+    /// does; a file that fails to load is rejected the same way.
+    pub fn reload_file(&self) -> anyhow::Result<ReloadReport> {
+        self.control.reload_source()
+    }
+
+    /// Reloads whenever the config file's contents change, checking every `interval`, until
+    /// shutdown. A no-op without a config file.
+    pub fn watch(&self, interval: Duration) {
+        if let Some(path) = self.control.source.clone() {
+            let control = Arc::clone(&self.control);
+            let stop = self.watching.clone();
+            // Read now, so a change made right after this call is seen as one.
+            let current = std::fs::read(&path).ok();
+            tokio::spawn(watch::watch(path, current, interval, stop, move || {
+                // Errors are logged and counted inside.
+                let _ = control.reload_source();
+            }));
         }
-        let snapshots = self.proxy.snapshots();
-        let current = snapshots.load();
-        let snapshot = Snapshot::compile(config, Some(&current))?;
-        let targets = check_targets(&snapshot);
-        let clusters = snapshot.clusters().len();
-        snapshots.store(snapshot);
-        self.checker.reconcile(targets);
-        let report = ReloadReport {
-            clusters,
-            checked_endpoints: self.checker.len(),
-        };
-        tracing::info!(
-            clusters = report.clusters,
-            checked_endpoints = report.checked_endpoints,
-            "config reloaded"
-        );
-        Ok(report)
+    }
+
+    /// Reloads applied and rejected so far (by any means).
+    pub fn reload_counts(&self) -> ReloadCounts {
+        ReloadCounts {
+            applied: self.control.applied.load(Ordering::Relaxed),
+            rejected: self.control.rejected.load(Ordering::Relaxed),
+        }
     }
 
     /// The data plane.
@@ -121,17 +180,109 @@ impl Weir {
 
     /// Endpoints whose health checks are running.
     pub fn checked_endpoints(&self) -> usize {
-        self.checker.len()
+        self.control.lock().checker.len()
     }
 
-    /// Stops the health checks and the admin API, then drains the proxy for up to `grace`;
-    /// `true` if everything in flight finished in time.
+    /// Stops the file watcher, the health checks and the admin API, then drains the proxy for
+    /// up to `grace`; `true` if everything in flight finished in time.
     pub async fn shutdown(mut self, grace: Duration) -> bool {
-        self.checker.shutdown();
+        self.watching.cancel();
+        self.control.lock().checker.shutdown();
         if let Some(admin) = self.admin.take() {
             admin.shutdown().await;
         }
         self.proxy.shutdown(grace).await
+    }
+}
+
+// === impl Control ===
+
+impl Control {
+    /// The reload state; a panic while it was held leaves it usable (it holds no invariant a
+    /// half-done reload could break: the snapshot swap is the last step).
+    fn lock(&self) -> std::sync::MutexGuard<'_, ControlState> {
+        self.state
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// Loads the config file again and applies it; every outcome is logged and counted.
+    fn reload_source(&self) -> anyhow::Result<ReloadReport> {
+        let Some(path) = &self.source else {
+            anyhow::bail!("weir was not started from a config file");
+        };
+        let result = match weir_config::load_file(path) {
+            Ok(config) => self.apply(&config),
+            Err(e) => {
+                self.rejected.fetch_add(1, Ordering::Relaxed);
+                Err(e.into())
+            }
+        };
+        if let Err(e) = &result {
+            tracing::error!(
+                file = %path.display(),
+                "reload rejected, the running config keeps serving: {e:#}"
+            );
+        }
+        result
+    }
+
+    /// Applies `config`, counting the outcome.
+    fn apply(&self, config: &ValidatedConfig) -> anyhow::Result<ReloadReport> {
+        let result = self.apply_inner(config);
+        let counter = if result.is_ok() {
+            &self.applied
+        } else {
+            &self.rejected
+        };
+        counter.fetch_add(1, Ordering::Relaxed);
+        result
+    }
+
+    fn apply_inner(&self, config: &ValidatedConfig) -> anyhow::Result<ReloadReport> {
+        let mut state = self.lock();
+        let next = listener_keys(config);
+        if next != state.listeners {
+            let describe = |keys: &[ListenerKey]| {
+                keys.iter()
+                    .map(|(n, a, p)| format!("{n} {a} {p:?}"))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            };
+            anyhow::bail!(
+                "the reload changes the listeners (running: [{}]; new: [{}]); adding, removing \
+                 or re-addressing listeners needs a restart for now",
+                describe(&state.listeners),
+                describe(&next)
+            );
+        }
+        let current = self.snapshots.load();
+        let snapshot = Snapshot::compile(config, Some(&current))?;
+        let targets = check_targets(&snapshot);
+        let clusters = snapshot.clusters().len();
+        self.snapshots.store(snapshot);
+        state.checker.reconcile(targets);
+        let report = ReloadReport {
+            clusters,
+            checked_endpoints: state.checker.len(),
+        };
+        tracing::info!(
+            clusters = report.clusters,
+            checked_endpoints = report.checked_endpoints,
+            "config reloaded"
+        );
+        Ok(report)
+    }
+}
+
+impl Reloader for Control {
+    fn reload(&self) -> Result<ReloadSummary, String> {
+        self.reload_source()
+            .map(|r| ReloadSummary {
+                clusters: r.clusters,
+                checked_endpoints: r.checked_endpoints,
+            })
+            .map_err(|e| format!("{e:#}"))
     }
 }
 

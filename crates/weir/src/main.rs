@@ -19,6 +19,7 @@ use clap::{Parser, Subcommand};
         weir demo                      start demo endpoints with weir in front and print URLs\n  \
         weir check -c weir.yaml        validate a config file (exit 0 when valid)\n  \
         weir run -c weir.yaml          serve traffic as the config says\n  \
+        weir run -c weir.yaml --watch  ... and reload when the file changes\n  \
         RUST_LOG=debug weir run -c weir.yaml   the same, with debug logs\n\n\
         Config reference: docs/config.md"
 )]
@@ -35,6 +36,9 @@ enum Command {
         /// Path to the YAML config.
         #[arg(short, long, value_name = "FILE")]
         config: PathBuf,
+        /// Reload when the config file changes, checking once a second.
+        #[arg(long)]
+        watch: bool,
     },
     /// Validate a config file and exit: 0 when valid, 1 with the error otherwise.
     #[command(after_help = "Example:\n  weir check -c weir.yaml && echo valid")]
@@ -73,7 +77,9 @@ fn main() -> ExitCode {
     };
     let result = runtime.block_on(async {
         match cli.command {
-            Command::Run { config } => run::run(&config).await,
+            Command::Run { config, watch } => {
+                run::run(&config, watch.then_some(std::time::Duration::from_secs(1))).await
+            }
             Command::Check { config } => run::check(&config),
             Command::Demo { port, duration } => demo::demo(port, duration).await,
         }

@@ -26,10 +26,12 @@ pub(crate) fn check(path: &Path) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Serves `path` until SIGINT or SIGTERM, then drains.
-pub(crate) async fn run(path: &Path) -> anyhow::Result<()> {
-    let config = weir_config::load_file(path)?;
-    let mut weir = Weir::start(&config).await?;
+/// Serves `path` until SIGINT or SIGTERM, then drains. `SIGHUP`, `POST /reload` on the admin
+/// API and (with `watch`) a change of the file reload it; a config that fails to load, validate
+/// or compile is logged with the same precise error as `weir check` and the old one keeps
+/// serving.
+pub(crate) async fn run(path: &Path, watch: Option<Duration>) -> anyhow::Result<()> {
+    let weir = Weir::start_file(path).await?;
     // Installed before the addresses are printed, so a SIGHUP sent after seeing them reloads.
     let mut hangup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())
         .context("installing the SIGHUP handler")?;
@@ -39,12 +41,16 @@ pub(crate) async fn run(path: &Path) -> anyhow::Result<()> {
     if let Some(addr) = weir.admin_addr() {
         println!("admin API on http://{addr}/clusters");
     }
+    if let Some(interval) = watch {
+        weir.watch(interval);
+    }
     let stop = wait_for_signal();
     tokio::pin!(stop);
     loop {
         tokio::select! {
             r = &mut stop => { r?; break; }
-            _ = hangup.recv() => reload(&mut weir, path),
+            // Outcomes are logged and counted by the reload itself.
+            _ = hangup.recv() => { let _ = weir.reload_file(); }
         }
     }
     tracing::info!("shutting down: draining in-flight requests");
@@ -52,24 +58,6 @@ pub(crate) async fn run(path: &Path) -> anyhow::Result<()> {
         tracing::warn!(grace = ?SHUTDOWN_GRACE, "some connections were still open after the grace period");
     }
     Ok(())
-}
-
-/// Reloads `path` into the running `weir` (SIGHUP). A config that fails to load, validate or
-/// compile is reported with the same precise error as `weir check`, and the old one keeps
-/// serving.
-fn reload(weir: &mut Weir, path: &Path) {
-    let result = weir_config::load_file(path)
-        .map_err(anyhow::Error::from)
-        .and_then(|config| weir.reload(&config));
-    match result {
-        Ok(report) => {
-            tracing::info!(file = %path.display(), clusters = report.clusters, "reload applied")
-        }
-        Err(e) => tracing::error!(
-            file = %path.display(),
-            "reload rejected, the running config keeps serving: {e:#}"
-        ),
-    }
 }
 
 /// Resolves on SIGINT (Ctrl-C) or SIGTERM.

@@ -13,6 +13,7 @@ mod outlier;
 mod policies;
 mod redis;
 mod reload;
+mod reload_live;
 mod request_hygiene;
 mod retries;
 mod routing;

@@ -45,7 +45,7 @@ async fn reloads_apply_at_once_keep_endpoint_state_and_drop_nothing() {
         .start()
         .await;
     let good = MockHttp::start("good").await;
-    let mut p = TestProxy::start(&config("l", "v1", &bad, &good)).await;
+    let p = TestProxy::start(&config("l", "v1", &bad, &good)).await;
     let client = h1_client();
     for _ in 0..6 {
         get(&client, &p.url("/"), &[]).await;
