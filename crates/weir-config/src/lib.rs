@@ -25,6 +25,7 @@ mod listener;
 mod load;
 mod path;
 mod route;
+mod traffic;
 mod validate;
 mod yaml;
 
@@ -50,6 +51,10 @@ pub use load::{
 pub use route::{
     DirectResponseConfig, HeaderRulesConfig, RedirectConfig, RouteConfig, RouteMatchConfig,
     StringMatchConfig, StringMatchRuleConfig, WeightedClusterConfig,
+};
+pub use traffic::{
+    ConfigNumber, DEFAULT_MIRROR_MAX_BODY_BYTES, FaultAbortConfig, FaultConfig, FaultDelayConfig,
+    MirrorConfig,
 };
 
 use serde::Deserialize;

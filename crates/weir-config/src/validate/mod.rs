@@ -16,6 +16,7 @@ mod health;
 mod l4;
 mod route;
 mod syntax;
+mod traffic;
 
 /// Endpoint weights outside this range are rejected.
 const MAX_ENDPOINT_WEIGHT: u32 = 10_000;
@@ -128,6 +129,7 @@ impl Checker<'_> {
             let routes = path.key("routes");
             for (j, route) in listener.routes.iter().enumerate() {
                 route::check(self, route, &routes.index(j), &clusters);
+                traffic::check(self, route, &routes.index(j), &clusters);
             }
         }
     }

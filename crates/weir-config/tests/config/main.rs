@@ -8,3 +8,4 @@ mod loading;
 mod more_rule_errors;
 mod parse_errors;
 mod rule_errors;
+mod traffic;
