@@ -23,5 +23,6 @@ pub use body::ProxyBody;
 pub use breakers::BreakerStats;
 pub use cluster::Cluster;
 pub use l4::ListenerStats;
+pub use l7::{FaultStats, MirrorStats};
 pub use server::{Proxy, ProxyError};
 pub use snapshot::{CompileError, Snapshot, SnapshotHandle};

@@ -1,14 +1,18 @@
 //! HTTP (L7) proxying: routes, the per-request service, header handling and error responses.
 
 pub(crate) mod conn;
+mod fault;
 mod grpc;
 mod headers;
 mod listener;
+mod mirror;
 mod outcome;
 mod proxy;
 mod respond;
 mod route;
 mod upgrade;
 
+pub use fault::FaultStats;
 pub(crate) use listener::HttpListener;
+pub use mirror::MirrorStats;
 pub(crate) use proxy::handle;

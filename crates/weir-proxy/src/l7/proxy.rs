@@ -7,6 +7,7 @@
 //! until the body ends. Every failure goes through [`super::respond::error`].
 
 use std::convert::Infallible;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use http::header::{HOST, HeaderValue};
@@ -21,8 +22,8 @@ use weir_router::{RequestView, host_without_port};
 
 use super::listener::HttpListener;
 use super::route::{Route, RouteAction};
-use super::{grpc, headers, outcome, respond, upgrade};
-use crate::body::{ExchangeGuards, IdleTimeout, UpstreamBody, empty, incoming};
+use super::{fault, grpc, headers, mirror, outcome, respond, upgrade};
+use crate::body::{ExchangeGuards, IdleTimeout, UpstreamBody, empty};
 use crate::hash_key::HashInput;
 use crate::server::ConnInfo;
 use crate::snapshot::Listener;
@@ -47,7 +48,7 @@ pub(crate) async fn handle(
 }
 
 async fn route_request(
-    snapshot: &Snapshot,
+    snapshot: &Arc<Snapshot>,
     listener: &HttpListener,
     conn: &ConnInfo,
     req: Request<Incoming>,
@@ -74,6 +75,9 @@ async fn route_request(
             "no route matches this request",
         ));
     };
+    if let Some(aborted) = fault::inject(route, &view).await {
+        return Ok(aborted);
+    }
     let mut response = match &route.action {
         RouteAction::Direct {
             status,
@@ -93,10 +97,14 @@ async fn route_request(
             let Some(cluster) = action.cluster(rand::random()) else {
                 return Err(Error::new(ErrorKind::Internal, "route has no cluster"));
             };
-            forward(
+            let (req, shadow) =
+                mirror::tee(route, snapshot, listener, conn, req, authority.as_deref());
+            let forwarded = forward(
                 snapshot, listener, route, cluster, conn, req, authority, grpc,
             )
-            .await?
+            .await;
+            shadow.primary_answered(&forwarded);
+            forwarded?
         }
     };
     route.response_headers.apply(response.headers_mut());
@@ -121,7 +129,7 @@ async fn forward(
     route: &Route,
     cluster_index: usize,
     conn: &ConnInfo,
-    mut req: Request<Incoming>,
+    mut req: Request<ProxyBody>,
     authority: Option<String>,
     grpc: bool,
 ) -> Result<Response<ProxyBody>, Error> {
@@ -173,10 +181,7 @@ async fn forward(
     route.request_headers.apply(&mut parts.headers);
     rewrite_for_upstream(&mut parts, cluster.protocol, authority.as_deref())?;
     let stall = listener.options.stream_idle_timeout;
-    let upstream_req = Request::from_parts(
-        parts,
-        IdleTimeout::new(incoming(body), stall).boxed_unsync(),
-    );
+    let upstream_req = Request::from_parts(parts, IdleTimeout::new(body, stall).boxed_unsync());
 
     let started = Instant::now();
     let sent = pool.send(upstream_req, &cluster.breakers);
@@ -232,7 +237,7 @@ async fn forward(
 
 /// Puts the request in the form the upstream protocol wants: origin-form with `Host` for
 /// HTTP/1.1, absolute-form carrying `:authority` for HTTP/2. The original authority is kept.
-fn rewrite_for_upstream(
+pub(super) fn rewrite_for_upstream(
     parts: &mut http::request::Parts,
     protocol: UpstreamProtocol,
     authority: Option<&str>,
