@@ -26,6 +26,7 @@ mod load;
 mod path;
 mod retry;
 mod route;
+mod traffic;
 mod validate;
 mod yaml;
 
@@ -54,6 +55,10 @@ pub use retry::{
 pub use route::{
     DirectResponseConfig, HeaderRulesConfig, RedirectConfig, RouteConfig, RouteMatchConfig,
     StringMatchConfig, StringMatchRuleConfig, WeightedClusterConfig,
+};
+pub use traffic::{
+    ConfigNumber, DEFAULT_MIRROR_MAX_BODY_BYTES, FaultAbortConfig, FaultConfig, FaultDelayConfig,
+    MirrorConfig,
 };
 
 use serde::Deserialize;

@@ -6,7 +6,7 @@ use std::fmt;
 use serde::de::{self, MapAccess, Visitor, value::MapAccessDeserializer};
 use serde::{Deserialize, Deserializer};
 
-use crate::ConfigDuration;
+use crate::{ConfigDuration, FaultConfig, MirrorConfig};
 
 /// One route: a match, exactly one action, and per-route policy.
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
@@ -45,6 +45,12 @@ pub struct RouteConfig {
     /// Edits applied to the response before it goes downstream.
     #[serde(default)]
     pub response_headers: HeaderRulesConfig,
+    /// Copy selected requests to a shadow cluster (`traffic.rs`). Default: none.
+    #[serde(default)]
+    pub mirror: Option<MirrorConfig>,
+    /// Delay or abort selected requests (`traffic.rs`). Default: none.
+    #[serde(default)]
+    pub fault: Option<FaultConfig>,
 }
 
 /// Conditions on a request. All given conditions must hold; an empty match matches everything.

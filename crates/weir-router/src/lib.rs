@@ -71,6 +71,11 @@ impl<A> RouteTable<A> {
             .map(|(_, a)| a)
     }
 
+    /// The action of the route at `index` (config order).
+    pub fn get(&self, index: usize) -> Option<&A> {
+        self.routes.get(index).map(|(_, a)| a)
+    }
+
     /// Number of routes.
     pub fn len(&self) -> usize {
         self.routes.len()

@@ -17,6 +17,7 @@ mod l4;
 mod retry;
 mod route;
 mod syntax;
+mod traffic;
 
 /// Endpoint weights outside this range are rejected.
 const MAX_ENDPOINT_WEIGHT: u32 = 10_000;
@@ -129,6 +130,7 @@ impl Checker<'_> {
             let routes = path.key("routes");
             for (j, route) in listener.routes.iter().enumerate() {
                 route::check(self, route, &routes.index(j), &clusters);
+                traffic::check(self, route, &routes.index(j), &clusters);
             }
         }
     }

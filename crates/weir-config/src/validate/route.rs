@@ -35,7 +35,7 @@ pub(super) fn check(c: &mut Checker<'_>, route: &RouteConfig, path: &YamlPath, c
 }
 
 /// Records `problem` at `path`, if there is one.
-fn note(c: &mut Checker<'_>, path: &YamlPath, result: Result<(), Problem>) {
+pub(super) fn note(c: &mut Checker<'_>, path: &YamlPath, result: Result<(), Problem>) {
     if let Err(problem) = result {
         c.report(path, problem.message, problem.hint);
     }
@@ -97,7 +97,7 @@ fn route_match(c: &mut Checker<'_>, m: &RouteMatchConfig, path: &YamlPath) {
     }
 }
 
-fn string_match(c: &mut Checker<'_>, rule: &StringMatchConfig, path: &YamlPath) {
+pub(super) fn string_match(c: &mut Checker<'_>, rule: &StringMatchConfig, path: &YamlPath) {
     let StringMatchConfig::Rule(rule) = rule else {
         return;
     };

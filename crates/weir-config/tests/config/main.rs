@@ -9,3 +9,4 @@ mod more_rule_errors;
 mod parse_errors;
 mod retry;
 mod rule_errors;
+mod traffic;

@@ -2,9 +2,11 @@
 
 mod attempts;
 pub(crate) mod conn;
+mod fault;
 mod grpc;
 mod headers;
 mod listener;
+mod mirror;
 mod outcome;
 mod proxy;
 mod replay;
@@ -13,5 +15,7 @@ mod retry;
 mod route;
 mod upgrade;
 
+pub use fault::FaultStats;
 pub(crate) use listener::HttpListener;
+pub use mirror::MirrorStats;
 pub(crate) use proxy::handle;

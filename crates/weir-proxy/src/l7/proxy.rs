@@ -7,6 +7,7 @@
 //! until the body ends. Every failure goes through [`super::respond::error`].
 
 use std::convert::Infallible;
+use std::sync::Arc;
 use std::time::Duration;
 
 use http::header::{HOST, HeaderValue};
@@ -23,8 +24,8 @@ use super::attempts::{Attempts, RequestBody};
 use super::listener::HttpListener;
 use super::replay::Replay;
 use super::route::{Route, RouteAction};
-use super::{grpc, headers, respond, retry, upgrade};
-use crate::body::{ExchangeGuards, IdleTimeout, UpstreamBody, empty, incoming};
+use super::{fault, grpc, headers, mirror, respond, retry, upgrade};
+use crate::body::{ExchangeGuards, IdleTimeout, UpstreamBody, empty};
 use crate::server::ConnInfo;
 use crate::snapshot::Listener;
 use crate::{ProxyBody, Snapshot};
@@ -48,7 +49,7 @@ pub(crate) async fn handle(
 }
 
 async fn route_request(
-    snapshot: &Snapshot,
+    snapshot: &Arc<Snapshot>,
     listener: &HttpListener,
     conn: &ConnInfo,
     req: Request<Incoming>,
@@ -75,6 +76,9 @@ async fn route_request(
             "no route matches this request",
         ));
     };
+    if let Some(aborted) = fault::inject(route, &view).await {
+        return Ok(aborted);
+    }
     let mut response = match &route.action {
         RouteAction::Direct {
             status,
@@ -94,10 +98,14 @@ async fn route_request(
             let Some(cluster) = action.cluster(rand::random()) else {
                 return Err(Error::new(ErrorKind::Internal, "route has no cluster"));
             };
-            forward(
+            let (req, shadow) =
+                mirror::tee(route, snapshot, listener, conn, req, authority.as_deref());
+            let forwarded = forward(
                 snapshot, listener, route, cluster, conn, req, authority, grpc,
             )
-            .await?
+            .await;
+            shadow.primary_answered(&forwarded);
+            forwarded?
         }
     };
     route.response_headers.apply(response.headers_mut());
@@ -122,7 +130,7 @@ async fn forward(
     route: &Route,
     cluster_index: usize,
     conn: &ConnInfo,
-    mut req: Request<Incoming>,
+    mut req: Request<ProxyBody>,
     authority: Option<String>,
     grpc: bool,
 ) -> Result<Response<ProxyBody>, Error> {
@@ -167,7 +175,7 @@ async fn forward(
         false => (route.retry.as_ref(), route.hedge),
     };
     let body = request_body(
-        IdleTimeout::new(incoming(body), stall).boxed_unsync(),
+        IdleTimeout::new(body, stall).boxed_unsync(),
         &parts.headers,
         route.buffer,
         retry.map(|r| r.max_replay_bytes).or(hedge.map(|_| 0)),
@@ -256,7 +264,7 @@ async fn request_body(
 
 /// Puts the request in the form the upstream protocol wants: origin-form with `Host` for
 /// HTTP/1.1, absolute-form carrying `:authority` for HTTP/2. The original authority is kept.
-fn rewrite_for_upstream(
+pub(super) fn rewrite_for_upstream(
     parts: &mut http::request::Parts,
     protocol: UpstreamProtocol,
     authority: Option<&str>,

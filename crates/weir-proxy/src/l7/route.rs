@@ -7,6 +7,8 @@ use http::{HeaderMap, StatusCode};
 use weir_config::{HeaderRulesConfig, RouteConfig};
 
 use super::retry::RetryPolicy;
+use super::fault::FaultPolicy;
+use super::mirror::MirrorPolicy;
 use crate::{Cluster, CompileError};
 
 /// What a matched request gets, plus the route's policy.
@@ -22,6 +24,10 @@ pub(crate) struct Route {
     pub(crate) buffer: Option<u64>,
     pub(crate) request_headers: HeaderRules,
     pub(crate) response_headers: HeaderRules,
+    /// Copy selected requests to a shadow cluster (`mirror.rs`).
+    pub(crate) mirror: Option<MirrorPolicy>,
+    /// Delay or abort selected requests (`fault.rs`).
+    pub(crate) fault: Option<FaultPolicy>,
 }
 
 /// The action of a route.
@@ -133,6 +139,12 @@ impl Route {
                 &cfg.response_headers,
                 &format!("{at}.response_headers"),
             )?,
+            mirror: (cfg.mirror.as_ref())
+                .map(|m| MirrorPolicy::compile(m, clusters, &format!("{at}.mirror")))
+                .transpose()?,
+            fault: (cfg.fault.as_ref())
+                .map(|f| FaultPolicy::compile(f, &format!("{at}.fault")))
+                .transpose()?,
         })
     }
 }
