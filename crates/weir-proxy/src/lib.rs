@@ -24,7 +24,7 @@ pub use body::ProxyBody;
 pub use breakers::BreakerStats;
 pub use cluster::Cluster;
 pub use l4::ListenerStats;
-pub use retry_budget::RetryStats;
 pub use l7::{FaultStats, MirrorStats};
+pub use retry_budget::RetryStats;
 pub use server::{Proxy, ProxyError};
 pub use snapshot::{CompileError, Snapshot, SnapshotHandle};

@@ -6,9 +6,9 @@ use http::header::{HeaderName, HeaderValue};
 use http::{HeaderMap, StatusCode};
 use weir_config::{HeaderRulesConfig, RouteConfig};
 
-use super::retry::RetryPolicy;
 use super::fault::FaultPolicy;
 use super::mirror::MirrorPolicy;
+use super::retry::RetryPolicy;
 use crate::{Cluster, CompileError};
 
 /// What a matched request gets, plus the route's policy.

@@ -160,6 +160,7 @@ async fn the_watcher_reloads_when_the_file_changes() {
 /// One request of the load: when it started, and what answered.
 struct Seen {
     started: Instant,
+    finished: Instant,
     status: StatusCode,
     tag: String,
     endpoint: String,
@@ -201,6 +202,7 @@ async fn load(
         };
         seen.push(Seen {
             started,
+            finished: Instant::now(),
             status,
             tag,
             endpoint,
@@ -251,13 +253,13 @@ async fn twenty_reloads_under_load_fail_nothing_and_apply_at_once() {
     let failed = seen.iter().filter(|s| s.status != StatusCode::OK).count();
     assert_eq!(failed, 0, "{failed} of {} requests failed", seen.len());
     assert!(seen.len() > 1500, "the load ran: {} requests", seen.len());
-    // A request that starts after reload k returned and before reload k+1 began must see
-    // config k; those that start while a reload runs may see either.
+    // A request that starts after reload k returned and ends before reload k+1 begins must see
+    // config k; one that overlaps a reload may see either.
     for (k, &(_, at, tag)) in reloads.iter().enumerate() {
         let until = reloads.get(k + 1).map(|r| r.0);
         let after: Vec<&Seen> = seen
             .iter()
-            .filter(|s| s.started >= at && until.is_none_or(|u| s.started < u))
+            .filter(|s| s.started >= at && until.is_none_or(|u| s.finished < u))
             .collect();
         let stale = after.iter().filter(|s| s.tag != tag).count();
         assert_eq!(
