@@ -24,6 +24,7 @@ mod l4;
 mod listener;
 mod load;
 mod path;
+mod rate_limit;
 mod route;
 mod validate;
 mod yaml;
@@ -47,6 +48,10 @@ pub use listener::{AdminConfig, HttpOptionsConfig, ListenerConfig, ListenerProto
 pub use load::{
     ValidatedConfig, load_file, load_file_all, load_str, load_str_all, validate_config,
 };
+pub use rate_limit::{
+    FailureMode, GlobalRateLimitConfig, ListenerRateLimitConfig, LocalRateLimitConfig,
+    RateLimitKeyPart, RateLimitServiceConfig, RouteRateLimitConfig,
+};
 pub use route::{
     DirectResponseConfig, HeaderRulesConfig, RedirectConfig, RouteConfig, RouteMatchConfig,
     StringMatchConfig, StringMatchRuleConfig, WeightedClusterConfig,
@@ -67,4 +72,7 @@ pub struct Config {
     /// Named sets of endpoints that routes send traffic to.
     #[serde(default)]
     pub clusters: Vec<ClusterConfig>,
+    /// Where global rate limits are counted (Redis); needed by any `rate_limit.global`.
+    #[serde(default)]
+    pub rate_limit_service: Option<RateLimitServiceConfig>,
 }

@@ -36,6 +36,9 @@ pub struct RouteConfig {
     /// Edits applied to the response before it goes downstream.
     #[serde(default)]
     pub response_headers: HeaderRulesConfig,
+    /// Request rate limits (local and/or global), see `docs/rate-limiting.md`.
+    #[serde(default)]
+    pub rate_limit: Option<crate::RouteRateLimitConfig>,
 }
 
 /// Conditions on a request. All given conditions must hold; an empty match matches everything.

@@ -7,4 +7,5 @@ mod health;
 mod loading;
 mod more_rule_errors;
 mod parse_errors;
+mod rate_limit;
 mod rule_errors;
