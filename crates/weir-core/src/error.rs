@@ -31,6 +31,10 @@ pub enum ErrorKind {
     MethodNotAllowed,
     /// A circuit breaker of the cluster is full; the context names the limit.
     Overloaded,
+    /// The client went over a rate limit of the route.
+    RateLimited,
+    /// A global rate limit with `failure_mode: closed` cannot reach its rate limit service.
+    RateLimitUnavailable,
     /// A bug or resource problem inside weir.
     Internal,
 }
@@ -61,12 +65,14 @@ impl ErrorKind {
     /// The side this kind of error usually comes from.
     pub fn side(self) -> Side {
         match self {
-            ErrorKind::NoRoute | ErrorKind::DownstreamProtocol | ErrorKind::MethodNotAllowed => {
-                Side::Downstream
-            }
-            ErrorKind::NoHealthyEndpoint | ErrorKind::Overloaded | ErrorKind::Internal => {
-                Side::Internal
-            }
+            ErrorKind::NoRoute
+            | ErrorKind::DownstreamProtocol
+            | ErrorKind::MethodNotAllowed
+            | ErrorKind::RateLimited => Side::Downstream,
+            ErrorKind::NoHealthyEndpoint
+            | ErrorKind::Overloaded
+            | ErrorKind::RateLimitUnavailable
+            | ErrorKind::Internal => Side::Internal,
             ErrorKind::ConnectFailed
             | ErrorKind::ConnectTimeout
             | ErrorKind::UpstreamTimeout

@@ -29,6 +29,8 @@ pub struct CompileError {
 pub struct Snapshot {
     pub(crate) listeners: Vec<Listener>,
     pub(crate) clusters: Vec<Cluster>,
+    /// Where global rate limits are counted; read by the rate limit sync task.
+    pub(crate) rate_limit_service: Option<weir_config::RateLimitServiceConfig>,
 }
 
 /// A compiled listener, by protocol; indices match the config's `listeners` list.
@@ -84,6 +86,7 @@ impl Snapshot {
         Ok(Self {
             listeners,
             clusters,
+            rate_limit_service: cfg.rate_limit_service.clone(),
         })
     }
 

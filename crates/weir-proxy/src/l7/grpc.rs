@@ -43,6 +43,7 @@ pub(crate) fn timeout(headers: &HeaderMap) -> Option<Duration> {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum GrpcStatus {
     DeadlineExceeded = 4,
+    ResourceExhausted = 8,
     Unimplemented = 12,
     Internal = 13,
     Unavailable = 14,

@@ -14,6 +14,8 @@ use crate::{Cluster, CompileError};
 pub(crate) struct HttpListener {
     pub(crate) routes: RouteTable<Route>,
     pub(crate) options: HttpOptions,
+    /// Each route's rate limits, by route index (for the sync task and the counters).
+    pub(crate) rate_limits: Vec<Option<std::sync::Arc<crate::rate_limit::RouteLimiter>>>,
 }
 
 /// Connection-level limits and options, resolved from config.
@@ -38,7 +40,7 @@ impl HttpListener {
         clusters: &[Cluster],
         path: &str,
     ) -> Result<Self, CompileError> {
-        let routes = cfg
+        let routes: Vec<_> = cfg
             .routes
             .iter()
             .enumerate()
@@ -49,7 +51,8 @@ impl HttpListener {
                         path: format!("{at}.match"),
                         reason: e.to_string(),
                     })?;
-                Ok((matcher, Route::compile(r, clusters, &at)?))
+                let id = format!("{}/{i}", cfg.name);
+                Ok((matcher, Route::compile(r, clusters, &at, &id)?))
             })
             .collect::<Result<_, CompileError>>()?;
         let h = &cfg.http;
@@ -65,7 +68,9 @@ impl HttpListener {
             }
             None => None,
         };
+        let rate_limits = routes.iter().map(|(_, r)| r.rate_limit.clone()).collect();
         Ok(Self {
+            rate_limits,
             routes: RouteTable::new(routes),
             options: HttpOptions {
                 header_read_timeout: h.header_read_timeout.get(),

@@ -6,7 +6,7 @@ mod headers;
 mod listener;
 mod outcome;
 mod proxy;
-mod respond;
+pub(crate) mod respond;
 mod route;
 mod upgrade;
 

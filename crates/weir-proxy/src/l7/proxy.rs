@@ -74,6 +74,12 @@ async fn route_request(
             "no route matches this request",
         ));
     };
+    // Rate limits: decided from memory, before any cluster is picked.
+    if let Some(refused) =
+        (route.rate_limit.as_ref()).and_then(|l| l.check(req.headers(), conn.remote.ip(), grpc))
+    {
+        return Ok(refused);
+    }
     let mut response = match &route.action {
         RouteAction::Direct {
             status,

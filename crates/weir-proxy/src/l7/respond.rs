@@ -22,6 +22,8 @@ pub(crate) fn status_for(kind: ErrorKind) -> StatusCode {
         ErrorKind::ConnectTimeout | ErrorKind::UpstreamTimeout => StatusCode::GATEWAY_TIMEOUT,
         ErrorKind::DownstreamProtocol => StatusCode::BAD_REQUEST,
         ErrorKind::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
+        ErrorKind::RateLimited => StatusCode::TOO_MANY_REQUESTS,
+        ErrorKind::RateLimitUnavailable => StatusCode::SERVICE_UNAVAILABLE,
         _ => StatusCode::INTERNAL_SERVER_ERROR,
     }
 }
@@ -39,6 +41,8 @@ fn client_message(e: &Error) -> &str {
         ErrorKind::ConnectTimeout => "upstream connect timeout",
         ErrorKind::UpstreamTimeout => "upstream request timeout",
         ErrorKind::UpstreamProtocol => "upstream reset or closed before responding",
+        ErrorKind::RateLimited => "rate limit exceeded",
+        ErrorKind::RateLimitUnavailable => "rate limit service unavailable",
         _ => "internal error",
     }
 }
@@ -47,6 +51,8 @@ fn grpc_status_for(kind: ErrorKind) -> GrpcStatus {
     match kind {
         ErrorKind::NoRoute | ErrorKind::MethodNotAllowed => GrpcStatus::Unimplemented,
         ErrorKind::UpstreamTimeout => GrpcStatus::DeadlineExceeded,
+        ErrorKind::RateLimited => GrpcStatus::ResourceExhausted,
+        ErrorKind::RateLimitUnavailable => GrpcStatus::Unavailable,
         ErrorKind::NoHealthyEndpoint
         | ErrorKind::Overloaded
         | ErrorKind::ConnectFailed

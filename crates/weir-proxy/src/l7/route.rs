@@ -1,11 +1,13 @@
 //! A route's action and per-route policy, compiled so a request only follows indices.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use http::header::{HeaderName, HeaderValue};
 use http::{HeaderMap, StatusCode};
 use weir_config::{HeaderRulesConfig, RouteConfig};
 
+use crate::rate_limit::RouteLimiter;
 use crate::{Cluster, CompileError};
 
 /// What a matched request gets, plus the route's policy.
@@ -15,6 +17,8 @@ pub(crate) struct Route {
     pub(crate) timeout: Option<Duration>,
     pub(crate) request_headers: HeaderRules,
     pub(crate) response_headers: HeaderRules,
+    /// Rate limits checked right after the route matches.
+    pub(crate) rate_limit: Option<Arc<RouteLimiter>>,
 }
 
 /// The action of a route.
@@ -53,11 +57,13 @@ pub(crate) struct HeaderRules {
 // === impl Route ===
 
 impl Route {
-    /// Compiles `cfg`; `at` is its YAML path for error messages.
+    /// Compiles `cfg`; `at` is its YAML path for error messages, `id` its name in shared rate
+    /// limit counters (`<listener>/<index>`).
     pub(crate) fn compile(
         cfg: &RouteConfig,
         clusters: &[Cluster],
         at: &str,
+        id: &str,
     ) -> Result<Self, CompileError> {
         let err = |field: &str, reason: String| CompileError {
             path: format!("{at}.{field}"),
@@ -123,6 +129,11 @@ impl Route {
                 &cfg.response_headers,
                 &format!("{at}.response_headers"),
             )?,
+            rate_limit: cfg
+                .rate_limit
+                .as_ref()
+                .map(|r| RouteLimiter::compile(r, id, at).map(Arc::new))
+                .transpose()?,
         })
     }
 }
