@@ -232,7 +232,8 @@ struct Link {
 /// `shutdown` fires. Started by `Proxy::start`; idles while no service is configured.
 pub(crate) async fn sync_loop(snapshots: SnapshotHandle, shutdown: CancellationToken) {
     let mut link: Option<Link> = None;
-    let mut sleep = IDLE_SLEEP;
+    // The first round runs at once: it connects before traffic needs the counts.
+    let mut sleep = Duration::ZERO;
     loop {
         tokio::select! {
             _ = shutdown.cancelled() => return,
