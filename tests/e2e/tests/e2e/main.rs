@@ -11,6 +11,7 @@ mod http_proxy;
 mod limits;
 mod outlier;
 mod policies;
+mod rate_limit;
 mod redis;
 mod reload;
 mod request_hygiene;
