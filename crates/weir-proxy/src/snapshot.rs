@@ -72,7 +72,12 @@ impl Snapshot {
                 let path = format!("listeners[{i}]");
                 Ok(match l.protocol {
                     ListenerProtocol::Http => {
-                        Listener::Http(HttpListener::compile(l, &clusters, &path)?)
+                        // Rate limit buckets carry over from the same listener of `previous`.
+                        let prev = match previous.and_then(|p| p.listeners.get(i)) {
+                            Some(Listener::Http(h)) => Some(h),
+                            _ => None,
+                        };
+                        Listener::Http(HttpListener::compile(l, &clusters, &path, prev)?)
                     }
                     ListenerProtocol::Tcp | ListenerProtocol::TlsPassthrough => {
                         Listener::Stream(StreamListener::compile(l, &clusters, &path)?)

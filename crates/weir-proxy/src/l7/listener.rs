@@ -35,10 +35,12 @@ pub(crate) struct HttpOptions {
 
 impl HttpListener {
     /// Compiles `cfg`; `clusters` resolves route targets to indices, `path` names it in errors.
+    /// Rate limiters that did not change are taken over from `previous` (a reload).
     pub(crate) fn compile(
         cfg: &ListenerConfig,
         clusters: &[Cluster],
         path: &str,
+        previous: Option<&HttpListener>,
     ) -> Result<Self, CompileError> {
         let routes: Vec<_> = cfg
             .routes
@@ -52,7 +54,8 @@ impl HttpListener {
                         reason: e.to_string(),
                     })?;
                 let id = format!("{}/{i}", cfg.name);
-                Ok((matcher, Route::compile(r, clusters, &at, &id)?))
+                let prev = previous.and_then(|p| p.rate_limits.get(i)?.as_ref());
+                Ok((matcher, Route::compile(r, clusters, &at, &id, prev)?))
             })
             .collect::<Result<_, CompileError>>()?;
         let h = &cfg.http;

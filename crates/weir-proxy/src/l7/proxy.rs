@@ -75,8 +75,10 @@ async fn route_request(
         ));
     };
     // Rate limits: decided from memory, before any cluster is picked.
-    if let Some(refused) =
-        (route.rate_limit.as_ref()).and_then(|l| l.check(req.headers(), conn.remote.ip(), grpc))
+    if let Some(refused) = route
+        .rate_limit
+        .as_ref()
+        .and_then(|l| l.check(req.headers(), conn.remote.ip(), grpc))
     {
         return Ok(refused);
     }

@@ -58,12 +58,14 @@ pub(crate) struct HeaderRules {
 
 impl Route {
     /// Compiles `cfg`; `at` is its YAML path for error messages, `id` its name in shared rate
-    /// limit counters (`<listener>/<index>`).
+    /// limit counters (`<listener>/<index>`); `previous` is the rate limiter of the route that
+    /// held this place before a reload, kept when its limits are unchanged.
     pub(crate) fn compile(
         cfg: &RouteConfig,
         clusters: &[Cluster],
         at: &str,
         id: &str,
+        previous: Option<&Arc<RouteLimiter>>,
     ) -> Result<Self, CompileError> {
         let err = |field: &str, reason: String| CompileError {
             path: format!("{at}.{field}"),
@@ -132,7 +134,7 @@ impl Route {
             rate_limit: cfg
                 .rate_limit
                 .as_ref()
-                .map(|r| RouteLimiter::compile(r, id, at).map(Arc::new))
+                .map(|r| RouteLimiter::compile_or_keep(r, id, at, previous))
                 .transpose()?,
         })
     }

@@ -47,6 +47,9 @@ pub struct RateLimitStats {
 /// A route's compiled rate limits.
 #[derive(Debug)]
 pub(crate) struct RouteLimiter {
+    /// What it was compiled from, so a reload can tell whether it changed.
+    config: RouteRateLimitConfig,
+    id: String,
     key: Vec<RateLimitKeyPart>,
     local: Option<LocalLimiter>,
     global: Option<Arc<GlobalLimiter>>,
@@ -68,6 +71,20 @@ struct Refusal {
 // === impl RouteLimiter ===
 
 impl RouteLimiter {
+    /// `previous` when it was compiled from the same config and id (a reload that left the
+    /// route's limits alone: its buckets and counts carry over), else a new limiter.
+    pub(crate) fn compile_or_keep(
+        cfg: &RouteRateLimitConfig,
+        id: &str,
+        at: &str,
+        previous: Option<&Arc<Self>>,
+    ) -> Result<Arc<Self>, CompileError> {
+        match previous {
+            Some(p) if p.config == *cfg && p.id == id => Ok(Arc::clone(p)),
+            _ => Self::compile(cfg, id, at).map(Arc::new),
+        }
+    }
+
     /// Compiles `cfg`; `id` names the route in Redis keys (the same on every instance that
     /// runs the same config), `at` is its YAML path for errors.
     pub(crate) fn compile(
@@ -87,6 +104,8 @@ impl RouteLimiter {
             .collect::<Result<_, _>>()?;
         let clock: Arc<dyn Clock> = Arc::new(SystemClock);
         Ok(Self {
+            config: cfg.clone(),
+            id: id.to_owned(),
             key,
             local: cfg.local.as_ref().map(|l| {
                 LocalLimiter::new(
@@ -306,6 +325,22 @@ mod tests {
         assert!(l.check(&h, ip, true).is_none());
         let res = l.check(&h, ip, true).expect("limited");
         assert_eq!(res.headers()["grpc-status"], "8");
+    }
+
+    #[test]
+    fn unchanged_limits_are_kept_on_reload() {
+        let first = Arc::new(limiter(&["route"], 1, 1));
+        let same = RouteLimiter::compile_or_keep(&first.config, "l/0", "r", Some(&first)).unwrap();
+        assert!(
+            Arc::ptr_eq(&first, &same),
+            "same config and id: same buckets"
+        );
+        let moved = RouteLimiter::compile_or_keep(&first.config, "l/1", "r", Some(&first)).unwrap();
+        assert!(!Arc::ptr_eq(&first, &moved), "another route name");
+        let mut changed = first.config.clone();
+        changed.key = vec!["client_address".into()];
+        let changed = RouteLimiter::compile_or_keep(&changed, "l/0", "r", Some(&first)).unwrap();
+        assert!(!Arc::ptr_eq(&first, &changed), "another config");
     }
 
     #[test]

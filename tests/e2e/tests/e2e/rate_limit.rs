@@ -201,6 +201,40 @@ clusters:
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_reload_keeps_unchanged_buckets() {
+    let app = MockHttp::start("app").await;
+    let config = |rate: u32| {
+        format!(
+            "listeners:
+  - name: public
+    address: 127.0.0.1:0
+    routes:
+      - cluster: app
+        rate_limit: {{ key: route, local: {{ requests_per_second: {rate}, burst: 2 }} }}
+clusters:
+  - name: app
+    endpoints: [ {} ]
+",
+            app.addr()
+        )
+    };
+    let load = |yaml: String| weir_config::load_str(&yaml, "reload.yaml").unwrap();
+    let mut p = TestProxy::start(&config(1)).await;
+    let client = h1_client();
+    let url = p.url("/");
+    let status = || async { get(&client, &url, &[]).await.status };
+    assert_eq!(status().await, StatusCode::OK);
+    assert_eq!(status().await, StatusCode::OK);
+    assert_eq!(status().await, StatusCode::TOO_MANY_REQUESTS);
+    // The same limits: the spent bucket stays spent (a reload grants no extra burst).
+    p.weir.reload(&load(config(1))).unwrap();
+    assert_eq!(status().await, StatusCode::TOO_MANY_REQUESTS);
+    // New limits: a new bucket.
+    p.weir.reload(&load(config(2))).unwrap();
+    assert_eq!(status().await, StatusCode::OK);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn tcp_listener_closes_connections_over_the_rate() {
     let echo = MockTcp::echo().await;
     let p = TestProxy::start(&format!(
