@@ -172,6 +172,18 @@ mod tests {
             status_for(ErrorKind::MethodNotAllowed),
             StatusCode::METHOD_NOT_ALLOWED
         );
+        assert_eq!(
+            status_for(ErrorKind::RateLimited),
+            StatusCode::TOO_MANY_REQUESTS
+        );
+        assert_eq!(
+            status_for(ErrorKind::RateLimitUnavailable),
+            StatusCode::SERVICE_UNAVAILABLE
+        );
+        assert_eq!(
+            grpc_status_for(ErrorKind::RateLimited),
+            GrpcStatus::ResourceExhausted
+        );
     }
 
     #[test]

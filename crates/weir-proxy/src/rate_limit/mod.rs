@@ -13,7 +13,7 @@ pub(crate) mod global;
 pub(crate) mod local;
 mod table;
 
-use std::fmt::Write as _;
+use std::io::Write as _;
 use std::net::IpAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -184,9 +184,8 @@ impl RouteLimiter {
                         IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(client, IpAddr::V4),
                         v4 => v4,
                     };
-                    let mut text = String::with_capacity(39);
-                    let _ = write!(text, "{ip}");
-                    key.extend_from_slice(text.as_bytes());
+                    // Writing to a Vec cannot fail.
+                    let _ = write!(key, "{ip}");
                 }
                 // Every request of the route shares the part; the table is per route already.
                 RateLimitKeyPart::Route => key.extend_from_slice(b"route"),
