@@ -24,6 +24,7 @@ mod l4;
 mod listener;
 mod load;
 mod path;
+mod rate_limit;
 mod retry;
 mod route;
 mod traffic;
@@ -48,6 +49,10 @@ pub use l4::{
 pub use listener::{AdminConfig, HttpOptionsConfig, ListenerConfig, ListenerProtocol};
 pub use load::{
     ValidatedConfig, load_file, load_file_all, load_str, load_str_all, validate_config,
+};
+pub use rate_limit::{
+    FailureMode, GlobalRateLimitConfig, ListenerRateLimitConfig, LocalRateLimitConfig,
+    RateLimitKeyPart, RateLimitServiceConfig, RouteRateLimitConfig,
 };
 pub use retry::{
     BackoffConfig, BufferConfig, HedgeConfig, RetryBudgetConfig, RetryConfig, RetryOn,
@@ -76,4 +81,7 @@ pub struct Config {
     /// Named sets of endpoints that routes send traffic to.
     #[serde(default)]
     pub clusters: Vec<ClusterConfig>,
+    /// Where global rate limits are counted (Redis); needed by any `rate_limit.global`.
+    #[serde(default)]
+    pub rate_limit_service: Option<RateLimitServiceConfig>,
 }

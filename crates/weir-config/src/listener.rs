@@ -56,6 +56,9 @@ pub struct ListenerConfig {
     /// Accept the PROXY protocol from trusted peers (`tcp` and `tls_passthrough` listeners).
     #[serde(default)]
     pub proxy_protocol: Option<AcceptProxyProtocolConfig>,
+    /// New connections per second (`tcp` and `tls_passthrough` listeners).
+    #[serde(default)]
+    pub rate_limit: Option<crate::ListenerRateLimitConfig>,
 }
 
 /// Downstream protocol of a listener.

@@ -51,6 +51,9 @@ pub struct RouteConfig {
     /// Delay or abort selected requests (`traffic.rs`). Default: none.
     #[serde(default)]
     pub fault: Option<FaultConfig>,
+    /// Request rate limits (local and/or global), see `docs/rate-limiting.md`.
+    #[serde(default)]
+    pub rate_limit: Option<crate::RouteRateLimitConfig>,
 }
 
 /// Conditions on a request. All given conditions must hold; an empty match matches everything.

@@ -33,6 +33,10 @@ pub enum ErrorKind {
     PayloadTooLarge,
     /// A circuit breaker of the cluster is full; the context names the limit.
     Overloaded,
+    /// The client went over a rate limit of the route.
+    RateLimited,
+    /// A global rate limit with `failure_mode: closed` cannot reach its rate limit service.
+    RateLimitUnavailable,
     /// A bug or resource problem inside weir.
     Internal,
 }
@@ -66,10 +70,12 @@ impl ErrorKind {
             ErrorKind::NoRoute
             | ErrorKind::DownstreamProtocol
             | ErrorKind::MethodNotAllowed
-            | ErrorKind::PayloadTooLarge => Side::Downstream,
-            ErrorKind::NoHealthyEndpoint | ErrorKind::Overloaded | ErrorKind::Internal => {
-                Side::Internal
-            }
+            | ErrorKind::PayloadTooLarge
+            | ErrorKind::RateLimited => Side::Downstream,
+            ErrorKind::NoHealthyEndpoint
+            | ErrorKind::Overloaded
+            | ErrorKind::RateLimitUnavailable
+            | ErrorKind::Internal => Side::Internal,
             ErrorKind::ConnectFailed
             | ErrorKind::ConnectTimeout
             | ErrorKind::UpstreamTimeout

@@ -74,6 +74,10 @@ impl Proxy {
             snapshots.clone(),
             shutdown.clone(),
         ));
+        tasks.spawn(crate::rate_limit::global::sync_loop(
+            snapshots.clone(),
+            shutdown.clone(),
+        ));
         let mut addresses = Vec::new();
         for (index, l) in config.config().listeners.iter().enumerate() {
             let bind_err = |source| ProxyError::Bind {

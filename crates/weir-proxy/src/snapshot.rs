@@ -29,6 +29,8 @@ pub struct CompileError {
 pub struct Snapshot {
     pub(crate) listeners: Vec<Listener>,
     pub(crate) clusters: Vec<Cluster>,
+    /// Where global rate limits are counted; read by the rate limit sync task.
+    pub(crate) rate_limit_service: Option<weir_config::RateLimitServiceConfig>,
 }
 
 /// A compiled listener, by protocol; indices match the config's `listeners` list.
@@ -70,7 +72,12 @@ impl Snapshot {
                 let path = format!("listeners[{i}]");
                 Ok(match l.protocol {
                     ListenerProtocol::Http => {
-                        Listener::Http(HttpListener::compile(l, &clusters, &path)?)
+                        // Rate limit buckets carry over from the same listener of `previous`.
+                        let prev = match previous.and_then(|p| p.listeners.get(i)) {
+                            Some(Listener::Http(h)) => Some(h),
+                            _ => None,
+                        };
+                        Listener::Http(HttpListener::compile(l, &clusters, &path, prev)?)
                     }
                     ListenerProtocol::Tcp | ListenerProtocol::TlsPassthrough => {
                         Listener::Stream(StreamListener::compile(l, &clusters, &path)?)
@@ -84,6 +91,7 @@ impl Snapshot {
         Ok(Self {
             listeners,
             clusters,
+            rate_limit_service: cfg.rate_limit_service.clone(),
         })
     }
 

@@ -7,6 +7,7 @@ mod health;
 mod loading;
 mod more_rule_errors;
 mod parse_errors;
+mod rate_limit;
 mod retry;
 mod rule_errors;
 mod traffic;

@@ -37,6 +37,8 @@ pub(crate) struct StreamListener {
     pub(crate) stats: Arc<ListenerStats>,
     /// Move bytes with splice(2) where possible.
     pub(crate) zero_copy: bool,
+    /// New connections per second (`rate_limit:`); over it a connection is closed at once.
+    pub(crate) connection_limit: Option<crate::rate_limit::ConnectionLimiter>,
 }
 
 /// Connections a listener refused, by reason. Read them with [`crate::Proxy::listener_stats`].
@@ -46,6 +48,8 @@ pub struct ListenerStats {
     pub rejected_client_hellos: AtomicU64,
     /// PROXY headers from peers that are not trusted to send them.
     pub rejected_proxy_headers: AtomicU64,
+    /// Connections closed at accept by the listener's `rate_limit`.
+    pub rate_limited: AtomicU64,
 }
 
 /// Where a stream listener's connections go.
@@ -104,6 +108,13 @@ impl StreamListener {
             accept_proxy: cfg.proxy_protocol.as_ref().map(|p| p.trusted.clone()),
             stats: Arc::default(),
             zero_copy: t.zero_copy,
+            connection_limit: cfg.rate_limit.as_ref().map(|r| {
+                crate::rate_limit::ConnectionLimiter::new(
+                    r.connections_per_second,
+                    r.burst(),
+                    std::sync::Arc::new(weir_core::SystemClock),
+                )
+            }),
         })
     }
 }

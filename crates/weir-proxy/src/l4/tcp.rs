@@ -34,6 +34,18 @@ pub(crate) async fn serve(stream: TcpStream, info: ConnInfo, permit: OwnedSemaph
     let Some(Listener::Stream(listener)) = snapshot.listeners.get(info.listener) else {
         return;
     };
+    if listener
+        .connection_limit
+        .as_ref()
+        .is_some_and(|l| !l.admit())
+    {
+        listener
+            .stats
+            .rate_limited
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        tracing::debug!(client = %info.remote, "connection rate limit reached; closing");
+        return;
+    }
     if let Err(e) = forward(&snapshot, listener, stream, &info).await {
         tracing::debug!(client = %info.remote, kind = ?e.kind(), error = %e, "connection not forwarded");
     }

@@ -14,6 +14,8 @@ use crate::{Cluster, CompileError};
 pub(crate) struct HttpListener {
     pub(crate) routes: RouteTable<Route>,
     pub(crate) options: HttpOptions,
+    /// Each route's rate limits, by route index (for the sync task and the counters).
+    pub(crate) rate_limits: Vec<Option<std::sync::Arc<crate::rate_limit::RouteLimiter>>>,
 }
 
 /// Connection-level limits and options, resolved from config.
@@ -33,12 +35,14 @@ pub(crate) struct HttpOptions {
 
 impl HttpListener {
     /// Compiles `cfg`; `clusters` resolves route targets to indices, `path` names it in errors.
+    /// Rate limiters that did not change are taken over from `previous` (a reload).
     pub(crate) fn compile(
         cfg: &ListenerConfig,
         clusters: &[Cluster],
         path: &str,
+        previous: Option<&HttpListener>,
     ) -> Result<Self, CompileError> {
-        let routes = cfg
+        let routes: Vec<_> = cfg
             .routes
             .iter()
             .enumerate()
@@ -49,7 +53,9 @@ impl HttpListener {
                         path: format!("{at}.match"),
                         reason: e.to_string(),
                     })?;
-                Ok((matcher, Route::compile(r, clusters, &at)?))
+                let id = format!("{}/{i}", cfg.name);
+                let prev = previous.and_then(|p| p.rate_limits.get(i)?.as_ref());
+                Ok((matcher, Route::compile(r, clusters, &at, &id, prev)?))
             })
             .collect::<Result<_, CompileError>>()?;
         let h = &cfg.http;
@@ -65,7 +71,9 @@ impl HttpListener {
             }
             None => None,
         };
+        let rate_limits = routes.iter().map(|(_, r)| r.rate_limit.clone()).collect();
         Ok(Self {
+            rate_limits,
             routes: RouteTable::new(routes),
             options: HttpOptions {
                 header_read_timeout: h.header_read_timeout.get(),

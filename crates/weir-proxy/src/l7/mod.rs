@@ -10,7 +10,7 @@ mod mirror;
 mod outcome;
 mod proxy;
 mod replay;
-mod respond;
+pub(crate) mod respond;
 mod retry;
 mod route;
 mod upgrade;

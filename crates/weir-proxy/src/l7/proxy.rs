@@ -76,6 +76,15 @@ async fn route_request(
             "no route matches this request",
         ));
     };
+    // Rate limits: decided from memory, before any cluster is picked, and before a fault's
+    // delay could hold anything for a refused client.
+    if let Some(refused) = route
+        .rate_limit
+        .as_ref()
+        .and_then(|l| l.check(req.headers(), conn.remote.ip(), grpc))
+    {
+        return Ok(refused);
+    }
     if let Some(aborted) = fault::inject(route, &view).await {
         return Ok(aborted);
     }

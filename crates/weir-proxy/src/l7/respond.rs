@@ -23,6 +23,8 @@ pub(crate) fn status_for(kind: ErrorKind) -> StatusCode {
         ErrorKind::DownstreamProtocol => StatusCode::BAD_REQUEST,
         ErrorKind::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
         ErrorKind::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
+        ErrorKind::RateLimited => StatusCode::TOO_MANY_REQUESTS,
+        ErrorKind::RateLimitUnavailable => StatusCode::SERVICE_UNAVAILABLE,
         _ => StatusCode::INTERNAL_SERVER_ERROR,
     }
 }
@@ -41,6 +43,8 @@ fn client_message(e: &Error) -> &str {
         ErrorKind::ConnectTimeout => "upstream connect timeout",
         ErrorKind::UpstreamTimeout => "upstream request timeout",
         ErrorKind::UpstreamProtocol => "upstream reset or closed before responding",
+        ErrorKind::RateLimited => "rate limit exceeded",
+        ErrorKind::RateLimitUnavailable => "rate limit service unavailable",
         _ => "internal error",
     }
 }
@@ -49,7 +53,8 @@ fn grpc_status_for(kind: ErrorKind) -> GrpcStatus {
     match kind {
         ErrorKind::NoRoute | ErrorKind::MethodNotAllowed => GrpcStatus::Unimplemented,
         ErrorKind::UpstreamTimeout => GrpcStatus::DeadlineExceeded,
-        ErrorKind::PayloadTooLarge => GrpcStatus::ResourceExhausted,
+        ErrorKind::PayloadTooLarge | ErrorKind::RateLimited => GrpcStatus::ResourceExhausted,
+        ErrorKind::RateLimitUnavailable => GrpcStatus::Unavailable,
         ErrorKind::NoHealthyEndpoint
         | ErrorKind::Overloaded
         | ErrorKind::ConnectFailed
@@ -168,6 +173,18 @@ mod tests {
         assert_eq!(
             status_for(ErrorKind::MethodNotAllowed),
             StatusCode::METHOD_NOT_ALLOWED
+        );
+        assert_eq!(
+            status_for(ErrorKind::RateLimited),
+            StatusCode::TOO_MANY_REQUESTS
+        );
+        assert_eq!(
+            status_for(ErrorKind::RateLimitUnavailable),
+            StatusCode::SERVICE_UNAVAILABLE
+        );
+        assert_eq!(
+            grpc_status_for(ErrorKind::RateLimited),
+            GrpcStatus::ResourceExhausted
         );
     }
 

@@ -1,5 +1,6 @@
 //! A route's action and per-route policy, compiled so a request only follows indices.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use http::header::{HeaderName, HeaderValue};
@@ -9,6 +10,7 @@ use weir_config::{HeaderRulesConfig, RouteConfig};
 use super::fault::FaultPolicy;
 use super::mirror::MirrorPolicy;
 use super::retry::RetryPolicy;
+use crate::rate_limit::RouteLimiter;
 use crate::{Cluster, CompileError};
 
 /// What a matched request gets, plus the route's policy.
@@ -28,6 +30,8 @@ pub(crate) struct Route {
     pub(crate) mirror: Option<MirrorPolicy>,
     /// Delay or abort selected requests (`fault.rs`).
     pub(crate) fault: Option<FaultPolicy>,
+    /// Rate limits checked right after the route matches.
+    pub(crate) rate_limit: Option<Arc<RouteLimiter>>,
 }
 
 /// The action of a route.
@@ -66,11 +70,15 @@ pub(crate) struct HeaderRules {
 // === impl Route ===
 
 impl Route {
-    /// Compiles `cfg`; `at` is its YAML path for error messages.
+    /// Compiles `cfg`; `at` is its YAML path for error messages, `id` its name in shared rate
+    /// limit counters (`<listener>/<index>`); `previous` is the rate limiter of the route that
+    /// held this place before a reload, kept when its limits are unchanged.
     pub(crate) fn compile(
         cfg: &RouteConfig,
         clusters: &[Cluster],
         at: &str,
+        id: &str,
+        previous: Option<&Arc<RouteLimiter>>,
     ) -> Result<Self, CompileError> {
         let err = |field: &str, reason: String| CompileError {
             path: format!("{at}.{field}"),
@@ -144,6 +152,11 @@ impl Route {
                 .transpose()?,
             fault: (cfg.fault.as_ref())
                 .map(|f| FaultPolicy::compile(f, &format!("{at}.fault")))
+                .transpose()?,
+            rate_limit: cfg
+                .rate_limit
+                .as_ref()
+                .map(|r| RouteLimiter::compile_or_keep(r, id, at, previous))
                 .transpose()?,
         })
     }

@@ -13,6 +13,7 @@ mod limits;
 mod mirror;
 mod outlier;
 mod policies;
+mod rate_limit;
 mod redis;
 mod reload;
 mod reload_live;

@@ -14,9 +14,9 @@ use std::time::Duration;
 use weir_e2e::TestProxy;
 
 /// A redis-server on a free loopback port, killed on drop.
-struct Redis {
+pub(crate) struct Redis {
     child: Child,
-    addr: SocketAddr,
+    pub(crate) addr: SocketAddr,
 }
 
 impl Drop for Redis {
@@ -34,7 +34,7 @@ fn require(tool: &str) {
     }
 }
 
-async fn start_redis() -> Redis {
+pub(crate) async fn start_redis() -> Redis {
     require("redis-server");
     // redis-server needs a concrete port: take a free one from the OS.
     let port = std::net::TcpListener::bind("127.0.0.1:0")
