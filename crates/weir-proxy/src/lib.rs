@@ -18,6 +18,7 @@ mod outlier;
 mod retry_budget;
 mod server;
 mod snapshot;
+mod stats;
 mod upstream;
 
 pub use body::ProxyBody;
@@ -27,3 +28,7 @@ pub use l4::ListenerStats;
 pub use retry_budget::RetryStats;
 pub use server::{Proxy, ProxyError};
 pub use snapshot::{CompileError, Snapshot, SnapshotHandle};
+pub use stats::{
+    AtomicHistogram, ClusterStats, HistogramSnapshot, LATENCY_BUCKETS, ListenerCounters,
+    STATUS_CLASSES, UpstreamFailure,
+};
