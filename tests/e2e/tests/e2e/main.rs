@@ -9,6 +9,7 @@ mod grpc;
 mod health_check;
 mod http_proxy;
 mod limits;
+mod metrics;
 mod outlier;
 mod policies;
 mod redis;
