@@ -172,14 +172,14 @@ impl SnapshotCollector {
         counters(
             e,
             "weir_listener_connections_accepted",
-            "Connections accepted by a TCP-based listener (HTTP, TCP, TLS passthrough).",
+            "Connections accepted by a listener (UDP: client sessions opened).",
             None,
             all().map(|(n, c, _)| (by(n), c.accepted())),
         )?;
         gauges(
             e,
             "weir_listener_active_connections",
-            "Connections of a listener open now.",
+            "Connections (UDP: client sessions) of a listener open now.",
             None,
             all().map(|(n, c, _)| (by(n), c.active())),
         )?;

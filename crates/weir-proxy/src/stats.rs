@@ -70,7 +70,7 @@ pub struct HistogramSnapshot {
     pub sum_seconds: f64,
 }
 
-/// Connections and bytes of one listener, for the life of the proxy.
+/// Connections (UDP: client sessions) and bytes of one listener, for the life of the proxy.
 #[derive(Debug, Default)]
 pub struct ListenerCounters {
     accepted: AtomicU64,
@@ -215,12 +215,13 @@ impl ListenerCounters {
         self.sent_bytes.fetch_add(sent, Ordering::Relaxed);
     }
 
-    /// Connections accepted (including those then refused by a limit or a bad first byte).
+    /// Connections accepted (including those then refused by a limit or a bad first byte);
+    /// for a UDP listener, client sessions opened.
     pub fn accepted(&self) -> u64 {
         self.accepted.load(Ordering::Relaxed)
     }
 
-    /// Connections open now.
+    /// Connections (UDP: client sessions) open now.
     pub fn active(&self) -> u64 {
         self.active.load(Ordering::Relaxed)
     }

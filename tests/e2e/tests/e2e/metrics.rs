@@ -14,8 +14,9 @@ use std::net::SocketAddr;
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
+use tokio::net::UdpSocket;
 use weir_e2e::{TestProxy, echo_round_trip, get, h1_client};
-use weir_test_support::{MockHttp, MockTcp};
+use weir_test_support::{MockHttp, MockTcp, MockUdp};
 
 /// The scraped samples: `name{labels}` exactly as exposed, to the value.
 type Samples = BTreeMap<String, f64>;
@@ -317,5 +318,56 @@ async fn per_endpoint_series_can_be_turned_off() {
         1.0
     );
     assert!(!text.contains("weir_endpoint_"), "{text}");
+    promtool_check(&text);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn udp_sessions_count_as_listener_connections() {
+    let ep = MockUdp::echo("ep").await;
+    let p = TestProxy::start(&format!(
+        "admin: {{ address: 127.0.0.1:0 }}
+listeners:
+  - name: dns
+    address: 127.0.0.1:0
+    protocol: udp
+    cluster: u
+clusters:
+  - name: u
+    endpoints: [ {} ]
+",
+        ep.addr()
+    ))
+    .await;
+    // Two clients, two sessions; each datagram comes back through weir.
+    let mut clients = Vec::new();
+    for i in 0..2u8 {
+        let c = UdpSocket::bind("127.0.0.1:0").await.unwrap();
+        c.connect(p.addr).await.unwrap();
+        c.send(&[i; 3]).await.unwrap();
+        let mut buf = [0u8; 16];
+        let n = tokio::time::timeout(Duration::from_secs(10), c.recv(&mut buf))
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(&buf[..n], &[i; 3]);
+        clients.push(c);
+    }
+    let text = scrape_text(p.weir.admin_addr().unwrap()).await;
+    let s = parse(&text);
+    assert_eq!(
+        value(
+            &s,
+            "weir_listener_connections_accepted_total{listener=\"dns\"}"
+        ),
+        2.0
+    );
+    assert_eq!(
+        value(&s, "weir_listener_active_connections{listener=\"dns\"}"),
+        2.0
+    );
+    assert!(
+        !text.contains("weir_listener_received_bytes_total"),
+        "no byte counts for UDP"
+    );
     promtool_check(&text);
 }
