@@ -6,9 +6,11 @@
 //! crate (see `docs/architecture.md`), and every number shown comes from the same atomics the
 //! data plane updates, loaded once per request. The endpoints are documented in `docs/admin.md`.
 //!
-//! This is the first part of the admin API; metrics, reload, drain and the dashboard come later.
+//! `GET /metrics` exports the same atomics in the Prometheus text format (`metrics`).
+//! Reload and the dashboard come later.
 //! The routing lives in `routes`, the JSON shapes in `views`, the socket plumbing in `server`.
 
+mod metrics;
 mod routes;
 mod server;
 mod state;

@@ -1,7 +1,8 @@
 //! Request routing: which path and method gets which view, and every error answer.
 //!
 //! The admin API is small, so routing is a plain match on the path segments rather than a router
-//! crate. Every answer is JSON, including errors (`{"error": ...}`): an unknown path is `404`, a
+//! crate. Every answer but `/metrics` (Prometheus text) is JSON, including errors
+//! (`{"error": ...}`): an unknown path is `404`, a
 //! known path with a method it does not take is `405` with an `allow` header, and a name that
 //! does not percent-decode to UTF-8 is `400`. Reads take `GET`/`HEAD`; the calls that change
 //! state (drain, undrain, reload) take `POST` and, when a token is configured, need
@@ -50,6 +51,8 @@ enum Read<'a> {
     /// `/clusters/{name}`, the name still percent-encoded.
     Cluster(&'a str),
     Listeners,
+    /// `/metrics`: Prometheus / OpenMetrics text, not JSON.
+    Metrics,
 }
 
 /// Answers one admin request.
@@ -88,7 +91,7 @@ pub(crate) fn handle<B>(state: &AdminState, req: &Request<B>) -> Response<AdminB
                 Method::HEAD => true,
                 ref other => return method_not_allowed(other, path, ALLOW, "GET"),
             };
-            let res = answer(state, &read);
+            let res = answer(state, &read, req.headers());
             if head { without_body(res) } else { res }
         }
     }
@@ -110,8 +113,9 @@ fn method_not_allowed(
     res
 }
 
-/// The response for a known route and an allowed method.
-fn answer(state: &AdminState, read: &Read<'_>) -> Response<AdminBody> {
+/// The response for a known route and an allowed method (`headers`: the request's, for
+/// content negotiation).
+fn answer(state: &AdminState, read: &Read<'_>, headers: &http::HeaderMap) -> Response<AdminBody> {
     match read {
         Read::Ready => json(StatusCode::OK, &ReadyView { ready: true }),
         Read::Clusters => {
@@ -135,6 +139,7 @@ fn answer(state: &AdminState, read: &Read<'_>) -> Response<AdminBody> {
             }
         }
         Read::Listeners => json(StatusCode::OK, &ListenersView::new(state.listeners())),
+        Read::Metrics => crate::metrics::respond(state, headers),
     }
 }
 
@@ -258,6 +263,7 @@ impl<'a> Route<'a> {
             ("reload", None) => Self::Reload,
             ("clusters", None) => Self::Read(Read::Clusters),
             ("listeners", None) => Self::Read(Read::Listeners),
+            ("metrics", None) => Self::Read(Read::Metrics),
             ("clusters", Some(cluster)) if !cluster.is_empty() => {
                 let Some(sub) = segments.next() else {
                     return Some(Self::Read(Read::Cluster(cluster)));
@@ -380,6 +386,7 @@ mod tests {
             Route::parse("/listeners"),
             Some(Route::Read(Read::Listeners))
         );
+        assert_eq!(Route::parse("/metrics"), Some(Route::Read(Read::Metrics)));
         assert_eq!(
             Route::parse("/clusters/web/endpoints/127.0.0.1:9001/drain"),
             Some(Route::Drain {

@@ -9,7 +9,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 
 use weir_config::{ListenerProtocol, ValidatedConfig};
-use weir_proxy::{Proxy, SnapshotHandle};
+use weir_proxy::{ListenerCounters, Proxy, SnapshotHandle};
 
 /// Read access to everything the admin API shows; cheap to clone.
 #[derive(Debug, Clone)]
@@ -18,6 +18,10 @@ pub struct AdminState {
     listeners: Arc<[ListenerInfo]>,
     token: Option<Arc<str>>,
     reloader: Option<Arc<dyn Reloader>>,
+    /// Each listener's connection counters (`/metrics`); empty without a [`Proxy`].
+    listener_counters: Arc<[(String, Arc<ListenerCounters>)]>,
+    /// Whether `/metrics` exports per-endpoint series.
+    per_endpoint_metrics: bool,
 }
 
 /// Reloads the running config from its source (`POST /reload`); implemented by whatever owns
@@ -58,6 +62,8 @@ impl AdminState {
             listeners: listeners.into(),
             token: None,
             reloader: None,
+            listener_counters: Arc::new([]),
+            per_endpoint_metrics: true,
         }
     }
 
@@ -83,20 +89,43 @@ impl AdminState {
         self.token.as_deref()
     }
 
-    /// State for a running `proxy` started from `config`: its snapshot handle and its listeners
-    /// with their bound addresses.
+    /// Shows these listener counters (name, counters — what [`Proxy::listener_counters`]
+    /// returns) in `/metrics`.
+    pub fn with_listener_counters(
+        mut self,
+        counters: Vec<(String, Arc<ListenerCounters>)>,
+    ) -> Self {
+        self.listener_counters = counters.into();
+        self
+    }
+
+    /// Whether `/metrics` exports per-endpoint series (on unless turned off).
+    pub fn with_per_endpoint_metrics(mut self, on: bool) -> Self {
+        self.per_endpoint_metrics = on;
+        self
+    }
+
+    /// The listener counters `/metrics` shows, in config order.
+    pub fn listener_counters(&self) -> &[(String, Arc<ListenerCounters>)] {
+        &self.listener_counters
+    }
+
+    /// Whether `/metrics` exports per-endpoint series.
+    pub fn per_endpoint_metrics(&self) -> bool {
+        self.per_endpoint_metrics
+    }
+
+    /// State for a running `proxy` started from `config`: its snapshot handle, its listeners
+    /// with their bound addresses and counters, and the admin options of `config`.
     pub fn for_proxy(proxy: &Proxy, config: &ValidatedConfig) -> Self {
+        let admin = config.config().admin.as_ref();
         Self::new(
             proxy.snapshots().clone(),
             ListenerInfo::from_config(config, proxy.listener_addrs()),
         )
-        .with_token(
-            config
-                .config()
-                .admin
-                .as_ref()
-                .and_then(|a| a.token.as_deref()),
-        )
+        .with_token(admin.and_then(|a| a.token.as_deref()))
+        .with_listener_counters(proxy.listener_counters())
+        .with_per_endpoint_metrics(admin.is_none_or(|a| a.metrics.per_endpoint))
     }
 
     /// The handle the data plane's snapshots are published through.

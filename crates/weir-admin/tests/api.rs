@@ -83,17 +83,28 @@ impl Harness {
 }
 
 async fn request(addr: SocketAddr, method: Method, path: &str) -> Answer {
+    request_with(addr, method, path, &[]).await
+}
+
+async fn request_with(
+    addr: SocketAddr,
+    method: Method,
+    path: &str,
+    headers: &[(&str, &str)],
+) -> Answer {
     let stream = TcpStream::connect(addr).await.unwrap();
     let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
         .await
         .unwrap();
     tokio::spawn(conn);
-    let req = Request::builder()
+    let mut req = Request::builder()
         .method(method)
         .uri(path)
-        .header(header::HOST, addr.to_string())
-        .body(Full::new(Bytes::new()))
-        .unwrap();
+        .header(header::HOST, addr.to_string());
+    for &(name, value) in headers {
+        req = req.header(name, value);
+    }
+    let req = req.body(Full::new(Bytes::new())).unwrap();
     let res = tokio::time::timeout(Duration::from_secs(5), sender.send_request(req))
         .await
         .unwrap()
@@ -332,4 +343,100 @@ async fn http2_prior_knowledge_is_served() {
     let v: Value = serde_json::from_slice(&body).unwrap();
     assert_eq!(v, json!({ "ready": true }));
     h.admin.shutdown().await;
+}
+
+#[tokio::test]
+async fn metrics_show_every_cluster_and_endpoint_as_prometheus_text() {
+    let h = Harness::start().await;
+    let snapshot = h.snapshots.load();
+    let web = snapshot.cluster("web").unwrap();
+    let clock = SystemClock;
+    let _ = web.endpoints[1]
+        .state
+        .set_unhealthy(Unhealthy::Drained, true, clock.now());
+    let _busy = web.endpoints[0].state.begin_request();
+
+    let a = h.request(Method::GET, "/metrics").await;
+    assert_eq!(a.status, StatusCode::OK);
+    assert_eq!(
+        a.headers[header::CONTENT_TYPE],
+        "text/plain; version=0.0.4; charset=utf-8"
+    );
+    let text = String::from_utf8(a.body.to_vec()).unwrap();
+    for line in [
+        "# TYPE weir_upstream_requests_total counter",
+        "weir_upstream_requests_total{cluster=\"web\",class=\"2xx\"} 0",
+        "weir_upstream_errors_total{cluster=\"api\",reason=\"connect_failure\"} 0",
+        "# TYPE weir_upstream_request_duration_seconds histogram",
+        "weir_upstream_request_duration_seconds_bucket{le=\"0.0005\",cluster=\"web\"} 0",
+        "weir_upstream_request_duration_seconds_bucket{le=\"+Inf\",cluster=\"web\"} 0",
+        "weir_upstream_request_duration_seconds_count{cluster=\"web\"} 0",
+        "weir_cluster_circuit_breaker_overflows_total{cluster=\"web\",limit=\"max_requests\"} 0",
+        "weir_cluster_endpoints{cluster=\"web\"} 2",
+        "weir_cluster_healthy_endpoints{cluster=\"web\"} 1",
+        "weir_cluster_ejected_endpoints{cluster=\"web\"} 0",
+        "weir_endpoint_requests_total{cluster=\"web\",endpoint=\"127.0.0.1:9001\"} 1",
+        "weir_endpoint_in_flight_requests{cluster=\"web\",endpoint=\"127.0.0.1:9001\"} 1",
+        "weir_endpoint_healthy{cluster=\"web\",endpoint=\"127.0.0.1:9002\"} 0",
+        "weir_endpoint_unhealthy{cluster=\"web\",endpoint=\"127.0.0.1:9002\",reason=\"drained\"} 1",
+        "weir_endpoint_unhealthy{cluster=\"web\",endpoint=\"127.0.0.1:9002\",reason=\"ejected\"} 0",
+        "weir_endpoint_healthy{cluster=\"api\",endpoint=\"127.0.0.1:9003\"} 1",
+    ] {
+        assert!(
+            text.lines().any(|l| l == line),
+            "missing {line:?} in:\n{text}"
+        );
+    }
+    assert!(!text.contains("# EOF") && !text.contains("# UNIT"));
+    assert!(
+        !text.contains("weir_endpoint_latency_ewma"),
+        "no EWMA was observed"
+    );
+
+    // What Prometheus asks for: OpenMetrics, as prometheus-client encodes it.
+    let om = request_with(
+        h.admin.local_addr(),
+        Method::GET,
+        "/metrics",
+        &[(
+            "accept",
+            "application/openmetrics-text;version=1.0.0,text/plain;q=0.5",
+        )],
+    )
+    .await;
+    assert_eq!(
+        om.headers[header::CONTENT_TYPE],
+        "application/openmetrics-text; version=1.0.0; charset=utf-8"
+    );
+    let om = String::from_utf8(om.body.to_vec()).unwrap();
+    assert!(om.ends_with("# EOF\n"), "{om}");
+    assert!(om.contains("# TYPE weir_upstream_requests counter\n"));
+    assert!(om.contains("# UNIT weir_upstream_request_duration_seconds seconds\n"));
+
+    let head = h.request(Method::HEAD, "/metrics").await;
+    assert_eq!(head.status, StatusCode::OK);
+    assert!(head.body.is_empty());
+    assert_eq!(
+        head.headers[header::CONTENT_LENGTH],
+        text.len().to_string().as_str()
+    );
+    h.admin.shutdown().await;
+}
+
+#[tokio::test]
+async fn metrics_leave_out_endpoint_series_when_turned_off() {
+    let config = weir_config::load_str(CONFIG, "t.yaml").unwrap();
+    let state = AdminState::new(
+        SnapshotHandle::new(Snapshot::compile(&config, None).unwrap()),
+        ListenerInfo::from_config(&config, &[]),
+    )
+    .with_per_endpoint_metrics(false);
+    let admin = AdminServer::start("127.0.0.1:0".parse().unwrap(), state)
+        .await
+        .unwrap();
+    let a = request(admin.local_addr(), Method::GET, "/metrics").await;
+    let text = String::from_utf8(a.body.to_vec()).unwrap();
+    assert!(text.contains("weir_cluster_healthy_endpoints{cluster=\"web\"} 2\n"));
+    assert!(!text.contains("weir_endpoint_"), "{text}");
+    admin.shutdown().await;
 }

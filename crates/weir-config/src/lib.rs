@@ -46,7 +46,9 @@ pub use l4::{
     AcceptProxyProtocolConfig, CidrList, ProxyProtocolVersion, SniRouteConfig, TcpOptionsConfig,
     UdpOptionsConfig,
 };
-pub use listener::{AdminConfig, HttpOptionsConfig, ListenerConfig, ListenerProtocol};
+pub use listener::{
+    AdminConfig, AdminMetricsConfig, HttpOptionsConfig, ListenerConfig, ListenerProtocol,
+};
 pub use load::{
     ValidatedConfig, load_file, load_file_all, load_str, load_str_all, validate_config,
 };

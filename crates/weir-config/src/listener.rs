@@ -18,6 +18,29 @@ pub struct AdminConfig {
     /// `authorization: Bearer <token>`; reads stay open.
     #[serde(default)]
     pub token: Option<String>,
+    /// What `GET /metrics` exports.
+    #[serde(default)]
+    pub metrics: AdminMetricsConfig,
+}
+
+/// Options of the admin API's Prometheus `/metrics`.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AdminMetricsConfig {
+    /// Export per-endpoint series (requests, in-flight, health, ...); turn off for clusters
+    /// with very many endpoints, where they would dominate the scrape. Default `true`.
+    #[serde(default = "yes")]
+    pub per_endpoint: bool,
+}
+
+impl Default for AdminMetricsConfig {
+    fn default() -> Self {
+        Self { per_endpoint: true }
+    }
+}
+
+fn yes() -> bool {
+    true
 }
 
 /// One bound address and what it speaks.

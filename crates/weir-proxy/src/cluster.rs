@@ -40,6 +40,8 @@ pub struct Cluster {
     outlier: Option<OutlierDetector>,
     /// Picks that went to an unhealthy endpoint because the cluster was in panic (fail open).
     panic_picks: AtomicU64,
+    /// Upstream results and latency for `/metrics` (`stats.rs`), carried over reloads.
+    pub(crate) stats: Arc<crate::stats::ClusterStats>,
 }
 
 /// The endpoint a request was sent to: its index (for [`Cluster::observe`]), description and pool.
@@ -135,6 +137,7 @@ impl Cluster {
             panic_picks: AtomicU64::new(
                 previous.map_or(0, |p| p.panic_picks.load(Ordering::Relaxed)),
             ),
+            stats: previous.map(|p| Arc::clone(&p.stats)).unwrap_or_default(),
         }
     }
 

@@ -19,6 +19,7 @@ mod rate_limit;
 mod retry_budget;
 mod server;
 mod snapshot;
+mod stats;
 mod upstream;
 
 pub use body::ProxyBody;
@@ -30,3 +31,7 @@ pub use rate_limit::RateLimitStats;
 pub use retry_budget::RetryStats;
 pub use server::{Proxy, ProxyError};
 pub use snapshot::{CompileError, Snapshot, SnapshotHandle};
+pub use stats::{
+    AtomicHistogram, ClusterStats, HistogramSnapshot, LATENCY_BUCKETS, ListenerCounters,
+    STATUS_CLASSES, UpstreamFailure,
+};

@@ -15,6 +15,7 @@ use tokio_util::task::TaskTracker;
 use weir_config::{ListenerProtocol, ValidatedConfig};
 
 use crate::snapshot::{CompileError, Listener, Snapshot, SnapshotHandle};
+use crate::stats::ListenerCounters;
 
 /// Why the proxy could not start.
 #[derive(Debug, thiserror::Error)]
@@ -47,6 +48,8 @@ pub(crate) struct ConnInfo {
     pub(crate) hard_stop: CancellationToken,
     /// Where long-lived work spawned for the connection (tunnels) is tracked.
     pub(crate) tasks: TaskTracker,
+    /// The listener's connection and byte counters (`/metrics`).
+    pub(crate) counters: Arc<ListenerCounters>,
 }
 
 /// A running proxy: its listeners are accepting until [`Proxy::shutdown`].
@@ -54,6 +57,7 @@ pub(crate) struct ConnInfo {
 pub struct Proxy {
     snapshots: SnapshotHandle,
     addresses: Vec<(String, SocketAddr)>,
+    counters: Vec<Arc<ListenerCounters>>,
     shutdown: CancellationToken,
     hard_stop: CancellationToken,
     tasks: TaskTracker,
@@ -79,6 +83,7 @@ impl Proxy {
             shutdown.clone(),
         ));
         let mut addresses = Vec::new();
+        let mut counters = Vec::new();
         for (index, l) in config.config().listeners.iter().enumerate() {
             let bind_err = |source| ProxyError::Bind {
                 name: l.name.clone(),
@@ -91,7 +96,9 @@ impl Proxy {
                 shutdown: shutdown.clone(),
                 hard_stop: hard_stop.clone(),
                 tasks: tasks.clone(),
+                counters: Arc::default(),
             };
+            counters.push(Arc::clone(&ctx.counters));
             let local = if l.protocol == ListenerProtocol::Udp {
                 let socket = UdpSocket::bind(l.address).await.map_err(bind_err)?;
                 let local = socket.local_addr().map_err(bind_err)?;
@@ -109,6 +116,7 @@ impl Proxy {
         Ok(Self {
             snapshots,
             addresses,
+            counters,
             shutdown,
             hard_stop,
             tasks,
@@ -126,6 +134,16 @@ impl Proxy {
     /// Every listener's name and bound address.
     pub fn listener_addrs(&self) -> &[(String, SocketAddr)] {
         &self.addresses
+    }
+
+    /// Every listener's name with its connection and byte counters, in config order; they
+    /// live as long as the proxy, across reloads.
+    pub fn listener_counters(&self) -> Vec<(String, Arc<ListenerCounters>)> {
+        self.addresses
+            .iter()
+            .zip(&self.counters)
+            .map(|((name, _), c)| (name.clone(), Arc::clone(c)))
+            .collect()
     }
 
     /// Refusal counters of the stream listener named `name` (TCP or TLS passthrough).
@@ -187,6 +205,8 @@ pub(crate) struct ListenerCtx {
     pub(crate) shutdown: CancellationToken,
     pub(crate) hard_stop: CancellationToken,
     pub(crate) tasks: TaskTracker,
+    /// The listener's connection and byte counters.
+    pub(crate) counters: Arc<ListenerCounters>,
 }
 
 async fn accept_loop(socket: TcpListener, ctx: ListenerCtx) {
@@ -220,15 +240,25 @@ async fn accept_loop(socket: TcpListener, ctx: ListenerCtx) {
             shutdown: ctx.shutdown.clone(),
             hard_stop: ctx.hard_stop.clone(),
             tasks: ctx.tasks.clone(),
+            counters: Arc::clone(&ctx.counters),
         };
+        // Counted open from accept until the connection's task ends.
+        let open = ctx.counters.open();
         match &limit {
             None => {
-                ctx.tasks
-                    .spawn(crate::l7::conn::serve_connection(stream, info));
+                let serve = crate::l7::conn::serve_connection(stream, info);
+                ctx.tasks.spawn(async move {
+                    serve.await;
+                    drop(open);
+                });
             }
             Some(limit) => match Arc::clone(limit).try_acquire_owned() {
                 Ok(permit) => {
-                    ctx.tasks.spawn(crate::l4::tcp::serve(stream, info, permit));
+                    let serve = crate::l4::tcp::serve(stream, info, permit);
+                    ctx.tasks.spawn(async move {
+                        serve.await;
+                        drop(open);
+                    });
                 }
                 Err(_) => {
                     tracing::debug!(%remote, "connection limit reached; closing");

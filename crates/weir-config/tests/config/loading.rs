@@ -3,7 +3,7 @@
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use crate::common::{EXAMPLE, load_ok};
+use crate::common::{EXAMPLE, load_err, load_ok};
 use weir_config::{
     Config, EndpointConfig, LbPolicyConfig, ListenerProtocol, StringMatchConfig,
     StringMatchRuleConfig, UpstreamProtocol, load_file, load_str, load_str_all, validate_config,
@@ -230,4 +230,30 @@ fn the_complete_example_in_the_reference_loads() {
     let complete = load_str(blocks[0], "config.md").unwrap();
     assert_eq!(complete.config().listeners[0].routes.len(), 5);
     assert_eq!(complete.config().clusters.len(), 3);
+}
+
+#[test]
+fn admin_metrics_per_endpoint_defaults_on_and_can_be_turned_off() {
+    let on = load_ok(&["admin: { address: 127.0.0.1:9901 }"]);
+    assert!(on.config().admin.as_ref().unwrap().metrics.per_endpoint);
+    let off = load_ok(&[
+        "admin:",
+        "  address: 127.0.0.1:9901",
+        "  metrics: { per_endpoint: false }",
+    ]);
+    assert!(!off.config().admin.as_ref().unwrap().metrics.per_endpoint);
+
+    let wrong = load_err(&[
+        "admin:",
+        "  address: 127.0.0.1:9901",
+        "  metrics: { per_endpoint: sometimes }",
+    ]);
+    assert_eq!(wrong.path, "admin.metrics.per_endpoint", "{wrong}");
+    assert_eq!(wrong.line, Some(3), "{wrong}");
+    let unknown = load_err(&[
+        "admin:",
+        "  address: 127.0.0.1:9901",
+        "  metrics: { per_endpoint: true, per_route: true }",
+    ]);
+    assert_eq!(unknown.path, "admin.metrics.per_route", "{unknown}");
 }

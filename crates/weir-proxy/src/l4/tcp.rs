@@ -148,6 +148,7 @@ async fn forward(
         &info.hard_stop,
     )
     .await;
+    info.counters.add_bytes(end.to_upstream, end.to_downstream);
     if end.reason == EndReason::ForbiddenProxyHeader {
         listener
             .stats

@@ -133,6 +133,8 @@ struct SessionTask {
     closed: mpsc::UnboundedSender<Closed>,
     /// Counts the session as one request in flight, for least-request balancing.
     _in_flight: InFlightGuard,
+    /// Counts the session as one open "connection" of the listener (`/metrics`).
+    _open: crate::stats::OpenConnection,
 }
 
 /// A session task that ended by itself, for the listener task to forget.
@@ -300,6 +302,7 @@ impl Relay {
             idle: micros(listener.idle_timeout.min(MAX_IDLE)),
             closed: self.closed.clone(),
             _in_flight: in_flight,
+            _open: self.ctx.counters.open(),
         };
         tracing::debug!(%client, endpoint = %shared.endpoint.address, "udp session opened");
         let task = self.ctx.tasks.spawn(task.run()).abort_handle();

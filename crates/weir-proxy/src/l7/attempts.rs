@@ -278,6 +278,10 @@ impl<'a> Attempts<'a> {
             }),
             None => sent.await,
         };
+        cluster.stats.record_attempt(
+            result.as_ref().map(|up| up.response.status()),
+            now.elapsed(),
+        );
         // Only the endpoint's own behaviour is held against it: a client whose body broke is
         // not an endpoint failure.
         let observed = match &result {

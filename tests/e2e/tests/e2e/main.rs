@@ -10,6 +10,7 @@ mod grpc;
 mod health_check;
 mod http_proxy;
 mod limits;
+mod metrics;
 mod mirror;
 mod outlier;
 mod policies;

@@ -40,6 +40,7 @@ clusters:
             shutdown: shutdown.clone(),
             hard_stop: shutdown.clone(),
             tasks: tasks.clone(),
+            counters: Default::default(),
         };
         tasks.spawn(serve(socket, ctx));
         Self {

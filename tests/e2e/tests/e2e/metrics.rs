@@ -1,0 +1,373 @@
+//! `GET /metrics` after known traffic: every series that should move moved by exactly the
+//! traffic sent, counters survive a reload, and `promtool check metrics` (Debian package
+//! `prometheus`, installed by `scripts/test`) finds nothing to complain about.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    reason = "end-to-end test: a panic is a failed test"
+)]
+
+use std::collections::BTreeMap;
+use std::io::Write;
+use std::net::SocketAddr;
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+use tokio::net::UdpSocket;
+use weir_e2e::{TestProxy, echo_round_trip, get, h1_client};
+use weir_test_support::{MockHttp, MockTcp, MockUdp};
+
+/// The scraped samples: `name{labels}` exactly as exposed, to the value.
+type Samples = BTreeMap<String, f64>;
+
+async fn scrape_text(admin: SocketAddr) -> String {
+    let reply = get(&h1_client(), &format!("http://{admin}/metrics"), &[]).await;
+    assert_eq!(reply.status, 200);
+    assert_eq!(
+        reply.header("content-type"),
+        "text/plain; version=0.0.4; charset=utf-8"
+    );
+    reply.text()
+}
+
+fn parse(text: &str) -> Samples {
+    text.lines()
+        .filter(|l| !l.starts_with('#') && !l.is_empty())
+        .map(|l| {
+            let (series, value) = l.rsplit_once(' ').unwrap();
+            (series.to_owned(), value.parse().unwrap())
+        })
+        .collect()
+}
+
+/// The value of `series`, which must be exposed.
+fn value(samples: &Samples, series: &str) -> f64 {
+    *samples
+        .get(series)
+        .unwrap_or_else(|| panic!("{series} is not exposed; have: {samples:#?}"))
+}
+
+/// Whether the tests must have every external tool (CI), rather than skip without one.
+fn tools_required() -> bool {
+    std::env::var("CI").is_ok_and(|v| v == "true")
+        || std::env::var("WEIR_REQUIRE_PRIVILEGED").is_ok_and(|v| v == "1")
+}
+
+/// Runs `promtool check metrics` on `text` and asserts it is clean; without promtool, fails
+/// in CI and skips (saying why) elsewhere.
+fn promtool_check(text: &str) {
+    let child = Command::new("promtool")
+        .args(["check", "metrics"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn();
+    let mut child = match child {
+        Ok(child) => child,
+        Err(e) if tools_required() => {
+            panic!("promtool is required ({e}); scripts/test installs the prometheus package")
+        }
+        Err(e) => {
+            eprintln!("skipping promtool check: promtool not runnable ({e}); run scripts/test");
+            return;
+        }
+    };
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(text.as_bytes())
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    let said = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        out.status.success() && said.trim().is_empty(),
+        "promtool check metrics: {:?}\n{said}\non:\n{text}",
+        out.status
+    );
+}
+
+fn config(a: SocketAddr, b: SocketAddr, echo: SocketAddr, extra: &str) -> String {
+    format!(
+        "admin: {{ address: 127.0.0.1:0 }}
+listeners:
+  - name: web
+    address: 127.0.0.1:0
+    routes: [ {{ cluster: c }} ]
+  - name: raw
+    address: 127.0.0.1:0
+    protocol: tcp
+    cluster: echo
+clusters:
+  - name: c
+    lb_policy: round_robin
+    endpoints: [ {a}, {b}{extra} ]
+  - name: echo
+    endpoints: [ {echo} ]
+"
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn known_traffic_moves_exactly_the_right_series() {
+    let a = MockHttp::start("a").await;
+    let b = MockHttp::start("b").await;
+    let echo = MockTcp::echo().await;
+    let p = TestProxy::start(&config(a.addr(), b.addr(), echo.addr(), "")).await;
+    let admin = p.weir.admin_addr().unwrap();
+
+    let client = h1_client();
+    for i in 0..100 {
+        let path = if i % 10 == 9 { "/status/503" } else { "/" };
+        let reply = get(&client, &p.url(path), &[]).await;
+        assert_eq!(reply.status, if i % 10 == 9 { 503 } else { 200 });
+    }
+    // One TCP connection through the `raw` listener: 5 bytes each way.
+    let raw = p.proxy().listener_addr("raw").unwrap();
+    drop(echo_round_trip(raw, b"hello").await);
+
+    // The TCP connection's bytes are counted when its copy ends, a moment after the client
+    // closed: scrape until the listener has no open connection (bounded).
+    let mut text = String::new();
+    for _ in 0..200 {
+        text = scrape_text(admin).await;
+        let s = parse(&text);
+        if value(&s, "weir_listener_active_connections{listener=\"raw\"}") == 0.0 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let s = parse(&text);
+    let c =
+        |class: &str| format!("weir_upstream_requests_total{{cluster=\"c\",class=\"{class}\"}}");
+    assert_eq!(value(&s, &c("2xx")), 90.0);
+    assert_eq!(value(&s, &c("5xx")), 10.0);
+    for class in ["1xx", "3xx", "4xx"] {
+        assert_eq!(value(&s, &c(class)), 0.0, "{class}");
+    }
+    for reason in ["connect_failure", "connect_timeout", "timeout", "reset"] {
+        let series = format!("weir_upstream_errors_total{{cluster=\"c\",reason=\"{reason}\"}}");
+        assert_eq!(value(&s, &series), 0.0, "{series}");
+    }
+    assert_eq!(
+        value(
+            &s,
+            "weir_upstream_request_duration_seconds_count{cluster=\"c\"}"
+        ),
+        100.0
+    );
+    assert_eq!(
+        value(
+            &s,
+            "weir_upstream_request_duration_seconds_bucket{le=\"+Inf\",cluster=\"c\"}"
+        ),
+        100.0
+    );
+    let sum = value(
+        &s,
+        "weir_upstream_request_duration_seconds_sum{cluster=\"c\"}",
+    );
+    assert!(sum > 0.0, "{sum}");
+    // Round robin alternates: 50 requests each.
+    for ep in [a.addr(), b.addr()] {
+        let labels = format!("{{cluster=\"c\",endpoint=\"{ep}\"}}");
+        assert_eq!(
+            value(&s, &format!("weir_endpoint_requests_total{labels}")),
+            50.0
+        );
+        assert_eq!(
+            value(&s, &format!("weir_endpoint_in_flight_requests{labels}")),
+            0.0
+        );
+        assert_eq!(value(&s, &format!("weir_endpoint_healthy{labels}")), 1.0);
+        assert_eq!(
+            value(&s, &format!("weir_endpoint_connect_failures_total{labels}")),
+            0.0
+        );
+        assert_eq!(
+            value(&s, &format!("weir_endpoint_ejections_total{labels}")),
+            0.0
+        );
+    }
+    assert_eq!(a.requests() + b.requests(), 100);
+    assert_eq!(
+        value(&s, "weir_cluster_healthy_endpoints{cluster=\"c\"}"),
+        2.0
+    );
+    assert_eq!(
+        value(&s, "weir_cluster_ejected_endpoints{cluster=\"c\"}"),
+        0.0
+    );
+    assert_eq!(value(&s, "weir_cluster_retries_total{cluster=\"c\"}"), 0.0);
+    assert_eq!(
+        value(&s, "weir_cluster_panic_picks_total{cluster=\"c\"}"),
+        0.0
+    );
+    // The keep-alive client used at least one connection and at most one per request.
+    let accepted = value(
+        &s,
+        "weir_listener_connections_accepted_total{listener=\"web\"}",
+    );
+    assert!((1.0..=100.0).contains(&accepted), "{accepted}");
+    assert_eq!(
+        value(
+            &s,
+            "weir_listener_connections_accepted_total{listener=\"raw\"}"
+        ),
+        1.0
+    );
+    assert_eq!(
+        value(&s, "weir_listener_active_connections{listener=\"raw\"}"),
+        0.0
+    );
+    assert_eq!(
+        value(&s, "weir_listener_received_bytes_total{listener=\"raw\"}"),
+        5.0
+    );
+    assert_eq!(
+        value(&s, "weir_listener_sent_bytes_total{listener=\"raw\"}"),
+        5.0
+    );
+    assert!(
+        !s.contains_key("weir_listener_received_bytes_total{listener=\"web\"}"),
+        "bytes are counted on L4 listeners only"
+    );
+    assert_eq!(
+        value(
+            &s,
+            &format!(
+                "weir_endpoint_requests_total{{cluster=\"echo\",endpoint=\"{}\"}}",
+                echo.addr()
+            )
+        ),
+        1.0
+    );
+
+    promtool_check(&text);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn counters_survive_a_reload_and_new_endpoints_start_at_zero() {
+    let a = MockHttp::start("a").await;
+    let b = MockHttp::start("b").await;
+    let c = MockHttp::start("c").await;
+    let echo = MockTcp::echo().await;
+    let p = TestProxy::start(&config(a.addr(), b.addr(), echo.addr(), "")).await;
+    let admin = p.weir.admin_addr().unwrap();
+    let client = h1_client();
+    for _ in 0..10 {
+        assert_eq!(get(&client, &p.url("/"), &[]).await.status, 200);
+    }
+    let next = config(a.addr(), b.addr(), echo.addr(), &format!(", {}", c.addr()));
+    p.weir
+        .reload(&weir_config::load_str(&next, "reload.yaml").unwrap())
+        .unwrap();
+
+    let s = parse(&scrape_text(admin).await);
+    let two_xx = "weir_upstream_requests_total{cluster=\"c\",class=\"2xx\"}";
+    assert_eq!(value(&s, two_xx), 10.0);
+    assert_eq!(
+        value(
+            &s,
+            "weir_upstream_request_duration_seconds_count{cluster=\"c\"}"
+        ),
+        10.0
+    );
+    let requests =
+        |ep: SocketAddr| format!("weir_endpoint_requests_total{{cluster=\"c\",endpoint=\"{ep}\"}}");
+    assert_eq!(value(&s, &requests(a.addr())), 5.0);
+    assert_eq!(value(&s, &requests(b.addr())), 5.0);
+    assert_eq!(value(&s, &requests(c.addr())), 0.0);
+    assert_eq!(value(&s, "weir_cluster_endpoints{cluster=\"c\"}"), 3.0);
+
+    for _ in 0..3 {
+        assert_eq!(get(&client, &p.url("/"), &[]).await.status, 200);
+    }
+    let s = parse(&scrape_text(admin).await);
+    assert_eq!(value(&s, two_xx), 13.0);
+    let total: f64 = [a.addr(), b.addr(), c.addr()]
+        .into_iter()
+        .map(|ep| value(&s, &requests(ep)))
+        .sum();
+    assert_eq!(total, 13.0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn per_endpoint_series_can_be_turned_off() {
+    let a = MockHttp::start("a").await;
+    let b = MockHttp::start("b").await;
+    let echo = MockTcp::echo().await;
+    let yaml = config(a.addr(), b.addr(), echo.addr(), "").replace(
+        "admin: { address: 127.0.0.1:0 }",
+        "admin: { address: 127.0.0.1:0, metrics: { per_endpoint: false } }",
+    );
+    let p = TestProxy::start(&yaml).await;
+    assert_eq!(get(&h1_client(), &p.url("/"), &[]).await.status, 200);
+    let text = scrape_text(p.weir.admin_addr().unwrap()).await;
+    let s = parse(&text);
+    assert_eq!(
+        value(
+            &s,
+            "weir_upstream_requests_total{cluster=\"c\",class=\"2xx\"}"
+        ),
+        1.0
+    );
+    assert!(!text.contains("weir_endpoint_"), "{text}");
+    promtool_check(&text);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn udp_sessions_count_as_listener_connections() {
+    let ep = MockUdp::echo("ep").await;
+    let p = TestProxy::start(&format!(
+        "admin: {{ address: 127.0.0.1:0 }}
+listeners:
+  - name: dns
+    address: 127.0.0.1:0
+    protocol: udp
+    cluster: u
+clusters:
+  - name: u
+    endpoints: [ {} ]
+",
+        ep.addr()
+    ))
+    .await;
+    // Two clients, two sessions; each datagram comes back through weir.
+    let mut clients = Vec::new();
+    for i in 0..2u8 {
+        let c = UdpSocket::bind("127.0.0.1:0").await.unwrap();
+        c.connect(p.addr).await.unwrap();
+        c.send(&[i; 3]).await.unwrap();
+        let mut buf = [0u8; 16];
+        let n = tokio::time::timeout(Duration::from_secs(10), c.recv(&mut buf))
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(&buf[..n], &[i; 3]);
+        clients.push(c);
+    }
+    let text = scrape_text(p.weir.admin_addr().unwrap()).await;
+    let s = parse(&text);
+    assert_eq!(
+        value(
+            &s,
+            "weir_listener_connections_accepted_total{listener=\"dns\"}"
+        ),
+        2.0
+    );
+    assert_eq!(
+        value(&s, "weir_listener_active_connections{listener=\"dns\"}"),
+        2.0
+    );
+    assert!(
+        !text.contains("weir_listener_received_bytes_total"),
+        "no byte counts for UDP"
+    );
+    promtool_check(&text);
+}
