@@ -11,6 +11,7 @@
 //! | `/status/{code}` | `{code}` (200..=999), body = the endpoint name |
 //! | `/delay/{ms}` | 200 after `ms` milliseconds |
 //! | `/bytes/{n}` | 200, `n` bytes of [`pattern_byte`] generated chunk by chunk |
+//! | `/drip/{chunks}/{ms}` | 200, `chunks` × [`DRIP_CHUNK`] bytes of the same pattern, one chunk every `ms` |
 //! | `/sink` | 200, the number of request body bytes read (the body is discarded as it streams); `x-body-ms`: milliseconds from the request head to the body's end |
 //! | WebSocket upgrade (HTTP/1.1) | 101, then every message echoed |
 //! | anything else | 200, body = the endpoint name |
@@ -245,6 +246,29 @@ impl Body for PatternBody {
     }
 }
 
+/// `/drip/{chunks}/{ms}`: `chunks` chunks of [`DRIP_CHUNK`] pattern bytes, `ms` apart (the first
+/// at once): a response that stays in flight for a known time.
+fn drip(chunks: u64, gap: Duration) -> Response<MockBody> {
+    let frames = futures_util::stream::unfold(0u64, move |i| async move {
+        if i == chunks {
+            return None;
+        }
+        if i > 0 {
+            tokio::time::sleep(gap).await;
+        }
+        let start = i * DRIP_CHUNK as u64;
+        let chunk: Vec<u8> = (start..start + DRIP_CHUNK as u64)
+            .map(pattern_byte)
+            .collect();
+        let frame: Result<Frame<Bytes>, BoxError> = Ok(Frame::data(Bytes::from(chunk)));
+        Some((frame, i + 1))
+    });
+    Response::new(http_body_util::StreamBody::new(Box::pin(frames)).boxed_unsync())
+}
+
+/// The size of each `/drip` chunk.
+pub const DRIP_CHUNK: usize = 1024;
+
 /// The byte at `offset` of every `/bytes/{n}` body: `offset % 251`.
 pub fn pattern_byte(offset: u64) -> u8 {
     // Lossless: the remainder is below 251.
@@ -365,6 +389,14 @@ async fn route(name: &str, req: Request<Incoming>) -> Response<MockBody> {
                 };
                 tokio::time::sleep(Duration::from_millis(ms)).await;
                 text(StatusCode::OK, name.to_owned())
+            } else if let Some(spec) = path.strip_prefix("/drip/") {
+                let parsed = spec
+                    .split_once('/')
+                    .and_then(|(n, ms)| Some((n.parse::<u64>().ok()?, ms.parse::<u64>().ok()?)));
+                let Some((chunks, ms)) = parsed else {
+                    return text(StatusCode::BAD_REQUEST, "use /drip/{chunks}/{ms}");
+                };
+                drip(chunks, Duration::from_millis(ms))
             } else if let Some(n) = path.strip_prefix("/bytes/") {
                 let Ok(len) = n.parse() else {
                     return text(StatusCode::BAD_REQUEST, "bad byte count");

@@ -33,7 +33,7 @@ mod ws;
 
 pub use self::grpc::GrpcEcho;
 pub use self::grpc_health::GrpcHealth;
-pub use self::http::{MockHttp, MockHttpBuilder, pattern_byte};
+pub use self::http::{DRIP_CHUNK, MockHttp, MockHttpBuilder, pattern_byte};
 pub use self::tcp::{Blackhole, MockTcp, TcpEcho};
 pub use self::tls::{MockTls, TestCa, TlsStream, tls_connect};
 pub use self::udp::MockUdp;

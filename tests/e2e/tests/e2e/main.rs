@@ -21,6 +21,7 @@ mod reload_live;
 mod request_hygiene;
 mod retries;
 mod routing;
+mod shutdown;
 mod streaming;
 mod tcp;
 mod tls_passthrough;
