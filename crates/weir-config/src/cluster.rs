@@ -76,6 +76,9 @@ pub struct ClusterConfig {
     /// Passive outlier detection on live traffic; absent means nothing is ejected.
     #[serde(default)]
     pub outlier_detection: Option<crate::OutlierDetectionConfig>,
+    /// Endpoints found by service discovery, kept current alongside `endpoints`.
+    #[serde(default)]
+    pub discovery: Option<crate::DiscoveryConfig>,
     /// The endpoints; may be empty (requests then get 503).
     #[serde(default)]
     pub endpoints: Vec<EndpointConfig>,

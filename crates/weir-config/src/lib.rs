@@ -17,6 +17,7 @@ mod address;
 mod balancing;
 mod cluster;
 mod de;
+mod discovery;
 mod duration;
 mod error;
 mod health;
@@ -36,6 +37,7 @@ pub use balancing::{
     RingHashConfig, SlowStartConfig,
 };
 pub use cluster::{CircuitBreakersConfig, ClusterConfig, EndpointConfig, UpstreamProtocol};
+pub use discovery::{DiscoveryConfig, DnsDiscoveryConfig, DnsRecordKind};
 pub use duration::ConfigDuration;
 pub use error::{ConfigError, ConfigErrors};
 pub use health::{

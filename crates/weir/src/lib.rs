@@ -13,11 +13,15 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use std::collections::BTreeMap;
+use std::sync::Weak;
+
 use anyhow::Context;
 use tokio_util::sync::CancellationToken;
 use weir_admin::{AdminServer, AdminState, ReloadSummary, Reloader};
-use weir_config::{ListenerProtocol, ValidatedConfig};
+use weir_config::{DnsDiscoveryConfig, EndpointConfig, ListenerProtocol, ValidatedConfig};
 use weir_core::SystemClock;
+use weir_discovery::{Discovery, DiscoveryTarget};
 use weir_probe::{CheckTarget, HealthChecker};
 use weir_proxy::{Proxy, Snapshot, SnapshotHandle};
 
@@ -50,6 +54,11 @@ struct ControlState {
     checker: HealthChecker,
     /// The listeners as bound at start: a reload may change their routes, not the set.
     listeners: Vec<ListenerKey>,
+    /// The config as loaded (static endpoints only).
+    base: ValidatedConfig,
+    /// The latest endpoint set service discovery found, per cluster.
+    discovered: BTreeMap<String, Vec<EndpointConfig>>,
+    discovery: Discovery,
 }
 
 /// What identifies a bound listener: a reload must keep these as they are.
@@ -97,16 +106,31 @@ impl Weir {
         let proxy = Proxy::start(config).await?;
         let mut checker = HealthChecker::new(Arc::new(SystemClock));
         checker.reconcile(check_targets(&proxy.snapshots().load()));
-        let control = Arc::new(Control {
-            snapshots: proxy.snapshots().clone(),
-            source,
-            state: Mutex::new(ControlState {
-                checker,
-                listeners: listener_keys(config),
-            }),
-            applied: AtomicU64::new(0),
-            rejected: AtomicU64::new(0),
+        let control = Arc::new_cyclic(|control: &Weak<Control>| {
+            let control = Weak::clone(control);
+            let sink = Arc::new(move |cluster: &str, endpoints: Vec<EndpointConfig>| {
+                if let Some(control) = control.upgrade() {
+                    control.apply_discovered(cluster, endpoints);
+                }
+            });
+            Control {
+                snapshots: proxy.snapshots().clone(),
+                source,
+                state: Mutex::new(ControlState {
+                    checker,
+                    listeners: listener_keys(config),
+                    base: config.clone(),
+                    discovered: BTreeMap::new(),
+                    discovery: Discovery::new(sink),
+                }),
+                applied: AtomicU64::new(0),
+                rejected: AtomicU64::new(0),
+            }
         });
+        control
+            .lock()
+            .discovery
+            .reconcile(discovery_targets(config));
         let admin = match &config.config().admin {
             Some(admin) => {
                 let mut state = AdminState::for_proxy(&proxy, config);
@@ -187,7 +211,11 @@ impl Weir {
     /// up to `grace`; `true` if everything in flight finished in time.
     pub async fn shutdown(mut self, grace: Duration) -> bool {
         self.watching.cancel();
-        self.control.lock().checker.shutdown();
+        {
+            let mut state = self.control.lock();
+            state.discovery.shutdown();
+            state.checker.shutdown();
+        }
         if let Some(admin) = self.admin.take() {
             admin.shutdown().await;
         }
@@ -256,12 +284,21 @@ impl Control {
                 describe(&next)
             );
         }
+        // Discovered endpoints stay for clusters whose discovery source did not change.
+        let old_base = state.base.clone();
+        state.discovered.retain(|cluster, _| {
+            dns_of(config, cluster).is_some()
+                && dns_of(config, cluster) == dns_of(&old_base, cluster)
+        });
+        let merged = with_discovered(config, &state.discovered)?;
         let current = self.snapshots.load();
-        let snapshot = Snapshot::compile(config, Some(&current))?;
+        let snapshot = Snapshot::compile(&merged, Some(&current))?;
         let targets = check_targets(&snapshot);
         let clusters = snapshot.clusters().len();
         self.snapshots.store(snapshot);
         state.checker.reconcile(targets);
+        state.base = config.clone();
+        state.discovery.reconcile(discovery_targets(config));
         let report = ReloadReport {
             clusters,
             checked_endpoints: state.checker.len(),
@@ -273,6 +310,89 @@ impl Control {
         );
         Ok(report)
     }
+}
+
+impl Control {
+    /// Swaps in a snapshot where `cluster` has its static endpoints plus `endpoints` (service
+    /// discovery's latest set); endpoints that stay keep their state. Logged, never fatal.
+    fn apply_discovered(&self, cluster: &str, endpoints: Vec<EndpointConfig>) {
+        let mut state = self.lock();
+        if dns_of(&state.base, cluster).is_none() {
+            return;
+        }
+        state.discovered.insert(cluster.to_owned(), endpoints);
+        let result = with_discovered(&state.base, &state.discovered).and_then(|merged| {
+            let current = self.snapshots.load();
+            Ok(Snapshot::compile(&merged, Some(&current))?)
+        });
+        match result {
+            Ok(snapshot) => {
+                let targets = check_targets(&snapshot);
+                self.snapshots.store(snapshot);
+                state.checker.reconcile(targets);
+                tracing::info!(%cluster, "discovered endpoints applied");
+            }
+            Err(e) => tracing::error!(%cluster, "discovered endpoints not applied: {e:#}"),
+        }
+    }
+}
+
+/// The DNS discovery source of `cluster` in `config`, if it has one.
+fn dns_of<'c>(config: &'c ValidatedConfig, cluster: &str) -> Option<&'c DnsDiscoveryConfig> {
+    let c = config
+        .config()
+        .clusters
+        .iter()
+        .find(|c| c.name == cluster)?;
+    c.discovery.as_ref()?.dns.as_ref()
+}
+
+/// Every cluster of `config` with a discovery source.
+fn discovery_targets(config: &ValidatedConfig) -> Vec<DiscoveryTarget> {
+    config
+        .config()
+        .clusters
+        .iter()
+        .filter_map(|c| {
+            Some(DiscoveryTarget {
+                cluster: c.name.clone(),
+                dns: c.discovery.as_ref()?.dns.clone()?,
+            })
+        })
+        .collect()
+}
+
+/// `base` with each discovering cluster's endpoints extended by what discovery found (an
+/// address listed statically keeps its static weight).
+fn with_discovered(
+    base: &ValidatedConfig,
+    discovered: &BTreeMap<String, Vec<EndpointConfig>>,
+) -> anyhow::Result<ValidatedConfig> {
+    if discovered.is_empty() {
+        return Ok(base.clone());
+    }
+    let mut config = base.config().clone();
+    for cluster in &mut config.clusters {
+        let Some(found) = discovered.get(&cluster.name) else {
+            continue;
+        };
+        if cluster.discovery.is_none() {
+            continue;
+        }
+        for endpoint in found {
+            if !cluster
+                .endpoints
+                .iter()
+                .any(|e| e.address == endpoint.address)
+            {
+                cluster.endpoints.push(endpoint.clone());
+            }
+        }
+    }
+    Ok(weir_config::validate_config(
+        config,
+        "discovered endpoints",
+    )?)
 }
 
 impl Reloader for Control {

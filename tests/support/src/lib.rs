@@ -22,6 +22,7 @@
     reason = "test support: a panic is a failed test"
 )]
 
+pub mod dns;
 pub mod grpc;
 pub mod grpc_health;
 pub mod http;
@@ -31,6 +32,7 @@ pub mod udp;
 pub mod util;
 mod ws;
 
+pub use self::dns::MockDns;
 pub use self::grpc::GrpcEcho;
 pub use self::grpc_health::GrpcHealth;
 pub use self::http::{DRIP_CHUNK, MockHttp, MockHttpBuilder, pattern_byte};

@@ -12,6 +12,7 @@ use crate::yaml::Node;
 use crate::{ClusterConfig, Config, ConfigError, HttpOptionsConfig, ListenerConfig};
 
 mod balancing;
+mod discovery;
 mod health;
 mod l4;
 mod rate_limit;
@@ -228,6 +229,7 @@ impl Checker<'_> {
             self.balancing(cluster, &path);
             self.health(cluster, &path);
             self.retry_budget(cluster, &path);
+            self.discovery(cluster, &path);
             let cb = &cluster.circuit_breakers;
             for (key, value) in [
                 ("max_connections", cb.max_connections),

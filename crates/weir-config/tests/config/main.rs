@@ -3,6 +3,7 @@
 
 mod balancing_and_l4;
 mod common;
+mod discovery;
 mod health;
 mod loading;
 mod more_rule_errors;

@@ -3,6 +3,7 @@
 
 mod balancing;
 mod circuit_breakers;
+mod discovery;
 mod drain;
 mod errors;
 mod fault;

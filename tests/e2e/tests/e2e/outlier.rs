@@ -56,10 +56,14 @@ async fn three_503s_eject_until_the_ejection_time_has_passed() {
     let client = h1_client();
 
     // Round robin alternates: after six requests the bad endpoint has answered three 503s.
-    for _ in 0..6 {
+    // The ejection happens during the sixth, so it is no earlier than `ejected_at`.
+    let mut ejected_at = Instant::now();
+    for i in 0..6 {
+        if i == 5 {
+            ejected_at = Instant::now();
+        }
         get(&client, &p.url("/"), &[]).await;
     }
-    let ejected_at = Instant::now();
     assert_eq!(bad.requests(), 3);
     assert!(health(&p, 0).contains(Unhealthy::Ejected));
     for _ in 0..20 {

@@ -1,0 +1,75 @@
+//! Service discovery of a cluster's endpoints, alongside its static list.
+//!
+//! A cluster may name a source that keeps its endpoint set current without a config reload.
+//! Today that is DNS (A/AAAA with a fixed port, or SRV with ports and weights from the
+//! records), re-resolved as the records' TTL says within configured bounds. The reference is
+//! `docs/discovery.md`.
+
+use std::net::SocketAddr;
+
+use serde::Deserialize;
+
+use crate::ConfigDuration;
+
+/// Where a cluster's endpoints come from besides `endpoints`.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DiscoveryConfig {
+    /// Resolve endpoints from DNS.
+    #[serde(default)]
+    pub dns: Option<DnsDiscoveryConfig>,
+}
+
+/// DNS discovery: which name, which records, how often.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DnsDiscoveryConfig {
+    /// The name to resolve, e.g. `api.internal` or `_http._tcp.api.internal` for SRV.
+    pub name: String,
+    /// Which records: `a`, `aaaa`, `a_aaaa` (both) or `srv`. Default `a_aaaa`.
+    #[serde(default)]
+    pub record: DnsRecordKind,
+    /// The port of every address found (A/AAAA); SRV records carry their own.
+    #[serde(default)]
+    pub port: Option<u16>,
+    /// Weight of every address found (A/AAAA); SRV records carry their own. Default 1.
+    #[serde(default = "default_weight")]
+    pub weight: u32,
+    /// Re-resolve no sooner than this, whatever the TTL. Default 1s.
+    #[serde(default = "default_min_ttl")]
+    pub min_ttl: ConfigDuration,
+    /// Re-resolve at least this often, whatever the TTL. Default 300s.
+    #[serde(default = "default_max_ttl")]
+    pub max_ttl: ConfigDuration,
+    /// Name servers to ask (`ip:port`); empty means the system's (`/etc/resolv.conf`).
+    #[serde(default)]
+    pub nameservers: Vec<SocketAddr>,
+}
+
+/// The DNS records a cluster is built from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum DnsRecordKind {
+    /// IPv4 addresses.
+    A,
+    /// IPv6 addresses.
+    Aaaa,
+    /// IPv4 and IPv6 addresses (`a_aaaa`).
+    #[default]
+    #[serde(rename = "a_aaaa")]
+    Both,
+    /// Service records: a target, port and weight each (RFC 2782).
+    Srv,
+}
+
+fn default_weight() -> u32 {
+    1
+}
+
+fn default_min_ttl() -> ConfigDuration {
+    ConfigDuration(std::time::Duration::from_secs(1))
+}
+
+fn default_max_ttl() -> ConfigDuration {
+    ConfigDuration(std::time::Duration::from_secs(300))
+}

@@ -1,0 +1,159 @@
+//! DNS discovery against a real DNS server on loopback (`MockDns`): A records with the
+//! configured port, SRV ports and weights, answers that change being followed within the TTL,
+//! and a vanished name leaving the last good set in place.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    reason = "integration test: a panic is a failed test"
+)]
+
+use std::net::{IpAddr, SocketAddr};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use weir_config::{ConfigDuration, DnsDiscoveryConfig, DnsRecordKind, EndpointConfig};
+use weir_discovery::{Discovery, DiscoveryTarget};
+use weir_test_support::{MockDns, wait_until};
+
+type Seen = Arc<Mutex<Vec<(String, Vec<EndpointConfig>, Instant)>>>;
+
+fn dns(
+    server: &MockDns,
+    name: &str,
+    record: DnsRecordKind,
+    port: Option<u16>,
+) -> DnsDiscoveryConfig {
+    DnsDiscoveryConfig {
+        name: name.into(),
+        record,
+        port,
+        weight: 1,
+        min_ttl: ConfigDuration(Duration::from_millis(100)),
+        max_ttl: ConfigDuration(Duration::from_secs(30)),
+        nameservers: vec![server.addr()],
+    }
+}
+
+fn discovery() -> (Discovery, Seen) {
+    let seen: Seen = Arc::default();
+    let sink = {
+        let seen = Arc::clone(&seen);
+        Arc::new(move |cluster: &str, eps: Vec<EndpointConfig>| {
+            seen.lock()
+                .unwrap()
+                .push((cluster.to_owned(), eps, Instant::now()));
+        })
+    };
+    (Discovery::new(sink), seen)
+}
+
+fn ep(addr: &str, weight: u32) -> EndpointConfig {
+    EndpointConfig {
+        address: addr.parse::<SocketAddr>().unwrap(),
+        weight,
+    }
+}
+
+fn last(seen: &Seen) -> Option<Vec<EndpointConfig>> {
+    seen.lock().unwrap().last().map(|(_, e, _)| e.clone())
+}
+
+fn ip(s: &str) -> IpAddr {
+    s.parse().unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_records_are_followed_within_the_ttl() {
+    let server = MockDns::start().await;
+    server.set_ips("api.test.", &[ip("127.0.0.2"), ip("127.0.0.3")], 1);
+    let (mut d, seen) = discovery();
+    d.reconcile(vec![DiscoveryTarget {
+        cluster: "api".into(),
+        dns: dns(&server, "api.test.", DnsRecordKind::A, Some(8080)),
+    }]);
+    assert!(wait_until(Duration::from_secs(10), || last(&seen).is_some()).await);
+    assert_eq!(
+        last(&seen).unwrap(),
+        [ep("127.0.0.2:8080", 1), ep("127.0.0.3:8080", 1)]
+    );
+    assert_eq!(seen.lock().unwrap()[0].0, "api");
+
+    // The answer changes; the TTL is 1 s, so the new set arrives within about a second.
+    let changed = Instant::now();
+    server.set_ips("api.test.", &[ip("127.0.0.4")], 1);
+    let want = vec![ep("127.0.0.4:8080", 1)];
+    assert!(
+        wait_until(Duration::from_secs(10), || last(&seen).as_ref()
+            == Some(&want))
+        .await
+    );
+    let took = seen.lock().unwrap().last().unwrap().2 - changed;
+    assert!(
+        took < Duration::from_millis(2500),
+        "followed after {took:?}"
+    );
+    // An unchanged answer is not reported again.
+    let reports = seen.lock().unwrap().len();
+    let asked = server.queries();
+    assert!(wait_until(Duration::from_secs(10), || server.queries() >= asked + 2).await);
+    assert_eq!(seen.lock().unwrap().len(), reports);
+    d.shutdown();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn srv_records_give_ports_and_weights() {
+    let server = MockDns::start().await;
+    server.set_srv(
+        "_http._tcp.api.test.",
+        &[
+            ("a.test.", 9001, 3),
+            ("b.test.", 9002, 1),
+            ("c.test.", 9003, 0),
+        ],
+        5,
+    );
+    server.set_ips("a.test.", &[ip("127.0.0.2")], 5);
+    server.set_ips("b.test.", &[ip("127.0.0.3")], 5);
+    server.set_ips("c.test.", &[ip("127.0.0.4")], 5);
+    let (mut d, seen) = discovery();
+    d.reconcile(vec![DiscoveryTarget {
+        cluster: "api".into(),
+        dns: dns(&server, "_http._tcp.api.test.", DnsRecordKind::Srv, None),
+    }]);
+    assert!(wait_until(Duration::from_secs(10), || last(&seen).is_some()).await);
+    assert_eq!(
+        last(&seen).unwrap(),
+        [
+            ep("127.0.0.2:9001", 3),
+            ep("127.0.0.3:9002", 1),
+            ep("127.0.0.4:9003", 1),
+        ],
+        "SRV weight 0 becomes the smallest weir weight, 1"
+    );
+    d.shutdown();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_vanished_name_keeps_the_last_good_set() {
+    let server = MockDns::start().await;
+    server.set_ips("api.test.", &[ip("127.0.0.2")], 1);
+    let (mut d, seen) = discovery();
+    d.reconcile(vec![DiscoveryTarget {
+        cluster: "api".into(),
+        dns: dns(&server, "api.test.", DnsRecordKind::A, Some(80)),
+    }]);
+    assert!(wait_until(Duration::from_secs(10), || last(&seen).is_some()).await);
+    server.set_ips("api.test.", &[], 1);
+    let asked = server.queries();
+    assert!(wait_until(Duration::from_secs(10), || server.queries() >= asked + 2).await);
+    assert_eq!(
+        seen.lock().unwrap().len(),
+        1,
+        "NXDOMAIN is not an empty set"
+    );
+    assert_eq!(last(&seen).unwrap(), [ep("127.0.0.2:80", 1)]);
+    // Reconciling to nothing stops the task.
+    d.reconcile(vec![]);
+    assert!(d.is_empty());
+}
