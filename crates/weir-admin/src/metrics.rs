@@ -28,7 +28,9 @@ use prometheus_client::metrics::MetricType;
 use prometheus_client::registry::{Registry, Unit};
 use weir_config::ListenerProtocol;
 use weir_core::{Endpoint, Unhealthy};
-use weir_proxy::{Cluster, ListenerCounters, STATUS_CLASSES, Snapshot, UpstreamFailure};
+use weir_proxy::{
+    Cluster, ListenerCounters, RouteStats, STATUS_CLASSES, Snapshot, UpstreamFailure,
+};
 
 use crate::AdminState;
 use crate::routes::AdminBody;
@@ -157,6 +159,7 @@ impl Collector for SnapshotCollector {
     fn encode(&self, mut encoder: DescriptorEncoder) -> Result<(), fmt::Error> {
         self.encode_listeners(&mut encoder)?;
         self.encode_clusters(&mut encoder)?;
+        self.encode_routes(&mut encoder)?;
         if self.per_endpoint {
             self.encode_endpoints(&mut encoder)?;
         }
@@ -196,6 +199,86 @@ impl SnapshotCollector {
             "Bytes sent to clients by ended connections of a TCP or TLS passthrough listener.",
             Some(&Unit::Bytes),
             stream().map(|(n, c, _)| (by(n), c.sent_bytes())),
+        )
+    }
+
+    /// Per-route policy counters: rate limiting, mirroring, fault injection. Routes have no
+    /// names, so a route is its listener's name and its index in that listener's `routes`.
+    fn encode_routes(&self, e: &mut DescriptorEncoder<'_>) -> fmt::Result {
+        let routes = self.snapshot.route_stats();
+        let labels = |r: &RouteStats, extra: Option<(&'static str, &str)>| -> Labels {
+            let listener = self
+                .listeners
+                .get(r.listener)
+                .map_or_else(|| r.listener.to_string(), |l| l.0.clone());
+            let mut l = vec![("listener", listener), ("route", r.route.to_string())];
+            if let Some((k, v)) = extra {
+                l.push((k, v.to_owned()));
+            }
+            l
+        };
+        counters(
+            e,
+            "weir_route_rate_limited",
+            "Requests a route's rate limit refused: 429 over the limit, 503 when a closed global limit could not reach its service.",
+            None,
+            routes.iter().flat_map(|r| {
+                r.rate_limited
+                    .into_iter()
+                    .flat_map(move |(limited, unavailable)| {
+                        [
+                            (labels(r, Some(("result", "limited"))), limited),
+                            (labels(r, Some(("result", "unavailable"))), unavailable),
+                        ]
+                    })
+            }),
+        )?;
+        counters(
+            e,
+            "weir_route_mirror_selected",
+            "Requests a route chose to copy to its shadow cluster.",
+            None,
+            routes
+                .iter()
+                .filter_map(|r| Some((labels(r, None), r.mirror?.selected))),
+        )?;
+        counters(
+            e,
+            "weir_route_mirror_results",
+            "Shadow copies that ended, by result (succeeded, failed, abandoned).",
+            None,
+            routes.iter().flat_map(|r| {
+                r.mirror.into_iter().flat_map(move |m| {
+                    [
+                        (labels(r, Some(("result", "succeeded"))), m.succeeded),
+                        (labels(r, Some(("result", "failed"))), m.failed),
+                        (labels(r, Some(("result", "abandoned"))), m.abandoned),
+                    ]
+                })
+            }),
+        )?;
+        counters(
+            e,
+            "weir_route_mirror_status_diffs",
+            "Shadow responses whose status class differed from the primary's (compare_status).",
+            None,
+            routes
+                .iter()
+                .filter_map(|r| Some((labels(r, None), r.mirror?.status_diffs))),
+        )?;
+        counters(
+            e,
+            "weir_route_faults",
+            "Requests fault injection delayed or aborted, by kind.",
+            None,
+            routes.iter().flat_map(|r| {
+                r.fault.into_iter().flat_map(move |f| {
+                    [
+                        (labels(r, Some(("kind", "delayed"))), f.delayed),
+                        (labels(r, Some(("kind", "aborted"))), f.aborted),
+                    ]
+                })
+            }),
         )
     }
 

@@ -17,6 +17,7 @@ mod l7;
 mod outlier;
 mod rate_limit;
 mod retry_budget;
+mod route_stats;
 mod server;
 mod snapshot;
 mod stats;
@@ -29,6 +30,7 @@ pub use l4::ListenerStats;
 pub use l7::{FaultStats, MirrorStats};
 pub use rate_limit::RateLimitStats;
 pub use retry_budget::RetryStats;
+pub use route_stats::RouteStats;
 pub use server::{Proxy, ProxyError};
 pub use snapshot::{CompileError, Snapshot, SnapshotHandle};
 pub use stats::{

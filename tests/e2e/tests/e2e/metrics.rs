@@ -16,7 +16,7 @@ use std::time::Duration;
 
 use tokio::net::UdpSocket;
 use weir_e2e::{TestProxy, echo_round_trip, get, h1_client};
-use weir_test_support::{MockHttp, MockTcp, MockUdp};
+use weir_test_support::{MockHttp, MockTcp, MockUdp, wait_until};
 
 /// The scraped samples: `name{labels}` exactly as exposed, to the value.
 type Samples = BTreeMap<String, f64>;
@@ -370,4 +370,112 @@ clusters:
         "no byte counts for UDP"
     );
     promtool_check(&text);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn route_policies_are_counted_per_route() {
+    let primary = MockHttp::start("primary").await;
+    let shadow = MockHttp::start("shadow").await;
+    let p = TestProxy::start(&format!(
+        "admin: {{ address: 127.0.0.1:0 }}
+listeners:
+  - name: web
+    address: 127.0.0.1:0
+    routes:
+      - match: {{ path_prefix: /limited }}
+        cluster: c
+        rate_limit: {{ key: route, local: {{ requests_per_second: 1, burst: 2 }} }}
+      - match: {{ path_prefix: /faulty }}
+        cluster: c
+        fault: {{ abort: {{ status: 503, percent: 100 }} }}
+      - cluster: c
+        mirror: {{ cluster: s, fraction: 1.0 }}
+clusters:
+  - name: c
+    endpoints: [ {} ]
+  - name: s
+    endpoints: [ {} ]
+",
+        primary.addr(),
+        shadow.addr()
+    ))
+    .await;
+    let admin = p.weir.admin_addr().unwrap();
+    let client = h1_client();
+    // The burst of 2 passes, the next 3 are refused within the same second.
+    let limited_url = p.url("/limited");
+    let limited: Vec<u16> =
+        futures_util::future::join_all((0..5).map(|_| get(&client, &limited_url, &[])))
+            .await
+            .iter()
+            .map(|r| r.status.as_u16())
+            .collect();
+    let refused = limited.iter().filter(|s| **s == 429).count();
+    assert!(refused >= 3, "{limited:?}");
+    for _ in 0..4 {
+        assert_eq!(get(&client, &p.url("/faulty"), &[]).await.status, 503);
+    }
+    for _ in 0..6 {
+        assert_eq!(get(&client, &p.url("/"), &[]).await.status, 200);
+    }
+    assert!(wait_until(Duration::from_secs(10), || shadow.requests() == 6).await);
+
+    let route = |r: usize, extra: &str| format!("{{listener=\"web\",route=\"{r}\"{extra}}}");
+    let mut samples = parse(&scrape_text(admin).await);
+    // The shadow's exchange is counted when it ends; give it a moment after the endpoint saw it.
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while samples
+        .get(&format!(
+            "weir_route_mirror_results_total{}",
+            route(2, ",result=\"succeeded\"")
+        ))
+        .copied()
+        != Some(6.0)
+    {
+        assert!(std::time::Instant::now() < deadline, "{samples:#?}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        samples = parse(&scrape_text(admin).await);
+    }
+    assert_eq!(
+        value(
+            &samples,
+            &format!(
+                "weir_route_rate_limited_total{}",
+                route(0, ",result=\"limited\"")
+            )
+        ),
+        refused as f64
+    );
+    assert_eq!(
+        value(
+            &samples,
+            &format!(
+                "weir_route_rate_limited_total{}",
+                route(0, ",result=\"unavailable\"")
+            )
+        ),
+        0.0
+    );
+    assert_eq!(
+        value(
+            &samples,
+            &format!("weir_route_faults_total{}", route(1, ",kind=\"aborted\""))
+        ),
+        4.0
+    );
+    assert_eq!(
+        value(
+            &samples,
+            &format!("weir_route_faults_total{}", route(1, ",kind=\"delayed\""))
+        ),
+        0.0
+    );
+    assert_eq!(
+        value(
+            &samples,
+            &format!("weir_route_mirror_selected_total{}", route(2, ""))
+        ),
+        6.0
+    );
+    promtool_check(&scrape_text(admin).await);
 }
