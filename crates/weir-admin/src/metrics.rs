@@ -50,6 +50,8 @@ struct SnapshotCollector {
     /// Listener name, counters, and whether the listener is a TCP/TLS one (bytes are counted).
     listeners: Vec<(String, Arc<ListenerCounters>, bool)>,
     per_endpoint: bool,
+    /// Config reloads applied and rejected, when weir runs from a file.
+    reloads: Option<(u64, u64)>,
 }
 
 /// Answers `GET /metrics`: OpenMetrics when `accept` asks for it, else Prometheus text.
@@ -109,6 +111,7 @@ pub(crate) fn render(state: &AdminState, openmetrics: bool) -> Result<String, fm
             .map(|(name, c)| (name.clone(), Arc::clone(c), stream.contains(&name.as_str())))
             .collect(),
         per_endpoint: state.per_endpoint_metrics(),
+        reloads: state.reloader().map(|r| r.counts()),
     };
     let mut registry = Registry::default();
     registry.register_collector(Box::new(collector));
@@ -160,6 +163,19 @@ impl Collector for SnapshotCollector {
         self.encode_listeners(&mut encoder)?;
         self.encode_clusters(&mut encoder)?;
         self.encode_routes(&mut encoder)?;
+        if let Some((applied, rejected)) = self.reloads {
+            counters(
+                &mut encoder,
+                "weir_config_reloads",
+                "Config reloads (SIGHUP, POST /reload, file watch), by result.",
+                None,
+                [
+                    (vec![("result", "applied".to_owned())], applied),
+                    (vec![("result", "rejected".to_owned())], rejected),
+                ]
+                .into_iter(),
+            )?;
+        }
         if self.per_endpoint {
             self.encode_endpoints(&mut encoder)?;
         }

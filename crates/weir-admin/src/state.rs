@@ -30,6 +30,9 @@ pub trait Reloader: Send + Sync + std::fmt::Debug {
     /// Loads, validates and applies the config source again. On error nothing changed, and
     /// the message is the one `weir check` would print.
     fn reload(&self) -> Result<ReloadSummary, String>;
+
+    /// Reloads so far by any means (`SIGHUP`, the API, the file watcher): applied, rejected.
+    fn counts(&self) -> (u64, u64);
 }
 
 /// What a reload applied.

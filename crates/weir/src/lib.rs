@@ -404,6 +404,13 @@ impl Reloader for Control {
             })
             .map_err(|e| format!("{e:#}"))
     }
+
+    fn counts(&self) -> (u64, u64) {
+        (
+            self.applied.load(Ordering::Relaxed),
+            self.rejected.load(Ordering::Relaxed),
+        )
+    }
 }
 
 fn listener_keys(config: &ValidatedConfig) -> Vec<ListenerKey> {

@@ -113,6 +113,14 @@ async fn post_reload_applies_the_file_and_rejects_a_bad_one_with_its_line() {
     );
     let counts = weir.reload_counts();
     assert_eq!((counts.applied, counts.rejected), (1, 1));
+    let metrics = get(&client, &format!("http://{admin}/metrics"), &[])
+        .await
+        .text();
+    assert!(
+        metrics.contains("weir_config_reloads_total{result=\"applied\"} 1")
+            && metrics.contains("weir_config_reloads_total{result=\"rejected\"} 1"),
+        "{metrics}"
+    );
 
     let r = get(&client, &reload, &[]).await;
     assert_eq!(r.status, StatusCode::METHOD_NOT_ALLOWED);
