@@ -14,6 +14,7 @@ use crate::{ClusterConfig, Config, ConfigError, HttpOptionsConfig, ListenerConfi
 mod balancing;
 mod health;
 mod l4;
+mod observability;
 mod rate_limit;
 mod retry;
 mod route;
@@ -48,6 +49,7 @@ pub(crate) fn check(config: &Config, tree: Option<&Node>, file: &str) -> Vec<Con
     checker.listeners(config);
     checker.clusters(&config.clusters);
     rate_limit::check(&mut checker, config);
+    observability::check(&mut checker, config);
     checker.errors
 }
 

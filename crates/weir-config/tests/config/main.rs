@@ -6,6 +6,7 @@ mod common;
 mod health;
 mod loading;
 mod more_rule_errors;
+mod observability;
 mod parse_errors;
 mod rate_limit;
 mod retry;
