@@ -24,6 +24,7 @@ mod health;
 mod l4;
 mod listener;
 mod load;
+mod observability;
 mod path;
 mod rate_limit;
 mod retry;
@@ -54,6 +55,7 @@ pub use listener::{
 pub use load::{
     ValidatedConfig, load_file, load_file_all, load_str, load_str_all, validate_config,
 };
+pub use observability::{AccessLogConfig, AccessLogField, DEFAULT_ACCESS_LOG_QUEUE, TracingConfig};
 pub use rate_limit::{
     FailureMode, GlobalRateLimitConfig, ListenerRateLimitConfig, LocalRateLimitConfig,
     RateLimitKeyPart, RateLimitServiceConfig, RouteRateLimitConfig,
@@ -88,4 +90,10 @@ pub struct Config {
     /// Where global rate limits are counted (Redis); needed by any `rate_limit.global`.
     #[serde(default)]
     pub rate_limit_service: Option<RateLimitServiceConfig>,
+    /// One JSON line per HTTP request and L4 connection; absent means no access log.
+    #[serde(default)]
+    pub access_log: Option<AccessLogConfig>,
+    /// W3C trace context propagation; absent means trace headers pass through untouched.
+    #[serde(default)]
+    pub tracing: Option<TracingConfig>,
 }

@@ -118,18 +118,24 @@ pub(crate) fn incoming(body: Incoming) -> ProxyBody {
 
 pin_project_lite::pin_project! {
     /// A downstream response body that keeps its request counted as active on the connection
-    /// until the body is finished or dropped (drives the connection idle timeout).
+    /// until the body is finished or dropped (drives the connection idle timeout), and holds
+    /// the request's access log entry, which is written when the body is dropped.
     pub(crate) struct Tracked {
         #[pin]
         inner: ProxyBody,
         active: crate::l7::conn::ActiveRequest,
+        log: Option<crate::access_log::HttpEntry>,
     }
 }
 
 impl Tracked {
-    /// Wraps `inner`, holding `active` until the body is dropped.
-    pub(crate) fn new(inner: ProxyBody, active: crate::l7::conn::ActiveRequest) -> Self {
-        Self { inner, active }
+    /// Wraps `inner`, holding `active` and `log` until the body is dropped.
+    pub(crate) fn new(
+        inner: ProxyBody,
+        active: crate::l7::conn::ActiveRequest,
+        log: Option<crate::access_log::HttpEntry>,
+    ) -> Self {
+        Self { inner, active, log }
     }
 }
 
@@ -141,7 +147,14 @@ impl Body for Tracked {
         self: Pin<&mut Self>,
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
-        self.project().inner.poll_frame(cx)
+        let this = self.project();
+        let polled = this.inner.poll_frame(cx);
+        if let (Some(log), Poll::Ready(Some(Ok(frame)))) = (this.log.as_mut(), &polled)
+            && let Some(data) = frame.data_ref()
+        {
+            log.add_bytes_out(data.len());
+        }
+        polled
     }
 
     fn is_end_stream(&self) -> bool {

@@ -6,6 +6,7 @@
 //! pooled upstream connection and streams both bodies. `l7::respond` is the only place where
 //! errors become status codes. See `LIFECYCLE.md` beside this file for the request flow.
 
+mod access_log;
 mod body;
 mod breakers;
 mod cluster;
@@ -23,6 +24,7 @@ mod snapshot;
 mod stats;
 mod upstream;
 
+pub use access_log::AccessLog;
 pub use body::ProxyBody;
 pub use breakers::BreakerStats;
 pub use cluster::Cluster;

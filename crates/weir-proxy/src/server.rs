@@ -14,6 +14,7 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use weir_config::{ListenerProtocol, ValidatedConfig};
 
+use crate::access_log::AccessLog;
 use crate::snapshot::{CompileError, Listener, Snapshot, SnapshotHandle};
 use crate::stats::ListenerCounters;
 
@@ -30,6 +31,14 @@ pub enum ProxyError {
         name: String,
         /// Address from the config.
         address: SocketAddr,
+        /// The OS error.
+        source: std::io::Error,
+    },
+    /// The access log could not be opened.
+    #[error("access_log: cannot open {path}: {source}")]
+    AccessLog {
+        /// The configured path.
+        path: String,
         /// The OS error.
         source: std::io::Error,
     },
@@ -50,6 +59,8 @@ pub(crate) struct ConnInfo {
     pub(crate) tasks: TaskTracker,
     /// The listener's connection and byte counters (`/metrics`).
     pub(crate) counters: Arc<ListenerCounters>,
+    /// Where the connection's requests are logged, when `access_log` is configured.
+    pub(crate) access_log: Option<Arc<AccessLog>>,
 }
 
 /// A running proxy: its listeners are accepting until [`Proxy::shutdown`].
@@ -61,6 +72,7 @@ pub struct Proxy {
     shutdown: CancellationToken,
     hard_stop: CancellationToken,
     tasks: TaskTracker,
+    access_log: Option<Arc<AccessLog>>,
 }
 
 // === impl Proxy ===
@@ -71,6 +83,7 @@ impl Proxy {
     pub async fn start(config: &ValidatedConfig) -> Result<Self, ProxyError> {
         let snapshot = Snapshot::compile(config, None)?;
         let snapshots = SnapshotHandle::new(snapshot);
+        let access_log = open_access_log(config)?;
         let shutdown = CancellationToken::new();
         let hard_stop = CancellationToken::new();
         let tasks = TaskTracker::new();
@@ -97,6 +110,7 @@ impl Proxy {
                 hard_stop: hard_stop.clone(),
                 tasks: tasks.clone(),
                 counters: Arc::default(),
+                access_log: access_log.clone(),
             };
             counters.push(Arc::clone(&ctx.counters));
             let local = if l.protocol == ListenerProtocol::Udp {
@@ -120,7 +134,22 @@ impl Proxy {
             shutdown,
             hard_stop,
             tasks,
+            access_log,
         })
+    }
+
+    /// The access log, when `access_log` is configured: its counters (records dropped because
+    /// the writer fell behind), [`AccessLog::reopen`] and [`AccessLog::flush`].
+    pub fn access_log(&self) -> Option<&AccessLog> {
+        self.access_log.as_deref()
+    }
+
+    /// Reopens the access log file (after logrotate moved it away); a no-op without one.
+    pub async fn reopen_access_log(&self) -> std::io::Result<()> {
+        match &self.access_log {
+            Some(log) => log.reopen().await,
+            None => Ok(()),
+        }
     }
 
     /// The bound address of the listener named `name`.
@@ -178,13 +207,17 @@ impl Proxy {
     pub async fn shutdown(self, grace: Duration) -> bool {
         self.shutdown.cancel();
         self.tasks.close();
-        if tokio::time::timeout(grace, self.tasks.wait()).await.is_ok() {
-            return true;
+        let drained = tokio::time::timeout(grace, self.tasks.wait()).await.is_ok();
+        if !drained {
+            self.hard_stop.cancel();
+            // Closing is quick once told; do not hang a shutdown on a task that ignores it.
+            let _ = tokio::time::timeout(Duration::from_secs(1), self.tasks.wait()).await;
         }
-        self.hard_stop.cancel();
-        // Closing is quick once told; do not hang a shutdown on a task that ignores it.
-        let _ = tokio::time::timeout(Duration::from_secs(1), self.tasks.wait()).await;
-        false
+        // The last lines reach the file before the process goes.
+        if let Some(log) = &self.access_log {
+            let _ = tokio::time::timeout(Duration::from_secs(1), log.flush()).await;
+        }
+        drained
     }
 }
 
@@ -207,6 +240,23 @@ pub(crate) struct ListenerCtx {
     pub(crate) tasks: TaskTracker,
     /// The listener's connection and byte counters.
     pub(crate) counters: Arc<ListenerCounters>,
+    /// The proxy's access log, when configured.
+    pub(crate) access_log: Option<Arc<AccessLog>>,
+}
+
+/// Opens the configured access log, naming the listeners by index.
+fn open_access_log(config: &ValidatedConfig) -> Result<Option<Arc<AccessLog>>, ProxyError> {
+    let cfg = config.config();
+    let Some(log) = &cfg.access_log else {
+        return Ok(None);
+    };
+    let names = cfg.listeners.iter().map(|l| l.name.clone()).collect();
+    AccessLog::open(log, names)
+        .map(|l| Some(Arc::new(l)))
+        .map_err(|source| ProxyError::AccessLog {
+            path: log.path.clone(),
+            source,
+        })
 }
 
 async fn accept_loop(socket: TcpListener, ctx: ListenerCtx) {
@@ -241,6 +291,7 @@ async fn accept_loop(socket: TcpListener, ctx: ListenerCtx) {
             hard_stop: ctx.hard_stop.clone(),
             tasks: ctx.tasks.clone(),
             counters: Arc::clone(&ctx.counters),
+            access_log: ctx.access_log.clone(),
         };
         // Counted open from accept until the connection's task ends.
         let open = ctx.counters.open();

@@ -31,6 +31,8 @@ pub struct Snapshot {
     pub(crate) clusters: Vec<Cluster>,
     /// Where global rate limits are counted; read by the rate limit sync task.
     pub(crate) rate_limit_service: Option<weir_config::RateLimitServiceConfig>,
+    /// The sampling ratio of new traces when trace context propagation is on (`tracing:`).
+    pub(crate) trace_sampling: Option<f64>,
 }
 
 /// A compiled listener, by protocol; indices match the config's `listeners` list.
@@ -92,6 +94,7 @@ impl Snapshot {
             listeners,
             clusters,
             rate_limit_service: cfg.rate_limit_service.clone(),
+            trace_sampling: cfg.tracing.map(|t| t.sampling.get()),
         })
     }
 

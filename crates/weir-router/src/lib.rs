@@ -71,6 +71,15 @@ impl<A> RouteTable<A> {
             .map(|(_, a)| a)
     }
 
+    /// The index (config order) and action of the first route that matches `req`.
+    pub fn match_indexed(&self, req: &RequestView<'_>) -> Option<(usize, &A)> {
+        self.routes
+            .iter()
+            .enumerate()
+            .find(|(_, (m, _))| m.matches(req))
+            .map(|(i, (_, a))| (i, a))
+    }
+
     /// The action of the route at `index` (config order).
     pub fn get(&self, index: usize) -> Option<&A> {
         self.routes.get(index).map(|(_, a)| a)

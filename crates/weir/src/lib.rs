@@ -192,6 +192,12 @@ impl Weir {
         }
     }
 
+    /// Reopens the access log file at its configured path, as `SIGUSR1` does for `weir run`
+    /// (after logrotate renamed it); a no-op without an access log.
+    pub async fn reopen_access_log(&self) -> std::io::Result<()> {
+        self.proxy.reopen_access_log().await
+    }
+
     /// The data plane.
     pub fn proxy(&self) -> &Proxy {
         &self.proxy

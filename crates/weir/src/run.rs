@@ -29,12 +29,14 @@ pub(crate) fn check(path: &Path) -> anyhow::Result<()> {
 /// Serves `path` until SIGINT or SIGTERM, then drains. `SIGHUP`, `POST /reload` on the admin
 /// API and (with `watch`) a change of the file reload it; a config that fails to load, validate
 /// or compile is logged with the same precise error as `weir check` and the old one keeps
-/// serving.
+/// serving. `SIGUSR1` reopens the access log file (logrotate's `postrotate`).
 pub(crate) async fn run(path: &Path, watch: Option<Duration>) -> anyhow::Result<()> {
     let weir = Weir::start_file(path).await?;
     // Installed before the addresses are printed, so a SIGHUP sent after seeing them reloads.
     let mut hangup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())
         .context("installing the SIGHUP handler")?;
+    let mut usr1 = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::user_defined1())
+        .context("installing the SIGUSR1 handler")?;
     for (name, addr) in weir.proxy().listener_addrs() {
         println!("listener {name} on http://{addr}");
     }
@@ -51,6 +53,10 @@ pub(crate) async fn run(path: &Path, watch: Option<Duration>) -> anyhow::Result<
             r = &mut stop => { r?; break; }
             // Outcomes are logged and counted by the reload itself.
             _ = hangup.recv() => { let _ = weir.reload_file(); }
+            _ = usr1.recv() => match weir.reopen_access_log().await {
+                Ok(()) => tracing::info!("access log reopened"),
+                Err(e) => tracing::error!(error = %e, "reopening the access log failed; still writing to the old file"),
+            },
         }
     }
     tracing::info!("shutting down: draining in-flight requests");

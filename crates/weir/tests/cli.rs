@@ -271,3 +271,89 @@ fn run_reloads_on_sighup_and_keeps_serving_through_a_bad_reload() {
     let status = child.wait().unwrap();
     assert!(status.success(), "graceful exit after SIGTERM: {status}");
 }
+
+/// `weir run` reopens its access log on SIGUSR1, as logrotate's `postrotate` asks: after the
+/// file is renamed, lines keep going to the renamed file until the signal, then to a new file
+/// at the configured path.
+#[test]
+fn run_reopens_the_access_log_on_sigusr1() {
+    if Command::new("curl").arg("--version").output().is_err() {
+        eprintln!("skipped: curl is not installed");
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("weir.yaml");
+    let log = dir.path().join("access.log");
+    let rotated = dir.path().join("access.log.1");
+    std::fs::write(
+        &path,
+        format!(
+            "access_log: {{ path: {}, fields: [path] }}
+listeners:
+  - name: l
+    address: 127.0.0.1:0
+    routes:
+      - direct_response: {{ status: 200, body: ok }}
+",
+            log.display()
+        ),
+    )
+    .unwrap();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_weir"))
+        .args(["run", "-c", path.to_str().unwrap()])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let stdout = child.stdout.take().unwrap();
+    let url = BufReader::new(stdout)
+        .lines()
+        .map_while(Result::ok)
+        .find_map(|l| l.strip_prefix("listener l on ").map(str::to_owned))
+        .expect("weir printed its listener");
+    let fetch = |path: &str| {
+        let out = Command::new("curl")
+            .args(["-s", "--max-time", "5", &format!("{url}{path}")])
+            .output()
+            .unwrap();
+        assert_eq!(String::from_utf8_lossy(&out.stdout), "ok");
+    };
+    let read = |file: &std::path::Path| std::fs::read_to_string(file).unwrap_or_default();
+    let eventually = |file: &std::path::Path, want: &str| {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while Instant::now() < deadline {
+            if read(file).contains(want) {
+                return true;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        false
+    };
+
+    fetch("/before");
+    assert!(eventually(&log, "/before"), "the first line is written");
+    std::fs::rename(&log, &rotated).unwrap();
+    let signalled = Command::new("kill")
+        .args(["-USR1", &child.id().to_string()])
+        .status()
+        .unwrap()
+        .success();
+    assert!(signalled, "kill -USR1");
+    // The reopen is asynchronous: keep asking until a line lands in a new file.
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let mut n = 0;
+    while !read(&log).contains("/after") && Instant::now() < deadline {
+        n += 1;
+        fetch(&format!("/after/{n}"));
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    assert!(read(&log).contains("/after"), "new lines go to a new file");
+    assert!(read(&rotated).contains("/before"));
+    assert!(!read(&log).contains("/before"));
+
+    let _ = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status();
+    let status = child.wait().unwrap();
+    assert!(status.success(), "graceful exit after SIGTERM: {status}");
+}

@@ -15,6 +15,7 @@ mod balancing;
 mod discovery;
 mod health;
 mod l4;
+mod observability;
 mod rate_limit;
 mod retry;
 mod route;
@@ -49,6 +50,7 @@ pub(crate) fn check(config: &Config, tree: Option<&Node>, file: &str) -> Vec<Con
     checker.listeners(config);
     checker.clusters(&config.clusters);
     rate_limit::check(&mut checker, config);
+    observability::check(&mut checker, config);
     checker.errors
 }
 

@@ -7,6 +7,7 @@ mod discovery;
 mod health;
 mod loading;
 mod more_rule_errors;
+mod observability;
 mod parse_errors;
 mod rate_limit;
 mod retry;

@@ -45,6 +45,20 @@ pub(crate) enum EndReason {
     ForbiddenProxyHeader,
 }
 
+impl EndReason {
+    /// The reason as the access log writes it.
+    pub(crate) fn name(self) -> &'static str {
+        match self {
+            EndReason::Closed => "closed",
+            EndReason::DownstreamReset => "downstream_reset",
+            EndReason::UpstreamReset => "upstream_reset",
+            EndReason::Idle => "idle",
+            EndReason::Shutdown => "shutdown",
+            EndReason::ForbiddenProxyHeader => "forbidden_proxy_header",
+        }
+    }
+}
+
 /// How bytes are moved.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum CopyMode {

@@ -17,6 +17,7 @@ use weir_core::{Error, ErrorKind, InFlightGuard, PassiveOutcome};
 
 use super::copy::{self, CopyMode, EndReason};
 use super::{StreamListener, proxy_protocol, sni};
+use crate::access_log::{TcpEnd, TcpEntry};
 use crate::breakers::Slot;
 use crate::cluster::Picked;
 use crate::hash_key::HashInput;
@@ -30,6 +31,11 @@ const MAX_CLIENT_HELLO: usize = 64 * 1024;
 /// Serves one accepted connection; `permit` holds its place under the listener's limit.
 pub(crate) async fn serve(stream: TcpStream, info: ConnInfo, permit: OwnedSemaphorePermit) {
     let _permit = permit;
+    // Written when dropped, however the connection ends.
+    let mut log = info
+        .access_log
+        .as_ref()
+        .map(|l| TcpEntry::begin(l, info.listener, info.remote));
     let snapshot = info.snapshots.load();
     let Some(Listener::Stream(listener)) = snapshot.listeners.get(info.listener) else {
         return;
@@ -44,10 +50,16 @@ pub(crate) async fn serve(stream: TcpStream, info: ConnInfo, permit: OwnedSemaph
             .rate_limited
             .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         tracing::debug!(client = %info.remote, "connection rate limit reached; closing");
+        if let Some(log) = &mut log {
+            log.set_end(TcpEnd::Reason("rate_limited"));
+        }
         return;
     }
-    if let Err(e) = forward(&snapshot, listener, stream, &info).await {
+    if let Err(e) = forward(&snapshot, listener, stream, &info, log.as_mut()).await {
         tracing::debug!(client = %info.remote, kind = ?e.kind(), error = %e, "connection not forwarded");
+        if let Some(log) = &mut log {
+            log.set_error(e.kind());
+        }
     }
 }
 
@@ -56,6 +68,7 @@ async fn forward(
     listener: &StreamListener,
     mut down: TcpStream,
     info: &ConnInfo,
+    mut log: Option<&mut TcpEntry>,
 ) -> Result<(), Error> {
     let _ = down.set_nodelay(true);
     let mut read = Vec::new();
@@ -70,6 +83,9 @@ async fn forward(
         let header = read_first_bytes(deadline, read_proxy_header(&mut down, &mut read)).await?;
         if let Some(source) = header {
             client = source;
+            if let Some(log) = log.as_deref_mut() {
+                log.set_client(source);
+            }
         }
     }
     let sni = if listener.target.needs_sni() {
@@ -109,9 +125,15 @@ async fn forward(
         client,
         local: info.local,
     };
+    if let Some(log) = log.as_deref_mut() {
+        log.set_cluster(&cluster.name);
+    }
     // An L4 connection is one "request" for the cluster's max_requests breaker.
     let _request = cluster.breakers.request()?;
     let (picked, mut up, _held) = connect(cluster, &input, listener.connect_attempts).await?;
+    if let Some(log) = log.as_deref_mut() {
+        log.set_endpoint(picked.endpoint.address);
+    }
     let mut prefix = match cluster.proxy_protocol {
         Some(version) => proxy_protocol::encode(version, client, info.local),
         None => Vec::new(),
@@ -149,6 +171,9 @@ async fn forward(
     )
     .await;
     info.counters.add_bytes(end.to_upstream, end.to_downstream);
+    if let Some(log) = log {
+        log.set_copied(end.to_upstream, end.to_downstream, end.reason.name());
+    }
     if end.reason == EndReason::ForbiddenProxyHeader {
         listener
             .stats

@@ -10,6 +10,7 @@
 //! cancels it (an HTTP/2 stream is reset, an HTTP/1.1 connection closed).
 
 use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -53,6 +54,8 @@ pub(crate) struct Attempts<'a> {
     pub(crate) idempotent: bool,
     pub(crate) client: SocketAddr,
     pub(crate) local: SocketAddr,
+    /// Attempts sent so far, retries and hedges included (the access log's `retries`).
+    pub(crate) sent: AtomicU32,
 }
 
 /// The attempt whose answer goes to the client.
@@ -60,12 +63,18 @@ pub(crate) struct Answer {
     pub(crate) upstream: UpstreamResponse,
     /// The endpoint's in-flight count, held until the response body ends.
     pub(crate) in_flight: InFlightGuard,
+    /// The endpoint that answered.
+    pub(crate) endpoint: SocketAddr,
+    /// From sending the attempt to its response headers.
+    pub(crate) elapsed: Duration,
 }
 
 /// One finished attempt.
 struct Tried {
     result: Result<UpstreamResponse, Error>,
     in_flight: InFlightGuard,
+    endpoint: SocketAddr,
+    elapsed: Duration,
 }
 
 // === impl RequestBody ===
@@ -257,6 +266,7 @@ impl<'a> Attempts<'a> {
     async fn attempt(&self, picked: Picked<'a>, head: Parts, body: ProxyBody) -> Tried {
         let cluster = self.cluster;
         let in_flight = picked.endpoint.state.begin_request();
+        self.sent.fetch_add(1, Ordering::Relaxed);
         let now = Instant::now();
         let remaining = self.deadline.map(|d| d.saturating_duration_since(now));
         let timeout = match (self.retry.and_then(|r| r.per_try_timeout), remaining) {
@@ -278,10 +288,10 @@ impl<'a> Attempts<'a> {
             }),
             None => sent.await,
         };
-        cluster.stats.record_attempt(
-            result.as_ref().map(|up| up.response.status()),
-            now.elapsed(),
-        );
+        let elapsed = now.elapsed();
+        cluster
+            .stats
+            .record_attempt(result.as_ref().map(|up| up.response.status()), elapsed);
         // Only the endpoint's own behaviour is held against it: a client whose body broke is
         // not an endpoint failure.
         let observed = match &result {
@@ -303,7 +313,12 @@ impl<'a> Attempts<'a> {
         if let Some(passive) = passive {
             cluster.record_outcome(picked.index, passive);
         }
-        Tried { result, in_flight }
+        Tried {
+            result,
+            in_flight,
+            endpoint: picked.endpoint.address,
+            elapsed,
+        }
     }
 
     /// An endpoint for attempt number `made`, preferring one not yet tried.
@@ -350,6 +365,8 @@ impl Tried {
         Ok(Answer {
             upstream,
             in_flight: self.in_flight,
+            endpoint: self.endpoint,
+            elapsed: self.elapsed,
         })
     }
 }

@@ -15,6 +15,7 @@ use hyper_util::server::conn::auto;
 use tokio::net::TcpStream;
 
 use super::handle;
+use crate::access_log::HttpEntry;
 use crate::server::ConnInfo;
 use crate::snapshot::Listener;
 
@@ -59,8 +60,18 @@ pub(crate) async fn serve_connection(stream: TcpStream, info: ConnInfo) {
             let info = Arc::clone(&info);
             let active = ActiveRequest::new(Arc::clone(&activity));
             async move {
-                let res = handle(&info, req).await;
-                res.map(|r| r.map(|body| crate::body::Tracked::new(body, active)))
+                // The access log entry ends with the response body (or with this future).
+                let mut log = info.access_log.as_ref().map(|l| {
+                    let (m, u, h) = (req.method(), req.uri(), req.headers());
+                    HttpEntry::begin(l, info.listener, info.remote, m, u, h)
+                });
+                let res = handle(&info, req, log.as_mut()).await;
+                res.map(|r| {
+                    if let Some(log) = &mut log {
+                        log.set_status(r.status());
+                    }
+                    r.map(|body| crate::body::Tracked::new(body, active, log))
+                })
             }
         })
     };

@@ -13,6 +13,7 @@ mod replay;
 pub(crate) mod respond;
 mod retry;
 mod route;
+mod trace;
 mod upgrade;
 
 pub use fault::FaultStats;

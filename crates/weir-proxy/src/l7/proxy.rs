@@ -8,6 +8,7 @@
 
 use std::convert::Infallible;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::Duration;
 
 use http::header::{HOST, HeaderValue};
@@ -24,7 +25,8 @@ use super::attempts::{Attempts, RequestBody};
 use super::listener::HttpListener;
 use super::replay::Replay;
 use super::route::{Route, RouteAction};
-use super::{fault, grpc, headers, mirror, respond, retry, upgrade};
+use super::{fault, grpc, headers, mirror, respond, retry, trace, upgrade};
+use crate::access_log::{CountedBody, HttpEntry};
 use crate::body::{ExchangeGuards, IdleTimeout, UpstreamBody, empty};
 use crate::server::ConnInfo;
 use crate::snapshot::Listener;
@@ -33,15 +35,17 @@ use crate::{ProxyBody, Snapshot};
 /// Serves one request. Never fails: errors become responses.
 pub(crate) async fn handle(
     conn: &ConnInfo,
-    req: Request<Incoming>,
+    mut req: Request<Incoming>,
+    log: Option<&mut HttpEntry>,
 ) -> Result<Response<ProxyBody>, Infallible> {
     let snapshot = conn.snapshots.load();
+    let log = trace::on_request(req.headers_mut(), snapshot.trace_sampling, log);
     let grpc = grpc::is_grpc(req.headers());
     let Some(Listener::Http(listener)) = snapshot.listeners.get(conn.listener) else {
         let e = Error::new(ErrorKind::Internal, "listener missing from snapshot");
         return Ok(respond::error(&e, grpc));
     };
-    let response = match route_request(&snapshot, listener, conn, req, grpc).await {
+    let response = match route_request(&snapshot, listener, conn, req, grpc, log).await {
         Ok(r) => r,
         Err(e) => respond::error(&e, grpc),
     };
@@ -54,6 +58,7 @@ async fn route_request(
     conn: &ConnInfo,
     req: Request<Incoming>,
     grpc: bool,
+    mut log: Option<&mut HttpEntry>,
 ) -> Result<Response<ProxyBody>, Error> {
     if req.method() == Method::CONNECT {
         return Err(Error::new(
@@ -70,12 +75,15 @@ async fn route_request(
         query: req.uri().query(),
         headers: req.headers(),
     };
-    let Some(route) = listener.routes.match_request(&view) else {
+    let Some((index, route)) = listener.routes.match_indexed(&view) else {
         return Err(Error::new(
             ErrorKind::NoRoute,
             "no route matches this request",
         ));
     };
+    if let Some(log) = log.as_deref_mut() {
+        log.set_route(index);
+    }
     // Rate limits: decided from memory, before any cluster is picked, and before a fault's
     // delay could hold anything for a refused client.
     if let Some(refused) = route
@@ -110,7 +118,7 @@ async fn route_request(
             let (req, shadow) =
                 mirror::tee(route, snapshot, listener, conn, req, authority.as_deref());
             let forwarded = forward(
-                snapshot, listener, route, cluster, conn, req, authority, grpc,
+                snapshot, listener, route, cluster, conn, req, authority, grpc, log,
             )
             .await;
             shadow.primary_answered(&forwarded);
@@ -142,11 +150,15 @@ async fn forward(
     mut req: Request<ProxyBody>,
     authority: Option<String>,
     grpc: bool,
+    mut log: Option<&mut HttpEntry>,
 ) -> Result<Response<ProxyBody>, Error> {
     let cluster = snapshot
         .clusters
         .get(cluster_index)
         .ok_or_else(|| Error::new(ErrorKind::Internal, "route names a missing cluster"))?;
+    if let Some(log) = log.as_deref_mut() {
+        log.set_cluster(&cluster.name);
+    }
     // The limit applies before any work is done for the request.
     let request_slot = cluster.breakers.request()?;
 
@@ -183,8 +195,13 @@ async fn forward(
         true => (None, None),
         false => (route.retry.as_ref(), route.hedge),
     };
+    // The access log counts the request body bytes as they are forwarded.
+    let counter = log
+        .as_deref_mut()
+        .filter(|_| !body.is_end_stream())
+        .map(HttpEntry::request_body_counter);
     let body = request_body(
-        IdleTimeout::new(body, stall).boxed_unsync(),
+        IdleTimeout::new(CountedBody::new(body, counter), stall).boxed_unsync(),
         &parts.headers,
         route.buffer,
         retry.map(|r| r.max_replay_bytes).or(hedge.map(|_| 0)),
@@ -198,8 +215,16 @@ async fn forward(
         idempotent: retry::is_idempotent(&parts.method),
         client: conn.remote,
         local: conn.local,
+        sent: AtomicU32::new(0),
     };
-    let answer = attempts.run(parts, body).await?;
+    let answer = attempts.run(parts, body).await;
+    if let Some(log) = log {
+        log.set_attempts(attempts.sent.load(Ordering::Relaxed));
+        if let Ok(a) = &answer {
+            log.set_upstream(a.endpoint, a.elapsed);
+        }
+    }
+    let answer = answer?;
     let held = ExchangeGuards::new(answer.in_flight, request_slot);
     let upstream = answer.upstream;
 

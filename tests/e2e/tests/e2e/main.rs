@@ -1,6 +1,7 @@
 //! The end-to-end suite, one test binary: every module drives the whole proxy in-process
 //! against real peers on loopback. One binary links once, which keeps CI fast and small.
 
+mod access_log;
 mod balancing;
 mod circuit_breakers;
 mod discovery;
@@ -26,5 +27,6 @@ mod shutdown;
 mod streaming;
 mod tcp;
 mod tls_passthrough;
+mod trace_context;
 mod udp;
 mod websocket;

@@ -41,6 +41,7 @@ clusters:
             hard_stop: shutdown.clone(),
             tasks: tasks.clone(),
             counters: Default::default(),
+            access_log: None,
         };
         tasks.spawn(serve(socket, ctx));
         Self {

@@ -1,0 +1,123 @@
+//! Access log and tracing config: the schema loads with its defaults, and every bad value is
+//! reported with its YAML path, line and a hint.
+
+use crate::common::{assert_error, load_ok};
+use weir_config::{AccessLogField, DEFAULT_ACCESS_LOG_QUEUE};
+
+#[test]
+fn full_schema_loads_and_defaults_apply() {
+    let config = load_ok(&[
+        "access_log:",
+        "  path: /var/log/weir/access.log",
+        "  fields: [time, status, trace_id]",
+        "  queue_capacity: 100",
+        "tracing: { sampling: 0.1 }",
+    ]);
+    let cfg = config.config();
+    let log = cfg.access_log.as_ref().unwrap();
+    assert_eq!(log.path, "/var/log/weir/access.log");
+    assert!(!log.is_stdout());
+    assert_eq!(
+        log.fields,
+        [
+            AccessLogField::Time,
+            AccessLogField::Status,
+            AccessLogField::TraceId
+        ]
+    );
+    assert_eq!(log.queue_capacity, 100);
+    assert_eq!(cfg.tracing.unwrap().sampling.get(), 0.1);
+
+    let config = load_ok(&["access_log: { path: stdout }", "tracing: {}"]);
+    let cfg = config.config();
+    let log = cfg.access_log.as_ref().unwrap();
+    assert!(log.is_stdout());
+    assert_eq!(log.fields, AccessLogField::all(), "every field by default");
+    assert_eq!(log.queue_capacity, DEFAULT_ACCESS_LOG_QUEUE);
+    assert_eq!(cfg.tracing.unwrap().sampling.get(), 1.0);
+
+    let none = load_ok(&["listeners: []"]);
+    assert!(none.config().access_log.is_none() && none.config().tracing.is_none());
+}
+
+#[test]
+fn an_unknown_field_names_its_position() {
+    assert_error(
+        &["access_log:", "  path: stdout", "  fields: [time, stauts]"],
+        "access_log.fields[1]",
+        3,
+        "stauts",
+        "",
+    );
+}
+
+#[test]
+fn a_field_listed_twice_is_refused() {
+    assert_error(
+        &[
+            "access_log:",
+            "  path: stdout",
+            "  fields:",
+            "    - status",
+            "    - path",
+            "    - status",
+        ],
+        "access_log.fields[2]",
+        6,
+        "field `status` is listed twice",
+        "list each field once",
+    );
+}
+
+#[test]
+fn no_fields_an_empty_path_or_no_queue_are_refused() {
+    assert_error(
+        &["access_log:", "  path: stdout", "  fields: []"],
+        "access_log.fields",
+        3,
+        "no fields",
+        "leave `fields` out",
+    );
+    assert_error(
+        &["access_log:", "  path: \"\""],
+        "access_log.path",
+        2,
+        "path is empty",
+        "stdout",
+    );
+    assert_error(
+        &["access_log:", "  path: stdout", "  queue_capacity: 0"],
+        "access_log.queue_capacity",
+        3,
+        "queue_capacity is 0",
+        "8192",
+    );
+    assert_error(
+        &["access_log: { fields: [time] }"],
+        "access_log",
+        1,
+        "path",
+        "",
+    );
+}
+
+#[test]
+fn sampling_must_be_a_share() {
+    for bad in ["1.5", "-0.1", ".nan"] {
+        let line = format!("  sampling: {bad}");
+        assert_error(
+            &["tracing:", &line],
+            "tracing.sampling",
+            2,
+            "is outside 0.0–1.0",
+            "e.g. 0.1",
+        );
+    }
+    assert_error(
+        &["tracing: { sample: 0.1 }"],
+        "tracing.sample",
+        1,
+        "unknown key `sample`",
+        "sampling",
+    );
+}
