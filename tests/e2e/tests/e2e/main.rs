@@ -3,6 +3,7 @@
 
 mod balancing;
 mod circuit_breakers;
+mod dashboard;
 mod drain;
 mod errors;
 mod fault;
