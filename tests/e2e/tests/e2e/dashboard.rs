@@ -154,7 +154,8 @@ clusters:
         .state
         .set_unhealthy(Unhealthy::Drained, true, 1);
 
-    // Live traffic until the end of the test: two clients, one in twenty answers a 503.
+    // Live traffic until the end of the test: two clients (a few hundred requests a second
+    // each at most), one answer in twenty a 503.
     let stop = Arc::new(AtomicBool::new(false));
     let sent = Arc::new(AtomicU64::new(0));
     let mut clients = Vec::new();
@@ -167,6 +168,8 @@ clusters:
                 let n = sent.fetch_add(1, Ordering::Relaxed);
                 let url = if n % 20 == 19 { &error_url } else { &url };
                 let _ = get(&client, url, &[]).await;
+                // Steady, not flat out: the rest of the suite shares the machine.
+                tokio::time::sleep(Duration::from_millis(2)).await;
             }
         }));
     }
