@@ -6,16 +6,22 @@
 //! crate (see `docs/architecture.md`), and every number shown comes from the same atomics the
 //! data plane updates, loaded once per request. The endpoints are documented in `docs/admin.md`.
 //!
-//! `GET /metrics` exports the same atomics in the Prometheus text format (`metrics`).
-//! Reload and the dashboard come later.
+//! `GET /metrics` exports the same atomics in the Prometheus text format (`metrics`); `GET
+//! /stats` is a compact cumulative summary for pollers (`stats`), which the live dashboard at
+//! `GET /` reads every second (`dashboard`, one embedded HTML page); `GET /config` shows the
+//! running config with secrets redacted (`config`).
 //! The routing lives in `routes`, the JSON shapes in `views`, the socket plumbing in `server`.
 
+mod config;
+mod dashboard;
 mod metrics;
 mod routes;
 mod server;
 mod state;
+mod stats;
 mod timefmt;
 mod views;
 
+pub use config::RunningConfig;
 pub use server::AdminServer;
 pub use state::{AdminState, ListenerInfo, ReloadSummary, Reloader};

@@ -1,7 +1,8 @@
 //! Request routing: which path and method gets which view, and every error answer.
 //!
 //! The admin API is small, so routing is a plain match on the path segments rather than a router
-//! crate. Every answer but `/metrics` (Prometheus text) is JSON, including errors
+//! crate. Every answer but `/` (the dashboard's HTML) and `/metrics` (Prometheus text) is JSON,
+//! including errors
 //! (`{"error": ...}`): an unknown path is `404`, a
 //! known path with a method it does not take is `405` with an `allow` header, and a name that
 //! does not percent-decode to UTF-8 is `400`. Reads take `GET`/`HEAD`; the calls that change
@@ -16,6 +17,7 @@ use http_body_util::Full;
 use serde::Serialize;
 
 use crate::AdminState;
+use crate::stats::StatsView;
 use crate::views::{
     ClusterView, ClustersView, EndpointView, ErrorView, ListenersView, ReadyView, ReloadView,
     data_plane_now,
@@ -46,6 +48,8 @@ enum Route<'a> {
 /// A read-only path.
 #[derive(Debug, PartialEq, Eq)]
 enum Read<'a> {
+    /// `/`: the live dashboard, one HTML page.
+    Dashboard,
     Ready,
     Clusters,
     /// `/clusters/{name}`, the name still percent-encoded.
@@ -53,6 +57,10 @@ enum Read<'a> {
     Listeners,
     /// `/metrics`: Prometheus / OpenMetrics text, not JSON.
     Metrics,
+    /// `/stats`: compact cumulative totals for pollers (the dashboard).
+    Stats,
+    /// `/config`: the running config with secrets redacted.
+    Config,
 }
 
 /// Answers one admin request.
@@ -117,6 +125,7 @@ fn method_not_allowed(
 /// content negotiation).
 fn answer(state: &AdminState, read: &Read<'_>, headers: &http::HeaderMap) -> Response<AdminBody> {
     match read {
+        Read::Dashboard => crate::dashboard::respond(),
         Read::Ready => json(StatusCode::OK, &ReadyView { ready: true }),
         Read::Clusters => {
             let snapshot = state.snapshots().load();
@@ -140,6 +149,26 @@ fn answer(state: &AdminState, read: &Read<'_>, headers: &http::HeaderMap) -> Res
         }
         Read::Listeners => json(StatusCode::OK, &ListenersView::new(state.listeners())),
         Read::Metrics => crate::metrics::respond(state, headers),
+        Read::Stats => {
+            let snapshot = state.snapshots().load();
+            let view = StatsView::new(snapshot.clusters(), std::time::SystemTime::now());
+            // Compact: this is polled every second by every open dashboard.
+            match serde_json::to_vec(&view) {
+                Ok(mut body) => {
+                    body.push(b'\n');
+                    with_status(StatusCode::OK, body)
+                }
+                Err(e) => internal_error(&e),
+            }
+        }
+        Read::Config => match crate::config::ConfigView::new(state) {
+            Some(Ok(view)) => json(StatusCode::OK, &view),
+            Some(Err(e)) => internal_error(&e),
+            None => error(
+                StatusCode::NOT_FOUND,
+                "this admin API was started without a config to show".into(),
+            ),
+        },
     }
 }
 
@@ -256,6 +285,9 @@ fn set_drain(
 impl<'a> Route<'a> {
     /// The route for `path`; one trailing slash is ignored. `None` for unknown paths.
     fn parse(path: &'a str) -> Option<Self> {
+        if path == "/" {
+            return Some(Self::Read(Read::Dashboard));
+        }
         let path = path.strip_suffix('/').unwrap_or(path);
         let mut segments = path.strip_prefix('/')?.split('/');
         let route = match (segments.next()?, segments.next()) {
@@ -264,6 +296,8 @@ impl<'a> Route<'a> {
             ("clusters", None) => Self::Read(Read::Clusters),
             ("listeners", None) => Self::Read(Read::Listeners),
             ("metrics", None) => Self::Read(Read::Metrics),
+            ("stats", None) => Self::Read(Read::Stats),
+            ("config", None) => Self::Read(Read::Config),
             ("clusters", Some(cluster)) if !cluster.is_empty() => {
                 let Some(sub) = segments.next() else {
                     return Some(Self::Read(Read::Cluster(cluster)));
@@ -294,17 +328,20 @@ impl<'a> Route<'a> {
 fn json<T: Serialize>(status: StatusCode, value: &T) -> Response<AdminBody> {
     let mut body = match serde_json::to_vec_pretty(value) {
         Ok(body) => body,
-        Err(e) => {
-            // Views are plain data; this would be a bug in a view, not bad input.
-            tracing::error!(error = %e, "admin view failed to serialize");
-            return with_status(
-                StatusCode::INTERNAL_SERVER_ERROR,
-                br#"{"error":"internal error"}"#.to_vec(),
-            );
-        }
+        Err(e) => return internal_error(&e),
     };
     body.push(b'\n');
     with_status(status, body)
+}
+
+/// `500` for a view that failed to serialize: views are plain data, so this would be a bug in
+/// a view, not bad input.
+fn internal_error(e: &serde_json::Error) -> Response<AdminBody> {
+    tracing::error!(error = %e, "admin view failed to serialize");
+    with_status(
+        StatusCode::INTERNAL_SERVER_ERROR,
+        br#"{"error":"internal error"}"#.to_vec(),
+    )
 }
 
 /// A JSON error answer: `{"error": message}`.
@@ -312,6 +349,7 @@ fn error(status: StatusCode, message: String) -> Response<AdminBody> {
     json(status, &ErrorView { error: message })
 }
 
+/// A JSON answer with `status` and the headers every JSON answer carries.
 fn with_status(status: StatusCode, body: Vec<u8>) -> Response<AdminBody> {
     let mut res = Response::new(Full::new(Bytes::from(body)));
     *res.status_mut() = status;
@@ -387,6 +425,10 @@ mod tests {
             Some(Route::Read(Read::Listeners))
         );
         assert_eq!(Route::parse("/metrics"), Some(Route::Read(Read::Metrics)));
+        assert_eq!(Route::parse("/"), Some(Route::Read(Read::Dashboard)));
+        assert_eq!(Route::parse("/stats"), Some(Route::Read(Read::Stats)));
+        assert_eq!(Route::parse("/stats/"), Some(Route::Read(Read::Stats)));
+        assert_eq!(Route::parse("/config"), Some(Route::Read(Read::Config)));
         assert_eq!(
             Route::parse("/clusters/web/endpoints/127.0.0.1:9001/drain"),
             Some(Route::Drain {
@@ -404,8 +446,9 @@ mod tests {
             "/clusters/web/endpoints/127.0.0.1:9001",
             "/clusters/web/endpoints/127.0.0.1:9001/drain/x",
             "",
-            "/",
             "*",
+            "/stats/x",
+            "/index.html",
             "//",
             "/clusters//",
             "/clusters/a/b",

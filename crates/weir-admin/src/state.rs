@@ -11,6 +11,8 @@ use std::sync::Arc;
 use weir_config::{ListenerProtocol, ValidatedConfig};
 use weir_proxy::{ListenerCounters, Proxy, SnapshotHandle};
 
+use crate::RunningConfig;
+
 /// Read access to everything the admin API shows; cheap to clone.
 #[derive(Debug, Clone)]
 pub struct AdminState {
@@ -22,6 +24,8 @@ pub struct AdminState {
     listener_counters: Arc<[(String, Arc<ListenerCounters>)]>,
     /// Whether `/metrics` exports per-endpoint series.
     per_endpoint_metrics: bool,
+    /// The config `/config` shows; `None` when built from pieces without one.
+    running_config: Option<RunningConfig>,
 }
 
 /// Reloads the running config from its source (`POST /reload`); implemented by whatever owns
@@ -67,7 +71,20 @@ impl AdminState {
             reloader: None,
             listener_counters: Arc::new([]),
             per_endpoint_metrics: true,
+            running_config: None,
         }
+    }
+
+    /// Shows `config` at `/config`. Share it with whatever applies reloads and call
+    /// [`RunningConfig::set`] there, so `/config` follows them.
+    pub fn with_running_config(mut self, config: RunningConfig) -> Self {
+        self.running_config = Some(config);
+        self
+    }
+
+    /// The config `/config` shows, if any.
+    pub fn running_config(&self) -> Option<&RunningConfig> {
+        self.running_config.as_ref()
     }
 
     /// Serves `POST /reload` through `reloader`.
@@ -119,7 +136,9 @@ impl AdminState {
     }
 
     /// State for a running `proxy` started from `config`: its snapshot handle, its listeners
-    /// with their bound addresses and counters, and the admin options of `config`.
+    /// with their bound addresses and counters, the admin options of `config`, and `config`
+    /// itself for `/config` (replace it with [`AdminState::with_running_config`] to follow
+    /// reloads).
     pub fn for_proxy(proxy: &Proxy, config: &ValidatedConfig) -> Self {
         let admin = config.config().admin.as_ref();
         Self::new(
@@ -129,6 +148,7 @@ impl AdminState {
         .with_token(admin.and_then(|a| a.token.as_deref()))
         .with_listener_counters(proxy.listener_counters())
         .with_per_endpoint_metrics(admin.is_none_or(|a| a.metrics.per_endpoint))
+        .with_running_config(RunningConfig::new(config))
     }
 
     /// The handle the data plane's snapshots are published through.

@@ -14,7 +14,7 @@ use http_body_util::{BodyExt, Full};
 use hyper_util::rt::TokioIo;
 use serde_json::{Value, json};
 use tokio::net::TcpStream;
-use weir_admin::{AdminServer, AdminState, ListenerInfo};
+use weir_admin::{AdminServer, AdminState, ListenerInfo, RunningConfig};
 use weir_config::ListenerProtocol;
 use weir_core::{CheckResult, Clock, SystemClock, Unhealthy};
 use weir_proxy::{Snapshot, SnapshotHandle};
@@ -245,7 +245,13 @@ async fn unknown_cluster_and_unknown_path_are_json_404s() {
     let h = Harness::start().await;
     let v = h.get_json("/clusters/nope", StatusCode::NOT_FOUND).await;
     assert!(v["error"].as_str().unwrap().contains("nope"), "{v}");
-    for path in ["/", "/nope", "/clusters/web/endpoints", "/ready/x"] {
+    for path in [
+        "/nope",
+        "/index.html",
+        "/stats/x",
+        "/clusters/web/endpoints",
+        "/ready/x",
+    ] {
         let v = h.get_json(path, StatusCode::NOT_FOUND).await;
         assert!(v["error"].is_string(), "{path}: {v}");
     }
@@ -439,4 +445,157 @@ async fn metrics_leave_out_endpoint_series_when_turned_off() {
     assert!(text.contains("weir_cluster_healthy_endpoints{cluster=\"web\"} 2\n"));
     assert!(!text.contains("weir_endpoint_"), "{text}");
     admin.shutdown().await;
+}
+
+#[tokio::test]
+async fn the_root_serves_the_dashboard_page() {
+    let h = Harness::start().await;
+    let page = h.request(Method::GET, "/").await;
+    assert_eq!(page.status, StatusCode::OK);
+    assert_eq!(
+        page.headers[header::CONTENT_TYPE],
+        "text/html; charset=utf-8"
+    );
+    assert_eq!(page.headers[header::CACHE_CONTROL], "no-store");
+    let csp = page.headers[header::CONTENT_SECURITY_POLICY]
+        .to_str()
+        .unwrap();
+    assert!(csp.contains("default-src 'none'") && csp.contains("connect-src 'self'"));
+    let html = std::str::from_utf8(&page.body).unwrap();
+    assert!(
+        html.contains("<canvas") || html.contains("\"canvas\""),
+        "charts are canvases"
+    );
+    assert!(html.contains("fetch(\"stats\""));
+    let head = h.request(Method::HEAD, "/").await;
+    assert_eq!(head.status, StatusCode::OK);
+    assert!(head.body.is_empty());
+    assert_eq!(
+        head.headers[header::CONTENT_LENGTH],
+        page.body.len().to_string().as_str()
+    );
+    let post = h.request(Method::POST, "/").await;
+    assert_eq!(post.status, StatusCode::METHOD_NOT_ALLOWED);
+    h.admin.shutdown().await;
+}
+
+#[tokio::test]
+async fn stats_are_compact_cumulative_totals_per_cluster() {
+    let h = Harness::start().await;
+    let snapshot = h.snapshots.load();
+    let web = snapshot.cluster("web").unwrap();
+    let _in_flight = web.endpoints[1].state.begin_request();
+    let now = SystemClock.now();
+    let _ = web.endpoints[0]
+        .state
+        .set_unhealthy(Unhealthy::Ejected, true, now);
+    let before = SystemTime::now();
+    let answer = h.request(Method::GET, "/stats").await;
+    assert_eq!(answer.status, StatusCode::OK);
+    assert_eq!(answer.headers[header::CONTENT_TYPE], "application/json");
+    assert_eq!(answer.headers[header::CACHE_CONTROL], "no-store");
+    assert_eq!(
+        answer.body.iter().filter(|&&b| b == b'\n').count(),
+        1,
+        "compact: one line"
+    );
+    let v: Value = serde_json::from_slice(&answer.body).unwrap();
+    let at = v["at_unix_ms"].as_u64().unwrap();
+    let before_ms = u64::try_from(
+        before
+            .duration_since(SystemTime::UNIX_EPOCH)
+            .unwrap()
+            .as_millis(),
+    )
+    .unwrap();
+    assert!(
+        at >= before_ms && at < before_ms + 60_000,
+        "{at} vs {before_ms}"
+    );
+    let bounds = v["latency_bounds_ms"].as_array().unwrap();
+    let names: Vec<&str> = v["clusters"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(names, ["web", "api"], "config order");
+    let c = &v["clusters"][0];
+    assert_eq!(c["responses"]["2xx"], 0);
+    assert_eq!(c["failures"]["reset"], 0);
+    assert_eq!(
+        c["latency"]["buckets"].as_array().unwrap().len(),
+        bounds.len() + 1
+    );
+    assert_eq!(c["in_flight"], 1);
+    assert_eq!(c["healthy_endpoints"], 1);
+    assert_eq!(
+        c["endpoints"],
+        json!([
+            { "address": "127.0.0.1:9001", "weight": 1, "status": "unhealthy",
+              "reasons": ["ejected"], "in_flight": 0, "requests_total": 0,
+              "connect_failures": 0 },
+            { "address": "127.0.0.1:9002", "weight": 2, "status": "healthy", "reasons": [],
+              "in_flight": 1, "requests_total": 1, "connect_failures": 0 },
+        ])
+    );
+    h.admin.shutdown().await;
+}
+
+#[tokio::test]
+async fn config_shows_the_running_config_with_secrets_redacted() {
+    let token = "do-not-show-this-token-0123";
+    let yaml = format!("admin: {{ address: 127.0.0.1:0, token: {token} }}\n{CONFIG}");
+    let config = weir_config::load_str(&yaml, "weir.yaml").unwrap();
+    let snapshots = SnapshotHandle::new(Snapshot::compile(&config, None).unwrap());
+    let running = RunningConfig::new(&config);
+    let state = AdminState::new(snapshots, ListenerInfo::from_config(&config, &[]))
+        .with_token(Some(token))
+        .with_running_config(running.clone());
+    let admin = AdminServer::start("127.0.0.1:0".parse().unwrap(), state)
+        .await
+        .unwrap();
+    let get = |path: &'static str| request(admin.local_addr(), Method::GET, path);
+
+    let answer = get("/config").await;
+    assert_eq!(answer.status, StatusCode::OK);
+    assert_eq!(answer.headers[header::CONTENT_TYPE], "application/json");
+    let text = std::str::from_utf8(&answer.body).unwrap();
+    assert!(!text.contains(token), "the token leaked: {text}");
+    let v: Value = serde_json::from_str(text).unwrap();
+    assert_eq!(v["source"], "weir.yaml");
+    let c = &v["config"];
+    assert_eq!(c["admin"]["token"], "<redacted>");
+    assert_eq!(c["admin"]["address"], "127.0.0.1:0");
+    assert_eq!(
+        c["admin"]["metrics"]["per_endpoint"], true,
+        "defaults are shown"
+    );
+    assert_eq!(c["listeners"][1]["protocol"], "tcp");
+    assert_eq!(c["clusters"][0]["name"], "web");
+    assert_eq!(
+        c["clusters"][0]["endpoints"][1],
+        json!({ "address": "127.0.0.1:9002", "weight": 2 })
+    );
+    assert_eq!(c["clusters"][1]["protocol"], "http2");
+
+    // A reload that applies a new config shows at once.
+    let next = weir_config::load_str(&CONFIG.replace("9003", "9004"), "next.yaml").unwrap();
+    running.set(&next);
+    let v: Value = serde_json::from_slice(&get("/config").await.body).unwrap();
+    assert_eq!(v["source"], "next.yaml");
+    assert!(v["config"]["admin"].is_null());
+    assert_eq!(
+        v["config"]["clusters"][1]["endpoints"][0]["address"],
+        "127.0.0.1:9004"
+    );
+    admin.shutdown().await;
+}
+
+#[tokio::test]
+async fn config_is_404_without_a_config_to_show() {
+    let h = Harness::start().await;
+    let v = h.get_json("/config", StatusCode::NOT_FOUND).await;
+    assert!(v["error"].as_str().unwrap().contains("config"), "{v}");
+    h.admin.shutdown().await;
 }

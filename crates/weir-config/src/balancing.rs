@@ -8,12 +8,12 @@
 use std::fmt;
 
 use serde::de::{self, Visitor};
-use serde::{Deserialize, Deserializer};
+use serde::{Deserialize, Deserializer, Serialize};
 
 use crate::ConfigDuration;
 
 /// Load-balancing policy of a cluster.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize, Serialize)]
 #[serde(rename_all = "snake_case")]
 pub enum LbPolicyConfig {
     /// Smooth weighted round robin (nginx's algorithm).
@@ -32,7 +32,7 @@ pub enum LbPolicyConfig {
 }
 
 /// Settings of `lb_policy: least_request`.
-#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct LeastRequestConfig {
     /// How many endpoints to sample per pick (2 = power of two choices), or `all` to scan
@@ -53,7 +53,7 @@ pub enum ChoiceCount {
 }
 
 /// Settings of `lb_policy: peak_ewma`.
-#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct PeakEwmaConfig {
     /// Time constant of the moving average: how fast old latency is forgotten. Default 10s.
@@ -67,7 +67,7 @@ pub struct PeakEwmaConfig {
 }
 
 /// Settings of `lb_policy: ring_hash`.
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct RingHashConfig {
     /// Number of points on the ring (all endpoints together). Default 1024; 64 – 8388608.
@@ -75,7 +75,7 @@ pub struct RingHashConfig {
 }
 
 /// Settings of `lb_policy: maglev`.
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct MaglevConfig {
     /// Lookup table size; must be a prime. Default 65537.
@@ -83,7 +83,7 @@ pub struct MaglevConfig {
 }
 
 /// What a hashing policy hashes. Exactly one key must be set.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct HashKeyConfig {
     /// The value of this request header (L7).
@@ -107,7 +107,7 @@ pub struct HashKeyConfig {
 }
 
 /// Ramp-up of new or recovered endpoints (Envoy's slow start).
-#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct SlowStartConfig {
     /// How long the ramp lasts.

@@ -4,7 +4,7 @@ use std::fmt;
 use std::net::SocketAddr;
 
 use serde::de::{self, MapAccess, Visitor, value::MapAccessDeserializer};
-use serde::{Deserialize, Deserializer};
+use serde::{Deserialize, Deserializer, Serialize};
 
 use crate::ConfigDuration;
 use crate::balancing::{
@@ -13,7 +13,7 @@ use crate::balancing::{
 };
 
 /// A named set of endpoints.
-#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct ClusterConfig {
     /// Unique name that routes refer to.
@@ -85,7 +85,7 @@ pub struct ClusterConfig {
 }
 
 /// Per-cluster limits; going over one answers 503 at once instead of queueing without bound.
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct CircuitBreakersConfig {
     /// Upstream connections open at once to all endpoints of the cluster. Default 1024.
@@ -111,7 +111,7 @@ impl Default for CircuitBreakersConfig {
 }
 
 /// Protocol spoken to a cluster's endpoints.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize, Serialize)]
 #[serde(rename_all = "snake_case")]
 pub enum UpstreamProtocol {
     /// HTTP/1.1 with keep-alive pooling.

@@ -7,12 +7,12 @@
 
 use std::net::SocketAddr;
 
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 
 use crate::ConfigDuration;
 
 /// Where a cluster's endpoints come from besides `endpoints`.
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct DiscoveryConfig {
     /// Resolve endpoints from DNS.
@@ -21,7 +21,7 @@ pub struct DiscoveryConfig {
 }
 
 /// DNS discovery: which name, which records, how often.
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct DnsDiscoveryConfig {
     /// The name to resolve, e.g. `api.internal` or `_http._tcp.api.internal` for SRV.
@@ -47,7 +47,7 @@ pub struct DnsDiscoveryConfig {
 }
 
 /// The DNS records a cluster is built from.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize, Serialize)]
 #[serde(rename_all = "snake_case")]
 pub enum DnsRecordKind {
     /// IPv4 addresses.

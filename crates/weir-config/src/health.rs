@@ -10,12 +10,12 @@ use std::fmt;
 use std::time::Duration;
 
 use serde::de::{self, Visitor};
-use serde::{Deserialize, Deserializer};
+use serde::{Deserialize, Deserializer, Serialize};
 
 use crate::ConfigDuration;
 
 /// `health_check:` on a cluster: probe every endpoint periodically.
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct HealthCheckConfig {
     /// Time between checks of a healthy endpoint. Default 5s.
@@ -73,7 +73,7 @@ pub enum ProbeKind<'a> {
 }
 
 /// `health_check.http`.
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct HttpCheckConfig {
     /// Request path, with an optional query. Default `/healthz`.
@@ -98,7 +98,7 @@ pub struct StatusRange {
 }
 
 /// `health_check.tcp`.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct TcpCheckConfig {
     /// Text sent once connected (YAML escapes such as `"PING\r\n"` work).
@@ -108,7 +108,7 @@ pub struct TcpCheckConfig {
 }
 
 /// `health_check.grpc`.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct GrpcCheckConfig {
     /// Service name asked about; empty (default) asks about the server as a whole.
@@ -118,7 +118,7 @@ pub struct GrpcCheckConfig {
 }
 
 /// `health_check.udp`.
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct UdpCheckConfig {
     /// Datagram payload sent to the endpoint.
@@ -129,7 +129,7 @@ pub struct UdpCheckConfig {
 }
 
 /// `outlier_detection:` on a cluster: eject endpoints whose traffic keeps failing.
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct OutlierDetectionConfig {
     /// Eject after this many consecutive 5xx answers (local gateway errors included); 0
@@ -157,7 +157,7 @@ pub struct OutlierDetectionConfig {
 }
 
 /// `outlier_detection.failure_percentage`.
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct FailurePercentageConfig {
     /// Eject when failures are at least this percentage of an endpoint's exchanges. Default 85.

@@ -5,12 +5,12 @@ use std::fmt;
 
 use ipnet::IpNet;
 use serde::de::{self, SeqAccess, Visitor};
-use serde::{Deserialize, Deserializer};
+use serde::{Deserialize, Deserializer, Serialize};
 
 use crate::ConfigDuration;
 
 /// Options of `tcp` and `tls_passthrough` listeners.
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct TcpOptionsConfig {
     /// A connection with no bytes moving in either direction for this long is closed. Default 1h.
@@ -29,7 +29,7 @@ pub struct TcpOptionsConfig {
 }
 
 /// Options of `udp` listeners.
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct UdpOptionsConfig {
     /// Client sessions (source address and port) tracked at once; the least recently used is
@@ -40,7 +40,7 @@ pub struct UdpOptionsConfig {
 }
 
 /// One TLS passthrough route: connections whose SNI matches go to `cluster`.
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct SniRouteConfig {
     /// Server names: exact (`api.example.com`, case-insensitive) or `*.suffix`.
@@ -50,7 +50,7 @@ pub struct SniRouteConfig {
 }
 
 /// Accepting the PROXY protocol (v1 or v2) on a listener.
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct AcceptProxyProtocolConfig {
     /// Peers (CIDRs or addresses) that must send a PROXY header; the address in it replaces
@@ -63,7 +63,7 @@ pub struct AcceptProxyProtocolConfig {
 pub struct CidrList(pub Vec<IpNet>);
 
 /// PROXY protocol version weir sends to a cluster's endpoints.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
 #[serde(rename_all = "snake_case")]
 pub enum ProxyProtocolVersion {
     /// The human-readable v1 line.

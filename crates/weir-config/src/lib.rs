@@ -29,6 +29,7 @@ mod path;
 mod rate_limit;
 mod retry;
 mod route;
+mod ser;
 mod traffic;
 mod validate;
 mod yaml;
@@ -72,10 +73,10 @@ pub use traffic::{
     MirrorConfig,
 };
 
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 
 /// The whole configuration file.
-#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct Config {
     /// The admin listener; absent means no admin endpoint.

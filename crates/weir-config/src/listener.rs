@@ -2,13 +2,13 @@
 
 use std::net::SocketAddr;
 
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 
 use crate::l4::{AcceptProxyProtocolConfig, SniRouteConfig, TcpOptionsConfig, UdpOptionsConfig};
 use crate::{ConfigDuration, RouteConfig};
 
 /// The admin HTTP endpoint.
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct AdminConfig {
     /// Address to bind, e.g. `127.0.0.1:9901`.
@@ -24,7 +24,7 @@ pub struct AdminConfig {
 }
 
 /// Options of the admin API's Prometheus `/metrics`.
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct AdminMetricsConfig {
     /// Export per-endpoint series (requests, in-flight, health, ...); turn off for clusters
@@ -44,7 +44,7 @@ fn yes() -> bool {
 }
 
 /// One bound address and what it speaks.
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct ListenerConfig {
     /// Unique name, used in logs and metrics.
@@ -85,7 +85,7 @@ pub struct ListenerConfig {
 }
 
 /// Downstream protocol of a listener.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize, Serialize)]
 #[serde(rename_all = "snake_case")]
 pub enum ListenerProtocol {
     /// HTTP/1.1 and HTTP/2 (prior knowledge, h2c) on the same port.
@@ -100,7 +100,7 @@ pub enum ListenerProtocol {
 }
 
 /// Limits and options for HTTP listeners; the defaults protect the proxy.
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct HttpOptionsConfig {
     /// Time allowed to receive a request's headers (HTTP/1.1). Default 10s.

@@ -5,7 +5,7 @@
 //! `tracestate`) with a sampling ratio for the traces weir starts. The user-facing reference is
 //! `docs/observability.md`; the rules are checked in `validate/observability.rs`.
 
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 
 use crate::ConfigNumber;
 
@@ -14,7 +14,7 @@ use crate::ConfigNumber;
 pub const DEFAULT_ACCESS_LOG_QUEUE: u32 = 8192;
 
 /// `access_log:` at the top level.
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct AccessLogConfig {
     /// A file path (opened for appending, created if missing) or `stdout`.
@@ -29,7 +29,7 @@ pub struct AccessLogConfig {
 }
 
 /// One field of an access log line; the JSON key is the same name.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Deserialize, Serialize)]
 #[serde(rename_all = "snake_case")]
 pub enum AccessLogField {
     /// When the request (or connection) started, RFC 3339 in UTC with microseconds.
@@ -73,7 +73,7 @@ pub enum AccessLogField {
 }
 
 /// `tracing:` at the top level: W3C trace context propagation.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct TracingConfig {
     /// Share of the traces weir starts that are marked sampled, 0.0–1.0. Incoming traces keep

@@ -12,12 +12,12 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use serde::de::{self, SeqAccess, Visitor};
-use serde::{Deserialize, Deserializer};
+use serde::{Deserialize, Deserializer, Serialize};
 
 use crate::ConfigDuration;
 
 /// `rate_limit:` on a route: what to count (`key`) and the limits that apply to each key.
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct RouteRateLimitConfig {
     /// The parts of a request that make its key: `client_address`, `route` or
@@ -33,7 +33,7 @@ pub struct RouteRateLimitConfig {
 }
 
 /// `rate_limit.local`: a token bucket per key.
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct LocalRateLimitConfig {
     /// Tokens added per second (the sustained rate).
@@ -48,7 +48,7 @@ pub struct LocalRateLimitConfig {
 }
 
 /// `rate_limit.global`: a fixed one-second window per key, counted in Redis.
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct GlobalRateLimitConfig {
     /// Requests per second allowed per key across all instances.
@@ -62,7 +62,7 @@ pub struct GlobalRateLimitConfig {
 }
 
 /// What a global limit does while the rate limit service is unreachable.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize, Serialize)]
 #[serde(rename_all = "snake_case")]
 pub enum FailureMode {
     /// Let requests through (only the local limit, if any, applies).
@@ -73,7 +73,7 @@ pub enum FailureMode {
 }
 
 /// `rate_limit_service:` at the top level: where global limits are counted.
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct RateLimitServiceConfig {
     /// The Redis server, `ip:port`.
@@ -88,7 +88,7 @@ pub struct RateLimitServiceConfig {
 }
 
 /// `rate_limit:` on a `tcp` or `tls_passthrough` listener: new connections per second.
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct ListenerRateLimitConfig {
     /// Connections accepted per second (sustained).

@@ -8,12 +8,12 @@
 use std::fmt;
 
 use serde::de::{self, Visitor};
-use serde::{Deserialize, Deserializer};
+use serde::{Deserialize, Deserializer, Serialize};
 
 use crate::ConfigDuration;
 
 /// When and how a route retries a failed attempt (Envoy's `retry_policy`).
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct RetryConfig {
     /// Attempts in all, the first included: `1` never retries. Default 2.
@@ -64,7 +64,7 @@ pub enum RetryOn {
 }
 
 /// Exponential backoff: attempt `n` waits a random time in `[0, min(max, base × 2ⁿ⁻¹)]`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct BackoffConfig {
     /// The first retry's upper bound. Default 25ms (Envoy's).
@@ -74,7 +74,7 @@ pub struct BackoffConfig {
 }
 
 /// A second, parallel attempt when the first is slow (idempotent requests only).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct HedgeConfig {
     /// Send the hedge when the first attempt has no response headers after this long.
@@ -82,7 +82,7 @@ pub struct HedgeConfig {
 }
 
 /// Read the whole request body before choosing an endpoint.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct BufferConfig {
     /// A larger body is answered with 413.
@@ -91,7 +91,7 @@ pub struct BufferConfig {
 
 /// How many retries a cluster takes, relative to its requests (Linkerd's and Finagle's retry
 /// budget): over any `window`, retries ≤ `percent` % of requests + `min_per_second` × window.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct RetryBudgetConfig {
     /// Retries allowed per 100 requests. Default 20.

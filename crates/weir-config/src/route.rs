@@ -4,12 +4,12 @@ use std::collections::BTreeMap;
 use std::fmt;
 
 use serde::de::{self, MapAccess, Visitor, value::MapAccessDeserializer};
-use serde::{Deserialize, Deserializer};
+use serde::{Deserialize, Deserializer, Serialize};
 
 use crate::{ConfigDuration, FaultConfig, MirrorConfig};
 
 /// One route: a match, exactly one action, and per-route policy.
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct RouteConfig {
     /// What the request must look like; every given condition must hold.
@@ -57,7 +57,7 @@ pub struct RouteConfig {
 }
 
 /// Conditions on a request. All given conditions must hold; an empty match matches everything.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct RouteMatchConfig {
     /// `Host` (or `:authority`) without port: exact (case-insensitive) or `*.suffix`.
@@ -96,7 +96,7 @@ pub enum StringMatchConfig {
 }
 
 /// The long form of [`StringMatchConfig`].
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct StringMatchRuleConfig {
     /// The value equals this string.
@@ -111,7 +111,7 @@ pub struct StringMatchRuleConfig {
 }
 
 /// One entry of a weighted split.
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct WeightedClusterConfig {
     /// Target cluster.
@@ -121,7 +121,7 @@ pub struct WeightedClusterConfig {
 }
 
 /// A redirect answer; unset parts keep the request's.
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct RedirectConfig {
     /// New path (query is kept).
@@ -139,7 +139,7 @@ pub struct RedirectConfig {
 }
 
 /// A fixed answer from weir itself.
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct DirectResponseConfig {
     /// Status code, 200–599.
@@ -153,7 +153,7 @@ pub struct DirectResponseConfig {
 }
 
 /// Header edits: `add` appends, `set` replaces, `remove` deletes (applied remove → set → add).
-#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct HeaderRulesConfig {
     /// Headers appended (existing values are kept).

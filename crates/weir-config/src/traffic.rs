@@ -8,7 +8,7 @@
 
 use std::collections::BTreeMap;
 
-use serde::{Deserialize, Deserializer};
+use serde::{Deserialize, Deserializer, Serialize};
 
 use crate::{ConfigDuration, StringMatchConfig};
 
@@ -22,7 +22,7 @@ pub const DEFAULT_MIRROR_MAX_BODY_BYTES: u64 = 64 * 1024;
 pub struct ConfigNumber(pub f64);
 
 /// `mirror:` on a route: copy selected requests to a shadow cluster and ignore its answers.
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct MirrorConfig {
     /// The shadow cluster the copies go to.
@@ -52,7 +52,7 @@ pub struct MirrorConfig {
 }
 
 /// `fault:` on a route: delay and/or abort a share of its requests (Envoy's fault filter).
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct FaultConfig {
     /// Wait before the request is handled further.
@@ -68,7 +68,7 @@ pub struct FaultConfig {
 }
 
 /// `fault.delay`: a fixed delay for a share of requests.
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct FaultDelayConfig {
     /// How long a delayed request waits.
@@ -79,7 +79,7 @@ pub struct FaultDelayConfig {
 }
 
 /// `fault.abort`: an immediate answer for a share of requests.
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct FaultAbortConfig {
     /// The status answered, 200–599.

@@ -1,5 +1,6 @@
 //! `weir demo`: a self-contained tour. Three in-process endpoints, weir in front of them with
-//! an embedded config, a trickle of traffic, and the URLs to try with curl.
+//! an embedded config, a trickle of traffic to both clusters, the live dashboard URL and the
+//! URLs to try with curl.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -119,6 +120,7 @@ clusters:
 fn print_banner(addr: SocketAddr, admin: Option<SocketAddr>, endpoints: &[DemoEndpoint]) {
     println!("weir demo is running. weir listens on http://{addr}");
     if let Some(admin) = admin {
+        println!("  dashboard at http://{admin}/ (live requests/s, errors, latency, endpoints)");
         println!("  admin API at http://{admin}/clusters (health, ejections, last check)");
     }
     for e in endpoints {
@@ -171,8 +173,10 @@ async fn start_endpoint(name: String) -> anyhow::Result<DemoEndpoint> {
 }
 
 /// Two requests a second through weir over one keep-alive connection, so the report shows
-/// per-request balancing.
+/// per-request balancing; they alternate between the `web` and the `api` cluster, so the
+/// dashboard shows both.
 async fn light_traffic(addr: SocketAddr) {
+    let mut sent = 0_u64;
     loop {
         let Ok(stream) = tokio::net::TcpStream::connect(addr).await else {
             tokio::time::sleep(Duration::from_secs(1)).await;
@@ -186,7 +190,13 @@ async fn light_traffic(addr: SocketAddr) {
         tokio::spawn(conn);
         loop {
             tokio::time::sleep(Duration::from_millis(500)).await;
-            let req = Request::get("/")
+            sent += 1;
+            let path = if sent.is_multiple_of(2) {
+                "/api/users"
+            } else {
+                "/"
+            };
+            let req = Request::get(path)
                 .header("host", "demo.local")
                 .body(Empty::<Bytes>::new());
             let Ok(req) = req else { return };

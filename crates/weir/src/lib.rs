@@ -18,7 +18,7 @@ use std::sync::Weak;
 
 use anyhow::Context;
 use tokio_util::sync::CancellationToken;
-use weir_admin::{AdminServer, AdminState, ReloadSummary, Reloader};
+use weir_admin::{AdminServer, AdminState, ReloadSummary, Reloader, RunningConfig};
 use weir_config::{DnsDiscoveryConfig, EndpointConfig, ListenerProtocol, ValidatedConfig};
 use weir_core::SystemClock;
 use weir_discovery::{Discovery, DiscoveryTarget};
@@ -47,6 +47,8 @@ struct Control {
     state: Mutex<ControlState>,
     applied: AtomicU64,
     rejected: AtomicU64,
+    /// The config the admin API's `/config` shows; set on every applied reload.
+    running: RunningConfig,
 }
 
 #[derive(Debug)]
@@ -125,6 +127,7 @@ impl Weir {
                 }),
                 applied: AtomicU64::new(0),
                 rejected: AtomicU64::new(0),
+                running: RunningConfig::new(config),
             }
         });
         control
@@ -133,7 +136,8 @@ impl Weir {
             .reconcile(discovery_targets(config));
         let admin = match &config.config().admin {
             Some(admin) => {
-                let mut state = AdminState::for_proxy(&proxy, config);
+                let mut state = AdminState::for_proxy(&proxy, config)
+                    .with_running_config(control.running.clone());
                 if control.source.is_some() {
                     state = state.with_reloader(Arc::clone(&control) as Arc<dyn Reloader>);
                 }
@@ -302,6 +306,7 @@ impl Control {
         let targets = check_targets(&snapshot);
         let clusters = snapshot.clusters().len();
         self.snapshots.store(snapshot);
+        self.running.set(config);
         state.checker.reconcile(targets);
         state.base = config.clone();
         state.discovery.reconcile(discovery_targets(config));

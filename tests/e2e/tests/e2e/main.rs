@@ -4,6 +4,7 @@
 mod access_log;
 mod balancing;
 mod circuit_breakers;
+mod dashboard;
 mod discovery;
 mod drain;
 mod errors;

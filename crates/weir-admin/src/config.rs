@@ -1,0 +1,179 @@
+//! `GET /config`: the running configuration as JSON, with every secret replaced by
+//! `"<redacted>"`.
+//!
+//! The config is the [`ValidatedConfig`] weir runs — the one it started with, or the last one a
+//! reload applied ([`RunningConfig::set`]) — serialized with every default filled in, so it
+//! shows what weir does rather than what the file happened to spell out.
+//!
+//! Redaction is by key name, over the whole JSON tree, so a secret-bearing field added to the
+//! schema later is hidden without anyone remembering to opt it in: see [`is_secret_key`]. A
+//! redacted value that was `null` (not set) stays `null`, so the page still tells whether a
+//! token is configured.
+
+use std::sync::Arc;
+
+use arc_swap::ArcSwap;
+use serde::Serialize;
+use serde_json::Value;
+use weir_config::ValidatedConfig;
+
+use crate::AdminState;
+
+/// What a redacted value is replaced with.
+pub(crate) const REDACTED: &str = "<redacted>";
+
+/// The config weir runs now, shared between the admin API and whatever applies reloads;
+/// cheap to clone.
+#[derive(Debug, Clone)]
+pub struct RunningConfig(Arc<ArcSwap<ValidatedConfig>>);
+
+/// Body of `GET /config`.
+#[derive(Debug, Serialize)]
+pub(crate) struct ConfigView {
+    /// Where the config came from: the file path, or the name it was given.
+    source: String,
+    /// The config with defaults filled in and secrets redacted.
+    config: Value,
+}
+
+// === impl RunningConfig ===
+
+impl RunningConfig {
+    /// Starts out as `config`.
+    pub fn new(config: &ValidatedConfig) -> Self {
+        Self(Arc::new(ArcSwap::from_pointee(config.clone())))
+    }
+
+    /// Replaces the config shown, after a reload applied `config`.
+    pub fn set(&self, config: &ValidatedConfig) {
+        self.0.store(Arc::new(config.clone()));
+    }
+
+    /// The config shown now.
+    pub fn get(&self) -> Arc<ValidatedConfig> {
+        self.0.load_full()
+    }
+}
+
+// === impl ConfigView ===
+
+impl ConfigView {
+    /// The running config of `state`, redacted; `None` when the state was built without one.
+    pub(crate) fn new(state: &AdminState) -> Option<Result<Self, serde_json::Error>> {
+        let running = state.running_config()?.get();
+        Some(serde_json::to_value(running.config()).map(|mut config| {
+            redact(&mut config);
+            Self {
+                source: running.source_name().to_owned(),
+                config,
+            }
+        }))
+    }
+}
+
+/// Replaces the value of every secret key in `value` (at any depth) with [`REDACTED`].
+pub(crate) fn redact(value: &mut Value) {
+    match value {
+        Value::Object(map) => {
+            for (key, v) in map.iter_mut() {
+                if is_secret_key(key) && is_secret_shaped(v) {
+                    *v = Value::String(REDACTED.to_owned());
+                } else {
+                    redact(v);
+                }
+            }
+        }
+        Value::Array(items) => items.iter_mut().for_each(redact),
+        _ => {}
+    }
+}
+
+/// Whether a key names a secret: `token`, `password`, `passphrase`, `secret`, `credentials`,
+/// `key` and any key ending in `_token`, `_password`, `_secret` or `_key` (`api_key`,
+/// `private_key`), case-insensitively. Only text is hidden (see [`is_secret_shaped`]), so
+/// structured keys such as `hash_key` or the rate limit's `key` list stay visible.
+pub(crate) fn is_secret_key(key: &str) -> bool {
+    let key = key.to_ascii_lowercase();
+    const WHOLE: [&str; 6] = [
+        "token",
+        "password",
+        "passphrase",
+        "secret",
+        "credentials",
+        "key",
+    ];
+    const SUFFIXES: [&str; 5] = ["_token", "_password", "_passphrase", "_secret", "_key"];
+    WHOLE.contains(&key.as_str()) || SUFFIXES.iter().any(|s| key.ends_with(s))
+}
+
+/// Whether a value under a secret key could hold secret text: a string or a number. Maps and
+/// lists are structure (and are searched further); `null` says "not set" and stays.
+fn is_secret_shaped(value: &Value) -> bool {
+    matches!(value, Value::String(_) | Value::Number(_))
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::*;
+
+    #[test]
+    fn secrets_are_redacted_at_any_depth_and_structure_is_kept() {
+        let mut v = json!({
+            "admin": { "address": "127.0.0.1:9901", "token": "s3cret-s3cret-s3cret" },
+            "unset": { "token": null },
+            "clusters": [ {
+                "name": "c",
+                "hash_key": { "header": "x-user" },
+                "tls": { "private_key": "-----BEGIN PRIVATE KEY-----", "Password": 1234 },
+                "api_key": "abc",
+            } ],
+            "rate": { "key": ["client_address", "route"], "monkey": "visible" },
+            "upstream": { "key": "/etc/weir/key.pem", "auth_token": "t", "client_secret": "s" },
+        });
+        redact(&mut v);
+        assert_eq!(v["admin"]["token"], REDACTED);
+        assert_eq!(v["admin"]["address"], "127.0.0.1:9901");
+        assert!(v["unset"]["token"].is_null(), "unset stays unset");
+        let c = &v["clusters"][0];
+        assert_eq!(c["hash_key"], json!({ "header": "x-user" }));
+        assert_eq!(c["tls"]["private_key"], REDACTED);
+        assert_eq!(c["tls"]["Password"], REDACTED);
+        assert_eq!(c["api_key"], REDACTED);
+        assert_eq!(v["rate"]["key"], json!(["client_address", "route"]));
+        assert_eq!(v["rate"]["monkey"], "visible");
+        assert_eq!(v["upstream"]["key"], REDACTED);
+        assert_eq!(v["upstream"]["auth_token"], REDACTED);
+        assert_eq!(v["upstream"]["client_secret"], REDACTED);
+        assert!(!v.to_string().contains("s3cret"));
+    }
+
+    #[test]
+    fn secret_key_names() {
+        for secret in [
+            "token",
+            "TOKEN",
+            "password",
+            "api_key",
+            "bearer_token",
+            "key",
+        ] {
+            assert!(is_secret_key(secret), "{secret}");
+        }
+        for plain in ["address", "keys", "max_keys", "monkey", "tokens_per_second"] {
+            assert!(!is_secret_key(plain), "{plain}");
+        }
+    }
+
+    #[test]
+    fn the_running_config_follows_set() {
+        let a = weir_config::load_str("clusters: []\n", "a.yaml").unwrap();
+        let b = weir_config::load_str("clusters: []\n", "b.yaml").unwrap();
+        let running = RunningConfig::new(&a);
+        let shared = running.clone();
+        assert_eq!(running.get().source_name(), "a.yaml");
+        shared.set(&b);
+        assert_eq!(running.get().source_name(), "b.yaml");
+    }
+}
