@@ -159,7 +159,8 @@ clusters:
     ))
     .await;
     let url = p.url("/");
-    let run = Duration::from_secs(3);
+    // The figures: 1,000 req/s offered for 5 s against 100 req/s → 500 ± 5 % accepted.
+    let run = Duration::from_secs(5);
     let _heavy = HEAVY.lock().await;
     // A greedy client on 127.0.0.1 at ~1000/s, a polite one on 127.0.0.2 at 5/s, together.
     let greedy = h1_client();
@@ -195,7 +196,7 @@ clusters:
         polite.limited, 0,
         "the other client address is never limited"
     );
-    assert_eq!(polite.ok, 15);
+    assert_eq!(polite.ok, 25);
     let refused = greedy.sample_429.expect("a 429");
     let retry_after: u64 = refused.header("retry-after").parse().unwrap();
     assert_eq!(retry_after, 1, "a 10 ms wait rounds up to one second");
