@@ -4,11 +4,13 @@
 //! depends on nothing async, so every other crate — the sans-io balancers and router as much as
 //! the hyper data plane — can name the same types.
 
+mod calendar;
 mod clock;
 mod endpoint;
 mod error;
 mod health;
 
+pub use calendar::civil_from_days;
 pub use clock::{Clock, ManualClock, Nanos, SystemClock, nanos};
 pub use endpoint::{Endpoint, EndpointState, InFlightGuard, LatencyEstimate, health_generation};
 pub use error::{Error, ErrorKind, Side};

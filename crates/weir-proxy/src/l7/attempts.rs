@@ -19,8 +19,7 @@ use http::request::Parts;
 use http::{HeaderMap, Request};
 use http_body_util::{BodyExt, Full};
 use tokio::time::Instant;
-use weir_balance::{Observation, Outcome};
-use weir_core::{BoxError, Error, ErrorKind, InFlightGuard, PassiveOutcome, Side};
+use weir_core::{BoxError, Error, ErrorKind, InFlightGuard};
 
 use super::outcome;
 use super::replay::Replay;
@@ -292,27 +291,7 @@ impl<'a> Attempts<'a> {
         cluster
             .stats
             .record_attempt(result.as_ref().map(|up| up.response.status()), elapsed);
-        // Only the endpoint's own behaviour is held against it: a client whose body broke is
-        // not an endpoint failure.
-        let observed = match &result {
-            Ok(up) => Some(outcome::of_response(
-                up.response.status(),
-                up.response.headers(),
-            )),
-            Err(e) if e.side() == Side::Upstream => Some(Outcome::Failure),
-            Err(_) => None,
-        };
-        if let Some(outcome) = observed {
-            let rtt = now.elapsed();
-            cluster.observe(picked.index, &Observation { rtt, outcome });
-        }
-        let passive = match &result {
-            Ok(up) => Some(PassiveOutcome::of_status(up.response.status().as_u16())),
-            Err(e) => outcome::passive_of_error(e),
-        };
-        if let Some(passive) = passive {
-            cluster.record_outcome(picked.index, passive);
-        }
+        outcome::report(cluster, picked.index, &result, elapsed);
         Tried {
             result,
             in_flight,

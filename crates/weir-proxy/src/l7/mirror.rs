@@ -30,9 +30,8 @@ use http_body::{Body, Frame, SizeHint};
 use http_body_util::BodyExt;
 use hyper::body::Incoming;
 use tokio::sync::{mpsc, oneshot};
-use weir_balance::{Observation, Outcome};
 use weir_config::MirrorConfig;
-use weir_core::{BoxError, Error, ErrorKind, PassiveOutcome, Side};
+use weir_core::{BoxError, Error, ErrorKind};
 use weir_router::{RequestView, RouteMatcher};
 
 use super::listener::HttpListener;
@@ -434,25 +433,7 @@ async fn exchange(
     let held = ExchangeGuards::new(picked.endpoint.state.begin_request(), slot);
     let started = Instant::now();
     let result = picked.pool.send(request, &cluster.breakers).await;
-    let observed = match &result {
-        Ok(up) => Some(outcome::of_response(
-            up.response.status(),
-            up.response.headers(),
-        )),
-        Err(e) if e.side() == Side::Upstream => Some(Outcome::Failure),
-        Err(_) => None,
-    };
-    if let Some(outcome) = observed {
-        let rtt = started.elapsed();
-        cluster.observe(picked.index, &Observation { rtt, outcome });
-    }
-    let passive = match &result {
-        Ok(up) => Some(PassiveOutcome::of_status(up.response.status().as_u16())),
-        Err(e) => outcome::passive_of_error(e),
-    };
-    if let Some(passive) = passive {
-        cluster.record_outcome(picked.index, passive);
-    }
+    outcome::report(cluster, picked.index, &result, started.elapsed());
     let upstream = match result {
         Ok(up) => up,
         Err(e) if e.kind() == ErrorKind::Overloaded => return Ending::Abandoned,

@@ -38,6 +38,32 @@ pub(crate) fn passive_of_error(error: &Error) -> Option<PassiveOutcome> {
     }
 }
 
+/// Reports how one upstream exchange with endpoint `index` of `cluster` went: to its balancer
+/// (`rtt` and the outcome) and to passive health. Only the endpoint's own behaviour is held
+/// against it: a client whose body broke, or a local limit, says nothing about the endpoint.
+pub(crate) fn report(
+    cluster: &crate::Cluster,
+    index: usize,
+    result: &Result<crate::upstream::UpstreamResponse, Error>,
+    rtt: std::time::Duration,
+) {
+    let observed = match result {
+        Ok(up) => Some(of_response(up.response.status(), up.response.headers())),
+        Err(e) if e.side() == weir_core::Side::Upstream => Some(Outcome::Failure),
+        Err(_) => None,
+    };
+    if let Some(outcome) = observed {
+        cluster.observe(index, &weir_balance::Observation { rtt, outcome });
+    }
+    let passive = match result {
+        Ok(up) => Some(PassiveOutcome::of_status(up.response.status().as_u16())),
+        Err(e) => passive_of_error(e),
+    };
+    if let Some(passive) = passive {
+        cluster.record_outcome(index, passive);
+    }
+}
+
 /// `Retry-After` as a delay: delta-seconds or an HTTP-date relative to `now`.
 pub(crate) fn retry_after(headers: &HeaderMap, now: SystemTime) -> Option<Duration> {
     let v = headers.get(RETRY_AFTER)?.to_str().ok()?.trim();
