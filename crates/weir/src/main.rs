@@ -39,6 +39,10 @@ enum Command {
         /// Reload when the config file changes, checking once a second.
         #[arg(long)]
         watch: bool,
+        /// Threads that serve traffic: 1 runs everything on one thread (tokio current-thread
+        /// runtime, as a one-worker nginx or `nbthread 1` HAProxy); default: one per CPU.
+        #[arg(long, value_name = "N", value_parser = clap::value_parser!(u16).range(1..))]
+        threads: Option<u16>,
     },
     /// Validate a config file and exit: 0 when valid, 1 with the error otherwise.
     #[command(after_help = "Example:\n  weir check -c weir.yaml && echo valid")]
@@ -59,6 +63,20 @@ enum Command {
     },
 }
 
+/// The async runtime: `threads` workers (1: a current-thread runtime), or one per CPU.
+fn build_runtime(threads: Option<u16>) -> std::io::Result<tokio::runtime::Runtime> {
+    match threads {
+        Some(1) => tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build(),
+        Some(n) => tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(usize::from(n))
+            .enable_all()
+            .build(),
+        None => tokio::runtime::Runtime::new(),
+    }
+}
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     tracing_subscriber::fmt()
@@ -68,7 +86,11 @@ fn main() -> ExitCode {
         )
         .with_writer(std::io::stderr)
         .init();
-    let runtime = match tokio::runtime::Runtime::new() {
+    let threads = match &cli.command {
+        Command::Run { threads, .. } => *threads,
+        _ => None,
+    };
+    let runtime = match build_runtime(threads) {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("error: cannot start the async runtime: {e}");
@@ -77,7 +99,7 @@ fn main() -> ExitCode {
     };
     let result = runtime.block_on(async {
         match cli.command {
-            Command::Run { config, watch } => {
+            Command::Run { config, watch, .. } => {
                 run::run(&config, watch.then_some(std::time::Duration::from_secs(1))).await
             }
             Command::Check { config } => run::check(&config),

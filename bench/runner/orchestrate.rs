@@ -1,0 +1,516 @@
+//! `weir-bench all`: install, build, start the endpoint and the peers, run the scenarios in
+//! interleaved rounds, measure each peer's CPU time from procfs, and save the results.
+
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, bail};
+
+use crate::report::{Meta, Results, Run};
+
+/// Options of `weir-bench all`.
+#[derive(Debug, clap::Args)]
+pub(crate) struct Options {
+    /// Measured rounds per scenario (each round runs every peer once), after one warm-up round.
+    #[arg(long, default_value_t = 5)]
+    runs: u32,
+    /// Seconds per measured run.
+    #[arg(long, default_value_t = 8)]
+    duration: u64,
+    /// Scenarios to run, comma-separated: h1, h1-rate, h2, tcp.
+    #[arg(long, default_value = "h1,h1-rate,h2,tcp", value_delimiter = ',')]
+    scenarios: Vec<Scenario>,
+    /// Do not apt-get install missing peers (fail instead).
+    #[arg(long)]
+    no_install: bool,
+}
+
+/// The scenarios of issue #11 delivered so far.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub(crate) enum Scenario {
+    /// 1: HTTP/1.1 keep-alive, 64 connections, 12-byte body, saturation (wrk).
+    H1,
+    /// 2: the same at a constant 5,000 req/s (weir-bench rate).
+    H1Rate,
+    /// 3: HTTP/2 front end (h2load -c8 -m32), HTTP/1.1 to the endpoint.
+    H2,
+    /// 4: L4 TCP relay of the same small HTTP/1.1 exchanges (wrk, 64 connections).
+    Tcp,
+}
+
+impl Scenario {
+    /// Short name used in the raw results.
+    pub(crate) fn name(self) -> &'static str {
+        match self {
+            Scenario::H1 => "h1",
+            Scenario::H1Rate => "h1-rate",
+            Scenario::H2 => "h2",
+            Scenario::Tcp => "tcp",
+        }
+    }
+}
+
+/// The constant rate of scenario 2 and the connection count of scenarios 1, 2 and 4.
+const RATE: u32 = 5000;
+const CONNS: u32 = 64;
+const ENDPOINT: &str = "127.0.0.1:18080";
+
+/// One system under test: its name and the ports of its HTTP/1.1, HTTP/2 and TCP listeners.
+struct Peer {
+    name: &'static str,
+    h1: u16,
+    h2: u16,
+    tcp: u16,
+}
+
+const PEERS: [Peer; 4] = [
+    Peer {
+        name: "weir",
+        h1: 18081,
+        h2: 18081,
+        tcp: 18091,
+    },
+    Peer {
+        name: "haproxy",
+        h1: 18082,
+        h2: 18083,
+        tcp: 18092,
+    },
+    Peer {
+        name: "nginx",
+        h1: 18084,
+        h2: 18085,
+        tcp: 18094,
+    },
+    Peer {
+        name: "direct",
+        h1: 18080,
+        h2: 18080,
+        tcp: 18080,
+    },
+];
+
+impl Peer {
+    fn port(&self, s: Scenario) -> u16 {
+        match s {
+            Scenario::H1 | Scenario::H1Rate => self.h1,
+            Scenario::H2 => self.h2,
+            Scenario::Tcp => self.tcp,
+        }
+    }
+}
+
+/// A started process, stopped with SIGTERM (then SIGKILL) when dropped.
+struct Proc {
+    child: Child,
+}
+
+impl Proc {
+    fn pid(&self) -> u32 {
+        self.child.id()
+    }
+}
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        let _ = Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status();
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while Instant::now() < deadline {
+            if let Ok(Some(_)) = self.child.try_wait() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// The whole benchmark; see the module docs.
+pub(crate) fn all(o: &Options) -> anyhow::Result<()> {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .context("workspace root")?
+        .to_path_buf();
+    let out = root.join("target/bench");
+    std::fs::create_dir_all(out.join("nginx/tmp"))?;
+    install(o.no_install)?;
+    eprintln!("building weir (release)");
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+    let ok = Command::new(cargo)
+        .args(["build", "--release", "-p", "weir"])
+        .current_dir(&root)
+        .status()?
+        .success();
+    if !ok {
+        bail!("cargo build --release -p weir failed");
+    }
+    let me = std::env::current_exe()?;
+    for p in PEERS.iter().flat_map(|p| [p.h1, p.h2, p.tcp]) {
+        if TcpListener::bind(("127.0.0.1", p)).is_err() {
+            bail!("port {p} is in use (a previous run still alive?)");
+        }
+    }
+
+    let endpoint = spawn(&root, "1", &me, &["endpoint", "--addr", ENDPOINT], &[])?;
+    let peers = [
+        spawn(
+            &root,
+            "0",
+            &root.join("target/release/weir"),
+            &["run", "-c", "bench/peers/weir.yaml", "--threads", "1"],
+            &[("RUST_LOG", "warn")],
+        )?,
+        spawn(
+            &root,
+            "0",
+            Path::new("haproxy"),
+            &["-db", "-f", "bench/peers/haproxy.cfg"],
+            &[],
+        )?,
+        spawn(
+            &root,
+            "0",
+            Path::new("nginx"),
+            &[
+                "-p",
+                &format!("{}/", out.join("nginx").display()),
+                "-c",
+                &root.join("bench/peers/nginx.conf").display().to_string(),
+            ],
+            &[],
+        )?,
+    ];
+    for p in PEERS.iter().flat_map(|p| [p.h1, p.h2, p.tcp]) {
+        wait_listening(p)?;
+    }
+    let pid_of = |name: &str| match name {
+        "weir" => Some(peers[0].pid()),
+        "haproxy" => Some(peers[1].pid()),
+        "nginx" => Some(peers[2].pid()),
+        _ => None,
+    };
+    let tick_us = 1e6 / clk_tck();
+    let mut results = Results {
+        meta: meta(o, &root)?,
+        runs: Vec::new(),
+    };
+    for &scenario in &o.scenarios {
+        for round in 0..=o.runs {
+            let secs = if round == 0 { 2 } else { o.duration };
+            for peer in &PEERS {
+                let proxy = pid_of(peer.name);
+                let before = proxy.map(tree_ticks);
+                let ep_before = tree_ticks(endpoint.pid());
+                let mut run = load(&me, scenario, peer.port(scenario), secs)
+                    .with_context(|| format!("{} through {}", scenario.name(), peer.name))?;
+                let reqs = run.requests.max(1) as f64;
+                run.proxy_cpu_us_per_req = proxy
+                    .zip(before)
+                    .map(|(pid, b)| (tree_ticks(pid) - b) * tick_us / reqs);
+                run.endpoint_cpu_us_per_req =
+                    (tree_ticks(endpoint.pid()) - ep_before) * tick_us / reqs;
+                run.peer = peer.name.into();
+                run.loadavg = std::fs::read_to_string("/proc/loadavg")
+                    .ok()
+                    .and_then(|l| l.split_whitespace().next()?.parse().ok())
+                    .unwrap_or(0.0);
+                run.round = round;
+                eprintln!(
+                    "{:8} {:8} round {round}: {:>9.0} req/s, proxy {} µs/req, endpoint {:.1} µs/req, errors {}",
+                    scenario.name(),
+                    peer.name,
+                    run.rps,
+                    run.proxy_cpu_us_per_req
+                        .map_or("-".into(), |c| format!("{c:.1}")),
+                    run.endpoint_cpu_us_per_req,
+                    run.errors
+                );
+                if round > 0 {
+                    results.runs.push(run);
+                }
+            }
+        }
+    }
+    drop(peers);
+    drop(endpoint);
+    crate::report::save(&results, &out)
+}
+
+/// Installs the peers and load generators from Debian when one is missing.
+fn install(no_install: bool) -> anyhow::Result<()> {
+    let missing = ["nginx", "haproxy", "wrk", "h2load", "taskset"]
+        .iter()
+        .any(|c| !sh(&format!("command -v {c} >/dev/null")))
+        || !Path::new("/usr/lib/nginx/modules/ngx_stream_module.so").exists();
+    if !missing {
+        return Ok(());
+    }
+    if no_install {
+        bail!("nginx, haproxy, wrk, h2load or nginx's stream module is missing");
+    }
+    eprintln!("installing nginx haproxy wrk nghttp2-client libnginx-mod-stream");
+    if !sh(
+        "apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y \
+            nginx haproxy wrk nghttp2-client libnginx-mod-stream util-linux",
+    ) {
+        bail!("apt-get install failed");
+    }
+    Ok(())
+}
+
+fn sh(script: &str) -> bool {
+    Command::new("sh")
+        .args(["-c", script])
+        .status()
+        .is_ok_and(|s| s.success())
+}
+
+fn sh_out(script: &str) -> String {
+    Command::new("sh")
+        .args(["-c", script])
+        .output()
+        .map(|o| {
+            let mut s = String::from_utf8_lossy(&o.stdout).into_owned();
+            s.push_str(&String::from_utf8_lossy(&o.stderr));
+            s.lines().next().unwrap_or("").trim().to_string()
+        })
+        .unwrap_or_default()
+}
+
+/// Starts `program args` pinned to `cpu` with `taskset`, in `dir`.
+fn spawn(
+    dir: &Path,
+    cpu: &str,
+    program: &Path,
+    args: &[&str],
+    env: &[(&str, &str)],
+) -> anyhow::Result<Proc> {
+    let child = Command::new("taskset")
+        .args(["-c", cpu])
+        .arg(program)
+        .args(args)
+        .envs(env.iter().copied())
+        .current_dir(dir)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .spawn()
+        .with_context(|| format!("starting {}", program.display()))?;
+    Ok(Proc { child })
+}
+
+fn wait_listening(port: u16) -> anyhow::Result<()> {
+    let addr = SocketAddr::from(([127, 0, 0, 1], port));
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while TcpStream::connect_timeout(&addr, Duration::from_millis(200)).is_err() {
+        if Instant::now() > deadline {
+            bail!("nothing listens on {addr}");
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    Ok(())
+}
+
+/// Clock ticks per second of procfs' CPU times.
+fn clk_tck() -> f64 {
+    sh_out("getconf CLK_TCK").parse().unwrap_or(100.0)
+}
+
+/// utime + stime, in clock ticks, of `pid` (all its threads) and of its descendants.
+fn tree_ticks(pid: u32) -> f64 {
+    let mut total = 0.0;
+    let mut stack = vec![pid];
+    while let Some(p) = stack.pop() {
+        if let Ok(stat) = std::fs::read_to_string(format!("/proc/{p}/stat")) {
+            // Fields after the command name (which may hold spaces): state is field 3.
+            let rest = stat.rsplit_once(')').map_or("", |(_, r)| r);
+            let f: Vec<&str> = rest.split_whitespace().collect();
+            let field = |n: usize| f.get(n - 3).and_then(|v| v.parse::<f64>().ok());
+            total += field(14).unwrap_or(0.0) + field(15).unwrap_or(0.0);
+        }
+        if let Ok(tasks) = std::fs::read_dir(format!("/proc/{p}/task")) {
+            for t in tasks.flatten() {
+                if let Ok(c) = std::fs::read_to_string(t.path().join("children")) {
+                    stack.extend(c.split_whitespace().filter_map(|x| x.parse::<u32>().ok()));
+                }
+            }
+        }
+    }
+    total
+}
+
+/// Runs one load of `scenario` against `port` for `secs` seconds on CPU 1.
+fn load(me: &Path, scenario: Scenario, port: u16, secs: u64) -> anyhow::Result<Run> {
+    let url = format!("http://127.0.0.1:{port}/");
+    let d = secs.to_string();
+    let conns = CONNS.to_string();
+    let (program, args): (PathBuf, Vec<String>) = match scenario {
+        Scenario::H1 | Scenario::Tcp => (
+            "wrk".into(),
+            vec![
+                "-t1".into(),
+                format!("-c{conns}"),
+                format!("-d{d}s"),
+                "--latency".into(),
+                url,
+            ],
+        ),
+        Scenario::H1Rate => (
+            me.to_path_buf(),
+            vec![
+                "rate".into(),
+                "--addr".into(),
+                format!("127.0.0.1:{port}"),
+                "--conns".into(),
+                conns,
+                "--rate".into(),
+                RATE.to_string(),
+                "--duration".into(),
+                d,
+            ],
+        ),
+        Scenario::H2 => (
+            "h2load".into(),
+            vec!["-c8".into(), "-m32".into(), "-D".into(), d, url],
+        ),
+    };
+    let output = Command::new("taskset")
+        .args(["-c", "1"])
+        .arg(&program)
+        .args(&args)
+        .output()
+        .with_context(|| format!("running {}", program.display()))?;
+    let text = String::from_utf8_lossy(&output.stdout);
+    if !output.status.success() {
+        bail!(
+            "{} failed: {}{}",
+            program.display(),
+            text,
+            String::from_utf8_lossy(&output.stderr)
+        );
+    }
+    let mut run = match scenario {
+        Scenario::H1 | Scenario::Tcp => parse_wrk(&text),
+        Scenario::H1Rate => parse_rate(&text),
+        Scenario::H2 => parse_h2load(&text),
+    }
+    .with_context(|| format!("unexpected output of {}:\n{text}", program.display()))?;
+    run.scenario = scenario.name().into();
+    Ok(run)
+}
+
+/// `512.00us`, `1.20ms`, `2.00s` → µs.
+fn duration_us(s: &str) -> Option<f64> {
+    let (num, mult) = if let Some(n) = s.strip_suffix("us") {
+        (n, 1.0)
+    } else if let Some(n) = s.strip_suffix("ms") {
+        (n, 1e3)
+    } else if let Some(n) = s.strip_suffix('s') {
+        (n, 1e6)
+    } else {
+        return None;
+    };
+    num.parse::<f64>().ok().map(|v| v * mult)
+}
+
+fn parse_wrk(text: &str) -> Option<Run> {
+    let mut run = Run::default();
+    for line in text.lines().map(str::trim) {
+        let words: Vec<&str> = line.split_whitespace().collect();
+        match words.as_slice() {
+            ["50%", v] => run.p50_us = duration_us(v),
+            ["99%", v] => run.p99_us = duration_us(v),
+            [n, "requests", "in", secs, ..] => {
+                run.requests = n.parse().ok()?;
+                run.seconds = secs.trim_end_matches(',').strip_suffix('s')?.parse().ok()?;
+            }
+            ["Latency", avg, ..] => run.mean_us = duration_us(avg),
+            ["Non-2xx", "or", "3xx", "responses:", n] => run.errors += n.parse::<u64>().ok()?,
+            ["Socket", "errors:", rest @ ..] => {
+                run.errors += rest
+                    .iter()
+                    .filter_map(|w| w.trim_end_matches(',').parse::<u64>().ok())
+                    .sum::<u64>();
+            }
+            _ => {}
+        }
+    }
+    (run.requests > 0).then(|| {
+        run.rps = run.requests as f64 / run.seconds;
+        run
+    })
+}
+
+fn parse_rate(text: &str) -> Option<Run> {
+    let v: serde_json::Value = serde_json::from_str(text.trim()).ok()?;
+    Some(Run {
+        requests: v["requests"].as_u64()?,
+        errors: v["errors"].as_u64()?,
+        seconds: v["seconds"].as_f64()?,
+        rps: v["rps"].as_f64()?,
+        p50_us: v["p50_us"].as_f64(),
+        p99_us: v["p99_us"].as_f64(),
+        ..Run::default()
+    })
+}
+
+fn parse_h2load(text: &str) -> Option<Run> {
+    let mut run = Run::default();
+    for line in text.lines().map(str::trim) {
+        let words: Vec<&str> = line.split_whitespace().collect();
+        match words.as_slice() {
+            ["finished", "in", secs, ..] => {
+                run.seconds = secs.trim_end_matches(',').strip_suffix('s')?.parse().ok()?;
+            }
+            ["requests:", ..] => {
+                // requests: N total, N started, N done, N succeeded, N failed, N errored, N timeout
+                let num = |label: &str| {
+                    words
+                        .windows(2)
+                        .find(|w| w[1].trim_end_matches(',') == label)
+                        .and_then(|w| w[0].parse::<u64>().ok())
+                };
+                run.requests = num("succeeded")?;
+                run.errors = num("failed")? + num("errored")? + num("timeout")?;
+            }
+            ["time", "for", "request:", _min, _max, mean, ..] => run.mean_us = duration_us(mean),
+            _ => {}
+        }
+    }
+    (run.requests > 0 && run.seconds > 0.0).then(|| {
+        run.rps = run.requests as f64 / run.seconds;
+        run
+    })
+}
+
+fn meta(o: &Options, root: &Path) -> anyhow::Result<Meta> {
+    let cpu = std::fs::read_to_string("/proc/cpuinfo")?
+        .lines()
+        .find_map(|l| {
+            l.strip_prefix("model name")
+                .map(|v| v.trim_start_matches([' ', '\t', ':']).to_string())
+        })
+        .unwrap_or_default();
+    Ok(Meta {
+        date: sh_out("date -u '+%Y-%m-%d %H:%M UTC'"),
+        command: format!(
+            "cargo run -p weir-bench --release -- all --runs {} --duration {}",
+            o.runs, o.duration
+        ),
+        nproc: std::thread::available_parallelism().map_or(0, usize::from),
+        cpu,
+        kernel: sh_out("uname -r"),
+        os: sh_out(". /etc/os-release && echo \"$PRETTY_NAME\""),
+        weir: sh_out(&format!("git -C {} rev-parse --short HEAD", root.display())),
+        nginx: sh_out("nginx -v"),
+        haproxy: sh_out("haproxy -v"),
+        wrk: sh_out("wrk -v"),
+        h2load: sh_out("h2load --version"),
+        runs: o.runs,
+        duration_s: o.duration,
+    })
+}

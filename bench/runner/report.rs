@@ -1,0 +1,266 @@
+//! Raw results (`runs.json`, `runs.csv`) and their Markdown summary (`summary.md`): medians and
+//! min–max per scenario and peer, and the ratio weir ÷ best peer.
+
+use std::fmt::Write as _;
+use std::path::Path;
+
+use serde::{Deserialize, Serialize};
+
+/// Where, when and how the runs were made.
+#[derive(Debug, Serialize, Deserialize)]
+pub(crate) struct Meta {
+    pub(crate) date: String,
+    pub(crate) command: String,
+    pub(crate) nproc: usize,
+    pub(crate) cpu: String,
+    pub(crate) kernel: String,
+    pub(crate) os: String,
+    pub(crate) weir: String,
+    pub(crate) nginx: String,
+    pub(crate) haproxy: String,
+    pub(crate) wrk: String,
+    pub(crate) h2load: String,
+    pub(crate) runs: u32,
+    pub(crate) duration_s: u64,
+}
+
+/// One measured run of one scenario through one peer.
+#[derive(Debug, Default, Clone, Serialize, Deserialize)]
+pub(crate) struct Run {
+    pub(crate) scenario: String,
+    pub(crate) peer: String,
+    pub(crate) round: u32,
+    pub(crate) requests: u64,
+    pub(crate) errors: u64,
+    pub(crate) seconds: f64,
+    pub(crate) rps: f64,
+    pub(crate) p50_us: Option<f64>,
+    pub(crate) p99_us: Option<f64>,
+    pub(crate) mean_us: Option<f64>,
+    /// Proxy utime+stime (all threads and child processes) ÷ requests; none for `direct`.
+    pub(crate) proxy_cpu_us_per_req: Option<f64>,
+    /// The endpoint's utime+stime ÷ requests.
+    pub(crate) endpoint_cpu_us_per_req: f64,
+    /// 1-minute load average when the run ended: other work on the machine shows up here.
+    #[serde(default)]
+    pub(crate) loadavg: f64,
+}
+
+/// Everything one `weir-bench all` measured.
+#[derive(Debug, Serialize, Deserialize)]
+pub(crate) struct Results {
+    pub(crate) meta: Meta,
+    pub(crate) runs: Vec<Run>,
+}
+
+/// Writes `runs.json`, `runs.csv` and `summary.md` under `out`, and prints the summary.
+pub(crate) fn save(results: &Results, out: &Path) -> anyhow::Result<()> {
+    std::fs::write(
+        out.join("runs.json"),
+        serde_json::to_string_pretty(results)?,
+    )?;
+    let mut csv = String::from(
+        "scenario,peer,round,requests,errors,seconds,rps,p50_us,p99_us,mean_us,proxy_cpu_us_per_req,endpoint_cpu_us_per_req,loadavg\n",
+    );
+    let opt = |v: Option<f64>| v.map_or(String::new(), |v| format!("{v:.2}"));
+    for r in &results.runs {
+        let _ = writeln!(
+            csv,
+            "{},{},{},{},{},{:.3},{:.1},{},{},{},{},{:.2},{:.2}",
+            r.scenario,
+            r.peer,
+            r.round,
+            r.requests,
+            r.errors,
+            r.seconds,
+            r.rps,
+            opt(r.p50_us),
+            opt(r.p99_us),
+            opt(r.mean_us),
+            opt(r.proxy_cpu_us_per_req),
+            r.endpoint_cpu_us_per_req,
+            r.loadavg
+        );
+    }
+    std::fs::write(out.join("runs.csv"), csv)?;
+    let md = markdown(results);
+    std::fs::write(out.join("summary.md"), &md)?;
+    println!("{md}");
+    eprintln!("saved {}/{{runs.json,runs.csv,summary.md}}", out.display());
+    Ok(())
+}
+
+/// `weir-bench report`: the summary of a saved `runs.json`.
+pub(crate) fn from_file(path: &Path) -> anyhow::Result<()> {
+    let results: Results = serde_json::from_str(&std::fs::read_to_string(path)?)?;
+    println!("{}", markdown(&results));
+    Ok(())
+}
+
+/// Median, min and max; `None` when empty.
+fn stats(mut v: Vec<f64>) -> Option<(f64, f64, f64)> {
+    if v.is_empty() {
+        return None;
+    }
+    v.sort_by(f64::total_cmp);
+    let n = v.len();
+    let median = if n % 2 == 1 {
+        v[n / 2]
+    } else {
+        (v[n / 2 - 1] + v[n / 2]) / 2.0
+    };
+    Some((median, v[0], v[n - 1]))
+}
+
+fn markdown(results: &Results) -> String {
+    let m = &results.meta;
+    let mut s = String::new();
+    let _ = writeln!(
+        s,
+        "Date {}; `{}`; {} runs of {} s per peer after a warm-up, interleaved.\n\
+         Machine: {} vCPU ({}), {}, kernel {}. weir {}; {}; {}; {}; {}.\n",
+        m.date,
+        m.command,
+        m.runs,
+        m.duration_s,
+        m.nproc,
+        m.cpu,
+        m.os,
+        m.kernel,
+        m.weir,
+        m.nginx,
+        m.haproxy,
+        m.wrk,
+        m.h2load
+    );
+    let mut scenarios: Vec<&str> = Vec::new();
+    for r in &results.runs {
+        if !scenarios.contains(&r.scenario.as_str()) {
+            scenarios.push(&r.scenario);
+        }
+    }
+    let load = stats(results.runs.iter().map(|r| r.loadavg).collect());
+    if let Some((m, lo, hi)) = load {
+        let _ = writeln!(
+            s,
+            "1-minute load average at the end of the runs: median {m:.1} ({lo:.1}–{hi:.1}); \
+             above ~2 other work shared the 2 vCPUs.\n"
+        );
+    }
+    let peers = ["weir", "haproxy", "nginx", "direct"];
+    for sc in scenarios {
+        let runs = |peer: &str| -> Vec<&Run> {
+            results
+                .runs
+                .iter()
+                .filter(|r| r.scenario == sc && r.peer == peer)
+                .collect()
+        };
+        let med = |peer: &str, f: &dyn Fn(&Run) -> Option<f64>| {
+            stats(runs(peer).into_iter().filter_map(f).collect()).map(|(m, _, _)| m)
+        };
+        let h2 = sc == "h2";
+        let _ = writeln!(s, "### Scenario `{sc}`\n");
+        let _ = writeln!(
+            s,
+            "| peer | proxy CPU µs/req, median (min–max) | endpoint CPU µs/req | req/s, median (min–max) | {} | errors |",
+            if h2 {
+                "mean latency (h2load)"
+            } else {
+                "p50 / p99 latency"
+            }
+        );
+        let _ = writeln!(s, "|---|---|---|---|---|---|");
+        for peer in peers {
+            let cpu = stats(
+                runs(peer)
+                    .into_iter()
+                    .filter_map(|r| r.proxy_cpu_us_per_req)
+                    .collect(),
+            );
+            let rps = stats(runs(peer).into_iter().map(|r| r.rps).collect());
+            let ep = med(peer, &|r| Some(r.endpoint_cpu_us_per_req));
+            let lat = if h2 {
+                med(peer, &|r| r.mean_us).map_or("–".into(), fmt_us)
+            } else {
+                format!(
+                    "{} / {}",
+                    med(peer, &|r| r.p50_us).map_or("–".into(), fmt_us),
+                    med(peer, &|r| r.p99_us).map_or("–".into(), fmt_us)
+                )
+            };
+            let errors: u64 = runs(peer).into_iter().map(|r| r.errors).sum();
+            let _ = writeln!(
+                s,
+                "| {peer} | {} | {} | {} | {lat} | {errors} |",
+                cpu.map_or("–".into(), |(m, lo, hi)| format!(
+                    "**{m:.1}** ({lo:.1}–{hi:.1})"
+                )),
+                ep.map_or("–".into(), |v| format!("{v:.1}")),
+                rps.map_or("–".into(), |(m, lo, hi)| format!(
+                    "{:.1}k ({:.1}–{:.1}k)",
+                    m / 1e3,
+                    lo / 1e3,
+                    hi / 1e3
+                )),
+            );
+        }
+        let cpu = |peer: &str| med(peer, &|r| r.proxy_cpu_us_per_req);
+        if let (Some(w), Some((best, best_cpu))) = (
+            cpu("weir"),
+            ["haproxy", "nginx"]
+                .into_iter()
+                .filter_map(|p| cpu(p).map(|c| (p, c)))
+                .min_by(|a, b| a.1.total_cmp(&b.1)),
+        ) {
+            let _ = writeln!(
+                s,
+                "\nweir ÷ best peer ({best}), CPU per request: **{:.2}×**",
+                w / best_cpu
+            );
+        }
+        let rps = |peer: &str| med(peer, &|r| Some(r.rps));
+        if let Some(d) = rps("direct") {
+            let ratios: Vec<String> = ["weir", "haproxy", "nginx"]
+                .into_iter()
+                .filter_map(|p| rps(p).map(|r| format!("{p} {:.2}", r / d)))
+                .collect();
+            let _ = writeln!(
+                s,
+                "\nreq/s through the proxy ÷ direct: {}",
+                ratios.join(", ")
+            );
+        }
+        if sc == "h1-rate" {
+            let p = |peer: &str, f: &dyn Fn(&Run) -> Option<f64>| med(peer, f);
+            if let (Some(d50), Some(d99)) = (p("direct", &|r| r.p50_us), p("direct", &|r| r.p99_us))
+            {
+                let added: Vec<String> = ["weir", "haproxy", "nginx"]
+                    .into_iter()
+                    .filter_map(|peer| {
+                        Some(format!(
+                            "{peer} +{} / +{}",
+                            fmt_us(p(peer, &|r| r.p50_us)? - d50),
+                            fmt_us(p(peer, &|r| r.p99_us)? - d99)
+                        ))
+                    })
+                    .collect();
+                let _ = writeln!(
+                    s,
+                    "\nadded latency over direct (p50 / p99): {}",
+                    added.join(", ")
+                );
+            }
+        }
+        s.push('\n');
+    }
+    s
+}
+
+fn fmt_us(v: f64) -> String {
+    if v.abs() >= 1000.0 {
+        format!("{:.2} ms", v / 1000.0)
+    } else {
+        format!("{v:.0} µs")
+    }
+}
