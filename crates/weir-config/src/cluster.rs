@@ -76,6 +76,9 @@ pub struct ClusterConfig {
     /// Passive outlier detection on live traffic; absent means nothing is ejected.
     #[serde(default)]
     pub outlier_detection: Option<crate::OutlierDetectionConfig>,
+    /// Speak TLS to the endpoints (HTTP listeners' traffic); absent means plain TCP.
+    #[serde(default)]
+    pub tls: Option<crate::UpstreamTlsConfig>,
     /// The endpoints; may be empty (requests then get 503).
     #[serde(default)]
     pub endpoints: Vec<EndpointConfig>,
