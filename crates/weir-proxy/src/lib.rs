@@ -20,6 +20,7 @@ mod retry_budget;
 mod server;
 mod snapshot;
 mod stats;
+mod tls;
 mod upstream;
 
 pub use body::ProxyBody;

@@ -50,6 +50,15 @@ pub(crate) struct ConnInfo {
     pub(crate) tasks: TaskTracker,
     /// The listener's connection and byte counters (`/metrics`).
     pub(crate) counters: Arc<ListenerCounters>,
+    /// What the TLS handshake told about the client; `None` on a plaintext connection.
+    pub(crate) tls: Option<crate::tls::Peer>,
+}
+
+impl ConnInfo {
+    /// `https` on a TLS connection, else `http` (`x-forwarded-proto`, redirects).
+    pub(crate) fn scheme(&self) -> &'static str {
+        if self.tls.is_some() { "https" } else { "http" }
+    }
 }
 
 /// A running proxy: its listeners are accepting until [`Proxy::shutdown`].
@@ -82,6 +91,7 @@ impl Proxy {
             snapshots.clone(),
             shutdown.clone(),
         ));
+        tasks.spawn(crate::tls::watch_loop(snapshots.clone(), shutdown.clone()));
         let mut addresses = Vec::new();
         let mut counters = Vec::new();
         for (index, l) in config.config().listeners.iter().enumerate() {
@@ -241,6 +251,7 @@ async fn accept_loop(socket: TcpListener, ctx: ListenerCtx) {
             hard_stop: ctx.hard_stop.clone(),
             tasks: ctx.tasks.clone(),
             counters: Arc::clone(&ctx.counters),
+            tls: None,
         };
         // Counted open from accept until the connection's task ends.
         let open = ctx.counters.open();
