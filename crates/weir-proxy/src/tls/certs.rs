@@ -16,6 +16,14 @@ use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 use rustls::sign::CertifiedKey;
 use x509_parser::extensions::GeneralName;
 
+/// Why a certificate and key do not pair up: the reason, and which of the two files it is about.
+#[derive(Debug)]
+pub(crate) struct PairError {
+    /// `true` when the key file is at fault, `false` for the certificate file.
+    pub(crate) in_key: bool,
+    pub(crate) reason: String,
+}
+
 /// A checked certificate: the key rustls serves, and the DNS names its SANs cover.
 #[derive(Debug)]
 pub(crate) struct Checked {
@@ -77,18 +85,25 @@ pub(crate) fn certified(
     cert_file: &Path,
     key_file: &Path,
     server_names: &[String],
-) -> Result<Checked, String> {
+) -> Result<Checked, PairError> {
+    let in_cert = |reason| PairError {
+        in_key: false,
+        reason,
+    };
     let leaf = chain
         .first()
-        .ok_or_else(|| format!("{} holds no certificate", cert_file.display()))?;
-    let dns_names = check_leaf(leaf, cert_file, server_names)?;
-    let key = CertifiedKey::from_der(chain, key, &provider()).map_err(|e| match e {
-        rustls::Error::InconsistentKeys(_) => format!(
-            "the key in {} does not match the certificate in {}",
-            key_file.display(),
-            cert_file.display()
-        ),
-        e => format!("{}: unusable private key: {e}", key_file.display()),
+        .ok_or_else(|| in_cert(format!("{} holds no certificate", cert_file.display())))?;
+    let dns_names = check_leaf(leaf, cert_file, server_names).map_err(in_cert)?;
+    let key = CertifiedKey::from_der(chain, key, &provider()).map_err(|e| PairError {
+        in_key: true,
+        reason: match e {
+            rustls::Error::InconsistentKeys(_) => format!(
+                "the key in {} does not match the certificate in {}",
+                key_file.display(),
+                cert_file.display()
+            ),
+            e => format!("{}: unusable private key: {e}", key_file.display()),
+        },
     })?;
     Ok(Checked {
         key: Arc::new(key),

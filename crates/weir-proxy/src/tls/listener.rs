@@ -231,7 +231,7 @@ fn build_table(
         let chain = certs::chain(cert_pem, &c.cert).map_err(|r| fail("cert", r))?;
         let key = certs::key(key_pem, &c.key).map_err(|r| fail("key", r))?;
         let checked = certs::certified(chain, key, &c.cert, &c.key, &c.server_names)
-            .map_err(|r| fail(if r.contains("key") { "key" } else { "cert" }, r))?;
+            .map_err(|e| fail(if e.in_key { "key" } else { "cert" }, e.reason))?;
         let names = if c.server_names.is_empty() {
             checked.dns_names.clone()
         } else {

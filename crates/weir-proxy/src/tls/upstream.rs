@@ -54,7 +54,10 @@ impl UpstreamTls {
         let mut files = Vec::new();
         let builder = ClientConfig::builder_with_provider(Arc::clone(&provider))
             .with_safe_default_protocol_versions()
-            .map_err(|e| err("tls", e.to_string()))?;
+            .map_err(|e| CompileError {
+                path: path.to_owned(),
+                reason: e.to_string(),
+            })?;
         let builder = if cfg.insecure_skip_verify {
             builder
                 .dangerous()
@@ -82,8 +85,18 @@ impl UpstreamTls {
                 let key = certs::key(&key_pem, &cc.key).map_err(|r| err("client_cert.key", r))?;
                 // Checked like a listener's certificate (expiry, key match) so a bad file is
                 // named at load rather than failing every handshake.
-                certs::certified(chain.clone(), key.clone_key(), &cc.cert, &cc.key, &[])
-                    .map_err(|r| err("client_cert", r))?;
+                certs::certified(chain.clone(), key.clone_key(), &cc.cert, &cc.key, &[]).map_err(
+                    |e| {
+                        err(
+                            if e.in_key {
+                                "client_cert.key"
+                            } else {
+                                "client_cert.cert"
+                            },
+                            e.reason,
+                        )
+                    },
+                )?;
                 files.push(cert_pem);
                 files.push(key_pem);
                 builder

@@ -135,7 +135,40 @@ fn client_config(
     (Arc::new(config), seen)
 }
 
-/// Connects to weir at `addr` with SNI `sni`, offering `alpn` and presenting `client`.
+/// A client whose connections share one config, and so one session store (resumption).
+pub(crate) struct Client {
+    config: Arc<ClientConfig>,
+    seen: Arc<Mutex<Option<CertificateDer<'static>>>>,
+}
+
+impl Client {
+    /// A client trusting `ca`, offering `alpn`, presenting `client` when given.
+    pub(crate) fn new(ca: &TestCa, alpn: &[&[u8]], client: Option<&Issued>) -> Self {
+        let (config, seen) = client_config(ca, alpn, client);
+        Self { config, seen }
+    }
+
+    /// Connects to weir at `addr` with SNI `sni`. A resumed session reports the certificate
+    /// of the last full handshake.
+    pub(crate) async fn connect(&self, addr: SocketAddr, sni: &str) -> std::io::Result<Connected> {
+        let tcp = TcpStream::connect(addr).await?;
+        let name = ServerName::try_from(sni.to_owned()).unwrap();
+        let connector = TlsConnector::from(Arc::clone(&self.config));
+        let stream = tokio::time::timeout(STEP, connector.connect(name, tcp))
+            .await
+            .expect("handshake timed out")?;
+        let served = self
+            .seen
+            .lock()
+            .unwrap()
+            .clone()
+            .expect("a certificate was served");
+        Ok(Connected { stream, served })
+    }
+}
+
+/// Connects to weir at `addr` with SNI `sni`, offering `alpn` and presenting `client`, with a
+/// fresh client (a full handshake).
 pub(crate) async fn connect(
     addr: SocketAddr,
     sni: &str,
@@ -143,18 +176,7 @@ pub(crate) async fn connect(
     alpn: &[&[u8]],
     client: Option<&Issued>,
 ) -> std::io::Result<Connected> {
-    let (config, seen) = client_config(ca, alpn, client);
-    let tcp = TcpStream::connect(addr).await?;
-    let name = ServerName::try_from(sni.to_owned()).unwrap();
-    let stream = tokio::time::timeout(STEP, TlsConnector::from(config).connect(name, tcp))
-        .await
-        .expect("handshake timed out")?;
-    let served = seen
-        .lock()
-        .unwrap()
-        .clone()
-        .expect("a certificate was served");
-    Ok(Connected { stream, served })
+    Client::new(ca, alpn, client).connect(addr, sni).await
 }
 
 /// The CN of a certificate's subject.
@@ -232,6 +254,19 @@ async fn collect(res: http::Response<hyper::body::Incoming>) -> hyper::Result<An
 /// Runs `curl` against weir and returns its output (body, then `%{http_version}` on the last
 /// line). `args` come before the URL.
 pub(crate) async fn curl(ca_file: &Path, name: &str, port: u16, args: &[&str]) -> String {
+    match try_curl(ca_file, name, port, args).await {
+        Ok(out) => out,
+        Err(e) => panic!("curl failed: {e}"),
+    }
+}
+
+/// Like [`curl`], returning curl's error text when it fails.
+pub(crate) async fn try_curl(
+    ca_file: &Path,
+    name: &str,
+    port: u16,
+    args: &[&str],
+) -> Result<String, String> {
     let out = tokio::process::Command::new("curl")
         .args(["-sS", "--max-time", "10", "--cacert"])
         .arg(ca_file)
@@ -243,12 +278,10 @@ pub(crate) async fn curl(ca_file: &Path, name: &str, port: u16, args: &[&str]) -
         .output()
         .await
         .expect("curl runs (scripts/test installs it)");
-    assert!(
-        out.status.success(),
-        "curl failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).into_owned()
+    if !out.status.success() {
+        return Err(String::from_utf8_lossy(&out.stderr).into_owned());
+    }
+    Ok(String::from_utf8_lossy(&out.stdout).into_owned())
 }
 
 impl ServerCertVerifier for Recording {

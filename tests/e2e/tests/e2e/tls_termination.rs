@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 use weir_e2e::TestProxy;
 use weir_test_support::MockHttp;
 
-use crate::tls_client::{Pki, common_name, connect, curl, get1, get2, h1, h2};
+use crate::tls_client::{Client, Pki, common_name, connect, curl, get1, get2, h1, h2, try_curl};
 
 /// Certificates: `default` (CN default, default.test), `a` (a.test), `b` (*.b.test, named
 /// explicitly); a listener `https` serving them in front of `app`.
@@ -100,6 +100,55 @@ async fn a_rustls_client_speaks_both_protocols() {
 }
 
 #[tokio::test]
+async fn sessions_resume_with_tickets() {
+    let (pki, _app, proxy) = setup().await;
+    let client = Client::new(&pki.ca, &[b"http/1.1"], None);
+    let first = client.connect(proxy.addr, "a.test").await.unwrap();
+    assert_eq!(
+        first.stream.get_ref().1.handshake_kind(),
+        Some(rustls::HandshakeKind::Full)
+    );
+    // TLS 1.3 tickets arrive after the handshake: one exchange reads them.
+    let mut s = h1(first.stream).await;
+    assert_eq!(get1(&mut s, "a.test", "/", &[]).await.unwrap().status, 200);
+    let second = client.connect(proxy.addr, "a.test").await.unwrap();
+    assert_eq!(
+        second.stream.get_ref().1.handshake_kind(),
+        Some(rustls::HandshakeKind::Resumed)
+    );
+    let mut s = h1(second.stream).await;
+    assert_eq!(get1(&mut s, "a.test", "/", &[]).await.unwrap().status, 200);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn min_version_1_3_refuses_tls_1_2_clients() {
+    let pki = Pki::new();
+    pki.server("site", "site", &["site.test"]);
+    let ca = pki.ca_file();
+    let proxy = TestProxy::start(&format!(
+        "listeners:
+  - name: strict
+    address: 127.0.0.1:0
+    routes: [ {{ direct_response: {{ status: 200, body: ok }} }} ]
+    tls: {{ certificates: [ {site} ], min_version: \"1.3\" }}
+  - name: default
+    address: 127.0.0.1:0
+    routes: [ {{ direct_response: {{ status: 200, body: ok }} }} ]
+    tls: {{ certificates: [ {site} ] }}
+",
+        site = pki.entry("site")
+    ))
+    .await;
+    let strict = proxy.proxy().listener_addr("strict").unwrap().port();
+    let default = proxy.proxy().listener_addr("default").unwrap().port();
+    let tls12 = ["--tlsv1.2", "--tls-max", "1.2"];
+    let refused = try_curl(&ca, "site.test", strict, &tls12).await;
+    assert!(refused.is_err(), "TLS 1.2 accepted: {refused:?}");
+    assert!(try_curl(&ca, "site.test", default, &tls12).await.is_ok());
+    assert!(curl(&ca, "site.test", strict, &[]).await.starts_with("ok"));
+}
+
+#[tokio::test]
 async fn certificates_are_chosen_by_sni_with_a_default() {
     let (pki, _app, proxy) = setup().await;
     for (sni, cn) in [
@@ -153,6 +202,7 @@ async fn bad_certificates_are_refused_at_load_naming_the_file() {
 
     let e = start(format!("{good}.pem"), format!("{other}.key"), "").await;
     assert!(e.contains("does not match"), "{e}");
+    assert!(e.contains("listeners[0].tls.certificates[0].key"), "{e}");
     assert!(e.contains(&format!("{other}.key")), "{e}");
 
     let e = start(format!("{good}.txt"), format!("{good}.key"), "").await;
