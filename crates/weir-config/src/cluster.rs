@@ -79,6 +79,9 @@ pub struct ClusterConfig {
     /// Endpoints found by service discovery, kept current alongside `endpoints`.
     #[serde(default)]
     pub discovery: Option<crate::DiscoveryConfig>,
+    /// Speak TLS to the endpoints (HTTP listeners' traffic); absent means plain TCP.
+    #[serde(default)]
+    pub tls: Option<crate::UpstreamTlsConfig>,
     /// The endpoints; may be empty (requests then get 503).
     #[serde(default)]
     pub endpoints: Vec<EndpointConfig>,

@@ -30,6 +30,7 @@ mod rate_limit;
 mod retry;
 mod route;
 mod ser;
+mod tls;
 mod traffic;
 mod validate;
 mod yaml;
@@ -67,6 +68,10 @@ pub use retry::{
 pub use route::{
     DirectResponseConfig, HeaderRulesConfig, RedirectConfig, RouteConfig, RouteMatchConfig,
     StringMatchConfig, StringMatchRuleConfig, WeightedClusterConfig,
+};
+pub use tls::{
+    CertificateConfig, ClientAuthConfig, ClientCertConfig, ListenerTlsConfig, TlsVersion,
+    UpstreamTlsConfig,
 };
 pub use traffic::{
     ConfigNumber, DEFAULT_MIRROR_MAX_BODY_BYTES, FaultAbortConfig, FaultConfig, FaultDelayConfig,

@@ -82,6 +82,9 @@ pub struct ListenerConfig {
     /// New connections per second (`tcp` and `tls_passthrough` listeners).
     #[serde(default)]
     pub rate_limit: Option<crate::ListenerRateLimitConfig>,
+    /// Terminate TLS (`http` listeners): certificates, versions, client certificates.
+    #[serde(default)]
+    pub tls: Option<crate::ListenerTlsConfig>,
 }
 
 /// Downstream protocol of a listener.

@@ -42,6 +42,8 @@ pub struct Cluster {
     panic_picks: AtomicU64,
     /// Upstream results and latency for `/metrics` (`stats.rs`), carried over reloads.
     pub(crate) stats: Arc<crate::stats::ClusterStats>,
+    /// TLS to the endpoints, when the cluster has a `tls` block.
+    pub(crate) tls: Option<Arc<crate::tls::UpstreamTls>>,
 }
 
 /// The endpoint a request was sent to: its index (for [`Cluster::observe`]), description and pool.
@@ -56,8 +58,13 @@ pub(crate) struct Picked<'a> {
 
 impl Cluster {
     /// Compiles `cfg`, reusing live state and pools from `previous` for endpoints it still has.
-    /// Endpoints that join an existing cluster start their slow start now.
-    pub(crate) fn from_config(cfg: &ClusterConfig, previous: Option<&Cluster>) -> Self {
+    /// Endpoints that join an existing cluster start their slow start now. `tls` is the
+    /// compiled `cfg.tls` (its files are read by the caller, which reports their errors).
+    pub(crate) fn from_config(
+        cfg: &ClusterConfig,
+        previous: Option<&Cluster>,
+        tls: Option<Arc<crate::tls::UpstreamTls>>,
+    ) -> Self {
         let clock: Arc<dyn Clock> = previous.map_or_else(
             || Arc::new(SystemClock) as Arc<dyn Clock>,
             |p| Arc::clone(&p.clock),
@@ -67,6 +74,7 @@ impl Cluster {
             connect_timeout: cfg.connect_timeout.get(),
             idle_timeout: cfg.pool_idle_timeout.get(),
             max_idle: cfg.pool_max_idle_per_endpoint.max(1) as usize,
+            tls: tls.clone(),
         };
         let mut endpoints = Vec::with_capacity(cfg.endpoints.len());
         let mut pools = Vec::with_capacity(cfg.endpoints.len());
@@ -138,6 +146,7 @@ impl Cluster {
                 previous.map_or(0, |p| p.panic_picks.load(Ordering::Relaxed)),
             ),
             stats: previous.map(|p| Arc::clone(&p.stats)).unwrap_or_default(),
+            tls,
         }
     }
 

@@ -22,6 +22,7 @@ mod route_stats;
 mod server;
 mod snapshot;
 mod stats;
+mod tls;
 mod upstream;
 
 pub use access_log::AccessLog;

@@ -61,6 +61,15 @@ pub(crate) struct ConnInfo {
     pub(crate) counters: Arc<ListenerCounters>,
     /// Where the connection's requests are logged, when `access_log` is configured.
     pub(crate) access_log: Option<Arc<AccessLog>>,
+    /// What the TLS handshake told about the client; `None` on a plaintext connection.
+    pub(crate) tls: Option<crate::tls::Peer>,
+}
+
+impl ConnInfo {
+    /// `https` on a TLS connection, else `http` (`x-forwarded-proto`, redirects).
+    pub(crate) fn scheme(&self) -> &'static str {
+        if self.tls.is_some() { "https" } else { "http" }
+    }
 }
 
 /// A running proxy: its listeners are accepting until [`Proxy::shutdown`].
@@ -95,6 +104,7 @@ impl Proxy {
             snapshots.clone(),
             shutdown.clone(),
         ));
+        tasks.spawn(crate::tls::watch_loop(snapshots.clone(), shutdown.clone()));
         let mut addresses = Vec::new();
         let mut counters = Vec::new();
         for (index, l) in config.config().listeners.iter().enumerate() {
@@ -292,6 +302,7 @@ async fn accept_loop(socket: TcpListener, ctx: ListenerCtx) {
             tasks: ctx.tasks.clone(),
             counters: Arc::clone(&ctx.counters),
             access_log: ctx.access_log.clone(),
+            tls: None,
         };
         // Counted open from accept until the connection's task ends.
         let open = ctx.counters.open();

@@ -64,8 +64,20 @@ impl Snapshot {
         let clusters: Vec<Cluster> = cfg
             .clusters
             .iter()
-            .map(|c| Cluster::from_config(c, previous.and_then(|p| p.cluster(&c.name))))
-            .collect();
+            .enumerate()
+            .map(|(i, c)| {
+                let tls = match &c.tls {
+                    Some(t) => Some(Arc::new(crate::tls::UpstreamTls::compile(
+                        t,
+                        c.protocol,
+                        &format!("clusters[{i}].tls"),
+                    )?)),
+                    None => None,
+                };
+                let previous = previous.and_then(|p| p.cluster(&c.name));
+                Ok(Cluster::from_config(c, previous, tls))
+            })
+            .collect::<Result<_, CompileError>>()?;
         let listeners = cfg
             .listeners
             .iter()

@@ -22,6 +22,9 @@
 //! [`MockHttpBuilder::fail_with`], [`MockHttpBuilder::reset`]) apply to every request, and
 //! [`MockHttp::set_fail_with`] switches failing on and off while the mock runs (health checks
 //! that must see an endpoint go down and come back).
+//!
+//! With [`MockHttpBuilder::tls`] the mock serves HTTPS instead (HTTP/1.1 or HTTP/2 by ALPN) and
+//! adds `x-seen-sni`: the server name the client sent, if any (upstream TLS tests).
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
@@ -80,6 +83,8 @@ struct Behaviour {
     /// Every `n`th request (by arrival) is answered with this status.
     fail_every: Option<(u64, StatusCode)>,
     reset: bool,
+    /// Serve TLS with this config.
+    tls: Option<Arc<rustls::ServerConfig>>,
 }
 
 /// State the connection tasks share with the handle.
@@ -178,6 +183,12 @@ impl MockHttpBuilder {
     /// fails half of all requests, alternately.
     pub fn fail_every(mut self, n: u64, status: StatusCode) -> Self {
         self.behaviour.fail_every = Some((n.max(1), status));
+        self
+    }
+
+    /// Serves HTTPS with `config` (its certificate and ALPN protocols) instead of cleartext.
+    pub fn tls(mut self, config: Arc<rustls::ServerConfig>) -> Self {
+        self.behaviour.tls = Some(config);
         self
     }
 
@@ -297,13 +308,46 @@ async fn serve_connection(shared: Arc<Shared>, stream: TcpStream) {
         }
         return;
     }
-    let service = service_fn(move |req| handle(Arc::clone(&shared), req));
+    let Some(tls) = shared.behaviour.tls.clone() else {
+        let service = service_fn(move |req| handle(Arc::clone(&shared), req));
+        let builder = auto::Builder::new(TokioExecutor::new());
+        if let Err(error) = builder
+            .serve_connection_with_upgrades(TokioIo::new(stream), service)
+            .await
+        {
+            tracing::debug!(%error, "mock connection ended with an error");
+        }
+        return;
+    };
+    let stream = match tokio_rustls::TlsAcceptor::from(tls).accept(stream).await {
+        Ok(s) => s,
+        Err(error) => {
+            tracing::debug!(%error, "mock TLS handshake failed");
+            return;
+        }
+    };
+    let sni = stream
+        .get_ref()
+        .1
+        .server_name()
+        .and_then(|n| HeaderValue::from_str(n).ok());
+    let service = service_fn(move |req| {
+        let (shared, sni) = (Arc::clone(&shared), sni.clone());
+        async move {
+            let mut resp = handle(shared, req).await?;
+            if let Some(sni) = sni {
+                resp.headers_mut()
+                    .insert(HeaderName::from_static("x-seen-sni"), sni);
+            }
+            Ok::<_, Infallible>(resp)
+        }
+    });
     let builder = auto::Builder::new(TokioExecutor::new());
     if let Err(error) = builder
         .serve_connection_with_upgrades(TokioIo::new(stream), service)
         .await
     {
-        tracing::debug!(%error, "mock connection ended with an error");
+        tracing::debug!(%error, "mock TLS connection ended with an error");
     }
 }
 

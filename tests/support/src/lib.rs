@@ -37,7 +37,7 @@ pub use self::grpc::GrpcEcho;
 pub use self::grpc_health::GrpcHealth;
 pub use self::http::{DRIP_CHUNK, MockHttp, MockHttpBuilder, pattern_byte};
 pub use self::tcp::{Blackhole, MockTcp, TcpEcho};
-pub use self::tls::{MockTls, TestCa, TlsStream, tls_connect};
+pub use self::tls::{Issued, MockTls, TestCa, TlsStream, tls_connect};
 pub use self::udp::MockUdp;
 pub use self::util::{trace_init, wait_until};
 

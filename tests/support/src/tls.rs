@@ -1,5 +1,6 @@
-//! TLS endpoints and clients for TLS passthrough tests: a throwaway certificate authority, a
-//! TLS server that identifies itself and echoes, and a client that verifies against the CA.
+//! TLS endpoints and clients for TLS passthrough and termination tests: a throwaway certificate
+//! authority (leaf, expired and client certificates, as DER or PEM files), a TLS server that
+//! identifies itself and echoes, and a client that verifies against the CA.
 //!
 //! Passthrough is proven end to end only by a real handshake: the client verifies the server's
 //! certificate (issued by [`TestCa`] for the names the mock serves) and the handshake transcript
@@ -12,8 +13,11 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
+use std::path::{Path, PathBuf};
+
 use rcgen::{
-    BasicConstraints, CertificateParams, CertifiedIssuer, DnType, IsCa, KeyPair, KeyUsagePurpose,
+    BasicConstraints, CertificateParams, CertifiedIssuer, DnType, ExtendedKeyUsagePurpose, IsCa,
+    KeyPair, KeyUsagePurpose, SanType,
 };
 use rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer, ServerName};
 use rustls::{ClientConfig, RootCertStore, ServerConfig};
@@ -32,6 +36,19 @@ pub type TlsStream = tokio_rustls::client::TlsStream<TcpStream>;
 #[derive(Debug)]
 pub struct TestCa {
     issuer: CertifiedIssuer<'static, KeyPair>,
+}
+
+/// A certificate issued by a [`TestCa`], in DER (for rustls) and PEM (for weir's config files).
+#[derive(Debug)]
+pub struct Issued {
+    /// The leaf, then the CA certificate.
+    pub chain: Vec<CertificateDer<'static>>,
+    /// The leaf's private key.
+    pub key: PrivateKeyDer<'static>,
+    /// The chain as PEM, leaf first.
+    pub cert_pem: String,
+    /// The key as PKCS#8 PEM.
+    pub key_pem: String,
 }
 
 /// A TLS server on `127.0.0.1:0`: after each handshake it writes its name, then echoes every byte
@@ -83,6 +100,62 @@ impl TestCa {
             .expect("leaf certificate");
         let key = PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(key.serialize_der()));
         (vec![cert.der().clone(), self.cert()], key)
+    }
+
+    /// The CA certificate as PEM.
+    pub fn cert_pem(&self) -> String {
+        self.issuer.pem()
+    }
+
+    /// Writes the CA certificate to `path` as PEM and returns the path.
+    pub fn write_cert(&self, path: &Path) -> PathBuf {
+        std::fs::write(path, self.cert_pem()).expect("write CA certificate");
+        path.to_path_buf()
+    }
+
+    /// A server certificate for `names` (DNS names, `*.wildcards` or IP addresses), with
+    /// subject CN `cn`, as DER and PEM.
+    pub fn issue_pem(&self, cn: &str, names: &[&str]) -> Issued {
+        self.sign(self.params(cn, names))
+    }
+
+    /// Like [`TestCa::issue_pem`], but valid only in 2020: expired long ago.
+    pub fn issue_expired(&self, cn: &str, names: &[&str]) -> Issued {
+        let mut params = self.params(cn, names);
+        params.not_before = rcgen::date_time_ymd(2020, 1, 1);
+        params.not_after = rcgen::date_time_ymd(2020, 12, 31);
+        self.sign(params)
+    }
+
+    /// A client certificate with subject CN `cn`, SAN DNS names `dns` and SAN URIs `uris`.
+    pub fn issue_client(&self, cn: &str, dns: &[&str], uris: &[&str]) -> Issued {
+        let mut params = self.params(cn, dns);
+        for uri in uris {
+            let uri = (*uri).try_into().expect("URI SAN is ASCII");
+            params.subject_alt_names.push(SanType::URI(uri));
+        }
+        params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ClientAuth];
+        self.sign(params)
+    }
+
+    fn params(&self, cn: &str, names: &[&str]) -> CertificateParams {
+        let names: Vec<String> = names.iter().map(|n| (*n).to_owned()).collect();
+        let mut params = CertificateParams::new(names).expect("leaf parameters");
+        params.distinguished_name.push(DnType::CommonName, cn);
+        params
+    }
+
+    fn sign(&self, params: CertificateParams) -> Issued {
+        let key = KeyPair::generate().expect("leaf key");
+        let cert = params
+            .signed_by(&key, &self.issuer)
+            .expect("leaf certificate");
+        Issued {
+            chain: vec![cert.der().clone(), self.cert()],
+            key: PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(key.serialize_der())),
+            cert_pem: format!("{}{}", cert.pem(), self.issuer.pem()),
+            key_pem: key.serialize_pem(),
+        }
     }
 
     /// A client configuration that trusts this CA only.
@@ -164,6 +237,31 @@ impl MockTls {
     /// Closes the listener and every open connection, and waits until they are closed.
     pub async fn shutdown(self) {
         self.background.shutdown().await;
+    }
+}
+
+// === impl Issued ===
+
+impl Issued {
+    /// Writes `<stem>.pem` (the chain) and `<stem>.key` into `dir`; returns both paths.
+    pub fn write(&self, dir: &Path, stem: &str) -> (PathBuf, PathBuf) {
+        let cert = dir.join(format!("{stem}.pem"));
+        let key = dir.join(format!("{stem}.key"));
+        std::fs::write(&cert, &self.cert_pem).expect("write certificate");
+        std::fs::write(&key, &self.key_pem).expect("write key");
+        (cert, key)
+    }
+
+    /// A server config serving this certificate with ALPN `alpn` (empty: no ALPN).
+    pub fn server_config(&self, alpn: &[&[u8]]) -> Arc<ServerConfig> {
+        let mut config = ServerConfig::builder_with_provider(provider())
+            .with_safe_default_protocol_versions()
+            .expect("ring supports the default protocol versions")
+            .with_no_client_auth()
+            .with_single_cert(self.chain.clone(), self.key.clone_key())
+            .expect("certificate and key match");
+        config.alpn_protocols = alpn.iter().map(|p| p.to_vec()).collect();
+        Arc::new(config)
     }
 }
 

@@ -33,6 +33,7 @@ impl Checker<'_> {
                 misplaced("routes", !listener.routes.is_empty()),
                 misplaced("sni", !listener.sni.is_empty()),
                 misplaced("default_cluster", listener.default_cluster.is_some()),
+                misplaced("tls", listener.tls.is_some()),
                 misplaced(
                     "proxy_protocol",
                     protocol == ListenerProtocol::Udp && listener.proxy_protocol.is_some(),
@@ -44,6 +45,7 @@ impl Checker<'_> {
             ListenerProtocol::TlsPassthrough => [
                 misplaced("routes", !listener.routes.is_empty()),
                 misplaced("cluster", listener.cluster.is_some()),
+                misplaced("tls", listener.tls.is_some()),
             ]
             .into_iter()
             .flatten()

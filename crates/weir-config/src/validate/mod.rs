@@ -20,6 +20,7 @@ mod rate_limit;
 mod retry;
 mod route;
 mod syntax;
+mod tls;
 mod traffic;
 
 /// Endpoint weights outside this range are rejected.
@@ -132,6 +133,9 @@ impl Checker<'_> {
             self.listener_address(listener, &path, &mut addresses);
             self.http_options(&listener.http, &path.key("http"));
             self.listener_protocol(listener, &path, &clusters);
+            if let Some(tls) = &listener.tls {
+                self.listener_tls(tls, &path.key("tls"));
+            }
             let routes = path.key("routes");
             for (j, route) in listener.routes.iter().enumerate() {
                 route::check(self, route, &routes.index(j), &clusters);
@@ -228,6 +232,9 @@ impl Checker<'_> {
                 );
             }
             self.endpoints(cluster, &path.key("endpoints"));
+            if let Some(tls) = &cluster.tls {
+                self.cluster_tls(tls, &path.key("tls"));
+            }
             self.balancing(cluster, &path);
             self.health(cluster, &path);
             self.retry_budget(cluster, &path);

@@ -12,4 +12,5 @@ mod parse_errors;
 mod rate_limit;
 mod retry;
 mod rule_errors;
+mod tls;
 mod traffic;

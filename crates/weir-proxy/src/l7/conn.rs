@@ -1,5 +1,7 @@
-//! One downstream HTTP connection: hyper's automatic HTTP/1.1-or-HTTP/2 server with the
-//! listener's limits, an idle timer and graceful shutdown.
+//! One downstream HTTP connection: the TLS handshake when the listener terminates TLS, then
+//! hyper's automatic HTTP/1.1-or-HTTP/2 server with the listener's limits, an idle timer and
+//! graceful shutdown. Over TLS the protocol is the one ALPN chose (hyper's auto server reads
+//! the preface either way).
 //!
 //! A connection is closed gracefully when it has had no request in flight for the listener's
 //! idle timeout (Envoy's meaning of `idle_timeout`), or when the proxy shuts down; in-flight
@@ -9,6 +11,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
+use hyper::rt::{Read, Write};
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
@@ -27,14 +30,40 @@ struct Activity {
     last_ms: AtomicU64,
 }
 
-/// Serves one accepted HTTP connection until it closes.
-pub(crate) async fn serve_connection(stream: TcpStream, info: ConnInfo) {
-    let (shutdown, hard_stop) = (info.shutdown.clone(), info.hard_stop.clone());
+/// Serves one accepted HTTP connection until it closes; a TLS listener first completes the
+/// handshake (within `header_read_timeout`), and the connection ends if it fails.
+pub(crate) async fn serve_connection(stream: TcpStream, mut info: ConnInfo) {
     let _ = stream.set_nodelay(true);
-    let options = match info.snapshots.load().listeners.get(info.listener) {
-        Some(Listener::Http(l)) => l.options.clone(),
-        _ => return,
+    let snapshot = info.snapshots.load();
+    let Some(Listener::Http(listener)) = snapshot.listeners.get(info.listener) else {
+        return;
     };
+    let options = listener.options.clone();
+    match &listener.tls {
+        None => {
+            drop(snapshot);
+            serve_io(TokioIo::new(stream), info, options).await;
+        }
+        Some(tls) => {
+            let accepted = tokio::select! {
+                accepted = crate::tls::accept(tls, stream, options.header_read_timeout) => accepted,
+                () = info.shutdown.cancelled() => None,
+            };
+            drop(snapshot);
+            if let Some((stream, peer)) = accepted {
+                info.tls = Some(peer);
+                serve_io(TokioIo::new(stream), info, options).await;
+            }
+        }
+    }
+}
+
+/// Runs hyper's auto server over `io` until the connection closes.
+async fn serve_io<I>(io: I, info: ConnInfo, options: super::listener::HttpOptions)
+where
+    I: Read + Write + Unpin + Send + 'static,
+{
+    let (shutdown, hard_stop) = (info.shutdown.clone(), info.hard_stop.clone());
     let mut builder = auto::Builder::new(TokioExecutor::new());
     builder
         .http1()
@@ -75,7 +104,7 @@ pub(crate) async fn serve_connection(stream: TcpStream, info: ConnInfo) {
             }
         })
     };
-    let conn = builder.serve_connection_with_upgrades(TokioIo::new(stream), service);
+    let conn = builder.serve_connection_with_upgrades(io, service);
     tokio::pin!(conn);
     let idle = options.idle_timeout;
     let mut draining = false;

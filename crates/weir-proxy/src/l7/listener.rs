@@ -1,4 +1,4 @@
-//! The compiled form of an HTTP listener: its route table and connection options.
+//! The compiled form of an HTTP listener: its route table, connection options and TLS.
 
 use std::time::Duration;
 
@@ -16,6 +16,8 @@ pub(crate) struct HttpListener {
     pub(crate) options: HttpOptions,
     /// Each route's rate limits, by route index (for the sync task and the counters).
     pub(crate) rate_limits: Vec<Option<std::sync::Arc<crate::rate_limit::RouteLimiter>>>,
+    /// TLS termination, when the listener has a `tls` block.
+    pub(crate) tls: Option<crate::tls::ListenerTls>,
 }
 
 /// Connection-level limits and options, resolved from config.
@@ -72,8 +74,17 @@ impl HttpListener {
             None => None,
         };
         let rate_limits = routes.iter().map(|(_, r)| r.rate_limit.clone()).collect();
+        let tls = match &cfg.tls {
+            Some(t) => Some(crate::tls::ListenerTls::compile(
+                t,
+                &format!("{path}.tls"),
+                previous.and_then(|p| p.tls.as_ref()),
+            )?),
+            None => None,
+        };
         Ok(Self {
             rate_limits,
+            tls,
             routes: RouteTable::new(routes),
             options: HttpOptions {
                 header_read_timeout: h.header_read_timeout.get(),

@@ -302,7 +302,7 @@ fn shadow_head(
     *head.headers_mut() = req.headers().clone();
     let (mut parts, ()) = head.into_parts();
     headers::strip_hop_by_hop(&mut parts.headers, false);
-    headers::add_forwarded(&mut parts.headers, conn.remote.ip(), "http");
+    headers::add_forwarded(&mut parts.headers, conn.remote.ip(), conn.scheme());
     if let Some((via11, via2)) = &listener.options.via {
         let v = if parts.version == Version::HTTP_2 {
             via2
@@ -313,7 +313,7 @@ fn shadow_head(
     }
     route.request_headers.apply(&mut parts.headers);
     let shadow_authority = authority.map(shadow_authority);
-    super::proxy::rewrite_for_upstream(&mut parts, cluster.protocol, shadow_authority.as_deref())?;
+    super::proxy::rewrite_for_upstream(&mut parts, cluster, shadow_authority.as_deref())?;
     Ok(parts)
 }
 

@@ -56,7 +56,7 @@ async fn route_request(
     snapshot: &Arc<Snapshot>,
     listener: &HttpListener,
     conn: &ConnInfo,
-    req: Request<Incoming>,
+    mut req: Request<Incoming>,
     grpc: bool,
     mut log: Option<&mut HttpEntry>,
 ) -> Result<Response<ProxyBody>, Error> {
@@ -65,6 +65,18 @@ async fn route_request(
             ErrorKind::MethodNotAllowed,
             "CONNECT is not supported",
         ));
+    }
+    // The identity header is weir's alone: what a client sent under that name never passes,
+    // and routes, mirrors and endpoints all see the verified identity (or nothing).
+    if let Some(name) = listener
+        .tls
+        .as_ref()
+        .and_then(|t| t.client_cert_header.as_ref())
+    {
+        req.headers_mut().remove(name);
+        if let Some(id) = conn.tls.as_ref().and_then(|p| p.identity.clone()) {
+            req.headers_mut().insert(name.clone(), id);
+        }
     }
     let authority = request_authority(&req)?;
     let host = authority.as_deref().map(host_without_port);
@@ -108,7 +120,14 @@ async fn route_request(
             host: new_host,
             path,
         } => {
-            let location = redirect_location(&req, authority.as_deref(), scheme, new_host, path);
+            let location = redirect_location(
+                &req,
+                authority.as_deref(),
+                scheme,
+                new_host,
+                path,
+                conn.scheme(),
+            );
             respond::redirect(*status, &location)
         }
         action => {
@@ -177,7 +196,7 @@ async fn forward(
     // Nothing of the downstream exchange (hyper's upgrade handle and such) goes upstream.
     parts.extensions = http::Extensions::new();
     headers::strip_hop_by_hop(&mut parts.headers, upgrade);
-    headers::add_forwarded(&mut parts.headers, conn.remote.ip(), "http");
+    headers::add_forwarded(&mut parts.headers, conn.remote.ip(), conn.scheme());
     if let Some((via11, via2)) = &listener.options.via {
         let v = if parts.version == Version::HTTP_2 {
             via2
@@ -187,7 +206,7 @@ async fn forward(
         headers::add_via(&mut parts.headers, v);
     }
     route.request_headers.apply(&mut parts.headers);
-    rewrite_for_upstream(&mut parts, cluster.protocol, authority.as_deref())?;
+    rewrite_for_upstream(&mut parts, cluster, authority.as_deref())?;
     let stall = listener.options.stream_idle_timeout;
 
     // An upgraded connection is one exchange: it is never retried or hedged.
@@ -300,7 +319,7 @@ async fn request_body(
 /// HTTP/1.1, absolute-form carrying `:authority` for HTTP/2. The original authority is kept.
 pub(super) fn rewrite_for_upstream(
     parts: &mut http::request::Parts,
-    protocol: UpstreamProtocol,
+    cluster: &crate::Cluster,
     authority: Option<&str>,
 ) -> Result<(), Error> {
     let path = parts
@@ -309,7 +328,7 @@ pub(super) fn rewrite_for_upstream(
         .cloned()
         .unwrap_or_else(|| PathAndQuery::from_static("/"));
     let bad_authority = || Error::new(ErrorKind::DownstreamProtocol, "invalid host/authority");
-    match protocol {
+    match cluster.protocol {
         UpstreamProtocol::Http1 => {
             parts.version = Version::HTTP_11;
             parts.uri = Uri::from(path);
@@ -325,7 +344,11 @@ pub(super) fn rewrite_for_upstream(
             parts.headers.remove(HOST);
             let authority = Authority::try_from(authority.unwrap_or("localhost"))
                 .map_err(|_| bad_authority())?;
-            let mut uri = Uri::builder().scheme(Scheme::HTTP).authority(authority);
+            let scheme = match cluster.tls {
+                Some(_) => Scheme::HTTPS,
+                None => Scheme::HTTP,
+            };
+            let mut uri = Uri::builder().scheme(scheme).authority(authority);
             uri = uri.path_and_query(path);
             parts.uri = uri.build().map_err(|_| bad_authority())?;
         }
@@ -364,8 +387,9 @@ fn redirect_location<B>(
     scheme: &Option<String>,
     host: &Option<String>,
     path: &Option<String>,
+    own_scheme: &'static str,
 ) -> String {
-    let scheme = scheme.as_deref().unwrap_or("http");
+    let scheme = scheme.as_deref().unwrap_or(own_scheme);
     let host = host.as_deref().or(authority).unwrap_or("localhost");
     let path = path.as_deref().unwrap_or(req.uri().path());
     match req.uri().query() {

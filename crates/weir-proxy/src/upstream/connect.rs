@@ -1,15 +1,18 @@
-//! Opening a TCP connection to an endpoint and running the HTTP handshake on it.
+//! Opening a connection to an endpoint — TCP, then TLS when the cluster asks for it — and
+//! running the HTTP handshake on it.
 
 use std::net::SocketAddr;
 use std::time::Duration;
 
 use hyper::client::conn::{http1, http2};
+use hyper::rt::{Read, Write};
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use tokio::net::TcpStream;
 use weir_core::{Error, ErrorKind};
 
 use crate::ProxyBody;
 use crate::breakers::Slot;
+use crate::tls::UpstreamTls;
 
 /// Connects within `timeout`; refused/unreachable and timeouts become distinct error kinds.
 pub(crate) async fn tcp(addr: SocketAddr, timeout: Duration) -> Result<TcpStream, Error> {
@@ -34,14 +37,32 @@ pub(crate) async fn tcp(addr: SocketAddr, timeout: Duration) -> Result<TcpStream
     Ok(stream)
 }
 
-/// An HTTP/1.1 connection; its driver task runs until the connection closes, holding `slot`
-/// (the cluster's `max_connections` unit) until then.
+/// An HTTP/1.1 connection, over TLS when `tls` is given; its driver task runs until the
+/// connection closes, holding `slot` (the cluster's `max_connections` unit) until then.
 pub(crate) async fn http1(
     addr: SocketAddr,
     timeout: Duration,
+    tls: Option<&UpstreamTls>,
     slot: Slot,
 ) -> Result<http1::SendRequest<ProxyBody>, Error> {
-    let io = TokioIo::new(tcp(addr, timeout).await?);
+    let stream = tcp(addr, timeout).await?;
+    match tls {
+        None => http1_over(TokioIo::new(stream), addr, slot).await,
+        Some(tls) => {
+            let stream = tls.connect(addr, stream, timeout).await?;
+            http1_over(TokioIo::new(stream), addr, slot).await
+        }
+    }
+}
+
+async fn http1_over<I>(
+    io: I,
+    addr: SocketAddr,
+    slot: Slot,
+) -> Result<http1::SendRequest<ProxyBody>, Error>
+where
+    I: Read + Write + Unpin + Send + 'static,
+{
     let (sender, conn) = http1::Builder::new()
         .handshake(io)
         .await
@@ -56,14 +77,33 @@ pub(crate) async fn http1(
     Ok(sender)
 }
 
-/// An HTTP/2 (prior knowledge) connection; its driver task runs until the connection closes,
-/// holding `slot` (the cluster's `max_connections` unit) until then.
+/// An HTTP/2 connection (prior knowledge over TCP, ALPN `h2` over TLS when `tls` is given);
+/// its driver task runs until the connection closes, holding `slot` (the cluster's
+/// `max_connections` unit) until then.
 pub(crate) async fn http2(
     addr: SocketAddr,
     timeout: Duration,
+    tls: Option<&UpstreamTls>,
     slot: Slot,
 ) -> Result<http2::SendRequest<ProxyBody>, Error> {
-    let io = TokioIo::new(tcp(addr, timeout).await?);
+    let stream = tcp(addr, timeout).await?;
+    match tls {
+        None => http2_over(TokioIo::new(stream), addr, slot).await,
+        Some(tls) => {
+            let stream = tls.connect(addr, stream, timeout).await?;
+            http2_over(TokioIo::new(stream), addr, slot).await
+        }
+    }
+}
+
+async fn http2_over<I>(
+    io: I,
+    addr: SocketAddr,
+    slot: Slot,
+) -> Result<http2::SendRequest<ProxyBody>, Error>
+where
+    I: Read + Write + Unpin + Send + 'static,
+{
     let (sender, conn) = http2::Builder::new(TokioExecutor::new())
         .timer(TokioTimer::new())
         .keep_alive_interval(Duration::from_secs(30))

@@ -30,6 +30,8 @@ pub(crate) struct PoolSettings {
     pub(crate) connect_timeout: Duration,
     pub(crate) idle_timeout: Duration,
     pub(crate) max_idle: usize,
+    /// TLS to the endpoint; a changed TLS config or file gets a new pool.
+    pub(crate) tls: Option<Arc<crate::tls::UpstreamTls>>,
 }
 
 /// The connections of one endpoint.
@@ -132,7 +134,13 @@ impl EndpointPool {
                     let _pending = breakers.pending()?;
                     let slot = breakers.connection()?;
                     (
-                        connect::http1(self.addr, self.settings.connect_timeout, slot).await?,
+                        connect::http1(
+                            self.addr,
+                            self.settings.connect_timeout,
+                            self.settings.tls.as_deref(),
+                            slot,
+                        )
+                        .await?,
                         true,
                     )
                 }
@@ -245,7 +253,13 @@ impl EndpointPool {
         }
         self.h2_attempts.fetch_add(1, Ordering::AcqRel);
         let slot = breakers.connection()?;
-        let sender = connect::http2(self.addr, self.settings.connect_timeout, slot).await?;
+        let sender = connect::http2(
+            self.addr,
+            self.settings.connect_timeout,
+            self.settings.tls.as_deref(),
+            slot,
+        )
+        .await?;
         self.h2.store(Some(Arc::new(sender.clone())));
         Ok(sender)
     }

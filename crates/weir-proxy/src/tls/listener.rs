@@ -1,0 +1,308 @@
+//! TLS termination for one HTTP listener: the rustls server config, the SNI certificate
+//! resolver, and hot certificate rotation.
+//!
+//! The resolver holds its certificate table in an `ArcSwap`, so a rotated certificate is one
+//! pointer swap: the `ServerConfig` (and with it the session cache and ticket keys) stays, new
+//! handshakes get the new certificate, and connections already open are not touched. The table
+//! is built from the files when the snapshot compiles (every reload) and again by
+//! [`ListenerTls::refresh`] whenever the watcher sees a file change.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use arc_swap::ArcSwap;
+use http::HeaderName;
+use rustls::server::{
+    ClientHello, ResolvesServerCert, ServerSessionMemoryCache, WebPkiClientVerifier,
+};
+use rustls::sign::CertifiedKey;
+use rustls::{ServerConfig, SupportedProtocolVersion};
+use tokio_rustls::TlsAcceptor;
+use weir_config::{CertificateConfig, ListenerTlsConfig, TlsVersion};
+
+use super::certs;
+use crate::CompileError;
+
+/// TLS sessions kept for resumption by session ID, per listener.
+const SESSION_CACHE_ENTRIES: usize = 4096;
+
+/// A listener's TLS: what accepts connections, and what rotates certificates.
+pub(crate) struct ListenerTls {
+    pub(crate) acceptor: TlsAcceptor,
+    config: Arc<ServerConfig>,
+    resolver: Arc<SniResolver>,
+    /// Header that carries the verified client identity upstream (and is stripped from input).
+    pub(crate) client_cert_header: Option<HeaderName>,
+    sources: Vec<CertificateConfig>,
+    /// The file contents the current table was built from, or last failed to build from: a
+    /// change is something different from this.
+    seen: parking_lot::Mutex<Vec<u8>>,
+    /// `listeners[i].tls`, for log lines.
+    path: String,
+}
+
+/// Chooses the certificate for a handshake by its SNI.
+#[derive(Debug)]
+struct SniResolver {
+    table: ArcSwap<CertTable>,
+}
+
+/// Certificates by name: exact names first, then `*.suffix` wildcards (one label, like the
+/// certificates themselves), then the default.
+#[derive(Debug)]
+struct CertTable {
+    default: Arc<CertifiedKey>,
+    exact: BTreeMap<String, Arc<CertifiedKey>>,
+    wildcard: BTreeMap<String, Arc<CertifiedKey>>,
+}
+
+// === impl ListenerTls ===
+
+impl ListenerTls {
+    /// Builds the listener's TLS from `cfg` at YAML path `path` (`listeners[i].tls`), reading
+    /// every file. The session cache and ticket keys carry over from `previous` so a reload
+    /// does not end resumption.
+    pub(crate) fn compile(
+        cfg: &ListenerTlsConfig,
+        path: &str,
+        previous: Option<&ListenerTls>,
+    ) -> Result<Self, CompileError> {
+        let contents = read_all(&cfg.certificates, path)?;
+        let table = build_table(&cfg.certificates, &contents, path)?;
+        let resolver = Arc::new(SniResolver {
+            table: ArcSwap::from_pointee(table),
+        });
+        let provider = certs::provider();
+        let versions: &[&SupportedProtocolVersion] = match cfg.min_version {
+            TlsVersion::Tls12 => &[&rustls::version::TLS13, &rustls::version::TLS12],
+            TlsVersion::Tls13 => &[&rustls::version::TLS13],
+        };
+        let err = |at: String, reason: String| CompileError { path: at, reason };
+        let builder = ServerConfig::builder_with_provider(Arc::clone(&provider))
+            .with_protocol_versions(versions)
+            .map_err(|e| err(format!("{path}.min_version"), e.to_string()))?;
+        let builder = match &cfg.client_auth {
+            Some(auth) => {
+                let at = format!("{path}.client_auth.ca");
+                let pem = certs::read(&auth.ca).map_err(|r| err(at.clone(), r))?;
+                let roots = certs::roots(&pem, &auth.ca).map_err(|r| err(at.clone(), r))?;
+                let mut verifier =
+                    WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider);
+                if !auth.required {
+                    verifier = verifier.allow_unauthenticated();
+                }
+                let verifier = verifier.build().map_err(|e| err(at, e.to_string()))?;
+                builder.with_client_cert_verifier(verifier)
+            }
+            None => builder.with_no_client_auth(),
+        };
+        let mut config = builder.with_cert_resolver(Arc::clone(&resolver) as _);
+        config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
+        match previous {
+            Some(p) => {
+                config.session_storage = Arc::clone(&p.config.session_storage);
+                config.ticketer = Arc::clone(&p.config.ticketer);
+            }
+            None => {
+                config.session_storage = ServerSessionMemoryCache::new(SESSION_CACHE_ENTRIES);
+                config.ticketer = rustls::crypto::ring::Ticketer::new()
+                    .map_err(|e| err(path.to_owned(), format!("session tickets: {e}")))?;
+            }
+        }
+        let config = Arc::new(config);
+        let client_cert_header = match &cfg.client_cert_header {
+            Some(h) => Some(HeaderName::try_from(h.as_str()).map_err(|_| {
+                err(
+                    format!("{path}.client_cert_header"),
+                    format!("`{h}` is not a header name"),
+                )
+            })?),
+            None => None,
+        };
+        Ok(Self {
+            acceptor: TlsAcceptor::from(Arc::clone(&config)),
+            config,
+            resolver,
+            client_cert_header,
+            sources: cfg.certificates.clone(),
+            seen: parking_lot::Mutex::new(contents),
+            path: path.to_owned(),
+        })
+    }
+
+    /// Reads the certificate files again and, if they changed, swaps in the new certificates.
+    /// A change that does not load (half-written file, key of another certificate, expired)
+    /// keeps the old certificates serving and is logged once. Returns whether it swapped.
+    pub(crate) async fn refresh(&self) -> bool {
+        let mut contents = Vec::new();
+        for c in &self.sources {
+            for file in [&c.cert, &c.key] {
+                match tokio::fs::read(file).await {
+                    Ok(bytes) => push_framed(&mut contents, &bytes),
+                    // Missing for a moment (a rename in progress): look again next time.
+                    Err(_) => return false,
+                }
+            }
+        }
+        if *self.seen.lock() == contents {
+            return false;
+        }
+        let built = build_table(&self.sources, &contents, &self.path);
+        *self.seen.lock() = contents;
+        match built {
+            Ok(table) => {
+                self.resolver.table.store(Arc::new(table));
+                tracing::info!(at = %self.path, "certificates changed on disk; new handshakes use them");
+                true
+            }
+            Err(e) => {
+                tracing::error!(
+                    at = %self.path,
+                    "certificate files changed but do not load; the previous certificates keep serving: {e}"
+                );
+                false
+            }
+        }
+    }
+}
+
+impl std::fmt::Debug for ListenerTls {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ListenerTls")
+            .field("path", &self.path)
+            .field("certificates", &self.sources.len())
+            .field("client_cert_header", &self.client_cert_header)
+            .finish()
+    }
+}
+
+/// Reads every certificate and key file, each framed by its length so that moving bytes from
+/// one file to the next still counts as a change.
+fn read_all(sources: &[CertificateConfig], path: &str) -> Result<Vec<u8>, CompileError> {
+    let mut contents = Vec::new();
+    for (i, c) in sources.iter().enumerate() {
+        for (key, file) in [("cert", &c.cert), ("key", &c.key)] {
+            let bytes = certs::read(file).map_err(|reason| CompileError {
+                path: format!("{path}.certificates[{i}].{key}"),
+                reason,
+            })?;
+            push_framed(&mut contents, &bytes);
+        }
+    }
+    Ok(contents)
+}
+
+fn push_framed(out: &mut Vec<u8>, bytes: &[u8]) {
+    out.extend_from_slice(&(bytes.len() as u64).to_le_bytes());
+    out.extend_from_slice(bytes);
+}
+
+/// Splits what [`read_all`] produced back into the files.
+fn frames(mut contents: &[u8]) -> Vec<&[u8]> {
+    let mut out = Vec::new();
+    while let Some((len, rest)) = contents.split_first_chunk::<8>() {
+        let len = usize::try_from(u64::from_le_bytes(*len)).unwrap_or(usize::MAX);
+        let (file, rest) = rest.split_at(len.min(rest.len()));
+        out.push(file);
+        contents = rest;
+    }
+    out
+}
+
+/// Builds the SNI table from the files' `contents` (as framed by [`read_all`]).
+fn build_table(
+    sources: &[CertificateConfig],
+    contents: &[u8],
+    path: &str,
+) -> Result<CertTable, CompileError> {
+    let files = frames(contents);
+    let mut default = None;
+    let mut exact = BTreeMap::new();
+    let mut wildcard = BTreeMap::new();
+    for (i, c) in sources.iter().enumerate() {
+        let at = format!("{path}.certificates[{i}]");
+        let fail = |key: &str, reason: String| CompileError {
+            path: format!("{at}.{key}"),
+            reason,
+        };
+        let (Some(cert_pem), Some(key_pem)) = (files.get(2 * i), files.get(2 * i + 1)) else {
+            return Err(fail("cert", "certificate files went missing".to_owned()));
+        };
+        let chain = certs::chain(cert_pem, &c.cert).map_err(|r| fail("cert", r))?;
+        let key = certs::key(key_pem, &c.key).map_err(|r| fail("key", r))?;
+        let checked = certs::certified(chain, key, &c.cert, &c.key, &c.server_names)
+            .map_err(|e| fail(if e.in_key { "key" } else { "cert" }, e.reason))?;
+        let names = if c.server_names.is_empty() {
+            checked.dns_names.clone()
+        } else {
+            c.server_names
+                .iter()
+                .map(|n| n.to_ascii_lowercase())
+                .collect()
+        };
+        for name in names {
+            let target = match name.strip_prefix("*.") {
+                Some(suffix) => (&mut wildcard, suffix.to_owned()),
+                None => (&mut exact, name),
+            };
+            // The first certificate to claim a name keeps it.
+            target
+                .0
+                .entry(target.1)
+                .or_insert_with(|| Arc::clone(&checked.key));
+        }
+        default.get_or_insert_with(|| Arc::clone(&checked.key));
+    }
+    let default = default.ok_or_else(|| CompileError {
+        path: format!("{path}.certificates"),
+        reason: "no certificate".to_owned(),
+    })?;
+    Ok(CertTable {
+        default,
+        exact,
+        wildcard,
+    })
+}
+
+// === impl CertTable ===
+
+impl CertTable {
+    /// The certificate for server name `sni` (already lower case), or the default.
+    fn pick(&self, sni: Option<&str>) -> Arc<CertifiedKey> {
+        let found = sni.and_then(|name| {
+            self.exact.get(name).or_else(|| {
+                let (_, parent) = name.split_once('.')?;
+                self.wildcard.get(parent)
+            })
+        });
+        Arc::clone(found.unwrap_or(&self.default))
+    }
+}
+
+// === impl SniResolver ===
+
+impl ResolvesServerCert for SniResolver {
+    fn resolve(&self, hello: ClientHello<'_>) -> Option<Arc<CertifiedKey>> {
+        let table = self.table.load();
+        Some(match hello.server_name() {
+            Some(name) if name.bytes().any(|b| b.is_ascii_uppercase()) => {
+                table.pick(Some(&name.to_ascii_lowercase()))
+            }
+            name => table.pick(name),
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn frames_round_trip() {
+        let mut c = Vec::new();
+        push_framed(&mut c, b"cert");
+        push_framed(&mut c, b"");
+        push_framed(&mut c, b"key");
+        assert_eq!(frames(&c), vec![&b"cert"[..], b"", b"key"]);
+    }
+}

@@ -1,0 +1,85 @@
+//! TLS termination on HTTP listeners and TLS to endpoints, with rustls (ring provider).
+//!
+//! weir terminates TLS so it can route HTTPS by path and header like plain HTTP: a listener's
+//! `tls:` block becomes a [`ListenerTls`] (certificates chosen by SNI, ALPN `h2`/`http/1.1`,
+//! optional client certificates) compiled into the snapshot; a cluster's `tls:` block becomes
+//! an [`UpstreamTls`] used by the connect step of its pools. Certificates are read and checked
+//! when the snapshot compiles (so every reload picks up rotated files) and, between reloads,
+//! [`watch_loop`] looks at the files every second and swaps in changed certificates. See
+//! `docs/tls.md`.
+
+mod certs;
+mod listener;
+mod upstream;
+
+use std::time::Duration;
+
+use http::HeaderValue;
+use tokio::net::TcpStream;
+use tokio_rustls::server::TlsStream;
+use tokio_util::sync::CancellationToken;
+
+pub(crate) use listener::ListenerTls;
+pub(crate) use upstream::UpstreamTls;
+
+use crate::SnapshotHandle;
+use crate::snapshot::Listener;
+
+/// How often the certificate files of TLS listeners are compared with what is serving.
+pub(crate) const WATCH_INTERVAL: Duration = Duration::from_secs(1);
+
+/// What a TLS handshake told about the client, kept for the connection's requests.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct Peer {
+    /// The verified client certificate's identity (`CN=…;DNS=…;URI=…`), when one was given.
+    pub(crate) identity: Option<HeaderValue>,
+}
+
+/// Completes the server side of the handshake on `stream` within `timeout`; `None` when it
+/// fails (logged at debug: scanners and clients that give up are routine).
+pub(crate) async fn accept(
+    tls: &ListenerTls,
+    stream: TcpStream,
+    timeout: Duration,
+) -> Option<(TlsStream<TcpStream>, Peer)> {
+    let stream = match tokio::time::timeout(timeout, tls.acceptor.accept(stream)).await {
+        Ok(Ok(s)) => s,
+        Ok(Err(error)) => {
+            tracing::debug!(%error, "TLS handshake failed");
+            return None;
+        }
+        Err(_) => {
+            tracing::debug!(?timeout, "TLS handshake timed out");
+            return None;
+        }
+    };
+    let identity = stream
+        .get_ref()
+        .1
+        .peer_certificates()
+        .and_then(|chain| chain.first())
+        .and_then(|leaf| certs::identity(leaf))
+        .and_then(|id| HeaderValue::try_from(id).ok());
+    Some((stream, Peer { identity }))
+}
+
+/// Every [`WATCH_INTERVAL`], re-reads the certificate files of every TLS listener of the
+/// current snapshot and swaps in those that changed, until `shutdown`.
+pub(crate) async fn watch_loop(snapshots: SnapshotHandle, shutdown: CancellationToken) {
+    let mut ticks = tokio::time::interval(WATCH_INTERVAL);
+    ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            () = shutdown.cancelled() => return,
+            _ = ticks.tick() => {}
+        }
+        let snapshot = snapshots.load();
+        for listener in &snapshot.listeners {
+            if let Listener::Http(http) = listener
+                && let Some(tls) = &http.tls
+            {
+                tls.refresh().await;
+            }
+        }
+    }
+}
