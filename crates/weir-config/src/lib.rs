@@ -57,7 +57,9 @@ pub use listener::{
 pub use load::{
     ValidatedConfig, load_file, load_file_all, load_str, load_str_all, validate_config,
 };
-pub use observability::{AccessLogConfig, AccessLogField, DEFAULT_ACCESS_LOG_QUEUE, TracingConfig};
+pub use observability::{
+    AccessLogConfig, AccessLogField, DEFAULT_ACCESS_LOG_QUEUE, OtlpConfig, TracingConfig,
+};
 pub use rate_limit::{
     FailureMode, GlobalRateLimitConfig, ListenerRateLimitConfig, LocalRateLimitConfig,
     RateLimitKeyPart, RateLimitServiceConfig, RouteRateLimitConfig,

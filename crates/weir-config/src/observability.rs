@@ -2,12 +2,13 @@
 //!
 //! `access_log:` says where one JSON line per HTTP request and per L4 connection goes and which
 //! fields it carries; `tracing:` turns on trace context propagation (`traceparent`,
-//! `tracestate`) with a sampling ratio for the traces weir starts. The user-facing reference is
+//! `tracestate`) with a sampling ratio for the traces weir starts, and `tracing.otlp:` exports
+//! the spans of sampled requests to an OTLP/HTTP collector. The user-facing reference is
 //! `docs/observability.md`; the rules are checked in `validate/observability.rs`.
 
 use serde::{Deserialize, Serialize};
 
-use crate::ConfigNumber;
+use crate::{ConfigDuration, ConfigNumber};
 
 /// Default `access_log.queue_capacity`: records waiting for the writer before new ones are
 /// dropped.
@@ -72,14 +73,41 @@ pub enum AccessLogField {
     End,
 }
 
-/// `tracing:` at the top level: W3C trace context propagation.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
+/// `tracing:` at the top level: W3C trace context propagation, and optionally span export.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct TracingConfig {
     /// Share of the traces weir starts that are marked sampled, 0.0–1.0. Incoming traces keep
     /// their own flag. Default 1.0 (OpenTelemetry's parent-based always-on).
     #[serde(default = "default_sampling")]
     pub sampling: ConfigNumber,
+    /// Where the spans of sampled requests are exported (OTLP/HTTP); none when absent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub otlp: Option<OtlpConfig>,
+}
+
+/// `tracing.otlp:`: export of one span per sampled request over OTLP/HTTP (JSON encoding).
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct OtlpConfig {
+    /// The collector's traces URL, `http://host:port/v1/traces`.
+    pub endpoint: String,
+    /// The `service.name` resource attribute. Default `weir`.
+    #[serde(default = "default_service_name")]
+    pub service_name: String,
+    /// Spans per export request at most. Default 512.
+    #[serde(default = "default_batch_size")]
+    pub batch_size: u32,
+    /// How long a span may wait for a batch to fill before it is sent anyway. Default 1s.
+    #[serde(default = "default_flush_interval")]
+    pub flush_interval: ConfigDuration,
+    /// Spans that may wait for the exporter; beyond it new spans are dropped and counted.
+    /// Default 8192.
+    #[serde(default = "default_queue")]
+    pub queue_capacity: u32,
+    /// The deadline of one export request. Default 5s.
+    #[serde(default = "default_export_timeout")]
+    pub timeout: ConfigDuration,
 }
 
 // === impl AccessLogConfig ===
@@ -149,6 +177,7 @@ impl Default for TracingConfig {
     fn default() -> Self {
         Self {
             sampling: default_sampling(),
+            otlp: None,
         }
     }
 }
@@ -159,4 +188,20 @@ fn default_queue() -> u32 {
 
 fn default_sampling() -> ConfigNumber {
     ConfigNumber(1.0)
+}
+
+fn default_service_name() -> String {
+    "weir".to_owned()
+}
+
+fn default_batch_size() -> u32 {
+    512
+}
+
+fn default_flush_interval() -> ConfigDuration {
+    ConfigDuration(std::time::Duration::from_secs(1))
+}
+
+fn default_export_timeout() -> ConfigDuration {
+    ConfigDuration(std::time::Duration::from_secs(5))
 }

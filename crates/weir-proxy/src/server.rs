@@ -15,6 +15,7 @@ use tokio_util::task::TaskTracker;
 use weir_config::{ListenerProtocol, ValidatedConfig};
 
 use crate::access_log::AccessLog;
+use crate::otlp::SpanExporter;
 use crate::snapshot::{CompileError, Listener, Snapshot, SnapshotHandle};
 use crate::stats::ListenerCounters;
 
@@ -34,6 +35,9 @@ pub enum ProxyError {
         /// The OS error.
         source: std::io::Error,
     },
+    /// The OTLP exporter's endpoint is not usable.
+    #[error("tracing.otlp: {0}")]
+    Otlp(String),
     /// The access log could not be opened.
     #[error("access_log: cannot open {path}: {source}")]
     AccessLog {
@@ -61,6 +65,8 @@ pub(crate) struct ConnInfo {
     pub(crate) counters: Arc<ListenerCounters>,
     /// Where the connection's requests are logged, when `access_log` is configured.
     pub(crate) access_log: Option<Arc<AccessLog>>,
+    /// Where sampled requests' spans go, when `tracing.otlp` is configured.
+    pub(crate) spans: Option<Arc<SpanExporter>>,
     /// What the TLS handshake told about the client; `None` on a plaintext connection.
     pub(crate) tls: Option<crate::tls::Peer>,
 }
@@ -82,6 +88,7 @@ pub struct Proxy {
     hard_stop: CancellationToken,
     tasks: TaskTracker,
     access_log: Option<Arc<AccessLog>>,
+    spans: Option<Arc<SpanExporter>>,
 }
 
 // === impl Proxy ===
@@ -93,6 +100,7 @@ impl Proxy {
         let snapshot = Snapshot::compile(config, None)?;
         let snapshots = SnapshotHandle::new(snapshot);
         let access_log = open_access_log(config)?;
+        let spans = start_span_exporter(config)?;
         let shutdown = CancellationToken::new();
         let hard_stop = CancellationToken::new();
         let tasks = TaskTracker::new();
@@ -121,6 +129,7 @@ impl Proxy {
                 tasks: tasks.clone(),
                 counters: Arc::default(),
                 access_log: access_log.clone(),
+                spans: spans.clone(),
             };
             counters.push(Arc::clone(&ctx.counters));
             let local = if l.protocol == ListenerProtocol::Udp {
@@ -145,7 +154,14 @@ impl Proxy {
             hard_stop,
             tasks,
             access_log,
+            spans,
         })
+    }
+
+    /// The OTLP span exporter, when `tracing.otlp` is configured: its counters (spans
+    /// exported, dropped, lost in failed exports).
+    pub fn span_exporter(&self) -> Option<&SpanExporter> {
+        self.spans.as_deref()
     }
 
     /// The access log, when `access_log` is configured: its counters (records dropped because
@@ -252,6 +268,20 @@ pub(crate) struct ListenerCtx {
     pub(crate) counters: Arc<ListenerCounters>,
     /// The proxy's access log, when configured.
     pub(crate) access_log: Option<Arc<AccessLog>>,
+    /// The proxy's span exporter, when configured.
+    pub(crate) spans: Option<Arc<SpanExporter>>,
+}
+
+/// Starts the configured OTLP span exporter, naming the listeners by index.
+fn start_span_exporter(config: &ValidatedConfig) -> Result<Option<Arc<SpanExporter>>, ProxyError> {
+    let cfg = config.config();
+    let Some(otlp) = cfg.tracing.as_ref().and_then(|t| t.otlp.as_ref()) else {
+        return Ok(None);
+    };
+    let names = cfg.listeners.iter().map(|l| l.name.clone()).collect();
+    SpanExporter::start(otlp, names)
+        .map(|e| Some(Arc::new(e)))
+        .map_err(ProxyError::Otlp)
 }
 
 /// Opens the configured access log, naming the listeners by index.
@@ -302,6 +332,7 @@ async fn accept_loop(socket: TcpListener, ctx: ListenerCtx) {
             tasks: ctx.tasks.clone(),
             counters: Arc::clone(&ctx.counters),
             access_log: ctx.access_log.clone(),
+            spans: ctx.spans.clone(),
             tls: None,
         };
         // Counted open from accept until the connection's task ends.

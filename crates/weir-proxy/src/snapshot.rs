@@ -106,7 +106,7 @@ impl Snapshot {
             listeners,
             clusters,
             rate_limit_service: cfg.rate_limit_service.clone(),
-            trace_sampling: cfg.tracing.map(|t| t.sampling.get()),
+            trace_sampling: cfg.tracing.as_ref().map(|t| t.sampling.get()),
         })
     }
 

@@ -1,9 +1,10 @@
 //! Rules for the access log and trace context: a non-empty path, at least one field and no
-//! field twice, a queue that can hold a record, and a sampling ratio between 0 and 1.
+//! field twice, a queue that can hold a record, a sampling ratio between 0 and 1, and an OTLP
+//! exporter with an `http://` URL and positive sizes and durations.
 
 use super::Checker;
 use crate::path::YamlPath;
-use crate::{AccessLogConfig, Config, TracingConfig};
+use crate::{AccessLogConfig, Config, OtlpConfig, TracingConfig};
 
 /// Checks `access_log` and `tracing` when present.
 pub(super) fn check(c: &mut Checker<'_>, config: &Config) {
@@ -56,5 +57,64 @@ fn tracing(c: &mut Checker<'_>, tracing: &TracingConfig, path: &YamlPath) {
             format!("sampling {sampling} is outside 0.0–1.0"),
             "give the share of new traces to sample, e.g. 0.1 for one in ten",
         );
+    }
+    if let Some(o) = &tracing.otlp {
+        otlp(c, o, &path.key("otlp"));
+    }
+}
+
+fn otlp(c: &mut Checker<'_>, otlp: &OtlpConfig, path: &YamlPath) {
+    let endpoint = otlp.endpoint.trim();
+    let authority = endpoint
+        .strip_prefix("http://")
+        .map(|rest| rest.split('/').next().unwrap_or(""));
+    match authority {
+        None => c.report(
+            &path.key("endpoint"),
+            format!("endpoint `{endpoint}` is not an http:// URL"),
+            "give the collector's OTLP/HTTP traces URL, e.g. http://127.0.0.1:4318/v1/traces",
+        ),
+        Some("") => c.report(
+            &path.key("endpoint"),
+            format!("endpoint `{endpoint}` has no host"),
+            "give the collector's OTLP/HTTP traces URL, e.g. http://127.0.0.1:4318/v1/traces",
+        ),
+        Some(_) if endpoint.contains(char::is_whitespace) => c.report(
+            &path.key("endpoint"),
+            format!("endpoint `{endpoint}` contains whitespace"),
+            "give the collector's OTLP/HTTP traces URL, e.g. http://127.0.0.1:4318/v1/traces",
+        ),
+        Some(_) => {}
+    }
+    if otlp.service_name.trim().is_empty() {
+        c.report(
+            &path.key("service_name"),
+            "service_name is empty",
+            "leave it out for `weir`, or name the service",
+        );
+    }
+    for (key, value, example) in [
+        ("batch_size", otlp.batch_size, "512"),
+        ("queue_capacity", otlp.queue_capacity, "8192"),
+    ] {
+        if value == 0 {
+            c.report(
+                &path.key(key),
+                format!("{key} is 0"),
+                format!("give a positive number, e.g. {example} (the default)"),
+            );
+        }
+    }
+    for (key, value, example) in [
+        ("flush_interval", otlp.flush_interval, "1s"),
+        ("timeout", otlp.timeout, "5s"),
+    ] {
+        if value.0.is_zero() {
+            c.report(
+                &path.key(key),
+                format!("{key} is 0"),
+                format!("give a positive duration, e.g. {example} (the default)"),
+            );
+        }
     }
 }

@@ -26,7 +26,7 @@ fn full_schema_loads_and_defaults_apply() {
         ]
     );
     assert_eq!(log.queue_capacity, 100);
-    assert_eq!(cfg.tracing.unwrap().sampling.get(), 0.1);
+    assert_eq!(cfg.tracing.as_ref().unwrap().sampling.get(), 0.1);
 
     let config = load_ok(&["access_log: { path: stdout }", "tracing: {}"]);
     let cfg = config.config();
@@ -34,7 +34,7 @@ fn full_schema_loads_and_defaults_apply() {
     assert!(log.is_stdout());
     assert_eq!(log.fields, AccessLogField::all(), "every field by default");
     assert_eq!(log.queue_capacity, DEFAULT_ACCESS_LOG_QUEUE);
-    assert_eq!(cfg.tracing.unwrap().sampling.get(), 1.0);
+    assert_eq!(cfg.tracing.as_ref().unwrap().sampling.get(), 1.0);
 
     let none = load_ok(&["listeners: []"]);
     assert!(none.config().access_log.is_none() && none.config().tracing.is_none());
@@ -119,5 +119,99 @@ fn sampling_must_be_a_share() {
         1,
         "unknown key `sample`",
         "sampling",
+    );
+}
+
+#[test]
+fn otlp_loads_with_its_defaults() {
+    let config = load_ok(&[
+        "tracing:",
+        "  sampling: 0.1",
+        "  otlp: { endpoint: \"http://127.0.0.1:4318/v1/traces\" }",
+    ]);
+    let otlp = config
+        .config()
+        .tracing
+        .as_ref()
+        .unwrap()
+        .otlp
+        .clone()
+        .unwrap();
+    assert_eq!(otlp.endpoint, "http://127.0.0.1:4318/v1/traces");
+    assert_eq!(otlp.service_name, "weir");
+    assert_eq!((otlp.batch_size, otlp.queue_capacity), (512, 8192));
+    assert_eq!(otlp.flush_interval.0, std::time::Duration::from_secs(1));
+    assert_eq!(otlp.timeout.0, std::time::Duration::from_secs(5));
+
+    let config = load_ok(&[
+        "tracing:",
+        "  otlp:",
+        "    endpoint: http://collector:4318/v1/traces",
+        "    service_name: edge",
+        "    batch_size: 10",
+        "    flush_interval: 200ms",
+        "    queue_capacity: 100",
+        "    timeout: 2s",
+    ]);
+    let otlp = config
+        .config()
+        .tracing
+        .as_ref()
+        .unwrap()
+        .otlp
+        .clone()
+        .unwrap();
+    assert_eq!(otlp.service_name, "edge");
+    assert_eq!((otlp.batch_size, otlp.queue_capacity), (10, 100));
+    assert_eq!(otlp.flush_interval.0, std::time::Duration::from_millis(200));
+}
+
+#[test]
+fn otlp_needs_an_http_url_and_positive_numbers() {
+    let with = |line: &str| vec!["tracing:".to_owned(), "  otlp:".to_owned(), line.to_owned()];
+    for (extra, key, message) in [
+        (
+            "    endpoint: https://c:4318/v1/traces",
+            "endpoint",
+            "not an http:// URL",
+        ),
+        ("    endpoint: c:4318", "endpoint", "not an http:// URL"),
+        ("    endpoint: http:///v1/traces", "endpoint", "has no host"),
+    ] {
+        let lines = with(extra);
+        let lines: Vec<&str> = lines.iter().map(String::as_str).collect();
+        assert_error(
+            &lines,
+            &format!("tracing.otlp.{key}"),
+            3,
+            message,
+            "http://127.0.0.1:4318",
+        );
+    }
+    for (extra, key, hint) in [
+        ("    batch_size: 0", "batch_size", "512"),
+        ("    queue_capacity: 0", "queue_capacity", "8192"),
+        ("    flush_interval: 0", "flush_interval", "1s"),
+        ("    timeout: 0", "timeout", "5s"),
+        ("    service_name: \"\"", "service_name", "weir"),
+    ] {
+        let lines = [
+            "tracing:",
+            "  otlp:",
+            "    endpoint: http://c:4318/v1/traces",
+            extra,
+        ];
+        let path = format!("tracing.otlp.{key}");
+        assert_error(&lines, &path, 4, "", hint);
+    }
+    assert_error(
+        &[
+            "tracing:",
+            "  otlp: { endpoint: http://c/v1/traces, batch: 1 }",
+        ],
+        "tracing.otlp.batch",
+        2,
+        "unknown key `batch`",
+        "",
     );
 }

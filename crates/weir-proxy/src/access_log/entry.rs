@@ -1,6 +1,7 @@
 //! The records being filled in on the data path: an [`HttpEntry`] per request, a [`TcpEntry`]
 //! per L4 connection. Each is submitted by its `Drop`, so every way a request or connection can
-//! end — response body done, client gone, task cancelled — leaves exactly one line.
+//! end — response body done, client gone, task cancelled — leaves exactly one line. An
+//! [`HttpEntry`] also feeds the OTLP exporter: a sampled request's record goes there as a span.
 
 use std::net::SocketAddr;
 use std::pin::Pin;
@@ -15,6 +16,7 @@ use http_body::{Body, Frame, SizeHint};
 use weir_core::{BoxError, ErrorKind};
 
 use super::{AccessLog, HttpRecord, Record, TcpEnd, TcpRecord};
+use crate::otlp::{SpanExporter, SpanIds, SpanRecord};
 
 /// An HTTP request's record while the request runs; submitted when dropped (by the downstream
 /// response body wrapper, once the body has ended).
@@ -24,7 +26,10 @@ pub(crate) struct HttpEntry {
     start: Instant,
     /// Request body bytes, counted by a [`CountedBody`] on the forwarded body.
     bytes_in: Option<Arc<AtomicU64>>,
-    log: Arc<AccessLog>,
+    log: Option<Arc<AccessLog>>,
+    /// The span exporter, and weir's span ids once trace context has been handled.
+    spans: Option<Arc<SpanExporter>>,
+    span: Option<SpanIds>,
 }
 
 /// An L4 connection's record while it is open; submitted when dropped.
@@ -48,9 +53,11 @@ pin_project_lite::pin_project! {
 // === impl HttpEntry ===
 
 impl HttpEntry {
-    /// Starts the record of a request that arrived on `listener` from `client`.
+    /// Starts the record of a request that arrived on `listener` from `client`, for the access
+    /// log and/or the span exporter.
     pub(crate) fn begin(
-        log: &Arc<AccessLog>,
+        log: Option<&Arc<AccessLog>>,
+        spans: Option<&Arc<SpanExporter>>,
         listener: usize,
         client: SocketAddr,
         method: &Method,
@@ -78,8 +85,16 @@ impl HttpEntry {
             },
             start: Instant::now(),
             bytes_in: None,
-            log: Arc::clone(log),
+            log: log.map(Arc::clone),
+            spans: spans.map(Arc::clone),
+            span: None,
         }
+    }
+
+    /// Weir's span for the request (trace context propagation is on): exported when sampled.
+    pub(crate) fn set_span(&mut self, ids: SpanIds) {
+        self.record.trace_id = Some(ids.trace_id);
+        self.span = Some(ids);
     }
 
     /// The trace the request belongs to.
@@ -148,7 +163,19 @@ impl Drop for HttpEntry {
             trace_id: r.trace_id,
             client: r.client,
         };
-        self.log.submit(Record::Http(record));
+        if let (Some(spans), Some(ids)) = (&self.spans, self.span.filter(|s| s.sampled)) {
+            let http = match self.log {
+                Some(_) => record.clone(),
+                None => {
+                    spans.submit(SpanRecord { ids, http: record });
+                    return;
+                }
+            };
+            spans.submit(SpanRecord { ids, http });
+        }
+        if let Some(log) = &self.log {
+            log.submit(Record::Http(record));
+        }
     }
 }
 

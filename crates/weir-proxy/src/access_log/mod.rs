@@ -70,7 +70,7 @@ pub(crate) enum Record {
 }
 
 /// An HTTP request, from its head to the end of its response body.
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub(crate) struct HttpRecord {
     pub(crate) time: SystemTime,
     pub(crate) listener: usize,

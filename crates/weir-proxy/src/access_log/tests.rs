@@ -234,7 +234,8 @@ async fn reopen_reaches_the_sink_in_order() {
 async fn entries_are_submitted_when_dropped() {
     let h = harness(16, AccessLogField::all());
     let mut entry = HttpEntry::begin(
-        &h.log,
+        Some(&h.log),
+        None,
         0,
         addr("192.0.2.1:1"),
         &Method::GET,

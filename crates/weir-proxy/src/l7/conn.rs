@@ -90,9 +90,10 @@ where
             let active = ActiveRequest::new(Arc::clone(&activity));
             async move {
                 // The access log entry ends with the response body (or with this future).
-                let mut log = info.access_log.as_ref().map(|l| {
+                let (access, spans) = (info.access_log.as_ref(), info.spans.as_ref());
+                let mut log = (access.is_some() || spans.is_some()).then(|| {
                     let (m, u, h) = (req.method(), req.uri(), req.headers());
-                    HttpEntry::begin(l, info.listener, info.remote, m, u, h)
+                    HttpEntry::begin(access, spans, info.listener, info.remote, m, u, h)
                 });
                 let res = handle(&info, req, log.as_mut()).await;
                 res.map(|r| {

@@ -15,6 +15,7 @@ use http::HeaderMap;
 use http::header::{HeaderName, HeaderValue};
 
 use crate::access_log::HttpEntry;
+use crate::otlp::SpanIds;
 
 /// `traceparent`.
 pub(crate) static TRACEPARENT: HeaderName = HeaderName::from_static("traceparent");
@@ -73,29 +74,49 @@ pub(crate) fn incoming(headers: &HeaderMap) -> Option<TraceParent> {
 
 /// Continues the request's trace or starts one (sampled with probability `sampling`), and sets
 /// the `traceparent` the endpoint gets, with a new span id for weir. Returns the trace id.
+#[cfg(test)]
 pub(crate) fn propagate(headers: &mut HeaderMap, sampling: f64) -> [u8; 16] {
-    let (trace_id, sampled) = match incoming(headers) {
-        Some(parent) => (parent.trace_id, parent.sampled),
+    propagate_span(headers, sampling).trace_id
+}
+
+/// [`propagate`], returning weir's span: its ids, the caller's span when continued, and
+/// whether it is sampled.
+pub(crate) fn propagate_span(headers: &mut HeaderMap, sampling: f64) -> SpanIds {
+    let (trace_id, parent_id, sampled) = match incoming(headers) {
+        Some(parent) => (parent.trace_id, Some(parent.parent_id), parent.sampled),
         None => {
             headers.remove(&TRACESTATE);
-            (nonzero(rand::random), rand::random::<f64>() < sampling)
+            let sampled = rand::random::<f64>() < sampling;
+            (nonzero(rand::random), None, sampled)
         }
     };
     let span_id: [u8; 8] = nonzero(rand::random);
     headers.insert(&TRACEPARENT, format(trace_id, span_id, sampled));
-    trace_id
+    SpanIds {
+        trace_id,
+        span_id,
+        parent_id,
+        sampled,
+    }
 }
 
 /// Trace context for one request: with `sampling` (propagation on) the trace is continued or
 /// started and the headers rewritten; without it the headers are left alone. Either way the
-/// access log entry, if any, gets the trace id; `log` is handed back for the rest of the request.
+/// entry, if any, gets the trace id (and weir's span, for export); `log` is handed back for the
+/// rest of the request.
 pub(crate) fn on_request<'a>(
     headers: &mut HeaderMap,
     sampling: Option<f64>,
     mut log: Option<&'a mut HttpEntry>,
 ) -> Option<&'a mut HttpEntry> {
     let id = match sampling {
-        Some(sampling) => Some(propagate(headers, sampling)),
+        Some(sampling) => {
+            let span = propagate_span(headers, sampling);
+            if let Some(log) = log.as_deref_mut() {
+                log.set_span(span);
+            }
+            Some(span.trace_id)
+        }
         None if log.is_some() => incoming(headers).map(|t| t.trace_id),
         None => None,
     };

@@ -15,6 +15,7 @@ mod http_proxy;
 mod limits;
 mod metrics;
 mod mirror;
+mod otlp_export;
 mod outlier;
 mod policies;
 mod rate_limit;

@@ -42,6 +42,7 @@ clusters:
             tasks: tasks.clone(),
             counters: Default::default(),
             access_log: None,
+            spans: None,
         };
         tasks.spawn(serve(socket, ctx));
         Self {

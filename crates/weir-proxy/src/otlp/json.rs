@@ -1,0 +1,210 @@
+//! The OTLP JSON encoding of a batch (an `ExportTraceServiceRequest`), per the OTLP
+//! specification's JSON mapping: ids as lowercase hex strings, 64-bit integers (times, integer
+//! attributes) as decimal strings, enums as numbers, field names in lowerCamelCase.
+//!
+//! Each request becomes one server span (`kind` 2) named `HTTP <method>` with the attributes
+//! `http.request.method`, `url.path`, `http.response.status_code` (when a response was sent),
+//! `server.address` (the request's authority), `client.address`, `weir.listener`, `weir.route`
+//! (the route's index), `weir.cluster`, `weir.endpoint` (the endpoint that answered) and
+//! `weir.attempts`. A 5xx answer, or none, sets the span status to error.
+
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use serde_json::{Value, json};
+
+use super::SpanRecord;
+
+/// OTLP `SPAN_KIND_SERVER`.
+const KIND_SERVER: u8 = 2;
+/// OTLP `STATUS_CODE_ERROR`.
+const STATUS_ERROR: u8 = 2;
+
+/// Encodes batches; knows the resource and the listener names.
+#[derive(Debug)]
+pub(super) struct Encoder {
+    service_name: String,
+    listeners: Vec<String>,
+}
+
+impl Encoder {
+    /// An encoder for spans of service `service_name`.
+    pub(super) fn new(service_name: String, listeners: Vec<String>) -> Self {
+        Self {
+            service_name,
+            listeners,
+        }
+    }
+
+    /// The request body of one export.
+    pub(super) fn encode(&self, batch: &[SpanRecord]) -> Vec<u8> {
+        let spans: Vec<Value> = batch.iter().map(|s| self.span(s)).collect();
+        let request = json!({
+            "resourceSpans": [{
+                "resource": { "attributes": [string("service.name", &self.service_name)] },
+                "scopeSpans": [{
+                    "scope": { "name": "weir", "version": env!("CARGO_PKG_VERSION") },
+                    "spans": spans,
+                }],
+            }],
+        });
+        serde_json::to_vec(&request).unwrap_or_default()
+    }
+
+    fn span(&self, s: &SpanRecord) -> Value {
+        let h = &s.http;
+        let start = nanos(h.time);
+        let end = start.saturating_add(u64::try_from(h.duration.as_nanos()).unwrap_or(u64::MAX));
+        let mut attributes = vec![
+            string("http.request.method", h.method.as_str()),
+            string("url.path", h.uri.path()),
+            string("client.address", &h.client.ip().to_string()),
+            int("weir.attempts", u64::from(h.attempts)),
+        ];
+        if h.status != 0 {
+            attributes.push(int("http.response.status_code", u64::from(h.status)));
+        }
+        let authority = h
+            .uri
+            .authority()
+            .map(|a| a.as_str().to_owned())
+            .or_else(|| {
+                h.host
+                    .as_ref()
+                    .and_then(|v| v.to_str().ok())
+                    .map(str::to_owned)
+            });
+        if let Some(authority) = authority {
+            attributes.push(string("server.address", &authority));
+        }
+        if let Some(name) = self.listeners.get(h.listener) {
+            attributes.push(string("weir.listener", name));
+        }
+        if let Some(route) = h.route {
+            attributes.push(int("weir.route", route as u64));
+        }
+        if let Some(cluster) = &h.cluster {
+            attributes.push(string("weir.cluster", cluster));
+        }
+        if let Some(endpoint) = h.endpoint {
+            attributes.push(string("weir.endpoint", &endpoint.to_string()));
+        }
+        let mut span = json!({
+            "traceId": hex(&s.ids.trace_id),
+            "spanId": hex(&s.ids.span_id),
+            "name": format!("HTTP {}", h.method),
+            "kind": KIND_SERVER,
+            "startTimeUnixNano": start.to_string(),
+            "endTimeUnixNano": end.to_string(),
+            "attributes": attributes,
+            // W3C flags: sampled.
+            "flags": 1,
+        });
+        if let Some(parent) = s.ids.parent_id {
+            span["parentSpanId"] = Value::String(hex(&parent));
+        }
+        if h.status == 0 || h.status >= 500 {
+            span["status"] = json!({ "code": STATUS_ERROR });
+        }
+        span
+    }
+}
+
+/// A string attribute.
+fn string(key: &str, value: &str) -> Value {
+    json!({ "key": key, "value": { "stringValue": value } })
+}
+
+/// An integer attribute (int64, a decimal string in JSON).
+fn int(key: &str, value: u64) -> Value {
+    json!({ "key": key, "value": { "intValue": value.to_string() } })
+}
+
+/// Nanoseconds since the Unix epoch.
+fn nanos(t: SystemTime) -> u64 {
+    let since = t.duration_since(UNIX_EPOCH).unwrap_or(Duration::ZERO);
+    u64::try_from(since.as_nanos()).unwrap_or(u64::MAX)
+}
+
+/// Lowercase hex.
+fn hex(bytes: &[u8]) -> String {
+    const DIGITS: &[u8; 16] = b"0123456789abcdef";
+    let mut out = String::with_capacity(bytes.len() * 2);
+    for b in bytes {
+        out.push(char::from(DIGITS[usize::from(b >> 4)]));
+        out.push(char::from(DIGITS[usize::from(b & 0xf)]));
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use super::*;
+    use crate::access_log::HttpRecord;
+    use crate::otlp::SpanIds;
+
+    #[test]
+    fn a_span_has_the_otlp_json_shape() {
+        let time = UNIX_EPOCH + Duration::from_secs(1_700_000_000);
+        let record = SpanRecord {
+            ids: SpanIds {
+                trace_id: [0x4b; 16],
+                span_id: [0x01, 0x02, 0x03, 0x04, 0x05, 0x06, 0x07, 0x08],
+                parent_id: Some([0xab; 8]),
+                sampled: true,
+            },
+            http: HttpRecord {
+                time,
+                listener: 0,
+                route: Some(1),
+                cluster: Some(Arc::from("c")),
+                endpoint: Some("127.0.0.1:9000".parse().unwrap()),
+                method: http::Method::GET,
+                uri: "/a/b?x=1".parse().unwrap(),
+                host: Some(http::HeaderValue::from_static("example.com")),
+                status: 503,
+                bytes_in: 0,
+                bytes_out: 0,
+                duration: Duration::from_millis(2),
+                upstream_duration: None,
+                attempts: 2,
+                trace_id: Some([0x4b; 16]),
+                client: "10.0.0.1:5555".parse().unwrap(),
+            },
+        };
+        let encoder = Encoder::new("edge".into(), vec!["main".into()]);
+        let v: Value = serde_json::from_slice(&encoder.encode(&[record])).unwrap();
+        let rs = &v["resourceSpans"][0];
+        assert_eq!(
+            rs["resource"]["attributes"][0]["value"]["stringValue"],
+            "edge"
+        );
+        let span = &rs["scopeSpans"][0]["spans"][0];
+        assert_eq!(span["traceId"], "4b".repeat(16));
+        assert_eq!(span["spanId"], "0102030405060708");
+        assert_eq!(span["parentSpanId"], "ab".repeat(8));
+        assert_eq!(span["name"], "HTTP GET");
+        assert_eq!(span["kind"], 2);
+        assert_eq!(span["startTimeUnixNano"], "1700000000000000000");
+        assert_eq!(span["endTimeUnixNano"], "1700000000002000000");
+        assert_eq!(span["status"]["code"], 2);
+        let attr = |key: &str| {
+            span["attributes"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .find(|a| a["key"] == key)
+                .map(|a| a["value"].clone())
+                .unwrap()
+        };
+        assert_eq!(attr("url.path")["stringValue"], "/a/b");
+        assert_eq!(attr("http.response.status_code")["intValue"], "503");
+        assert_eq!(attr("server.address")["stringValue"], "example.com");
+        assert_eq!(attr("weir.listener")["stringValue"], "main");
+        assert_eq!(attr("weir.route")["intValue"], "1");
+        assert_eq!(attr("weir.cluster")["stringValue"], "c");
+        assert_eq!(attr("weir.endpoint")["stringValue"], "127.0.0.1:9000");
+        assert_eq!(attr("weir.attempts")["intValue"], "2");
+    }
+}

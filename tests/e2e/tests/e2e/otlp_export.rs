@@ -1,0 +1,264 @@
+//! OTLP span export (issue #9): an in-process collector (a hyper server decoding the OTLP JSON
+//! body) receives one server span per sampled request, with the ids weir propagated (the
+//! endpoint's `/headers` shows the `traceparent` it got) and the request's attributes. Sampling
+//! 0 exports nothing; a collector that is down costs no request, only counted failures.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    reason = "end-to-end test: a panic is a failed test"
+)]
+
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full};
+use hyper::service::service_fn;
+use hyper_util::rt::TokioIo;
+use serde_json::Value;
+use weir_e2e::{TestProxy, get, h1_client};
+use weir_test_support::{MockHttp, wait_until};
+
+const INCOMING: &str = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
+const TRACE_ID: &str = "4bf92f3577b34da6a3ce929d0e0e4736";
+const PARENT_ID: &str = "00f067aa0ba902b7";
+
+/// A minimal OTLP/HTTP JSON collector: keeps every span it receives.
+struct Collector {
+    addr: SocketAddr,
+    spans: Arc<Mutex<Vec<Value>>>,
+    content_types: Arc<Mutex<Vec<String>>>,
+}
+
+impl Collector {
+    async fn start() -> Self {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let spans = Arc::new(Mutex::new(Vec::new()));
+        let content_types = Arc::new(Mutex::new(Vec::new()));
+        let (s, c) = (Arc::clone(&spans), Arc::clone(&content_types));
+        tokio::spawn(async move {
+            loop {
+                let (stream, _) = listener.accept().await.unwrap();
+                let (s, c) = (Arc::clone(&s), Arc::clone(&c));
+                let service = service_fn(move |req: http::Request<hyper::body::Incoming>| {
+                    let (s, c) = (Arc::clone(&s), Arc::clone(&c));
+                    async move {
+                        assert_eq!(req.uri().path(), "/v1/traces");
+                        let ct = req.headers()[http::header::CONTENT_TYPE].to_str().unwrap();
+                        c.lock().unwrap().push(ct.to_owned());
+                        let body = req.into_body().collect().await.unwrap().to_bytes();
+                        let v: Value = serde_json::from_slice(&body).unwrap();
+                        for rs in v["resourceSpans"].as_array().unwrap() {
+                            let service = &rs["resource"]["attributes"][0];
+                            assert_eq!(service["key"], "service.name");
+                            for ss in rs["scopeSpans"].as_array().unwrap() {
+                                for span in ss["spans"].as_array().unwrap() {
+                                    let mut span = span.clone();
+                                    span["service"] = service["value"]["stringValue"].clone();
+                                    s.lock().unwrap().push(span);
+                                }
+                            }
+                        }
+                        Ok::<_, std::convert::Infallible>(http::Response::new(Full::new(
+                            Bytes::from_static(b"{}"),
+                        )))
+                    }
+                });
+                tokio::spawn(
+                    hyper::server::conn::http1::Builder::new()
+                        .serve_connection(TokioIo::new(stream), service),
+                );
+            }
+        });
+        Self {
+            addr,
+            spans,
+            content_types,
+        }
+    }
+
+    fn spans(&self) -> Vec<Value> {
+        self.spans.lock().unwrap().clone()
+    }
+
+    fn len(&self) -> usize {
+        self.spans.lock().unwrap().len()
+    }
+}
+
+fn config(sampling: &str, collector: SocketAddr, endpoint: SocketAddr) -> String {
+    format!(
+        "tracing:
+  sampling: {sampling}
+  otlp:
+    endpoint: http://{collector}/v1/traces
+    service_name: edge
+    batch_size: 2
+    flush_interval: 100ms
+    timeout: 1s
+listeners:
+  - name: front
+    address: 127.0.0.1:0
+    routes:
+      - cluster: c
+clusters:
+  - name: c
+    endpoints: [ {endpoint} ]
+"
+    )
+}
+
+/// The `traceparent` line of an `/headers` answer.
+fn traceparent(echoed: &str) -> String {
+    echoed
+        .lines()
+        .find_map(|l| l.strip_prefix("traceparent: "))
+        .unwrap()
+        .to_owned()
+}
+
+fn attr(span: &Value, key: &str) -> Value {
+    span["attributes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|a| a["key"] == key)
+        .map(|a| a["value"].clone())
+        .unwrap_or(Value::Null)
+}
+
+fn span_with_id<'a>(spans: &'a [Value], id: &str) -> &'a Value {
+    spans
+        .iter()
+        .find(|s| s["spanId"] == id)
+        .unwrap_or_else(|| panic!("no span {id} in {spans:#?}"))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sampled_requests_are_exported_with_the_propagated_ids() {
+    let collector = Collector::start().await;
+    let mock = MockHttp::start("m").await;
+    let p = TestProxy::start(&config("1.0", collector.addr, mock.addr())).await;
+    let client = h1_client();
+
+    // Continued: the span is the parent the endpoint saw, its parent the caller's span.
+    let echoed = get(
+        &client,
+        &p.url("/headers?a=1"),
+        &[("traceparent", INCOMING)],
+    )
+    .await
+    .text();
+    let sent = traceparent(&echoed);
+    let parts: Vec<&str> = sent.split('-').collect();
+    assert_eq!(parts[1], TRACE_ID);
+    let continued_span = parts[2].to_owned();
+
+    // Started: a new trace, no parent.
+    let echoed = get(&client, &p.url("/headers"), &[]).await.text();
+    let sent = traceparent(&echoed);
+    let parts: Vec<&str> = sent.split('-').collect();
+    let (started_trace, started_span) = (parts[1].to_owned(), parts[2].to_owned());
+
+    // An error answer from the endpoint.
+    let r = get(&client, &p.url("/status/503"), &[("traceparent", INCOMING)]).await;
+    assert_eq!(r.status, 503);
+
+    assert!(wait_until(Duration::from_secs(10), || collector.len() >= 3).await);
+    let spans = collector.spans();
+    assert_eq!(spans.len(), 3, "{spans:#?}");
+    let exporter = p.proxy().span_exporter().unwrap();
+    assert!(wait_until(Duration::from_secs(5), || exporter.exported() == 3).await);
+    assert_eq!((exporter.dropped(), exporter.failed_exports()), (0, 0));
+    assert!(
+        collector
+            .content_types
+            .lock()
+            .unwrap()
+            .iter()
+            .all(|c| c == "application/json")
+    );
+
+    let s = span_with_id(&spans, &continued_span);
+    assert_eq!(s["traceId"], TRACE_ID);
+    assert_eq!(s["parentSpanId"], PARENT_ID);
+    assert_eq!(s["name"], "HTTP GET");
+    assert_eq!(s["kind"], 2);
+    assert_eq!(s["service"], "edge");
+    let start: u64 = s["startTimeUnixNano"].as_str().unwrap().parse().unwrap();
+    let end: u64 = s["endTimeUnixNano"].as_str().unwrap().parse().unwrap();
+    assert!(start > 1_600_000_000_000_000_000 && end >= start);
+    assert_eq!(attr(s, "http.request.method")["stringValue"], "GET");
+    assert_eq!(attr(s, "url.path")["stringValue"], "/headers");
+    assert_eq!(attr(s, "http.response.status_code")["intValue"], "200");
+    let authority = p
+        .url("/")
+        .trim_start_matches("http://")
+        .trim_end_matches('/')
+        .to_owned();
+    assert_eq!(attr(s, "server.address")["stringValue"], authority.as_str());
+    assert_eq!(attr(s, "weir.listener")["stringValue"], "front");
+    assert_eq!(attr(s, "weir.route")["intValue"], "0");
+    assert_eq!(attr(s, "weir.cluster")["stringValue"], "c");
+    assert_eq!(
+        attr(s, "weir.endpoint")["stringValue"],
+        mock.addr().to_string().as_str()
+    );
+    assert_eq!(attr(s, "weir.attempts")["intValue"], "1");
+    assert!(s.get("status").is_none(), "unset for a 200");
+
+    let s = span_with_id(&spans, &started_span);
+    assert_eq!(s["traceId"], started_trace.as_str());
+    assert!(s.get("parentSpanId").is_none(), "a root span: {s}");
+
+    let failed: Vec<&Value> = spans
+        .iter()
+        .filter(|s| attr(s, "http.response.status_code")["intValue"] == "503")
+        .collect();
+    assert_eq!(failed.len(), 1);
+    assert_eq!(failed[0]["traceId"], TRACE_ID);
+    assert_eq!(failed[0]["status"]["code"], 2, "5xx is an error");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn unsampled_requests_are_not_exported() {
+    let collector = Collector::start().await;
+    let mock = MockHttp::start("m").await;
+    let p = TestProxy::start(&config("0", collector.addr, mock.addr())).await;
+    let client = h1_client();
+    let unsampled = INCOMING.replace("-01", "-00");
+    for _ in 0..5 {
+        assert_eq!(get(&client, &p.url("/"), &[]).await.status, 200);
+        let r = get(&client, &p.url("/"), &[("traceparent", &unsampled)]).await;
+        assert_eq!(r.status, 200);
+    }
+    // The caller's sampled flag stands: this one is exported, and nothing else was.
+    get(&client, &p.url("/last"), &[("traceparent", INCOMING)]).await;
+    assert!(wait_until(Duration::from_secs(10), || collector.len() >= 1).await);
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let spans = collector.spans();
+    assert_eq!(spans.len(), 1, "{spans:#?}");
+    assert_eq!(attr(&spans[0], "url.path")["stringValue"], "/last");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_collector_that_is_down_costs_no_request() {
+    // A port nothing listens on.
+    let closed = {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        l.local_addr().unwrap()
+    };
+    let mock = MockHttp::start("m").await;
+    let p = TestProxy::start(&config("1.0", closed, mock.addr())).await;
+    let client = h1_client();
+    for _ in 0..6 {
+        assert_eq!(get(&client, &p.url("/"), &[]).await.status, 200);
+    }
+    let exporter = p.proxy().span_exporter().unwrap();
+    assert!(wait_until(Duration::from_secs(10), || exporter.failed_spans() == 6).await);
+    assert!(exporter.failed_exports() >= 3, "batches of 2");
+    assert_eq!(exporter.exported(), 0);
+}
