@@ -215,3 +215,38 @@ pub(crate) fn header_value(line: &str) -> HeaderValue {
         .collect();
     HeaderValue::try_from(clean).unwrap_or_else(|_| HeaderValue::from_static("unavailable"))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn trusted() -> CidrList {
+        CidrList(vec!["10.1.0.0/16".parse().unwrap()])
+    }
+
+    #[test]
+    fn the_header_is_always_stripped_and_honoured_only_from_trusted_clients() {
+        let ask = || {
+            let mut h = HeaderMap::new();
+            h.insert(DEBUG, HeaderValue::from_static("1"));
+            h
+        };
+        let mut h = ask();
+        let wanted = requested(&mut h, &trusted(), "10.1.2.3".parse().unwrap());
+        assert!(wanted.is_some_and(|w| w.header));
+        assert!(h.get(DEBUG).is_none());
+        let mut h = ask();
+        // No subscriber in unit tests, so debug logging is off: nothing is wanted.
+        assert!(requested(&mut h, &trusted(), "10.2.0.1".parse().unwrap()).is_none());
+        assert!(h.get(DEBUG).is_none());
+        assert!(requested(&mut h, &CidrList::default(), "10.1.2.3".parse().unwrap()).is_none());
+    }
+
+    #[test]
+    fn scores_and_header_values_are_compact_and_safe() {
+        assert_eq!(score(3.0), "3");
+        assert_eq!(score(0.5), "0.500");
+        assert_eq!(score(f64::INFINITY), "inf");
+        assert_eq!(header_value("a=1; b=é\n").to_str().unwrap(), "a=1; b=??");
+    }
+}
