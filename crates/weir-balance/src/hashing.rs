@@ -99,6 +99,15 @@ pub(crate) fn pick_key(ctx: &PickContext, members: &Members) -> u64 {
     }
 }
 
+/// The key [`pick_key`] derives when the request has a hash; `None` when it drew a random one.
+pub(crate) fn known_key(ctx: &PickContext) -> Option<u64> {
+    let key = rng::mix64(ctx.hash?);
+    Some(match ctx.attempt {
+        0 => key,
+        a => rng::rehash(key, u64::from(a) << 32),
+    })
+}
+
 /// A 64-bit hash of an endpoint's address (IP bytes and port) with `seed`: placement depends
 /// on the address only, so it survives reordering and rebuilds.
 pub(crate) fn address_hash(address: &SocketAddr, seed: u64) -> u64 {

@@ -23,6 +23,7 @@ use std::sync::Arc;
 use weir_config::{ChoiceCount, LeastRequestConfig};
 use weir_core::Endpoint;
 
+use crate::explain::{self, Explanation, MAX_LISTED};
 use crate::members::{Members, Needs, View};
 use crate::rng::{self, LocalRng};
 use crate::{Balancer, BuildContext, CommonOptions, PickContext};
@@ -172,6 +173,50 @@ impl Balancer for LeastRequest {
             Choices::Sample(k) => self.pick_sampled(&view, k),
             Choices::All => self.pick_all(&view),
         }
+    }
+
+    fn explain(&self, _ctx: &PickContext, picked: usize) -> Explanation {
+        let mut e = Explanation::of("least_request", picked, &self.members);
+        e.score = "in_flight";
+        let view = self.members.view();
+        match self.choices {
+            Choices::All => {
+                e.note = Some("full scan");
+                let scanned = view.eligible.iter().map(|&i| i as usize);
+                e.candidates = scanned
+                    .take(MAX_LISTED)
+                    .map(|i| explain::in_flight(&self.members, i))
+                    .collect();
+                if !e.candidates.iter().any(|c| c.index == picked) {
+                    e.candidates.push(explain::in_flight(&self.members, picked));
+                }
+            }
+            Choices::Sample(_) => {
+                // Which others were sampled is not kept by `pick`: `pick_explained` knows.
+                e.note = Some("sampled candidates not recorded");
+                e.candidates = vec![explain::in_flight(&self.members, picked)];
+            }
+        }
+        e
+    }
+
+    fn pick_explained(&self, ctx: &PickContext) -> Option<(usize, Explanation)> {
+        let Choices::Sample(2) = self.choices else {
+            let picked = self.pick(ctx)?;
+            return Some((picked, self.explain(ctx, picked)));
+        };
+        // The same draw and comparison as `pick_sampled`, keeping both candidates.
+        let (a, b) = self.members.draw_pair(&self.members.view())?;
+        let picked = if self.less_loaded(b, a) { b } else { a };
+        let mut e = Explanation::of("least_request", picked, &self.members);
+        e.score = "in_flight";
+        e.note = Some("power of two choices");
+        e.candidates = [a, b]
+            .into_iter()
+            .take(if a == b { 1 } else { 2 })
+            .map(|i| explain::in_flight(&self.members, i))
+            .collect();
+        Some((picked, e))
     }
 
     fn health_changed(&self) {

@@ -14,6 +14,7 @@
 //! Zadimoghaddam, SODA 2018). Slow start and the panic threshold apply across policies.
 //! `docs/load-balancing.md` describes them for operators.
 
+mod explain;
 mod hashing;
 mod least_request;
 mod maglev;
@@ -33,6 +34,7 @@ use std::time::Duration;
 use weir_config::{ClusterConfig, LbPolicyConfig, SlowStartConfig};
 use weir_core::{Clock, Endpoint};
 
+pub use explain::{Candidate, Excluded, Explanation};
 pub use least_request::LeastRequest;
 pub use maglev::Maglev;
 pub use peak_ewma::PeakEwma;
@@ -90,6 +92,22 @@ pub trait Balancer: Send + Sync + fmt::Debug {
     /// panic state, tables). Optional: every pick notices a changed
     /// [`weir_core::health_generation`] and recomputes by itself.
     fn health_changed(&self) {}
+
+    /// Why `picked` was the answer to `ctx`: the policy, candidates and scores, exclusions.
+    /// Off the hot path (only for a requested decision record); reads live state after the
+    /// pick, so it is best effort under concurrent traffic. The default names no policy.
+    fn explain(&self, ctx: &PickContext, picked: usize) -> Explanation {
+        let _ = ctx;
+        Explanation::new("custom", picked)
+    }
+
+    /// Picks and explains in one go, so policies that sample candidates report the ones they
+    /// really compared. Same distribution as [`Balancer::pick`]; slower, so used only when the
+    /// decision record was asked for.
+    fn pick_explained(&self, ctx: &PickContext) -> Option<(usize, Explanation)> {
+        let picked = self.pick(ctx)?;
+        Some((picked, self.explain(ctx, picked)))
+    }
 }
 
 /// A source of random numbers for picks; injected so simulations are reproducible.

@@ -23,6 +23,7 @@ use std::sync::Arc;
 use weir_config::MaglevConfig;
 use weir_core::Endpoint;
 
+use crate::explain::{self, Explanation};
 use crate::hashing::{self, BoundedLoad, MAX_WALK};
 use crate::members::{Members, Needs};
 use crate::rng;
@@ -89,6 +90,22 @@ impl Balancer for Maglev {
             std::iter::once(home).chain(probes),
             home,
         )
+    }
+
+    fn explain(&self, ctx: &PickContext, picked: usize) -> Explanation {
+        let mut e = Explanation::of("maglev", picked, &self.members);
+        e.hash = ctx.hash;
+        let m = self.table.len() as u64;
+        match hashing::known_key(ctx) {
+            Some(key) if m > 0 => {
+                let home = self.table[(key % m) as usize] as usize;
+                let probes = (1..=MAX_WALK as u64)
+                    .map(|k| self.table[(rng::rehash(key, k) % m) as usize] as usize);
+                explain::walked(&mut e, &self.members, std::iter::once(home).chain(probes));
+            }
+            _ => e.note = Some("no hash key in the request: a random slot"),
+        }
+        e
     }
 
     fn health_changed(&self) {

@@ -92,7 +92,6 @@ impl Drop for RebuildFlag<'_> {
 
 impl View {
     /// Whether health is being ignored (too few endpoints healthy).
-    #[cfg(test)]
     pub(crate) fn panicking(&self) -> bool {
         self.panicking
     }

@@ -29,6 +29,7 @@ use std::time::Duration;
 use weir_config::PeakEwmaConfig;
 use weir_core::{Endpoint, LatencyEstimate, Nanos, nanos};
 
+use crate::explain::{Candidate, Explanation};
 use crate::members::{Members, Needs};
 use crate::{Balancer, BuildContext, CommonOptions, Observation, Outcome, PickContext};
 
@@ -119,6 +120,14 @@ impl PeakEwma {
         Some(cost_b < cost_a)
     }
 
+    /// Endpoint `i` with its current cost in milliseconds (+∞ while penalised).
+    fn scored(&self, i: usize) -> Candidate {
+        Candidate {
+            index: i,
+            score: self.cost(i, &mut None) / 1e6,
+        }
+    }
+
     /// The weight `exp(-elapsed / decay)` that an old estimate keeps after `elapsed` ns.
     fn decay(&self, elapsed: Nanos) -> f64 {
         (-(elapsed as f64) / self.decay_ns).exp()
@@ -159,6 +168,37 @@ impl Balancer for PeakEwma {
         let mut now = None;
         let (cost_a, cost_b) = (self.cost(a, &mut now), self.cost(b, &mut now));
         Some(if cost_b < cost_a { b } else { a })
+    }
+
+    fn explain(&self, _ctx: &PickContext, picked: usize) -> Explanation {
+        let mut e = Explanation::of("peak_ewma", picked, &self.members);
+        e.note = Some("sampled candidates not recorded");
+        e.score = "cost_ms";
+        e.candidates = vec![self.scored(picked)];
+        e
+    }
+
+    fn pick_explained(&self, _ctx: &PickContext) -> Option<(usize, Explanation)> {
+        // The same draw and comparison as `pick`, keeping both candidates and their costs.
+        let (a, b) = self.members.draw_pair(&self.members.view())?;
+        let picked = if a == b {
+            a
+        } else if let Some(b_wins) = self.compare_observed(a, b) {
+            if b_wins { b } else { a }
+        } else {
+            let mut now = None;
+            let (cost_a, cost_b) = (self.cost(a, &mut now), self.cost(b, &mut now));
+            if cost_b < cost_a { b } else { a }
+        };
+        let mut e = Explanation::of("peak_ewma", picked, &self.members);
+        e.score = "cost_ms";
+        e.note = Some("power of two choices; cost = latency EWMA x (in_flight + 1)");
+        e.candidates = [a, b]
+            .into_iter()
+            .take(if a == b { 1 } else { 2 })
+            .map(|i| self.scored(i))
+            .collect();
+        Some((picked, e))
     }
 
     fn observe(&self, endpoint: usize, observation: &Observation) {

@@ -10,6 +10,7 @@ use std::sync::Arc;
 
 use weir_core::Endpoint;
 
+use crate::explain::Explanation;
 use crate::members::{Members, Needs};
 use crate::{Balancer, BuildContext, CommonOptions, PickContext};
 
@@ -37,6 +38,12 @@ impl Random {
 impl Balancer for Random {
     fn pick(&self, _ctx: &PickContext) -> Option<usize> {
         self.members.draw(&self.members.view())
+    }
+
+    fn explain(&self, _ctx: &PickContext, picked: usize) -> Explanation {
+        let mut e = Explanation::of("random", picked, &self.members);
+        e.note = Some("weighted random draw");
+        e
     }
 
     fn health_changed(&self) {

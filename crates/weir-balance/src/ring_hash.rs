@@ -32,6 +32,7 @@ use std::sync::Arc;
 use weir_config::RingHashConfig;
 use weir_core::Endpoint;
 
+use crate::explain::{self, Explanation};
 use crate::hashing::{self, BoundedLoad, MAX_WALK};
 use crate::members::{Members, Needs};
 use crate::{Balancer, BuildContext, CommonOptions, PickContext};
@@ -97,6 +98,22 @@ impl Balancer for RingHash {
             walk,
             self.owners[at] as usize,
         )
+    }
+
+    fn explain(&self, ctx: &PickContext, picked: usize) -> Explanation {
+        let mut e = Explanation::of("ring_hash", picked, &self.members);
+        e.hash = ctx.hash;
+        let len = self.hashes.len();
+        match hashing::known_key(ctx) {
+            Some(key) if len > 0 => {
+                let at = self.hashes.partition_point(|&h| h < key);
+                let at = if at == len { 0 } else { at };
+                let walk = (0..len.min(MAX_WALK)).map(|k| self.owners[(at + k) % len] as usize);
+                explain::walked(&mut e, &self.members, walk);
+            }
+            _ => e.note = Some("no hash key in the request: a random point"),
+        }
+        e
     }
 
     fn health_changed(&self) {

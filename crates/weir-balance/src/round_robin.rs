@@ -24,6 +24,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 
 use weir_core::Endpoint;
 
+use crate::explain::Explanation;
 use crate::members::{Members, Needs};
 use crate::{Balancer, BuildContext, CommonOptions, PickContext, rng};
 
@@ -89,6 +90,15 @@ impl Balancer for RoundRobin {
             }
         }
         declined.or_else(|| self.members.scan(&view))
+    }
+
+    fn explain(&self, _ctx: &PickContext, picked: usize) -> Explanation {
+        let mut e = Explanation::of("round_robin", picked, &self.members);
+        let len = self.members.view().cycle.len().max(1);
+        // The slot most recently handed out (by this pick or, under load, a later one).
+        let slot = self.next.load(Ordering::Relaxed).wrapping_sub(1) % len;
+        e.position = Some((slot, len));
+        e
     }
 
     fn health_changed(&self) {

@@ -121,6 +121,10 @@ pub struct HttpOptionsConfig {
     pub max_concurrent_streams: u32,
     /// When set, weir adds `via: <protocol> <value>` to requests and responses.
     pub via: Option<String>,
+    /// Clients (CIDRs or addresses) whose `x-weir-debug: 1` request header is honoured: their
+    /// response carries the decision record (`x-weir-decision`). Default empty: nobody. The
+    /// header is stripped from every request, trusted or not, and never forwarded upstream.
+    pub debug_trusted: crate::CidrList,
 }
 
 impl Default for HttpOptionsConfig {
@@ -133,6 +137,7 @@ impl Default for HttpOptionsConfig {
             stream_idle_timeout: ConfigDuration(std::time::Duration::from_secs(300)),
             max_concurrent_streams: 100,
             via: None,
+            debug_trusted: crate::CidrList::default(),
         }
     }
 }

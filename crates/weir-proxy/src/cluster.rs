@@ -164,6 +164,20 @@ impl Cluster {
         Some(picked)
     }
 
+    /// Like [`Cluster::pick`], with the balancer's explanation (the decision record only).
+    pub(crate) fn pick_explained(
+        &self,
+        input: &HashInput<'_>,
+        attempt: u32,
+    ) -> Option<(Picked<'_>, weir_balance::Explanation)> {
+        let ctx = PickContext {
+            hash: self.hash_key.as_ref().and_then(|k| k.hash(input)),
+            attempt,
+        };
+        let (index, explanation) = self.balancer.pick_explained(&ctx)?;
+        Some((self.picked(index)?, explanation))
+    }
+
     /// The endpoint at `index`, as a pick.
     pub(crate) fn picked(&self, index: usize) -> Option<Picked<'_>> {
         Some(Picked {

@@ -39,7 +39,7 @@ pub struct Snapshot {
 #[derive(Debug)]
 pub(crate) enum Listener {
     /// HTTP/1.1 + HTTP/2 with routes.
-    Http(HttpListener),
+    Http(Box<HttpListener>),
     /// TCP or TLS passthrough.
     Stream(StreamListener),
     /// UDP sessions.
@@ -88,10 +88,10 @@ impl Snapshot {
                     ListenerProtocol::Http => {
                         // Rate limit buckets carry over from the same listener of `previous`.
                         let prev = match previous.and_then(|p| p.listeners.get(i)) {
-                            Some(Listener::Http(h)) => Some(h),
+                            Some(Listener::Http(h)) => Some(&**h),
                             _ => None,
                         };
-                        Listener::Http(HttpListener::compile(l, &clusters, &path, prev)?)
+                        Listener::Http(Box::new(HttpListener::compile(l, &clusters, &path, prev)?))
                     }
                     ListenerProtocol::Tcp | ListenerProtocol::TlsPassthrough => {
                         Listener::Stream(StreamListener::compile(l, &clusters, &path)?)

@@ -7,6 +7,7 @@
 mod bounded_load;
 mod consistency;
 mod distribution;
+mod explain;
 mod panic;
 mod slow_endpoint;
 mod slow_start;

@@ -151,6 +151,33 @@ impl Checker<'_> {
             route::cluster_ref(self, c, &path.key("default_cluster"), clusters);
         }
     }
+
+    /// `http.debug_trusted` only means something on an HTTP listener, and must not trust
+    /// everyone: the decision record names endpoint addresses and their load.
+    pub(super) fn debug_trusted(&mut self, listener: &ListenerConfig, path: &YamlPath) {
+        let nets = &listener.http.debug_trusted.0;
+        if nets.is_empty() {
+            return;
+        }
+        if listener.protocol != ListenerProtocol::Http {
+            self.report(
+                path,
+                format!(
+                    "`http.debug_trusted` does not apply to a `{}` listener",
+                    protocol_name(listener.protocol)
+                ),
+                "the decision record is an HTTP response header; remove the key",
+            );
+            return;
+        }
+        if let Some(net) = nets.iter().find(|n| n.prefix_len() == 0) {
+            self.report(
+                path,
+                format!("debug_trusted {net} trusts every client with the decision record"),
+                "list the operators' networks, e.g. [ 127.0.0.1, 10.1.0.0/16 ]",
+            );
+        }
+    }
 }
 
 fn protocol_name(p: ListenerProtocol) -> &'static str {

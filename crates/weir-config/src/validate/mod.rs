@@ -132,6 +132,7 @@ impl Checker<'_> {
             self.unique_name("listener", &listener.name, path.key("name"), &mut names);
             self.listener_address(listener, &path, &mut addresses);
             self.http_options(&listener.http, &path.key("http"));
+            self.debug_trusted(listener, &path.key("http").key("debug_trusted"));
             self.listener_protocol(listener, &path, &clusters);
             if let Some(tls) = &listener.tls {
                 self.listener_tls(tls, &path.key("tls"));

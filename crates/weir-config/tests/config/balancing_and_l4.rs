@@ -250,3 +250,64 @@ fn proxy_protocol_needs_trusted_peers_and_real_cidrs() {
         "udp listeners",
     );
 }
+
+#[test]
+fn debug_trusted_parses_and_is_checked() {
+    let cfg = load_ok(&[
+        "listeners:",
+        "  - name: public",
+        "    address: 127.0.0.1:0",
+        "    http: { debug_trusted: [ 127.0.0.1, 10.1.0.0/16 ] }",
+    ]);
+    let trusted = &cfg.config().listeners[0].http.debug_trusted;
+    assert!(trusted.contains("10.1.2.3".parse().unwrap()));
+    assert!(!trusted.contains("10.2.0.1".parse().unwrap()));
+    assert!(
+        load_ok(&["listeners:", "  - { name: p, address: 127.0.0.1:0 }"])
+            .config()
+            .listeners[0]
+            .http
+            .debug_trusted
+            .0
+            .is_empty()
+    );
+    assert_error(
+        &[
+            "listeners:",
+            "  - name: public",
+            "    address: 127.0.0.1:0",
+            "    http:",
+            "      debug_trusted: [ 0.0.0.0/0 ]",
+        ],
+        "listeners[0].http.debug_trusted",
+        5,
+        "trusts every client",
+        "operators' networks",
+    );
+    assert_error(
+        &[
+            "listeners:",
+            "  - name: public",
+            "    address: 127.0.0.1:0",
+            "    http:",
+            "      debug_trusted: [ 10.0.0.0/40 ]",
+        ],
+        "listeners[0].http.debug_trusted",
+        5,
+        "not a network",
+        "10.0.0.0/8",
+    );
+    assert_error(
+        &with_head(&[
+            "  - name: t",
+            "    address: 127.0.0.1:7000",
+            "    protocol: tcp",
+            "    cluster: c",
+            "    http: { debug_trusted: [ 127.0.0.1 ] }",
+        ]),
+        "listeners[0].http.debug_trusted",
+        8,
+        "does not apply to a `tcp` listener",
+        "remove the key",
+    );
+}

@@ -21,6 +21,7 @@ use http_body_util::{BodyExt, Full};
 use tokio::time::Instant;
 use weir_core::{BoxError, Error, ErrorKind, InFlightGuard};
 
+use super::decision::{AttemptRecord, Recorder};
 use super::outcome;
 use super::replay::Replay;
 use super::retry::{RetryPolicy, Verdict};
@@ -55,6 +56,8 @@ pub(crate) struct Attempts<'a> {
     pub(crate) local: SocketAddr,
     /// Attempts sent so far, retries and hedges included (the access log's `retries`).
     pub(crate) sent: AtomicU32,
+    /// Collects the decision record, when one was asked for.
+    pub(crate) decision: Option<&'a Recorder>,
 }
 
 /// The attempt whose answer goes to the client.
@@ -237,6 +240,9 @@ impl<'a> Attempts<'a> {
             return first.await;
         };
         tried.push(other.index);
+        if let Some(record) = self.decision {
+            record.hedging();
+        }
         let second = self.attempt(other, head, second_body);
         tokio::pin!(second);
         let (done, rest) = match select(first, second).await {
@@ -264,6 +270,7 @@ impl<'a> Attempts<'a> {
     /// One attempt against `picked`, reported to the balancer and outlier detection.
     async fn attempt(&self, picked: Picked<'a>, head: Parts, body: ProxyBody) -> Tried {
         let cluster = self.cluster;
+        let hedge = self.decision.is_some_and(Recorder::take_hedge);
         let in_flight = picked.endpoint.state.begin_request();
         self.sent.fetch_add(1, Ordering::Relaxed);
         let now = Instant::now();
@@ -292,6 +299,16 @@ impl<'a> Attempts<'a> {
             .stats
             .record_attempt(result.as_ref().map(|up| up.response.status()), elapsed);
         outcome::report(cluster, picked.index, &result, elapsed);
+        if let Some(record) = self.decision {
+            record.attempt(AttemptRecord {
+                endpoint: picked.endpoint.address,
+                hedge,
+                result: match &result {
+                    Ok(up) => up.response.status().as_u16().to_string(),
+                    Err(e) => format!("{:?}", e.kind()),
+                },
+            });
+        }
         Tried {
             result,
             in_flight,
@@ -314,13 +331,29 @@ impl<'a> Attempts<'a> {
         // A few draws: random and least-request policies may repeat an endpoint; hashing
         // policies move on by the attempt number.
         for salt in 0..3 {
-            let p = self.cluster.pick(&input, made + salt)?;
+            let (p, why) = match self.decision {
+                None => (self.cluster.pick(&input, made + salt)?, None),
+                Some(_) => {
+                    let (p, e) = self.cluster.pick_explained(&input, made + salt)?;
+                    (p, Some(e))
+                }
+            };
             if !tried.contains(&p.index) {
+                self.explained(why);
                 return Some(p);
             }
-            fallback.get_or_insert(p);
+            fallback.get_or_insert((p, why));
         }
-        fallback
+        let (p, why) = fallback?;
+        self.explained(why);
+        Some(p)
+    }
+
+    /// Hands a pick's explanation to the decision record.
+    fn explained(&self, why: Option<weir_balance::Explanation>) {
+        if let (Some(record), Some(e)) = (self.decision, why) {
+            record.pick(e);
+        }
     }
 }
 

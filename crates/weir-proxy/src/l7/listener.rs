@@ -31,6 +31,8 @@ pub(crate) struct HttpOptions {
     pub(crate) max_concurrent_streams: u32,
     /// `via` values for HTTP/1.1 and HTTP/2 exchanges, when enabled.
     pub(crate) via: Option<(HeaderValue, HeaderValue)>,
+    /// Clients whose `x-weir-debug: 1` gets the decision record.
+    pub(crate) debug_trusted: weir_config::CidrList,
 }
 
 // === impl HttpListener ===
@@ -94,6 +96,7 @@ impl HttpListener {
                 stream_idle_timeout: h.stream_idle_timeout.get(),
                 max_concurrent_streams: h.max_concurrent_streams,
                 via,
+                debug_trusted: h.debug_trusted.clone(),
             },
         })
     }

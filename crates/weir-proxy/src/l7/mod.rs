@@ -2,6 +2,7 @@
 
 mod attempts;
 pub(crate) mod conn;
+mod decision;
 mod fault;
 mod grpc;
 mod headers;

@@ -25,7 +25,7 @@ use super::attempts::{Attempts, RequestBody};
 use super::listener::HttpListener;
 use super::replay::Replay;
 use super::route::{Route, RouteAction};
-use super::{fault, grpc, headers, mirror, respond, retry, trace, upgrade};
+use super::{decision, fault, grpc, headers, mirror, respond, retry, trace, upgrade};
 use crate::access_log::{CountedBody, HttpEntry};
 use crate::body::{ExchangeGuards, IdleTimeout, UpstreamBody, empty};
 use crate::server::ConnInfo;
@@ -45,6 +45,10 @@ pub(crate) async fn handle(
         let e = Error::new(ErrorKind::Internal, "listener missing from snapshot");
         return Ok(respond::error(&e, grpc));
     };
+    let trusted = &listener.options.debug_trusted;
+    if let Some(wanted) = decision::requested(req.headers_mut(), trusted, conn.remote.ip()) {
+        req.extensions_mut().insert(wanted);
+    }
     let response = match route_request(&snapshot, listener, conn, req, grpc, log).await {
         Ok(r) => r,
         Err(e) => respond::error(&e, grpc),
@@ -193,6 +197,8 @@ async fn forward(
     .map(|d| tokio::time::Instant::now() + d);
 
     let (mut parts, body) = req.into_parts();
+    let wanted = parts.extensions.get::<decision::Wanted>().copied();
+    let recorder = wanted.map(|_| decision::Recorder::default());
     // Nothing of the downstream exchange (hyper's upgrade handle and such) goes upstream.
     parts.extensions = http::Extensions::new();
     headers::strip_hop_by_hop(&mut parts.headers, upgrade);
@@ -235,8 +241,15 @@ async fn forward(
         client: conn.remote,
         local: conn.local,
         sent: AtomicU32::new(0),
+        decision: recorder.as_ref(),
     };
     let answer = attempts.run(parts, body).await;
+    let record = recorder
+        .as_ref()
+        .map(|r| r.render(cluster, answer.as_ref().ok().map(|a| a.endpoint)));
+    if let Some(record) = &record {
+        tracing::debug!(cluster = %cluster.name, decision = %record, "decision record");
+    }
     if let Some(log) = log {
         log.set_attempts(attempts.sent.load(Ordering::Relaxed));
         if let Ok(a) = &answer {
@@ -258,6 +271,11 @@ async fn forward(
     }
     let (mut parts, body) = response.into_parts();
     headers::strip_hop_by_hop(&mut parts.headers, false);
+    if let (Some(record), Some(true)) = (&record, wanted.map(|w| w.header)) {
+        parts
+            .headers
+            .insert(decision::DECISION, decision::header_value(record));
+    }
     // The client gets its own protocol version back, whatever the endpoint spoke.
     parts.version = downstream_version;
     let body =

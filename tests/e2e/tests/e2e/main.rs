@@ -5,6 +5,7 @@ mod access_log;
 mod balancing;
 mod circuit_breakers;
 mod dashboard;
+mod decision;
 mod discovery;
 mod drain;
 mod errors;
