@@ -218,8 +218,9 @@ impl SnapshotCollector {
         )
     }
 
-    /// Per-route policy counters: rate limiting, mirroring, fault injection. Routes have no
-    /// names, so a route is its listener's name and its index in that listener's `routes`.
+    /// Per-route series: responses by class, time to response headers, and the policy
+    /// counters (rate limiting, mirroring, fault injection). Routes have no names, so a route
+    /// is its listener's name and its index in that listener's `routes`.
     fn encode_routes(&self, e: &mut DescriptorEncoder<'_>) -> fmt::Result {
         let routes = self.snapshot.route_stats();
         let labels = |r: &RouteStats, extra: Option<(&'static str, &str)>| -> Labels {
@@ -233,6 +234,30 @@ impl SnapshotCollector {
             }
             l
         };
+        counters(
+            e,
+            "weir_route_requests",
+            "Requests a route answered (weir's own answers included), by status class.",
+            None,
+            routes.iter().flat_map(|r| {
+                STATUS_CLASSES.iter().enumerate().map(move |(i, class)| {
+                    (labels(r, Some(("class", class))), r.traffic.responses(i))
+                })
+            }),
+        )?;
+        if !routes.is_empty() {
+            let mut m = e.encode_descriptor(
+                "weir_route_request_duration",
+                "Time from a route's match to its response headers.",
+                Some(&Unit::Seconds),
+                MetricType::Histogram,
+            )?;
+            for r in &routes {
+                let h = r.traffic.latency();
+                m.encode_family(&labels(r, None))?
+                    .encode_histogram::<NoLabelSet>(h.sum_seconds, h.count, &h.buckets, None)?;
+            }
+        }
         counters(
             e,
             "weir_route_rate_limited",

@@ -40,5 +40,5 @@ pub use server::{Proxy, ProxyError};
 pub use snapshot::{CompileError, Snapshot, SnapshotHandle};
 pub use stats::{
     AtomicHistogram, ClusterStats, HistogramSnapshot, LATENCY_BUCKETS, ListenerCounters,
-    STATUS_CLASSES, UpstreamFailure,
+    RouteTraffic, STATUS_CLASSES, UpstreamFailure,
 };

@@ -1,13 +1,15 @@
-//! Per-route counters in one read: rate limiting, mirroring and fault injection, for every
-//! HTTP route of a snapshot (the admin API's `/metrics` walks this at scrape time).
+//! Per-route counters in one read: what the route answered, and its rate limiting, mirroring
+//! and fault injection, for every HTTP route of a snapshot (the admin API's `/metrics` walks
+//! this at scrape time).
 
+use std::sync::Arc;
 use std::sync::atomic::Ordering;
 
 use crate::snapshot::Listener;
-use crate::{FaultStats, MirrorStats, Snapshot};
+use crate::{FaultStats, MirrorStats, RouteTraffic, Snapshot};
 
-/// What one HTTP route's policies counted. Indices are as in the config.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// What one HTTP route answered and what its policies counted. Indices are as in the config.
+#[derive(Debug, Clone)]
 pub struct RouteStats {
     /// The listener's index in `listeners`.
     pub listener: usize,
@@ -20,19 +22,23 @@ pub struct RouteStats {
     pub mirror: Option<MirrorStats>,
     /// The fault injection's counters, when the route injects faults.
     pub fault: Option<FaultStats>,
+    /// Responses by status class and time to response headers.
+    pub traffic: Arc<RouteTraffic>,
 }
 
 // === impl Snapshot ===
 
 impl Snapshot {
-    /// Counters of every HTTP route with a rate limit, mirror or fault block.
+    /// Counters of every HTTP route, in listener and route order.
     pub fn route_stats(&self) -> Vec<RouteStats> {
         let mut out = Vec::new();
         for (listener, l) in self.listeners.iter().enumerate() {
             let Listener::Http(http) = l else {
                 continue;
             };
-            for route in 0..http.routes.len() {
+            for (route, compiled) in
+                (0..http.routes.len()).filter_map(|i| Some((i, http.routes.get(i)?)))
+            {
                 let rate_limited = http.rate_limits.get(route).and_then(|r| {
                     r.as_ref().map(|r| {
                         let s = &r.stats;
@@ -42,16 +48,14 @@ impl Snapshot {
                         )
                     })
                 });
-                let stats = RouteStats {
+                out.push(RouteStats {
                     listener,
                     route,
                     rate_limited,
                     mirror: self.mirror_stats(listener, route),
                     fault: self.fault_stats(listener, route),
-                };
-                if stats.rate_limited.is_some() || stats.mirror.is_some() || stats.fault.is_some() {
-                    out.push(stats);
-                }
+                    traffic: Arc::clone(&compiled.traffic),
+                });
             }
         }
         out

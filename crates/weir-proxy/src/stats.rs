@@ -50,6 +50,38 @@ pub struct ClusterStats {
     latency: AtomicHistogram,
 }
 
+/// What one route answered: downstream responses by status class and the time to response
+/// headers, shared across reloads while the route keeps its place in its listener.
+#[derive(Debug, Default)]
+pub struct RouteTraffic {
+    classes: [AtomicU64; 5],
+    latency: AtomicHistogram,
+}
+
+impl RouteTraffic {
+    /// Records one answered request: its status and the time from the route's match to the
+    /// response headers (weir's own answers — 429, 503, redirects — included).
+    pub(crate) fn record(&self, status: StatusCode, elapsed: Duration) {
+        let class = usize::from(status.as_u16() / 100).saturating_sub(1);
+        if let Some(c) = self.classes.get(class) {
+            c.fetch_add(1, Ordering::Relaxed);
+        }
+        self.latency.observe(elapsed);
+    }
+
+    /// Responses with a status of class `class` (0 = `1xx` .. 4 = `5xx`).
+    pub fn responses(&self, class: usize) -> u64 {
+        self.classes
+            .get(class)
+            .map_or(0, |c| c.load(Ordering::Relaxed))
+    }
+
+    /// The time to response headers.
+    pub fn latency(&self) -> HistogramSnapshot {
+        self.latency.snapshot()
+    }
+}
+
 /// A histogram over [`LATENCY_BUCKETS`] in atomics: one relaxed add per bucket hit and one for
 /// the sum, no lock.
 #[derive(Debug, Default)]

@@ -1,5 +1,6 @@
 //! The compiled form of an HTTP listener: its route table, connection options and TLS.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use http::HeaderValue;
@@ -59,7 +60,14 @@ impl HttpListener {
                     })?;
                 let id = format!("{}/{i}", cfg.name);
                 let prev = previous.and_then(|p| p.rate_limits.get(i)?.as_ref());
-                Ok((matcher, Route::compile(r, clusters, &at, &id, prev)?))
+                let traffic = previous
+                    .and_then(|p| p.routes.get(i))
+                    .map(|r| Arc::clone(&r.traffic))
+                    .unwrap_or_default();
+                Ok((
+                    matcher,
+                    Route::compile(r, clusters, &at, &id, prev, traffic)?,
+                ))
             })
             .collect::<Result<_, CompileError>>()?;
         let h = &cfg.http;

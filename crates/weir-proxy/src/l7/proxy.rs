@@ -100,6 +100,38 @@ async fn route_request(
     if let Some(log) = log.as_deref_mut() {
         log.set_route(index);
     }
+    let started = std::time::Instant::now();
+    let answered = answer_route(snapshot, listener, route, conn, req, authority, grpc, log).await;
+    let status = match &answered {
+        Ok(r) => r.status(),
+        Err(e) => respond::status_for(e.kind()),
+    };
+    route.traffic.record(status, started.elapsed());
+    answered
+}
+
+/// Applies a matched route: its rate limits and faults, then its action.
+#[allow(
+    clippy::too_many_arguments,
+    reason = "one call site; a struct would only rename them"
+)]
+async fn answer_route(
+    snapshot: &Arc<Snapshot>,
+    listener: &HttpListener,
+    route: &Route,
+    conn: &ConnInfo,
+    req: Request<Incoming>,
+    authority: Option<String>,
+    grpc: bool,
+    log: Option<&mut HttpEntry>,
+) -> Result<Response<ProxyBody>, Error> {
+    let view = RequestView {
+        method: req.method(),
+        host: authority.as_deref().map(host_without_port),
+        path: req.uri().path(),
+        query: req.uri().query(),
+        headers: req.headers(),
+    };
     // Rate limits: decided from memory, before any cluster is picked, and before a fault's
     // delay could hold anything for a refused client.
     if let Some(refused) = route

@@ -32,6 +32,8 @@ pub(crate) struct Route {
     pub(crate) fault: Option<FaultPolicy>,
     /// Rate limits checked right after the route matches.
     pub(crate) rate_limit: Option<Arc<RouteLimiter>>,
+    /// What the route answered (`/metrics`), carried over reloads by position.
+    pub(crate) traffic: Arc<crate::stats::RouteTraffic>,
 }
 
 /// The action of a route.
@@ -79,6 +81,7 @@ impl Route {
         at: &str,
         id: &str,
         previous: Option<&Arc<RouteLimiter>>,
+        traffic: Arc<crate::stats::RouteTraffic>,
     ) -> Result<Self, CompileError> {
         let err = |field: &str, reason: String| CompileError {
             path: format!("{at}.{field}"),
@@ -158,6 +161,7 @@ impl Route {
                 .as_ref()
                 .map(|r| RouteLimiter::compile_or_keep(r, id, at, previous))
                 .transpose()?,
+            traffic,
         })
     }
 }

@@ -477,5 +477,26 @@ clusters:
         ),
         6.0
     );
+    // Every route counts what it answered, weir's own 429s and 503s included.
+    let class = |r: usize, c: &str| {
+        value(
+            &samples,
+            &format!(
+                "weir_route_requests_total{}",
+                route(r, &format!(",class=\"{c}\""))
+            ),
+        )
+    };
+    assert_eq!(class(0, "4xx"), refused as f64);
+    assert_eq!(class(0, "2xx"), (5 - refused) as f64);
+    assert_eq!(class(1, "5xx"), 4.0);
+    assert_eq!(class(2, "2xx"), 6.0);
+    assert_eq!(
+        value(
+            &samples,
+            &format!("weir_route_request_duration_seconds_count{}", route(2, ""))
+        ),
+        6.0
+    );
     promtool_check(&scrape_text(admin).await);
 }
