@@ -25,7 +25,7 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use http::header::CONTENT_LENGTH;
-use http::{Request, Response, StatusCode, Version};
+use http::{Request, Response, StatusCode};
 use http_body::{Body, Frame, SizeHint};
 use http_body_util::BodyExt;
 use hyper::body::Incoming;
@@ -301,19 +301,16 @@ fn shadow_head(
     *head.version_mut() = req.version();
     *head.headers_mut() = req.headers().clone();
     let (mut parts, ()) = head.into_parts();
-    headers::strip_hop_by_hop(&mut parts.headers, false);
-    headers::add_forwarded(&mut parts.headers, conn.remote.ip(), conn.scheme());
-    if let Some((via11, via2)) = &listener.options.via {
-        let v = if parts.version == Version::HTTP_2 {
-            via2
-        } else {
-            via11
-        };
-        headers::add_via(&mut parts.headers, v);
-    }
-    route.request_headers.apply(&mut parts.headers);
     let shadow_authority = authority.map(shadow_authority);
-    super::proxy::rewrite_for_upstream(&mut parts, cluster, shadow_authority.as_deref())?;
+    super::proxy::upstream_head(
+        &mut parts,
+        listener,
+        route,
+        conn,
+        cluster,
+        shadow_authority.as_deref(),
+        false,
+    )?;
     Ok(parts)
 }
 

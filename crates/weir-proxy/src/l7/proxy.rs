@@ -30,7 +30,7 @@ use crate::access_log::{CountedBody, HttpEntry};
 use crate::body::{ExchangeGuards, IdleTimeout, UpstreamBody, empty};
 use crate::server::ConnInfo;
 use crate::snapshot::Listener;
-use crate::{ProxyBody, Snapshot};
+use crate::{Cluster, ProxyBody, Snapshot};
 
 /// Serves one request. Never fails: errors become responses.
 pub(crate) async fn handle(
@@ -233,18 +233,15 @@ async fn forward(
     let recorder = wanted.map(|_| decision::Recorder::default());
     // Nothing of the downstream exchange (hyper's upgrade handle and such) goes upstream.
     parts.extensions = http::Extensions::new();
-    headers::strip_hop_by_hop(&mut parts.headers, upgrade);
-    headers::add_forwarded(&mut parts.headers, conn.remote.ip(), conn.scheme());
-    if let Some((via11, via2)) = &listener.options.via {
-        let v = if parts.version == Version::HTTP_2 {
-            via2
-        } else {
-            via11
-        };
-        headers::add_via(&mut parts.headers, v);
-    }
-    route.request_headers.apply(&mut parts.headers);
-    rewrite_for_upstream(&mut parts, cluster, authority.as_deref())?;
+    upstream_head(
+        &mut parts,
+        listener,
+        route,
+        conn,
+        cluster,
+        authority.as_deref(),
+        upgrade,
+    )?;
     let stall = listener.options.stream_idle_timeout;
 
     // An upgraded connection is one exchange: it is never retried or hedged.
@@ -367,7 +364,34 @@ async fn request_body(
 
 /// Puts the request in the form the upstream protocol wants: origin-form with `Host` for
 /// HTTP/1.1, absolute-form carrying `:authority` for HTTP/2. The original authority is kept.
-pub(super) fn rewrite_for_upstream(
+/// Turns a downstream request head into the head sent to `cluster`: hop-by-hop headers out
+/// (the upgrade ones kept when `upgrade`), `x-forwarded-*` and `via` added, the route's header
+/// rules applied, and the form the upstream protocol wants, carrying `authority`. The primary
+/// request and a mirror's copy both go through here.
+pub(super) fn upstream_head(
+    parts: &mut http::request::Parts,
+    listener: &HttpListener,
+    route: &Route,
+    conn: &ConnInfo,
+    cluster: &Cluster,
+    authority: Option<&str>,
+    upgrade: bool,
+) -> Result<(), Error> {
+    headers::strip_hop_by_hop(&mut parts.headers, upgrade);
+    headers::add_forwarded(&mut parts.headers, conn.remote.ip(), conn.scheme());
+    if let Some((via11, via2)) = &listener.options.via {
+        let v = if parts.version == Version::HTTP_2 {
+            via2
+        } else {
+            via11
+        };
+        headers::add_via(&mut parts.headers, v);
+    }
+    route.request_headers.apply(&mut parts.headers);
+    rewrite_for_upstream(parts, cluster, authority)
+}
+
+fn rewrite_for_upstream(
     parts: &mut http::request::Parts,
     cluster: &crate::Cluster,
     authority: Option<&str>,
