@@ -121,6 +121,10 @@ pub struct HttpOptionsConfig {
     pub max_concurrent_streams: u32,
     /// When set, weir adds `via: <protocol> <value>` to requests and responses.
     pub via: Option<String>,
+    /// Whether weir appends the client address to `x-forwarded-for` and sets
+    /// `x-forwarded-proto` on requests it forwards. Default true; false leaves both headers as
+    /// the client sent them (HAProxy without `option forwardfor`, Envoy's `skip_xff_append`).
+    pub x_forwarded: bool,
     /// Clients (CIDRs or addresses) whose `x-weir-debug: 1` request header is honoured: their
     /// response carries the decision record (`x-weir-decision`). Default empty: nobody. The
     /// header is stripped from every request, trusted or not, and never forwarded upstream.
@@ -137,6 +141,7 @@ impl Default for HttpOptionsConfig {
             stream_idle_timeout: ConfigDuration(std::time::Duration::from_secs(300)),
             max_concurrent_streams: 100,
             via: None,
+            x_forwarded: true,
             debug_trusted: crate::CidrList::default(),
         }
     }

@@ -365,7 +365,7 @@ async fn request_body(
 /// Puts the request in the form the upstream protocol wants: origin-form with `Host` for
 /// HTTP/1.1, absolute-form carrying `:authority` for HTTP/2. The original authority is kept.
 /// Turns a downstream request head into the head sent to `cluster`: hop-by-hop headers out
-/// (the upgrade ones kept when `upgrade`), `x-forwarded-*` and `via` added, the route's header
+/// (the upgrade ones kept when `upgrade`), `x-forwarded-*` (unless turned off) and `via` added, the route's header
 /// rules applied, and the form the upstream protocol wants, carrying `authority`. The primary
 /// request and a mirror's copy both go through here.
 pub(super) fn upstream_head(
@@ -378,7 +378,9 @@ pub(super) fn upstream_head(
     upgrade: bool,
 ) -> Result<(), Error> {
     headers::strip_hop_by_hop(&mut parts.headers, upgrade);
-    headers::add_forwarded(&mut parts.headers, conn.remote.ip(), conn.scheme());
+    if listener.options.x_forwarded {
+        headers::add_forwarded(&mut parts.headers, conn.remote.ip(), conn.scheme());
+    }
     if let Some((via11, via2)) = &listener.options.via {
         let v = if parts.version == Version::HTTP_2 {
             via2
