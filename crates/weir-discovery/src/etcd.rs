@@ -16,7 +16,7 @@
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::sync::atomic::Ordering;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use serde::Deserialize;
@@ -24,7 +24,7 @@ use tokio_util::sync::CancellationToken;
 use tonic::transport::{Channel, Endpoint};
 use weir_config::{EndpointConfig, EtcdDiscoveryConfig, MAX_ENDPOINT_WEIGHT};
 
-use crate::{Sink, Stats};
+use crate::Sink;
 
 /// The code tonic-prost-build generates from `proto/` (etcd's packages, etcd's names).
 #[allow(
@@ -125,14 +125,14 @@ pub(crate) async fn run(
     cluster: String,
     etcd: EtcdDiscoveryConfig,
     sink: Sink,
-    stats: Arc<Stats>,
+    bad_values: Arc<AtomicU64>,
     stop: CancellationToken,
 ) {
     let mut follower = Follower {
         cluster,
         prefix: etcd.prefix.clone().into_bytes(),
         sink,
-        stats,
+        bad_values,
         keys: BTreeMap::new(),
         last: None,
     };
@@ -195,7 +195,8 @@ struct Follower {
     cluster: String,
     prefix: Vec<u8>,
     sink: Sink,
-    stats: Arc<Stats>,
+    /// Shared with [`crate::Discovery::bad_values`].
+    bad_values: Arc<AtomicU64>,
     /// The endpoint of every key that holds a good value.
     keys: BTreeMap<Vec<u8>, EndpointConfig>,
     /// The set last reported.
@@ -286,7 +287,7 @@ impl Follower {
                 self.keys.insert(key, endpoint);
             }
             Err(e) => {
-                self.stats.bad_values.fetch_add(1, Ordering::Relaxed);
+                self.bad_values.fetch_add(1, Ordering::Relaxed);
                 tracing::warn!(
                     cluster = %self.cluster,
                     key = %String::from_utf8_lossy(&key),

@@ -58,14 +58,8 @@ pub enum Source {
 pub struct Discovery {
     sink: Sink,
     running: HashMap<String, Running>,
-    stats: Arc<Stats>,
-}
-
-/// Counters shared by every discovery task.
-#[derive(Debug, Default)]
-pub(crate) struct Stats {
-    /// etcd values (or other per-endpoint records) skipped because they did not parse.
-    pub(crate) bad_values: AtomicU64,
+    /// Per-endpoint records (etcd values) skipped because they did not parse, all clusters.
+    bad_values: Arc<AtomicU64>,
 }
 
 struct Running {
@@ -112,14 +106,19 @@ impl Discovery {
         Self {
             sink,
             running: HashMap::new(),
-            stats: Arc::default(),
+            bad_values: Arc::default(),
         }
     }
 
     /// Per-endpoint records skipped so far because they did not parse (etcd values); each is
     /// also logged with its key.
     pub fn bad_values(&self) -> u64 {
-        self.stats.bad_values.load(Ordering::Relaxed)
+        self.bad_values.load(Ordering::Relaxed)
+    }
+
+    /// The counter behind [`Discovery::bad_values`], to export (`/metrics`).
+    pub fn bad_values_counter(&self) -> Arc<AtomicU64> {
+        Arc::clone(&self.bad_values)
     }
 
     /// Runs exactly `targets`: starts tasks for new clusters, restarts those whose source
@@ -150,7 +149,7 @@ impl Discovery {
                         cluster.clone(),
                         etcd.clone(),
                         sink,
-                        Arc::clone(&self.stats),
+                        Arc::clone(&self.bad_values),
                         stop.clone(),
                     ));
                 }

@@ -137,7 +137,8 @@ impl Weir {
         let admin = match &config.config().admin {
             Some(admin) => {
                 let mut state = AdminState::for_proxy(&proxy, config)
-                    .with_running_config(control.running.clone());
+                    .with_running_config(control.running.clone())
+                    .with_discovery_bad_values(control.lock().discovery.bad_values_counter());
                 if control.source.is_some() {
                     state = state.with_reloader(Arc::clone(&control) as Arc<dyn Reloader>);
                 }

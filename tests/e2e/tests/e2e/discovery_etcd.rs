@@ -1,6 +1,7 @@
 //! etcd service discovery through the running proxy, against a real `etcd` server: a key added
-//! under the prefix is routed to, and a deleted one is not, within 1 s and without a reload;
-//! with etcd killed the last set keeps serving; with etcd back the watch resumes. Skips with a
+//! under the prefix is routed to, and a deleted one is not, within 1 s and without a reload; a
+//! bad value is skipped and counted in `/metrics`; with etcd killed the last set keeps serving;
+//! with etcd back the watch resumes. Skips with a
 //! printed reason when etcd is not installed (fails under `CI=true`).
 #![allow(
     clippy::unwrap_used,
@@ -63,7 +64,8 @@ async fn etcd_keys_drive_routing_and_survive_an_etcd_restart() {
     );
     etcd.put("/weir/api/a", &value(&a)).await;
     let p = TestProxy::start(&format!(
-        "listeners:
+        "admin: {{ address: 127.0.0.1:0 }}
+listeners:
   - name: l
     address: 127.0.0.1:0
     routes: [ {{ cluster: api }} ]
@@ -96,6 +98,24 @@ clusters:
     eprintln!("etcd discovery: add followed in {added:?}, delete in {deleted:?}");
     assert!(added < Duration::from_secs(1), "add took {added:?}");
     assert!(deleted < Duration::from_secs(1), "delete took {deleted:?}");
+
+    // A bad value is skipped and counted; routing is untouched.
+    etcd.put("/weir/api/bad", r#"{"address":"not-an-address"}"#)
+        .await;
+    let metrics = format!("http://{}/metrics", p.weir.admin_addr().unwrap());
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !get(&client, &metrics, &[])
+        .await
+        .text()
+        .contains("\nweir_discovery_bad_values_total{source=\"etcd\"} 1\n")
+    {
+        assert!(Instant::now() < deadline, "the bad value was never counted");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(
+        answering(&client, &p, 4).await,
+        BTreeSet::from(["b".to_owned()])
+    );
 
     // etcd dies: the last set keeps serving (every request a 200 from b) for a few seconds,
     // through the reconnect attempts.
