@@ -1,6 +1,6 @@
 //! etcd discovery against a real `etcd` server (`Etcd` in `tests/support`): the prefix is
 //! listed, then watched; keys outside the prefix are ignored; a bad value is skipped and
-//! counted, never fatal. Skips with a printed reason when etcd is not installed (fails under
+//! counted, never fatal; an etcd server that refuses connections is passed over for the next. Skips with a printed reason when etcd is not installed (fails under
 //! `CI=true`).
 #![allow(
     clippy::unwrap_used,
@@ -24,6 +24,14 @@ fn ep(addr: &str, weight: u32) -> EndpointConfig {
         address: addr.parse::<SocketAddr>().unwrap(),
         weight,
     }
+}
+
+/// A loopback address nothing listens on (bound, then closed).
+fn refused_addr() -> SocketAddr {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
 }
 
 fn last(seen: &Seen) -> Option<Vec<EndpointConfig>> {
@@ -53,7 +61,8 @@ async fn the_prefix_is_listed_then_watched_and_bad_values_are_skipped() {
     d.reconcile(vec![DiscoveryTarget {
         cluster: "api".into(),
         source: Source::Etcd(EtcdDiscoveryConfig {
-            endpoints: vec![etcd.url()],
+            // The first server refuses connections: weir moves on to the next one.
+            endpoints: vec![format!("http://{}", refused_addr()), etcd.url()],
             prefix: "/weir/api/".into(),
             connect_timeout: ConfigDuration(Duration::from_secs(2)),
         }),

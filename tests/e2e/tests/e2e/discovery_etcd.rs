@@ -17,13 +17,17 @@ use http::StatusCode;
 use weir_e2e::{TestClient, TestProxy, get, h1_client};
 use weir_test_support::{Etcd, MockHttp};
 
-/// The endpoints (`x-endpoint`) answering `rounds` requests; every answer must be a 200.
+/// The endpoints (`x-endpoint`) answering `rounds` requests; an answer other than 200 shows
+/// as `status <code>`.
 async fn answering(client: &TestClient, p: &TestProxy, rounds: usize) -> BTreeSet<String> {
     let mut names = BTreeSet::new();
     for _ in 0..rounds {
         let r = get(client, &p.url("/"), &[]).await;
-        assert_eq!(r.status, StatusCode::OK, "{}", r.text());
-        names.insert(r.header("x-endpoint").to_owned());
+        if r.status == StatusCode::OK {
+            names.insert(r.header("x-endpoint").to_owned());
+        } else {
+            names.insert(format!("status {}", r.status));
+        }
     }
     names
 }
