@@ -40,6 +40,12 @@ pub struct EtcdDiscoveryConfig {
     /// How long connecting to one etcd server may take. Default 2s.
     #[serde(default = "default_etcd_connect_timeout")]
     pub connect_timeout: ConfigDuration,
+    /// etcd user to authenticate as (with `password`); none means no authentication.
+    #[serde(default)]
+    pub username: Option<String>,
+    /// The etcd user's password; redacted in `/config`.
+    #[serde(default)]
+    pub password: Option<String>,
 }
 
 /// File discovery: an endpoints file (YAML, or JSON which is YAML too) watched for changes.

@@ -10,8 +10,12 @@
 //! a reconnect after an exponential backoff with jitter and a fresh list, so no event can be
 //! missed. Meanwhile the last good set keeps serving.
 //!
+//! With a `username`, each session first trades it and the password for a token
+//! (`Auth.Authenticate`) that its requests carry; an expired token ends the session like any
+//! other error, and the next one authenticates again.
+//!
 //! The client is generated from a subset of etcd's own protos (`proto/`), compiled without
-//! `protoc`. No TLS and no authentication to etcd: see `docs/discovery.md`.
+//! `protoc`. No TLS to etcd: see `docs/discovery.md`.
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
@@ -21,6 +25,7 @@ use std::time::Duration;
 
 use serde::Deserialize;
 use tokio_util::sync::CancellationToken;
+use tonic::metadata::{Ascii, MetadataValue};
 use tonic::transport::{Channel, Endpoint};
 use weir_config::{EndpointConfig, EtcdDiscoveryConfig, MAX_ENDPOINT_WEIGHT};
 
@@ -44,10 +49,11 @@ mod pb {
     }
 }
 
+use pb::etcdserverpb::auth_client::AuthClient;
 use pb::etcdserverpb::kv_client::KvClient;
 use pb::etcdserverpb::watch_client::WatchClient;
 use pb::etcdserverpb::watch_request::RequestUnion;
-use pb::etcdserverpb::{RangeRequest, WatchCreateRequest, WatchRequest};
+use pb::etcdserverpb::{AuthenticateRequest, RangeRequest, WatchCreateRequest, WatchRequest};
 use pb::mvccpb::event::EventType;
 
 /// The first reconnect waits up to this long…
@@ -128,9 +134,11 @@ pub(crate) async fn run(
     bad_values: Arc<AtomicU64>,
     stop: CancellationToken,
 ) {
+    let credentials = etcd.username.clone().zip(etcd.password.clone());
     let mut follower = Follower {
         cluster,
         prefix: etcd.prefix.clone().into_bytes(),
+        credentials,
         sink,
         bad_values,
         keys: BTreeMap::new(),
@@ -194,6 +202,8 @@ async fn connect(url: &str, timeout: Duration) -> Result<Channel, String> {
 struct Follower {
     cluster: String,
     prefix: Vec<u8>,
+    /// User name and password, when etcd wants authentication.
+    credentials: Option<(String, String)>,
     sink: Sink,
     /// Shared with [`crate::Discovery::bad_values`].
     bad_values: Arc<AtomicU64>,
@@ -207,12 +217,16 @@ impl Follower {
     /// Lists the prefix, reports, then watches until the stream ends; always ends in an error
     /// (or never, while etcd is up). A successful list resets `failures`.
     async fn session(&mut self, channel: Channel, failures: &mut u32) -> Result<(), String> {
+        let token = self.authenticate(&channel).await?;
         let range_end = prefix_range_end(&self.prefix);
-        let range = RangeRequest {
+        let mut range = tonic::Request::new(RangeRequest {
             key: self.prefix.clone(),
             range_end: range_end.clone(),
             ..RangeRequest::default()
-        };
+        });
+        if let Some(token) = &token {
+            range.metadata_mut().insert("token", token.clone());
+        }
         let listed =
             tokio::time::timeout(RANGE_TIMEOUT, KvClient::new(channel.clone()).range(range))
                 .await
@@ -244,10 +258,12 @@ impl Follower {
             .map_err(|_| "watch request not sent".to_owned())?;
         let mut request = tonic::Request::new(tokio_stream::wrappers::ReceiverStream::new(rx));
         // etcd cancels the watch when its member loses the leader, rather than going quiet.
-        request.metadata_mut().insert(
-            "hasleader",
-            tonic::metadata::MetadataValue::from_static("true"),
-        );
+        request
+            .metadata_mut()
+            .insert("hasleader", MetadataValue::from_static("true"));
+        if let Some(token) = token {
+            request.metadata_mut().insert("token", token);
+        }
         let mut stream = WatchClient::new(channel)
             .watch(request)
             .await
@@ -278,6 +294,32 @@ impl Follower {
         }
         drop(requests);
         Err("the watch stream ended".to_owned())
+    }
+
+    /// The auth token for this session's requests, when credentials are configured.
+    async fn authenticate(
+        &self,
+        channel: &Channel,
+    ) -> Result<Option<MetadataValue<Ascii>>, String> {
+        let Some((name, password)) = &self.credentials else {
+            return Ok(None);
+        };
+        let request = AuthenticateRequest {
+            name: name.clone(),
+            password: password.clone(),
+        };
+        let token = tokio::time::timeout(
+            RANGE_TIMEOUT,
+            AuthClient::new(channel.clone()).authenticate(request),
+        )
+        .await
+        .map_err(|_| "authentication timed out".to_owned())?
+        .map_err(|e| format!("authenticate as {name:?}: {e}"))?
+        .into_inner()
+        .token;
+        MetadataValue::try_from(token.as_str())
+            .map(Some)
+            .map_err(|_| "etcd returned a token that is not ASCII".to_owned())
     }
 
     /// Records `key`'s new `value`; a bad value drops the key (logged and counted).

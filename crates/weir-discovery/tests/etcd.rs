@@ -65,6 +65,8 @@ async fn the_prefix_is_listed_then_watched_and_bad_values_are_skipped() {
             endpoints: vec![format!("http://{}", refused_addr()), etcd.url()],
             prefix: "/weir/api/".into(),
             connect_timeout: ConfigDuration(Duration::from_secs(2)),
+            username: None,
+            password: None,
         }),
     }]);
     let wait = |want: Vec<EndpointConfig>| {
@@ -95,4 +97,53 @@ async fn the_prefix_is_listed_then_watched_and_bad_values_are_skipped() {
     wait(vec![]).await;
     // Every change was reported once, in order, and nothing from outside the prefix.
     assert_eq!(seen.lock().unwrap().len(), 4, "{:?}", seen.lock().unwrap());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_username_and_password_authenticate_and_a_wrong_password_gets_nothing() {
+    let Some(mut etcd) = Etcd::start().await else {
+        return;
+    };
+    etcd.put("/weir/api/a", r#"{"address":"127.0.0.2:80"}"#)
+        .await;
+    etcd.enable_auth("s3cret").await;
+    let start = |password: &str| {
+        let seen: Seen = Arc::default();
+        let sink = {
+            let seen = Arc::clone(&seen);
+            Arc::new(move |_: &str, eps: Vec<EndpointConfig>| seen.lock().unwrap().push(eps))
+        };
+        let mut d = Discovery::new(sink);
+        d.reconcile(vec![DiscoveryTarget {
+            cluster: "api".into(),
+            source: Source::Etcd(EtcdDiscoveryConfig {
+                endpoints: vec![etcd.url()],
+                prefix: "/weir/api/".into(),
+                connect_timeout: ConfigDuration(Duration::from_secs(2)),
+                username: Some("root".into()),
+                password: Some(password.into()),
+            }),
+        }]);
+        (d, seen)
+    };
+    let (_wrong, wrong_seen) = start("wrong");
+    let (_right, seen) = start("s3cret");
+    assert!(
+        wait_until(Duration::from_secs(10), || last(&seen)
+            == Some(vec![ep("127.0.0.2:80", 1)]))
+        .await
+    );
+    // The token also carries the watch.
+    etcd.put("/weir/api/b", r#"{"address":"127.0.0.3:80"}"#)
+        .await;
+    assert!(
+        wait_until(Duration::from_secs(10), || {
+            last(&seen) == Some(vec![ep("127.0.0.2:80", 1), ep("127.0.0.3:80", 1)])
+        })
+        .await
+    );
+    assert!(
+        wrong_seen.lock().unwrap().is_empty(),
+        "a wrong password read the prefix"
+    );
 }

@@ -21,6 +21,8 @@ pub struct Etcd {
     client_port: u16,
     peer_port: u16,
     child: Option<Child>,
+    /// `user:password` for etcdctl once authentication is on.
+    user: Option<String>,
 }
 
 // === impl Etcd ===
@@ -57,6 +59,7 @@ impl Etcd {
             client_port: free_port(),
             peer_port: free_port(),
             child: None,
+            user: None,
         };
         etcd.restart().await;
         Some(etcd)
@@ -126,6 +129,20 @@ impl Etcd {
         );
     }
 
+    /// Turns authentication on, with `root` as the one user (etcd needs a root user for it);
+    /// `etcdctl` calls from here on authenticate as root.
+    pub async fn enable_auth(&mut self, password: &str) {
+        self.ctl(&[
+            "user",
+            "add",
+            "root",
+            &format!("--new-user-password={password}"),
+        ])
+        .await;
+        self.ctl(&["auth", "enable"]).await;
+        self.user = Some(format!("root:{password}"));
+    }
+
     /// `etcdctl put key value`.
     pub async fn put(&self, key: &str, value: &str) {
         self.ctl(&["put", key, value]).await;
@@ -142,9 +159,14 @@ impl Etcd {
     }
 
     async fn try_ctl(&self, args: &[&str]) -> Result<(), String> {
-        let out = Command::new("etcdctl")
+        let mut command = Command::new("etcdctl");
+        command
             .arg(format!("--endpoints={}", self.url()))
-            .args(["--dial-timeout=2s", "--command-timeout=5s"])
+            .args(["--dial-timeout=2s", "--command-timeout=5s"]);
+        if let Some(user) = &self.user {
+            command.arg(format!("--user={user}"));
+        }
+        let out = command
             .args(args)
             .output()
             .await

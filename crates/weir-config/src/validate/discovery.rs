@@ -1,6 +1,6 @@
 //! Rules for a cluster's service discovery: exactly one source; for DNS a name that can be
 //! resolved, a port where the records carry none, TTL bounds that make sense; for etcd
-//! `http://` URLs and a non-empty prefix; for a file a path and a positive interval.
+//! `http://` URLs, a non-empty prefix and a username with a password; for a file a path and a positive interval.
 
 use super::Checker;
 use crate::path::YamlPath;
@@ -81,6 +81,24 @@ impl Checker<'_> {
                 "prefix is empty, which would read every key in etcd",
                 "give the prefix the endpoints are stored under, e.g. /weir/clusters/api/",
             );
+        }
+        match (&etcd.username, &etcd.password) {
+            (Some(_), None) => self.report(
+                &path.key("username"),
+                "username is set without a password",
+                "add `password`, or remove `username` for an etcd without authentication",
+            ),
+            (None, Some(_)) => self.report(
+                &path.key("password"),
+                "password is set without a username",
+                "add `username`, or remove `password` for an etcd without authentication",
+            ),
+            (Some(user), Some(_)) if user.is_empty() => self.report(
+                &path.key("username"),
+                "username is empty",
+                "give the etcd user weir authenticates as",
+            ),
+            _ => {}
         }
         if etcd.connect_timeout.get().is_zero() {
             self.report(

@@ -59,6 +59,7 @@ fn etcd_and_file_defaults() {
     assert_eq!(etcd.endpoints.len(), 2);
     assert_eq!(etcd.prefix, "/weir/api/");
     assert_eq!(etcd.connect_timeout.get(), Duration::from_secs(2));
+    assert_eq!((&etcd.username, &etcd.password), (&None, &None));
     let cfg = load_ok(&cluster(&[
         "    discovery: { file: { path: endpoints/api.yaml } }",
     ]));
@@ -191,6 +192,16 @@ fn every_discovery_rule_names_path_line_and_fix() {
             3,
             "every key in etcd",
             "/weir/clusters/api/",
+        ),
+        (
+            cluster(&[
+                "    discovery:",
+                "      etcd: { endpoints: [ \"http://etcd:2379\" ], prefix: /a/, username: weir }",
+            ]),
+            "clusters[0].discovery.etcd.username",
+            4,
+            "without a password",
+            "add `password`",
         ),
         (
             cluster(&["    discovery: { file: { path: eps.yaml, interval: 0s } }"]),
