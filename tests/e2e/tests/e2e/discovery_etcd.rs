@@ -1,8 +1,8 @@
 //! etcd service discovery through the running proxy, against a real `etcd` server: a key added
 //! under the prefix is routed to, and a deleted one is not, within 1 s and without a reload; a
 //! bad value is skipped and counted in `/metrics`; with etcd killed the last set keeps serving;
-//! with etcd back the watch resumes. Skips with a
-//! printed reason when etcd is not installed (fails under `CI=true`).
+//! with etcd back the watch resumes. Skips with a printed reason when etcd is not installed
+//! (fails under `CI=true`).
 #![allow(
     clippy::unwrap_used,
     clippy::expect_used,
@@ -14,40 +14,8 @@ use std::collections::BTreeSet;
 use std::time::{Duration, Instant};
 
 use http::StatusCode;
-use weir_e2e::{TestClient, TestProxy, get, h1_client};
+use weir_e2e::{TestProxy, answering, get, h1_client, until_answering};
 use weir_test_support::{Etcd, MockHttp};
-
-/// The endpoints (`x-endpoint`) answering `rounds` requests; an answer other than 200 shows
-/// as `status <code>`.
-async fn answering(client: &TestClient, p: &TestProxy, rounds: usize) -> BTreeSet<String> {
-    let mut names = BTreeSet::new();
-    for _ in 0..rounds {
-        let r = get(client, &p.url("/"), &[]).await;
-        if r.status == StatusCode::OK {
-            names.insert(r.header("x-endpoint").to_owned());
-        } else {
-            names.insert(format!("status {}", r.status));
-        }
-    }
-    names
-}
-
-/// Polls until the endpoints answering a round are exactly `want`; how long that took.
-async fn until_answering(client: &TestClient, p: &TestProxy, want: &[&str]) -> Duration {
-    let want: BTreeSet<String> = want.iter().map(|&s| s.to_owned()).collect();
-    let start = Instant::now();
-    loop {
-        // Round robin: 2 × the set size sees every endpoint of the set at least once.
-        if answering(client, p, 2 * want.len()).await == want {
-            return start.elapsed();
-        }
-        assert!(
-            start.elapsed() < Duration::from_secs(30),
-            "never answered by exactly {want:?}"
-        );
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
-}
 
 fn value(mock: &MockHttp) -> String {
     format!(

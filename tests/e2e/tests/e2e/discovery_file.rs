@@ -15,39 +15,8 @@ use std::time::{Duration, Instant};
 
 use http::StatusCode;
 use weir::Weir;
-use weir_e2e::{TestClient, TestProxy, get, h1_client};
+use weir_e2e::{TestProxy, answering, get, h1_client, until_answering};
 use weir_test_support::MockHttp;
-
-/// The endpoints (`x-endpoint`) answering `rounds` requests; an answer other than 200 shows
-/// as `status <code>`.
-async fn answering(client: &TestClient, p: &TestProxy, rounds: usize) -> BTreeSet<String> {
-    let mut names = BTreeSet::new();
-    for _ in 0..rounds {
-        let r = get(client, &p.url("/"), &[]).await;
-        if r.status == StatusCode::OK {
-            names.insert(r.header("x-endpoint").to_owned());
-        } else {
-            names.insert(format!("status {}", r.status));
-        }
-    }
-    names
-}
-
-/// Polls until the endpoints answering a round are exactly `want`; how long that took.
-async fn until_answering(client: &TestClient, p: &TestProxy, want: &[&str]) -> Duration {
-    let want: BTreeSet<String> = want.iter().map(|&s| s.to_owned()).collect();
-    let start = Instant::now();
-    loop {
-        if answering(client, p, 2 * want.len()).await == want {
-            return start.elapsed();
-        }
-        assert!(
-            start.elapsed() < Duration::from_secs(30),
-            "never answered by exactly {want:?}"
-        );
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
-}
 
 fn endpoints_yaml(mocks: &[&MockHttp]) -> String {
     let mut s = "endpoints:\n".to_owned();
