@@ -239,7 +239,12 @@ impl Follower {
             self.put(kv.key, &kv.value);
         }
         *failures = 0;
-        tracing::debug!(cluster = %self.cluster, revision, keys = self.keys.len(), "etcd prefix listed");
+        tracing::debug!(
+            cluster = %self.cluster,
+            revision,
+            keys = self.keys.len(),
+            "etcd prefix listed"
+        );
         self.report();
 
         // The request stream stays open (its sender alive) for as long as the watch runs.

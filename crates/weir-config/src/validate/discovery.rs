@@ -1,6 +1,7 @@
 //! Rules for a cluster's service discovery: exactly one source; for DNS a name that can be
 //! resolved, a port where the records carry none, TTL bounds that make sense; for etcd
-//! `http://` URLs, a non-empty prefix and a username with a password; for a file a path and a positive interval.
+//! `http://` URLs, a non-empty prefix and a username with a password; for a file a path and
+//! a positive interval.
 
 use super::Checker;
 use crate::path::YamlPath;
