@@ -52,6 +52,8 @@ struct SnapshotCollector {
     per_endpoint: bool,
     /// Config reloads applied and rejected, when weir runs from a file.
     reloads: Option<(u64, u64)>,
+    /// Endpoint records service discovery skipped as unparsable, when discovery is wired.
+    discovery_bad_values: Option<u64>,
 }
 
 /// Answers `GET /metrics`: OpenMetrics when `accept` asks for it, else Prometheus text.
@@ -112,6 +114,7 @@ pub(crate) fn render(state: &AdminState, openmetrics: bool) -> Result<String, fm
             .collect(),
         per_endpoint: state.per_endpoint_metrics(),
         reloads: state.reloader().map(|r| r.counts()),
+        discovery_bad_values: state.discovery_bad_values(),
     };
     let mut registry = Registry::default();
     registry.register_collector(Box::new(collector));
@@ -174,6 +177,15 @@ impl Collector for SnapshotCollector {
                     (vec![("result", "rejected".to_owned())], rejected),
                 ]
                 .into_iter(),
+            )?;
+        }
+        if let Some(bad) = self.discovery_bad_values {
+            counters(
+                &mut encoder,
+                "weir_discovery_bad_values",
+                "Endpoint records service discovery skipped because they did not parse, by source.",
+                None,
+                std::iter::once((vec![("source", "etcd".to_owned())], bad)),
             )?;
         }
         if self.per_endpoint {

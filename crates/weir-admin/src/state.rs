@@ -7,6 +7,7 @@
 
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use weir_config::{ListenerProtocol, ValidatedConfig};
 use weir_proxy::{ListenerCounters, Proxy, SnapshotHandle};
@@ -26,6 +27,8 @@ pub struct AdminState {
     per_endpoint_metrics: bool,
     /// The config `/config` shows; `None` when built from pieces without one.
     running_config: Option<RunningConfig>,
+    /// Records service discovery skipped as unparsable (`/metrics`), when discovery runs.
+    discovery_bad_values: Option<Arc<AtomicU64>>,
 }
 
 /// Reloads the running config from its source (`POST /reload`); implemented by whatever owns
@@ -72,7 +75,23 @@ impl AdminState {
             listener_counters: Arc::new([]),
             per_endpoint_metrics: true,
             running_config: None,
+            discovery_bad_values: None,
         }
+    }
+
+    /// Exports `counter` (service discovery's skipped, unparsable endpoint records) in
+    /// `/metrics` as `weir_discovery_bad_values_total{source="etcd"}` (etcd values are the only
+    /// records that can be skipped one by one; a bad file or DNS answer is rejected whole).
+    pub fn with_discovery_bad_values(mut self, counter: Arc<AtomicU64>) -> Self {
+        self.discovery_bad_values = Some(counter);
+        self
+    }
+
+    /// Service discovery's count of skipped, unparsable endpoint records, when exported.
+    pub fn discovery_bad_values(&self) -> Option<u64> {
+        self.discovery_bad_values
+            .as_ref()
+            .map(|c| c.load(Ordering::Relaxed))
     }
 
     /// Shows `config` at `/config`. Share it with whatever applies reloads and call

@@ -40,7 +40,10 @@ pub use balancing::{
     RingHashConfig, SlowStartConfig,
 };
 pub use cluster::{CircuitBreakersConfig, ClusterConfig, EndpointConfig, UpstreamProtocol};
-pub use discovery::{DiscoveryConfig, DnsDiscoveryConfig, DnsRecordKind};
+pub use discovery::{
+    DiscoveryConfig, DnsDiscoveryConfig, DnsRecordKind, EndpointsFile, EtcdDiscoveryConfig,
+    FileDiscoveryConfig,
+};
 pub use duration::ConfigDuration;
 pub use error::{ConfigError, ConfigErrors};
 pub use health::{
@@ -55,7 +58,8 @@ pub use listener::{
     AdminConfig, AdminMetricsConfig, HttpOptionsConfig, ListenerConfig, ListenerProtocol,
 };
 pub use load::{
-    ValidatedConfig, load_file, load_file_all, load_str, load_str_all, validate_config,
+    ValidatedConfig, load_endpoints_str, load_file, load_file_all, load_str, load_str_all,
+    validate_config,
 };
 pub use observability::{
     AccessLogConfig, AccessLogField, DEFAULT_ACCESS_LOG_QUEUE, OtlpConfig, TracingConfig,
@@ -79,6 +83,7 @@ pub use traffic::{
     ConfigNumber, DEFAULT_MIRROR_MAX_BODY_BYTES, FaultAbortConfig, FaultConfig, FaultDelayConfig,
     MirrorConfig,
 };
+pub use validate::MAX_ENDPOINT_WEIGHT;
 
 use serde::{Deserialize, Serialize};
 

@@ -19,9 +19,9 @@ use std::sync::Weak;
 use anyhow::Context;
 use tokio_util::sync::CancellationToken;
 use weir_admin::{AdminServer, AdminState, ReloadSummary, Reloader, RunningConfig};
-use weir_config::{DnsDiscoveryConfig, EndpointConfig, ListenerProtocol, ValidatedConfig};
+use weir_config::{DiscoveryConfig, EndpointConfig, ListenerProtocol, ValidatedConfig};
 use weir_core::SystemClock;
-use weir_discovery::{Discovery, DiscoveryTarget};
+use weir_discovery::{Discovery, DiscoveryTarget, Source};
 use weir_probe::{CheckTarget, HealthChecker};
 use weir_proxy::{Proxy, Snapshot, SnapshotHandle};
 
@@ -133,11 +133,12 @@ impl Weir {
         control
             .lock()
             .discovery
-            .reconcile(discovery_targets(config));
+            .reconcile(discovery_targets(config, control.source.as_deref()));
         let admin = match &config.config().admin {
             Some(admin) => {
                 let mut state = AdminState::for_proxy(&proxy, config)
-                    .with_running_config(control.running.clone());
+                    .with_running_config(control.running.clone())
+                    .with_discovery_bad_values(control.lock().discovery.bad_values_counter());
                 if control.source.is_some() {
                     state = state.with_reloader(Arc::clone(&control) as Arc<dyn Reloader>);
                 }
@@ -297,8 +298,8 @@ impl Control {
         // Discovered endpoints stay for clusters whose discovery source did not change.
         let old_base = state.base.clone();
         state.discovered.retain(|cluster, _| {
-            dns_of(config, cluster).is_some()
-                && dns_of(config, cluster) == dns_of(&old_base, cluster)
+            discovery_of(config, cluster).is_some()
+                && discovery_of(config, cluster) == discovery_of(&old_base, cluster)
         });
         let merged = with_discovered(config, &state.discovered)?;
         let current = self.snapshots.load();
@@ -309,7 +310,9 @@ impl Control {
         self.running.set(config);
         state.checker.reconcile(targets);
         state.base = config.clone();
-        state.discovery.reconcile(discovery_targets(config));
+        state
+            .discovery
+            .reconcile(discovery_targets(config, self.source.as_deref()));
         let report = ReloadReport {
             clusters,
             checked_endpoints: state.checker.len(),
@@ -328,7 +331,7 @@ impl Control {
     /// discovery's latest set); endpoints that stay keep their state. Logged, never fatal.
     fn apply_discovered(&self, cluster: &str, endpoints: Vec<EndpointConfig>) {
         let mut state = self.lock();
-        if dns_of(&state.base, cluster).is_none() {
+        if discovery_of(&state.base, cluster).is_none() {
             return;
         }
         state.discovered.insert(cluster.to_owned(), endpoints);
@@ -348,18 +351,20 @@ impl Control {
     }
 }
 
-/// The DNS discovery source of `cluster` in `config`, if it has one.
-fn dns_of<'c>(config: &'c ValidatedConfig, cluster: &str) -> Option<&'c DnsDiscoveryConfig> {
+/// The discovery block of `cluster` in `config`, if it has one.
+fn discovery_of<'c>(config: &'c ValidatedConfig, cluster: &str) -> Option<&'c DiscoveryConfig> {
     let c = config
         .config()
         .clusters
         .iter()
         .find(|c| c.name == cluster)?;
-    c.discovery.as_ref()?.dns.as_ref()
+    c.discovery.as_ref()
 }
 
-/// Every cluster of `config` with a discovery source.
-fn discovery_targets(config: &ValidatedConfig) -> Vec<DiscoveryTarget> {
+/// Every cluster of `config` with a discovery source; a relative endpoints-file path is
+/// resolved from the directory of the config file `source` (the working directory without one).
+fn discovery_targets(config: &ValidatedConfig, source: Option<&Path>) -> Vec<DiscoveryTarget> {
+    let dir = source.map(|s| s.parent().unwrap_or_else(|| Path::new("")));
     config
         .config()
         .clusters
@@ -367,7 +372,7 @@ fn discovery_targets(config: &ValidatedConfig) -> Vec<DiscoveryTarget> {
         .filter_map(|c| {
             Some(DiscoveryTarget {
                 cluster: c.name.clone(),
-                dns: c.discovery.as_ref()?.dns.clone()?,
+                source: Source::from_config(c.discovery.as_ref()?, dir)?,
             })
         })
         .collect()

@@ -9,7 +9,9 @@ use std::net::SocketAddr;
 
 use crate::path::YamlPath;
 use crate::yaml::Node;
-use crate::{ClusterConfig, Config, ConfigError, HttpOptionsConfig, ListenerConfig};
+use crate::{
+    ClusterConfig, Config, ConfigError, EndpointConfig, HttpOptionsConfig, ListenerConfig,
+};
 
 mod balancing;
 mod discovery;
@@ -24,7 +26,7 @@ mod tls;
 mod traffic;
 
 /// Endpoint weights outside this range are rejected.
-const MAX_ENDPOINT_WEIGHT: u32 = 10_000;
+pub const MAX_ENDPOINT_WEIGHT: u32 = 10_000;
 
 /// Collects problems while walking a config.
 pub(crate) struct Checker<'a> {
@@ -52,6 +54,25 @@ pub(crate) fn check(config: &Config, tree: Option<&Node>, file: &str) -> Vec<Con
     checker.clusters(&config.clusters);
     rate_limit::check(&mut checker, config);
     observability::check(&mut checker, config);
+    checker.errors
+}
+
+/// Checks an endpoints file's list (file discovery) by the rules of a cluster's `endpoints`.
+pub(crate) fn check_endpoints_file(
+    endpoints: &[EndpointConfig],
+    tree: Option<&Node>,
+    file: &str,
+) -> Vec<ConfigError> {
+    let mut checker = Checker {
+        file,
+        tree,
+        errors: Vec::new(),
+    };
+    checker.endpoints(
+        endpoints,
+        "the endpoints file",
+        &YamlPath::root().key("endpoints"),
+    );
     checker.errors
 }
 
@@ -232,7 +253,11 @@ impl Checker<'_> {
                     "give a positive duration such as 1s",
                 );
             }
-            self.endpoints(cluster, &path.key("endpoints"));
+            self.endpoints(
+                &cluster.endpoints,
+                &format!("cluster {:?}", cluster.name),
+                &path.key("endpoints"),
+            );
             if let Some(tls) = &cluster.tls {
                 self.cluster_tls(tls, &path.key("tls"));
             }
@@ -257,9 +282,11 @@ impl Checker<'_> {
         }
     }
 
-    fn endpoints(&mut self, cluster: &ClusterConfig, path: &YamlPath) {
+    /// Checks an endpoint list (of `owner`, named in messages) at `path`: weights in range, a
+    /// real port, each address once.
+    fn endpoints(&mut self, endpoints: &[EndpointConfig], owner: &str, path: &YamlPath) {
         let mut seen: HashMap<SocketAddr, YamlPath> = HashMap::new();
-        for (k, endpoint) in cluster.endpoints.iter().enumerate() {
+        for (k, endpoint) in endpoints.iter().enumerate() {
             let path = path.index(k);
             if !(1..=MAX_ENDPOINT_WEIGHT).contains(&endpoint.weight) {
                 self.report(
@@ -280,8 +307,8 @@ impl Checker<'_> {
                 self.report(
                     &path,
                     format!(
-                        "endpoint {} is listed twice in cluster {:?} (first at {first})",
-                        endpoint.address, cluster.name
+                        "endpoint {} is listed twice in {owner} (first at {first})",
+                        endpoint.address
                     ),
                     "list each address once and raise its weight instead",
                 );

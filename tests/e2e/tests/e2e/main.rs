@@ -7,6 +7,8 @@ mod circuit_breakers;
 mod dashboard;
 mod decision;
 mod discovery;
+mod discovery_etcd;
+mod discovery_file;
 mod drain;
 mod errors;
 mod fault;
