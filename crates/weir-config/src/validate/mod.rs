@@ -11,6 +11,7 @@ use crate::path::YamlPath;
 use crate::yaml::Node;
 use crate::{ClusterConfig, Config, ConfigError, HttpOptionsConfig, ListenerConfig};
 
+mod affinity;
 mod balancing;
 mod discovery;
 mod health;
@@ -237,6 +238,9 @@ impl Checker<'_> {
                 self.cluster_tls(tls, &path.key("tls"));
             }
             self.balancing(cluster, &path);
+            if let Some(affinity) = &cluster.session_affinity {
+                self.session_affinity(affinity, &path.key("session_affinity"));
+            }
             self.health(cluster, &path);
             self.retry_budget(cluster, &path);
             self.discovery(cluster, &path);

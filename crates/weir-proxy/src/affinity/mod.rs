@@ -1,0 +1,301 @@
+//! Session affinity: keep a client on the endpoint it started with, whatever the cluster's LB
+//! policy (`session_affinity:` on a cluster or a route; `docs/affinity.md`).
+//!
+//! Three modes. `cookie`: weir sets a signed cookie naming the endpoint ([`cookie`]); a valid
+//! cookie for a healthy endpoint (or a drained one, until `drain_timeout` after the drain)
+//! bypasses the LB policy; otherwise the LB policy picks and the cookie is (re)issued. The
+//! cookie never reaches the endpoint (HAProxy's `indirect`). `header` and `client_address`:
+//! the key is hashed onto the cluster's eligible endpoints with weir-balance's [`Maglev`], so a
+//! key keeps its endpoint while the set is stable and about `1/n` of keys move when an
+//! endpoint joins or leaves (Eisenbud et al., NSDI 2016). Hashing keeps no per-key state, so a
+//! drained endpoint's keys move at once; only cookie sessions honour `drain_timeout`.
+//!
+//! Affinity decides the first attempt only: retries go to endpoints not yet tried, and the
+//! cookie then follows the endpoint that answered.
+
+pub(crate) mod cookie;
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::OnceLock;
+
+use http::header::{HeaderName, HeaderValue};
+use weir_balance::{Balancer, BuildContext, CommonOptions, Explanation, Maglev, PickContext};
+use weir_config::{ClusterConfig, MaglevConfig, SessionAffinityConfig};
+use weir_core::{Endpoint, Nanos, Unhealthy};
+
+use crate::Cluster;
+use crate::hash_key::HashInput;
+use crate::stats::AffinityEvent;
+use cookie::{CookiePolicy, Invalid, Session};
+
+/// A compiled `session_affinity` block.
+#[derive(Debug)]
+pub(crate) struct SessionAffinity {
+    mode: Mode,
+    /// How long a drained endpoint keeps its cookie sessions, in clock nanoseconds.
+    drain_timeout: Nanos,
+}
+
+#[derive(Debug)]
+enum Mode {
+    Cookie(CookiePolicy),
+    Header(HeaderName),
+    ClientAddress,
+}
+
+/// A cluster's side of affinity: endpoint ids for cookies, and the Maglev table that hashing
+/// modes pick from (built with the cluster when some route or the cluster hashes).
+#[derive(Debug)]
+pub(crate) struct ClusterAffinity {
+    /// [`cookie::endpoint_id`] of each endpoint, in endpoint order.
+    ids: Vec<u64>,
+    table: Option<Maglev>,
+}
+
+/// One request's affinity: the policy, and what its cookie said.
+#[derive(Debug)]
+pub(crate) struct RequestAffinity<'a> {
+    policy: &'a SessionAffinity,
+    /// Unix seconds when the request arrived (cookie expiry is wall-clock time).
+    now: u64,
+    /// A valid cookie's session and the index of the endpoint it names, if that endpoint is
+    /// still in the cluster.
+    session: Option<(Session, Option<usize>)>,
+    /// Whether the named endpoint may take this request (healthy, or draining within the
+    /// deadline): then the first attempt goes there.
+    sticky: bool,
+}
+
+/// What affinity did for a request, for the decision record.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Verdict {
+    /// The session's endpoint answered.
+    Hit,
+    /// A new session began (no valid cookie).
+    New,
+    /// The session moved to another endpoint (its own was gone, down, or failed).
+    Moved,
+}
+
+// === impl SessionAffinity ===
+
+impl SessionAffinity {
+    /// Compiles `cfg`. Without a configured cookie key, the process's random key is used (made
+    /// once, so it survives reloads).
+    pub(crate) fn compile(cfg: &SessionAffinityConfig) -> Result<Self, String> {
+        let mode = if let Some(c) = &cfg.cookie {
+            Mode::Cookie(CookiePolicy::new(c, generated_key())?)
+        } else if let Some(h) = &cfg.header {
+            Mode::Header(
+                HeaderName::from_bytes(h.as_bytes())
+                    .map_err(|_| format!("{h:?} is not a valid header name"))?,
+            )
+        } else if cfg.client_address == Some(true) {
+            Mode::ClientAddress
+        } else {
+            return Err("session_affinity names no mode".into());
+        };
+        Ok(Self {
+            mode,
+            drain_timeout: u64::try_from(cfg.drain_timeout.get().as_nanos()).unwrap_or(u64::MAX),
+        })
+    }
+
+    /// The cookie name, in cookie mode.
+    pub(crate) fn cookie_name(&self) -> Option<&str> {
+        match &self.mode {
+            Mode::Cookie(c) => Some(&c.name),
+            _ => None,
+        }
+    }
+
+    /// Whether this policy hashes (and so needs its cluster's Maglev table).
+    pub(crate) fn hashes(cfg: &SessionAffinityConfig) -> bool {
+        cfg.cookie.is_none() && (cfg.header.is_some() || cfg.client_address == Some(true))
+    }
+
+    /// Starts a request's affinity on `cluster`: `cookie` is the affinity cookie's value, already
+    /// taken out of the request. A forged or expired cookie is counted and ignored.
+    pub(crate) fn begin<'a>(
+        &'a self,
+        cluster: &Cluster,
+        cookie: Option<&str>,
+    ) -> RequestAffinity<'a> {
+        let now = cookie::unix_now();
+        let mut request = RequestAffinity {
+            policy: self,
+            now,
+            session: None,
+            sticky: false,
+        };
+        let (Mode::Cookie(policy), Some(value)) = (&self.mode, cookie) else {
+            return request;
+        };
+        match policy.decode(value, now) {
+            Ok(session) => {
+                let index = cluster.affinity.ids.iter().position(|&id| id == session.endpoint);
+                request.sticky = index
+                    .and_then(|i| cluster.endpoints.get(i))
+                    .is_some_and(|e| self.may_keep(e, cluster.clock().now()));
+                request.session = Some((session, index));
+            }
+            Err(why) => {
+                cluster.stats.record_affinity(AffinityEvent::Invalid);
+                tracing::debug!(
+                    cluster = %cluster.name,
+                    reason = ?why,
+                    "ignoring an affinity cookie that is {}",
+                    if why == Invalid::Expired { "expired" } else { "not ours" }
+                );
+            }
+        }
+        request
+    }
+
+    /// Whether a session on `endpoint` may continue at clock reading `now`: it is healthy, or
+    /// drained (and nothing else) less than `drain_timeout` ago.
+    fn may_keep(&self, endpoint: &Endpoint, now: Nanos) -> bool {
+        let flags = endpoint.state.health();
+        if flags.is_healthy() {
+            return true;
+        }
+        let only_drained = flags.reasons().all(|r| r == Unhealthy::Drained);
+        only_drained
+            && endpoint
+                .state
+                .drained_since()
+                .is_some_and(|since| now.saturating_sub(since) < self.drain_timeout)
+    }
+}
+
+// === impl ClusterAffinity ===
+
+impl ClusterAffinity {
+    /// The affinity side of a cluster over `endpoints`; with `table`, the Maglev table that
+    /// hashing modes use (eligibility follows the cluster's health and panic threshold; loads
+    /// are not bounded, since a session must not move because its endpoint is busy).
+    pub(crate) fn new(
+        cfg: &ClusterConfig,
+        endpoints: &[Arc<Endpoint>],
+        ctx: &BuildContext,
+        table: bool,
+    ) -> Self {
+        let options = CommonOptions {
+            slow_start: None,
+            panic_threshold: cfg.panic_threshold,
+            hash_balance_factor: None,
+        };
+        Self {
+            ids: endpoints
+                .iter()
+                .map(|e| cookie::endpoint_id(e.address))
+                .collect(),
+            table: table
+                .then(|| Maglev::new(endpoints, ctx, &options, &MaglevConfig::default())),
+        }
+    }
+}
+
+// === impl RequestAffinity ===
+
+impl RequestAffinity<'_> {
+    /// The endpoint affinity sends the first attempt to, with an explanation when `explain`;
+    /// `None` leaves the pick to the LB policy (no session, its endpoint cannot take it, or
+    /// no hash key in the request).
+    pub(crate) fn pick(
+        &self,
+        cluster: &Cluster,
+        input: &HashInput<'_>,
+        explain: bool,
+    ) -> Option<(usize, Option<Explanation>)> {
+        let (hash, note) = match &self.policy.mode {
+            Mode::Cookie(_) => {
+                // Counted in `finish`, once the answering endpoint is known.
+                let index = self.session.and_then(|(_, i)| i).filter(|_| self.sticky)?;
+                let why = explain.then(|| {
+                    let mut e = Explanation::new("session_affinity", index);
+                    e.note = Some("cookie");
+                    e
+                });
+                return Some((index, why));
+            }
+            Mode::Header(name) => {
+                let value = input.headers?.get(name)?;
+                (xxhash_rust::xxh3::xxh3_64(value.as_bytes()), "header")
+            }
+            Mode::ClientAddress => (crate::hash_key::hash_ip(input.client.ip()), "client_address"),
+        };
+        let table = cluster.affinity.table.as_ref()?;
+        let ctx = PickContext {
+            hash: Some(hash),
+            attempt: 0,
+        };
+        let picked = if explain {
+            let (i, mut e) = table.pick_explained(&ctx)?;
+            e.policy = "session_affinity";
+            e.note = Some(note);
+            (i, Some(e))
+        } else {
+            (table.pick(&ctx)?, None)
+        };
+        cluster.stats.record_affinity(AffinityEvent::Hit);
+        Some(picked)
+    }
+
+    /// After the request was answered by `answered`: the `Set-Cookie` to send (a new session,
+    /// a moved one, or one close to expiry), counted. `None` in hashing modes and when the
+    /// session's cookie stays as it is.
+    pub(crate) fn finish(
+        &self,
+        cluster: &Cluster,
+        answered: SocketAddr,
+    ) -> (Option<HeaderValue>, Option<Verdict>) {
+        let Mode::Cookie(policy) = &self.policy.mode else {
+            return (None, None);
+        };
+        let Some(index) = cluster.endpoints.iter().position(|e| e.address == answered) else {
+            return (None, None);
+        };
+        let verdict = match self.session {
+            Some((session, Some(named))) if named == index => {
+                cluster.stats.record_affinity(AffinityEvent::Hit);
+                if !policy.needs_refresh(&session, self.now) {
+                    return (None, Some(Verdict::Hit));
+                }
+                Verdict::Hit
+            }
+            Some(_) => {
+                cluster.stats.record_affinity(AffinityEvent::Moved);
+                Verdict::Moved
+            }
+            None => {
+                cluster.stats.record_affinity(AffinityEvent::New);
+                Verdict::New
+            }
+        };
+        let id = cluster.affinity.ids.get(index).copied();
+        let header = id.and_then(|id| policy.set_cookie(&policy.encode(id, self.now)));
+        (header, Some(verdict))
+    }
+}
+
+// === impl Verdict ===
+
+impl Verdict {
+    /// The word the decision record uses.
+    pub(crate) fn as_str(self) -> &'static str {
+        match self {
+            Self::Hit => "hit",
+            Self::New => "new",
+            Self::Moved => "moved",
+        }
+    }
+}
+
+/// The process's random cookie key: made on first use, kept for the life of the process (so
+/// across reloads), never written anywhere.
+fn generated_key() -> &'static [u8; 32] {
+    static KEY: OnceLock<[u8; 32]> = OnceLock::new();
+    KEY.get_or_init(rand::random)
+}
