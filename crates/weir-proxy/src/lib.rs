@@ -40,6 +40,6 @@ pub use route_stats::RouteStats;
 pub use server::{Proxy, ProxyError};
 pub use snapshot::{CompileError, Snapshot, SnapshotHandle};
 pub use stats::{
-    AffinityEvent, AtomicHistogram, ClusterStats, HistogramSnapshot, LATENCY_BUCKETS, ListenerCounters,
-    RouteTraffic, STATUS_CLASSES, UpstreamFailure,
+    AffinityEvent, AtomicHistogram, ClusterStats, HistogramSnapshot, LATENCY_BUCKETS,
+    ListenerCounters, RouteTraffic, STATUS_CLASSES, UpstreamFailure,
 };

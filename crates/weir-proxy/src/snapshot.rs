@@ -174,7 +174,12 @@ fn affinity_hashing_clusters(cfg: &weir_config::Config) -> HashSet<&str> {
             .is_some_and(SessionAffinity::hashes)
     }) {
         names.extend(r.cluster.as_deref());
-        names.extend(r.weighted_clusters.iter().flatten().map(|w| w.cluster.as_str()));
+        names.extend(
+            r.weighted_clusters
+                .iter()
+                .flatten()
+                .map(|w| w.cluster.as_str()),
+        );
     }
     names
 }

@@ -59,11 +59,19 @@ fn every_setting_loads_on_clusters_and_routes() {
     let cookie = a.cookie.as_ref().unwrap();
     assert_eq!(cookie.ttl.get(), Duration::from_secs(3600));
     assert_eq!(cookie.same_site, SameSiteConfig::None);
-    assert_eq!(cookie.key_bytes().unwrap().unwrap(), (0..32).collect::<Vec<u8>>());
+    assert_eq!(
+        cookie.key_bytes().unwrap().unwrap(),
+        (0..32).collect::<Vec<u8>>()
+    );
     assert_eq!(a.drain_timeout.get(), Duration::from_secs(30));
     let routes = &c.listeners[0].routes;
     assert_eq!(
-        routes[0].session_affinity.as_ref().unwrap().header.as_deref(),
+        routes[0]
+            .session_affinity
+            .as_ref()
+            .unwrap()
+            .header
+            .as_deref(),
         Some("x-user")
     );
     assert_eq!(

@@ -285,11 +285,18 @@ mod tests {
     #[test]
     fn take_strips_only_the_affinity_cookie() {
         let mut h = HeaderMap::new();
-        h.append(COOKIE, HeaderValue::from_static("a=1; weir-affinity=xyz; b=2"));
+        h.append(
+            COOKIE,
+            HeaderValue::from_static("a=1; weir-affinity=xyz; b=2"),
+        );
         h.append(COOKIE, HeaderValue::from_static("weir-affinity=second"));
         h.append(COOKIE, HeaderValue::from_static("c=3"));
         assert_eq!(take(&mut h, "weir-affinity").as_deref(), Some("xyz"));
-        let left: Vec<_> = h.get_all(COOKIE).iter().map(|v| v.to_str().unwrap()).collect();
+        let left: Vec<_> = h
+            .get_all(COOKIE)
+            .iter()
+            .map(|v| v.to_str().unwrap())
+            .collect();
         assert_eq!(left, ["a=1; b=2", "c=3"]);
         let mut none = HeaderMap::new();
         none.append(COOKIE, HeaderValue::from_static("a=1"));

@@ -39,7 +39,8 @@ pub(crate) struct SessionAffinity {
 
 #[derive(Debug)]
 enum Mode {
-    Cookie(CookiePolicy),
+    /// Boxed: the HMAC key is large, and compiled once per snapshot.
+    Cookie(Box<CookiePolicy>),
     Header(HeaderName),
     ClientAddress,
 }
@@ -85,7 +86,7 @@ impl SessionAffinity {
     /// once, so it survives reloads).
     pub(crate) fn compile(cfg: &SessionAffinityConfig) -> Result<Self, String> {
         let mode = if let Some(c) = &cfg.cookie {
-            Mode::Cookie(CookiePolicy::new(c, generated_key())?)
+            Mode::Cookie(Box::new(CookiePolicy::new(c, generated_key())?))
         } else if let Some(h) = &cfg.header {
             Mode::Header(
                 HeaderName::from_bytes(h.as_bytes())
@@ -134,7 +135,11 @@ impl SessionAffinity {
         };
         match policy.decode(value, now) {
             Ok(session) => {
-                let index = cluster.affinity.ids.iter().position(|&id| id == session.endpoint);
+                let index = cluster
+                    .affinity
+                    .ids
+                    .iter()
+                    .position(|&id| id == session.endpoint);
                 request.sticky = index
                     .and_then(|i| cluster.endpoints.get(i))
                     .is_some_and(|e| self.may_keep(e, cluster.clock().now()));
@@ -191,8 +196,7 @@ impl ClusterAffinity {
                 .iter()
                 .map(|e| cookie::endpoint_id(e.address))
                 .collect(),
-            table: table
-                .then(|| Maglev::new(endpoints, ctx, &options, &MaglevConfig::default())),
+            table: table.then(|| Maglev::new(endpoints, ctx, &options, &MaglevConfig::default())),
         }
     }
 }
@@ -224,7 +228,10 @@ impl RequestAffinity<'_> {
                 let value = input.headers?.get(name)?;
                 (xxhash_rust::xxh3::xxh3_64(value.as_bytes()), "header")
             }
-            Mode::ClientAddress => (crate::hash_key::hash_ip(input.client.ip()), "client_address"),
+            Mode::ClientAddress => (
+                crate::hash_key::hash_ip(input.client.ip()),
+                "client_address",
+            ),
         };
         let table = cluster.affinity.table.as_ref()?;
         let ctx = PickContext {
@@ -298,4 +305,139 @@ impl Verdict {
 fn generated_key() -> &'static [u8; 32] {
     static KEY: OnceLock<[u8; 32]> = OnceLock::new();
     KEY.get_or_init(rand::random)
+}
+
+#[cfg(test)]
+mod tests {
+    use http::HeaderMap;
+
+    use super::*;
+    use crate::Snapshot;
+
+    fn compile(affinity: &str) -> Snapshot {
+        let yaml = format!(
+            "clusters:
+  - name: c
+    session_affinity: {affinity}
+    endpoints: [ 127.0.0.1:9001, 127.0.0.1:9002, 127.0.0.1:9003 ]
+"
+        );
+        let config = weir_config::load_str(&yaml, "t.yaml").unwrap();
+        Snapshot::compile(&config, None).unwrap()
+    }
+
+    fn input(headers: &HeaderMap) -> HashInput<'_> {
+        let client: SocketAddr = "10.1.2.3:5555".parse().unwrap();
+        HashInput {
+            headers: Some(headers),
+            path: Some("/"),
+            query: None,
+            client,
+            local: client,
+        }
+    }
+
+    fn cookie_for(cluster: &Cluster, index: usize, now: u64) -> String {
+        let policy = match &cluster.session_affinity.as_ref().unwrap().mode {
+            Mode::Cookie(p) => p,
+            _ => panic!("not a cookie policy"),
+        };
+        policy.encode(cluster.affinity.ids[index], now)
+    }
+
+    #[test]
+    fn a_drained_endpoint_keeps_sessions_only_until_the_deadline() {
+        // The same drained endpoint under a long deadline and under none (`0`).
+        for (timeout, kept) in [("1h", true), ("0", false)] {
+            let snapshot = compile(&format!(
+                "{{ cookie: {{ ttl: 1h }}, drain_timeout: {timeout} }}"
+            ));
+            let c = snapshot.cluster("c").unwrap();
+            let affinity = c.session_affinity.as_ref().unwrap();
+            let value = cookie_for(c, 1, cookie::unix_now());
+            let headers = HeaderMap::new();
+            let picked = |c: &Cluster| {
+                let r = affinity.begin(c, Some(&value));
+                r.pick(c, &input(&headers), false).map(|(i, _)| i)
+            };
+            assert_eq!(picked(c), Some(1));
+            let state = &c.endpoints[1].state;
+            let now = c.clock().now();
+            let _ = state.set_unhealthy(Unhealthy::Drained, true, now);
+            assert_eq!(picked(c), kept.then_some(1), "drain_timeout {timeout}");
+            state.set_healthy(false, now);
+            assert_eq!(
+                picked(c),
+                None,
+                "a drained and failing endpoint keeps no session"
+            );
+        }
+    }
+
+    #[test]
+    fn finish_issues_cookies_only_when_new_moved_or_stale() {
+        let snapshot = compile("{ cookie: { ttl: 100s } }");
+        let c = snapshot.cluster("c").unwrap();
+        let affinity = c.session_affinity.as_ref().unwrap();
+        let at = |i: usize| c.endpoints[i].address;
+        let now = cookie::unix_now();
+
+        let (set, verdict) = affinity.begin(c, None).finish(c, at(0));
+        assert_eq!(verdict, Some(Verdict::New));
+        let set = set.unwrap();
+        let value = set.to_str().unwrap();
+        assert!(value.starts_with("weir-affinity=") && value.contains("Max-Age=100"));
+
+        let fresh = cookie_for(c, 0, now);
+        let (set, verdict) = affinity.begin(c, Some(&fresh)).finish(c, at(0));
+        assert_eq!((set, verdict), (None, Some(Verdict::Hit)));
+        let stale = cookie_for(c, 0, now - 60);
+        let (set, verdict) = affinity.begin(c, Some(&stale)).finish(c, at(0));
+        assert!(set.is_some(), "refreshed with less than half its life left");
+        assert_eq!(verdict, Some(Verdict::Hit));
+        let (set, verdict) = affinity.begin(c, Some(&fresh)).finish(c, at(2));
+        assert!(set.is_some());
+        assert_eq!(verdict, Some(Verdict::Moved));
+        let (_, verdict) = affinity.begin(c, Some("forged")).finish(c, at(1));
+        assert_eq!(verdict, Some(Verdict::New));
+
+        let stats = c.upstream_stats();
+        let counts: Vec<u64> = AffinityEvent::ALL
+            .iter()
+            .map(|&e| stats.affinity(e))
+            .collect();
+        assert_eq!(counts, [2, 2, 1, 1], "hits, new, moved, invalid");
+    }
+
+    #[test]
+    fn header_hashing_is_stable_and_only_a_down_endpoints_keys_move() {
+        let snapshot = compile("{ header: x-user }");
+        let c = snapshot.cluster("c").unwrap();
+        let affinity = c.session_affinity.as_ref().unwrap();
+        let request = affinity.begin(c, None);
+        let home = |user: &str| {
+            let mut headers = HeaderMap::new();
+            headers.insert("x-user", user.parse().unwrap());
+            request.pick(c, &input(&headers), false).map(|(i, _)| i)
+        };
+        let users: Vec<String> = (0..300).map(|i| format!("u{i}")).collect();
+        let before: Vec<usize> = users.iter().map(|u| home(u).unwrap()).collect();
+        assert!((0..3).all(|e| before.contains(&e)));
+        assert_eq!(
+            before,
+            users.iter().map(|u| home(u).unwrap()).collect::<Vec<_>>()
+        );
+        let now = c.clock().now();
+        let _ = c.endpoints[0]
+            .state
+            .set_unhealthy(Unhealthy::Drained, true, now);
+        for (u, &b) in users.iter().zip(&before) {
+            let after = home(u).unwrap();
+            assert_ne!(after, 0, "no keys on a drained endpoint");
+            if b != 0 {
+                assert_eq!(after, b, "{u} kept its endpoint");
+            }
+        }
+        assert_eq!(request.pick(c, &input(&HeaderMap::new()), false), None);
+    }
 }

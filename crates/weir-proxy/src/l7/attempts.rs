@@ -26,8 +26,8 @@ use super::outcome;
 use super::replay::Replay;
 use super::retry::{RetryPolicy, Verdict};
 use crate::Cluster;
-use crate::affinity::RequestAffinity;
 use crate::ProxyBody;
+use crate::affinity::RequestAffinity;
 use crate::cluster::Picked;
 use crate::hash_key::HashInput;
 use crate::upstream::UpstreamResponse;
@@ -332,8 +332,7 @@ impl<'a> Attempts<'a> {
         };
         if made == 0
             && let Some(affinity) = self.affinity
-            && let Some((index, why)) =
-                affinity.pick(self.cluster, &input, self.decision.is_some())
+            && let Some((index, why)) = affinity.pick(self.cluster, &input, self.decision.is_some())
             && let Some(p) = self.cluster.picked(index)
         {
             self.explained(why);

@@ -109,7 +109,13 @@ async fn a_cookie_keeps_100_requests_on_one_endpoint_and_never_reaches_it() {
     let first = get(&client, &p.url("/"), &[]).await;
     let cookie = set_cookie(&first).expect("a new session gets a cookie");
     let raw = first.header("set-cookie");
-    for attr in ["Path=/", "Max-Age=3600", "Secure", "HttpOnly", "SameSite=Lax"] {
+    for attr in [
+        "Path=/",
+        "Max-Age=3600",
+        "Secure",
+        "HttpOnly",
+        "SameSite=Lax",
+    ] {
         assert!(raw.contains(attr), "{raw} lacks {attr}");
     }
     let home = first.header("x-endpoint").to_owned();
@@ -119,18 +125,29 @@ async fn a_cookie_keeps_100_requests_on_one_endpoint_and_never_reaches_it() {
         assert_eq!(set_cookie(&r), None, "a fresh valid cookie is not re-sent");
         let seen = r.text();
         assert!(seen.contains("cookie: theme=dark\n"), "{seen}");
-        assert!(!seen.contains(NAME), "the affinity cookie is weir's alone: {seen}");
+        assert!(
+            !seen.contains(NAME),
+            "the affinity cookie is weir's alone: {seen}"
+        );
     }
     let c = counters(&p).await;
     assert_eq!(c["hits"], 100, "{c}");
     assert_eq!(c["new_sessions"], 1, "{c}");
-    assert_eq!((c["moved_sessions"].clone(), c["invalid_cookies"].clone()), (0.into(), 0.into()));
+    assert_eq!(
+        (c["moved_sessions"].clone(), c["invalid_cookies"].clone()),
+        (0.into(), 0.into())
+    );
     let hits = metric(&p, "weir_cluster_affinity_hits_total{cluster=\"c\"}").await;
     assert_eq!(hits, 100);
     // Without the cookie, round robin spreads new sessions as usual.
     let mut homes = HashSet::new();
     for _ in 0..6 {
-        homes.insert(get(&client, &p.url("/"), &[]).await.header("x-endpoint").to_owned());
+        homes.insert(
+            get(&client, &p.url("/"), &[])
+                .await
+                .header("x-endpoint")
+                .to_owned(),
+        );
     }
     assert_eq!(homes.len(), 3);
 }
@@ -143,9 +160,17 @@ async fn tampered_and_garbage_cookies_are_ignored_and_counted() {
     let client = h1_client();
     let first = get(&client, &p.url("/"), &[]).await;
     let cookie = set_cookie(&first).unwrap();
-    assert!(!first.header("set-cookie").contains("Max-Age"), "ttl 0: a session cookie");
+    assert!(
+        !first.header("set-cookie").contains("Max-Age"),
+        "ttl 0: a session cookie"
+    );
 
-    for bad in [tamper(&cookie), "garbage".to_owned(), String::new(), cookie[..40].to_owned()] {
+    for bad in [
+        tamper(&cookie),
+        "garbage".to_owned(),
+        String::new(),
+        cookie[..40].to_owned(),
+    ] {
         let r = with_cookie(&client, &p, &bad).await;
         assert_eq!(r.status, 200);
         let fresh = set_cookie(&r).expect("an ignored cookie is replaced");
@@ -156,7 +181,11 @@ async fn tampered_and_garbage_cookies_are_ignored_and_counted() {
     assert_eq!(c["invalid_cookies"], 4, "{c}");
     assert_eq!(c["new_sessions"], 5, "{c}");
     assert_eq!(
-        metric(&p, "weir_cluster_affinity_invalid_cookies_total{cluster=\"c\"}").await,
+        metric(
+            &p,
+            "weir_cluster_affinity_invalid_cookies_total{cluster=\"c\"}"
+        )
+        .await,
         4
     );
 }
@@ -165,7 +194,8 @@ async fn tampered_and_garbage_cookies_are_ignored_and_counted() {
 async fn the_endpoint_going_down_moves_the_session_once() {
     let mut m = mocks(&["a", "b", "c"]).await;
     let route = "        retry: { attempts: 3, on: [connect-failure], backoff: { base: 1ms } }";
-    let cluster = "    session_affinity: { cookie: { ttl: 1h } }\n    retry_budget: { percent: 100 }";
+    let cluster =
+        "    session_affinity: { cookie: { ttl: 1h } }\n    retry_budget: { percent: 100 }";
     let p = TestProxy::start(&config(route, cluster, &addrs(&m))).await;
     let client = h1_client();
     let first = get(&client, &p.url("/"), &[]).await;
@@ -235,9 +265,16 @@ async fn a_draining_endpoint_keeps_its_sessions_until_the_deadline_and_gets_no_n
 
     // The session stays; new sessions all go to the other endpoint.
     for _ in 0..5 {
-        assert_eq!(with_cookie(&client, &p, &cookie).await.header("x-endpoint"), home);
+        assert_eq!(
+            with_cookie(&client, &p, &cookie).await.header("x-endpoint"),
+            home
+        );
         let fresh = get(&client, &p.url("/"), &[]).await;
-        assert_ne!(fresh.header("x-endpoint"), home, "no new session on a draining endpoint");
+        assert_ne!(
+            fresh.header("x-endpoint"),
+            home,
+            "no new session on a draining endpoint"
+        );
         assert!(set_cookie(&fresh).is_some());
     }
     // Past the deadline the session moves (once).
@@ -246,10 +283,16 @@ async fn a_draining_endpoint_keeps_its_sessions_until_the_deadline_and_gets_no_n
         if r.header("x-endpoint") != home {
             break r;
         }
-        assert!(drained_at.elapsed() < Duration::from_secs(30), "never moved");
+        assert!(
+            drained_at.elapsed() < Duration::from_secs(30),
+            "never moved"
+        );
         tokio::time::sleep(Duration::from_millis(50)).await;
     };
-    assert!(drained_at.elapsed() >= Duration::from_secs(2), "moved before the deadline");
+    assert!(
+        drained_at.elapsed() >= Duration::from_secs(2),
+        "moved before the deadline"
+    );
     assert!(set_cookie(&moved).is_some());
     assert_eq!(counters(&p).await["moved_sessions"], 1);
 }
@@ -274,7 +317,11 @@ async fn header_affinity_is_stable_and_moves_about_one_nth_when_an_endpoint_join
     let client = h1_client();
     let keys: Vec<String> = (0..400).map(|i| format!("user-{i}")).collect();
     let before = homes(&client, &p, &keys).await;
-    assert_eq!(before, homes(&client, &p, &keys).await, "stable while the set is");
+    assert_eq!(
+        before,
+        homes(&client, &p, &keys).await,
+        "stable while the set is"
+    );
     let spread: HashSet<&String> = before.values().collect();
     assert_eq!(spread.len(), 4, "keys spread over every endpoint");
     // No header: the cluster's own policy balances.
@@ -294,7 +341,10 @@ async fn header_affinity_is_stable_and_moves_about_one_nth_when_an_endpoint_join
         keys.len()
     );
     assert!((0.1..=0.3).contains(&fraction), "moved {fraction}");
-    assert!(to_new * 10 >= moved.len() * 9, "moves go to the new endpoint");
+    assert!(
+        to_new * 10 >= moved.len() * 9,
+        "moves go to the new endpoint"
+    );
     assert!(counters(&p).await["hits"].as_u64().unwrap() >= 1200);
 }
 
@@ -313,11 +363,17 @@ async fn client_address_affinity_keeps_each_client_on_its_endpoint() {
     let mut seen = HashSet::new();
     for i in 1..=24u8 {
         let client = client_from(Ipv4Addr::new(127, 0, 1, i));
-        let home = get(&client, &p.url("/"), &[]).await.header("x-endpoint").to_owned();
+        let home = get(&client, &p.url("/"), &[])
+            .await
+            .header("x-endpoint")
+            .to_owned();
         for _ in 0..5 {
             // A new connection each time: the address, not the connection, is the key.
             let again = client_from(Ipv4Addr::new(127, 0, 1, i));
-            assert_eq!(get(&again, &p.url("/"), &[]).await.header("x-endpoint"), home);
+            assert_eq!(
+                get(&again, &p.url("/"), &[]).await.header("x-endpoint"),
+                home
+            );
         }
         seen.insert(home);
     }
@@ -331,8 +387,17 @@ async fn the_route_overrides_the_cluster_and_the_record_says_affinity_decided() 
     let cluster = "    session_affinity: { cookie: {} }";
     let p = TestProxy::start(&config(route, cluster, &addrs(&m))).await;
     let client = h1_client();
-    let r = get(&client, &p.url("/"), &[("x-user", "ann"), ("x-weir-debug", "1")]).await;
-    assert_eq!(set_cookie(&r), None, "the route's header affinity wins over the cookie");
+    let r = get(
+        &client,
+        &p.url("/"),
+        &[("x-user", "ann"), ("x-weir-debug", "1")],
+    )
+    .await;
+    assert_eq!(
+        set_cookie(&r),
+        None,
+        "the route's header affinity wins over the cookie"
+    );
     let record = r.header("x-weir-decision");
     assert!(record.starts_with("policy=session_affinity;"), "{record}");
     assert!(record.contains("note=header"), "{record}");
@@ -343,13 +408,24 @@ async fn the_route_overrides_the_cluster_and_the_record_says_affinity_decided() 
         .reload(&weir_config::load_str(&yaml, "t.yaml").unwrap())
         .unwrap();
     let first = get(&client, &p.url("/"), &[("x-weir-debug", "1")]).await;
-    assert!(first.header("x-weir-decision").contains("affinity=new"), "{first:?}");
+    assert!(
+        first.header("x-weir-decision").contains("affinity=new"),
+        "{first:?}"
+    );
     let cookie = set_cookie(&first).unwrap();
     let header = format!("{NAME}={cookie}");
-    let hit = get(&client, &p.url("/"), &[("cookie", &header), ("x-weir-debug", "1")]).await;
+    let hit = get(
+        &client,
+        &p.url("/"),
+        &[("cookie", &header), ("x-weir-debug", "1")],
+    )
+    .await;
     let record = hit.header("x-weir-decision");
     assert!(record.starts_with("policy=session_affinity;"), "{record}");
-    assert!(record.contains("note=cookie") && record.contains("affinity=hit"), "{record}");
+    assert!(
+        record.contains("note=cookie") && record.contains("affinity=hit"),
+        "{record}"
+    );
 }
 
 /// Runs curl with a cookie jar against `url`; returns (endpoint name, headers text).
@@ -363,7 +439,11 @@ async fn curl(jar: &Path, url: &str) -> (String, String) {
         .output()
         .await
         .expect("curl runs (scripts/test installs it)");
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let head = String::from_utf8(out.stdout).unwrap();
     let endpoint = head
         .lines()
@@ -383,7 +463,11 @@ async fn curl_with_a_cookie_jar_sticks_and_a_tampered_jar_is_ignored() {
     let jar = dir.path().join("jar.txt");
     let url = p.url("/");
     let (home, head) = curl(&jar, &url).await;
-    assert!(head.to_ascii_lowercase().contains("set-cookie: weir-affinity="), "{head}");
+    assert!(
+        head.to_ascii_lowercase()
+            .contains("set-cookie: weir-affinity="),
+        "{head}"
+    );
     for _ in 0..20 {
         let (endpoint, head) = curl(&jar, &url).await;
         assert_eq!(endpoint, home);
@@ -401,7 +485,11 @@ async fn curl_with_a_cookie_jar_sticks_and_a_tampered_jar_is_ignored() {
     assert_ne!(edited, text);
     std::fs::write(&jar, edited).unwrap();
     let (_, head) = curl(&jar, &url).await;
-    assert!(head.to_ascii_lowercase().contains("set-cookie: weir-affinity="), "{head}");
+    assert!(
+        head.to_ascii_lowercase()
+            .contains("set-cookie: weir-affinity="),
+        "{head}"
+    );
     let c = counters(&p).await;
     assert_eq!(c["invalid_cookies"], 1, "{c}");
     assert_eq!(c["hits"], 20, "{c}");
