@@ -176,6 +176,22 @@ impl Cluster {
         Some(picked)
     }
 
+    /// Picks an endpoint for an L4 connection or UDP session: the cluster's `client_address`
+    /// session affinity decides the first attempt when it has one, else [`Cluster::pick`].
+    pub(crate) fn pick_connection(
+        &self,
+        input: &HashInput<'_>,
+        attempt: u32,
+    ) -> Option<Picked<'_>> {
+        if attempt == 0
+            && let Some(index) =
+                (self.session_affinity.as_ref()).and_then(|a| a.connection_pick(self, input))
+        {
+            return self.picked(index);
+        }
+        self.pick(input, attempt)
+    }
+
     /// Like [`Cluster::pick`], with the balancer's explanation (the decision record only).
     pub(crate) fn pick_explained(
         &self,

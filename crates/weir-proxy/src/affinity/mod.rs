@@ -158,6 +158,26 @@ impl SessionAffinity {
         request
     }
 
+    /// The endpoint `client_address` affinity gives an L4 connection (or UDP session) from
+    /// `input`'s client; `None` in the other modes, which need HTTP, and when no endpoint is
+    /// eligible.
+    pub(crate) fn connection_pick(
+        &self,
+        cluster: &Cluster,
+        input: &HashInput<'_>,
+    ) -> Option<usize> {
+        let Mode::ClientAddress = self.mode else {
+            return None;
+        };
+        let ctx = PickContext {
+            hash: Some(crate::hash_key::hash_ip(input.client.ip())),
+            attempt: 0,
+        };
+        let index = cluster.affinity.table.as_ref()?.pick(&ctx)?;
+        cluster.stats.record_affinity(AffinityEvent::Hit);
+        Some(index)
+    }
+
     /// Whether a session on `endpoint` may continue at clock reading `now`: it is healthy, or
     /// drained (and nothing else) less than `drain_timeout` ago.
     fn may_keep(&self, endpoint: &Endpoint, now: Nanos) -> bool {

@@ -21,7 +21,7 @@ use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::TokioExecutor;
 use weir_e2e::{Reply, TestClient, TestProxy, endpoint_list, get, h1_client, send};
-use weir_test_support::MockHttp;
+use weir_test_support::{MockHttp, MockTcp, TcpEcho};
 
 const TOKEN: &str = "0123456789abcdef-affinity";
 const NAME: &str = "weir-affinity";
@@ -497,4 +497,59 @@ async fn curl_with_a_cookie_jar_sticks_and_a_tampered_jar_is_ignored() {
     let (again, _) = curl(&jar, &url).await;
     let (twice, _) = curl(&jar, &url).await;
     assert_eq!(again, twice);
+}
+
+/// One echoed exchange through weir's TCP listener at `addr` from source address `ip`.
+async fn tcp_from(ip: Ipv4Addr, addr: SocketAddr) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let socket = tokio::net::TcpSocket::new_v4().unwrap();
+    socket.bind(SocketAddr::new(IpAddr::V4(ip), 0)).unwrap();
+    let mut s = socket.connect(addr).await.unwrap();
+    s.write_all(b"ping").await.unwrap();
+    let mut back = [0u8; 4];
+    s.read_exact(&mut back).await.unwrap();
+    assert_eq!(&back, b"ping");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn client_address_affinity_applies_to_tcp_listeners() {
+    let echoes = [
+        MockTcp::echo().await,
+        MockTcp::echo().await,
+        MockTcp::echo().await,
+    ];
+    let list: Vec<String> = echoes.iter().map(|e| e.addr().to_string()).collect();
+    let yaml = format!(
+        "listeners:
+  - name: l
+    address: 127.0.0.1:0
+    protocol: tcp
+    cluster: c
+clusters:
+  - name: c
+    session_affinity: {{ client_address: true }}
+    endpoints: [ {} ]
+",
+        list.join(", ")
+    );
+    let p = TestProxy::start(&yaml).await;
+    let counts = || {
+        echoes
+            .iter()
+            .map(TcpEcho::connections)
+            .collect::<Vec<u64>>()
+    };
+    let mut homes = HashSet::new();
+    for i in 1..=12u8 {
+        let before = counts();
+        for _ in 0..4 {
+            tcp_from(Ipv4Addr::new(127, 0, 2, i), p.addr).await;
+        }
+        let after = counts();
+        let took: Vec<usize> = (0..3).filter(|&k| after[k] != before[k]).collect();
+        assert_eq!(took.len(), 1, "client {i} spread over {took:?}");
+        assert_eq!(after[took[0]] - before[took[0]], 4);
+        homes.insert(took[0]);
+    }
+    assert!(homes.len() >= 2, "12 clients all on one endpoint");
 }
