@@ -256,12 +256,13 @@ async fn a_draining_endpoint_keeps_its_sessions_until_the_deadline_and_gets_no_n
 
     let admin = p.weir.admin_addr().unwrap();
     let drain = format!("http://{admin}/clusters/c/endpoints/{home_addr}/drain");
+    // Taken before the drain, so "not before the deadline" cannot fail by the call's latency.
+    let drained_at = Instant::now();
     let req = http::Request::post(&drain)
         .header("authorization", format!("Bearer {TOKEN}"))
         .body(Full::new(Bytes::new()))
         .unwrap();
     assert_eq!(send(&client, req).await.status, 200);
-    let drained_at = Instant::now();
 
     // The session stays; new sessions all go to the other endpoint.
     for _ in 0..5 {
@@ -552,4 +553,49 @@ clusters:
         homes.insert(took[0]);
     }
     assert!(homes.len() >= 2, "12 clients all on one endpoint");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cookies_survive_reloads_and_a_shared_key_works_across_instances() {
+    let m = mocks(&["a", "b", "c"]).await;
+    let client = h1_client();
+    // The generated key outlives a reload.
+    let generated = config("", "    session_affinity: { cookie: {} }", &addrs(&m));
+    let p = TestProxy::start(&generated).await;
+    let first = get(&client, &p.url("/"), &[]).await;
+    let cookie = set_cookie(&first).unwrap();
+    p.weir
+        .reload(&weir_config::load_str(&generated, "t.yaml").unwrap())
+        .unwrap();
+    let r = with_cookie(&client, &p, &cookie).await;
+    assert_eq!(r.header("x-endpoint"), first.header("x-endpoint"));
+    assert_eq!(set_cookie(&r), None);
+
+    // Two instances with one configured key accept each other's cookies.
+    let key = "a1".repeat(32);
+    let shared = config(
+        "",
+        &format!("    session_affinity: {{ cookie: {{ key: \"{key}\" }} }}"),
+        &addrs(&m),
+    );
+    let one = TestProxy::start(&shared).await;
+    let two = TestProxy::start(&shared).await;
+    // Round robin on `two` would go to `a` first; take a session on `one` that is not on `a`.
+    let _ = get(&client, &one.url("/"), &[]).await;
+    let from_one = get(&client, &one.url("/"), &[]).await;
+    let home = from_one.header("x-endpoint").to_owned();
+    let cookie = set_cookie(&from_one).unwrap();
+    for _ in 0..5 {
+        let r = with_cookie(&client, &two, &cookie).await;
+        assert_eq!(r.header("x-endpoint"), home);
+        assert_eq!(set_cookie(&r), None);
+    }
+    assert_eq!(counters(&two).await["hits"], 5);
+    // The generated key of this process is not the configured one.
+    assert!(
+        with_cookie(&client, &p, &cookie)
+            .await
+            .headers
+            .contains_key("set-cookie")
+    );
 }
