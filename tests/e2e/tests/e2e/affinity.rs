@@ -599,3 +599,33 @@ async fn cookies_survive_reloads_and_a_shared_key_works_across_instances() {
             .contains_key("set-cookie")
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn http2_clients_with_split_cookie_headers_stick_too() {
+    let m = mocks(&["a", "b", "c"]).await;
+    let cluster = "    session_affinity: { cookie: { ttl: 1h } }";
+    let p = TestProxy::start(&config("", cluster, &addrs(&m))).await;
+    let client = weir_e2e::h2_client();
+    let first = get(&client, &p.url("/"), &[]).await;
+    let cookie = set_cookie(&first).unwrap();
+    let home = first.header("x-endpoint").to_owned();
+    // HTTP/2 clients may send each cookie in its own field (RFC 9113 §8.2.3).
+    let ours = format!("{NAME}={cookie}");
+    for _ in 0..10 {
+        let r = get(
+            &client,
+            &p.url("/headers"),
+            &[
+                ("cookie", "theme=dark"),
+                ("cookie", &ours),
+                ("cookie", "lang=en"),
+            ],
+        )
+        .await;
+        assert_eq!(r.header("x-endpoint"), home);
+        assert_eq!(set_cookie(&r), None);
+        let seen = r.text();
+        assert!(seen.contains("cookie: theme=dark; lang=en\n"), "{seen}");
+        assert!(!seen.contains(NAME), "{seen}");
+    }
+}
