@@ -13,8 +13,6 @@
 //! Affinity decides the first attempt only: retries go to endpoints not yet tried, and the
 //! cookie then follows the endpoint that answered.
 
-pub(crate) mod cookie;
-
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::OnceLock;
@@ -29,6 +27,8 @@ use crate::hash_key::HashInput;
 use crate::stats::AffinityEvent;
 use cookie::{CookiePolicy, Invalid, Session};
 
+pub(crate) mod cookie;
+
 /// A compiled `session_affinity` block.
 #[derive(Debug)]
 pub(crate) struct SessionAffinity {
@@ -37,11 +37,14 @@ pub(crate) struct SessionAffinity {
     drain_timeout: Nanos,
 }
 
+/// Who "the same client" is.
 #[derive(Debug)]
 enum Mode {
-    /// Boxed: the HMAC key is large, and compiled once per snapshot.
+    /// The holder of a signed cookie (boxed: the HMAC key is large).
     Cookie(Box<CookiePolicy>),
+    /// Requests with the same value of this header.
     Header(HeaderName),
+    /// Requests and connections from the same IP address.
     ClientAddress,
 }
 
