@@ -2,7 +2,8 @@
 //! cookie jar (100 requests on one endpoint, tampered and expired cookies ignored and counted,
 //! a dead endpoint moves the session once, draining keeps sessions until the deadline), header
 //! hashing (stable, ~1/n of keys move when an endpoint joins), client-address hashing from many
-//! loopback source addresses, the route overriding the cluster, and the decision record.
+//! loopback source addresses over HTTP, TCP and UDP, HTTP/2's split cookie fields, keys across
+//! reloads and instances, the route overriding the cluster, and the decision record.
 #![allow(
     clippy::unwrap_used,
     clippy::expect_used,
@@ -21,7 +22,7 @@ use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::TokioExecutor;
 use weir_e2e::{Reply, TestClient, TestProxy, endpoint_list, get, h1_client, send};
-use weir_test_support::{MockHttp, MockTcp, TcpEcho};
+use weir_test_support::{MockHttp, MockTcp, MockUdp, TcpEcho};
 
 const TOKEN: &str = "0123456789abcdef-affinity";
 const NAME: &str = "weir-affinity";
@@ -628,4 +629,54 @@ async fn http2_clients_with_split_cookie_headers_stick_too() {
         assert!(seen.contains("cookie: theme=dark; lang=en\n"), "{seen}");
         assert!(!seen.contains(NAME), "{seen}");
     }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn client_address_affinity_applies_to_udp_sessions() {
+    let echoes = [
+        MockUdp::echo("a").await,
+        MockUdp::echo("b").await,
+        MockUdp::echo("c").await,
+    ];
+    let list: Vec<String> = echoes.iter().map(|e| e.addr().to_string()).collect();
+    let yaml = format!(
+        "listeners:
+  - name: l
+    address: 127.0.0.1:0
+    protocol: udp
+    cluster: c
+clusters:
+  - name: c
+    session_affinity: {{ client_address: true }}
+    endpoints: [ {} ]
+",
+        list.join(", ")
+    );
+    let p = TestProxy::start(&yaml).await;
+    let counts = || echoes.iter().map(MockUdp::datagrams).collect::<Vec<u64>>();
+    let mut homes = HashSet::new();
+    for i in 1..=12u8 {
+        let before = counts();
+        // Three sessions (three source ports) from one address share its endpoint.
+        for port in 0..3u8 {
+            let socket = tokio::net::UdpSocket::bind((Ipv4Addr::new(127, 0, 3, i), 0))
+                .await
+                .unwrap();
+            socket.connect(p.addr).await.unwrap();
+            let payload = [i, port];
+            socket.send(&payload).await.unwrap();
+            let mut buf = [0u8; 16];
+            let n = tokio::time::timeout(Duration::from_secs(5), socket.recv(&mut buf))
+                .await
+                .expect("the echo answered")
+                .unwrap();
+            assert_eq!(&buf[..n], &payload);
+        }
+        let after = counts();
+        let took: Vec<usize> = (0..3).filter(|&k| after[k] != before[k]).collect();
+        assert_eq!(took.len(), 1, "client {i} spread over {took:?}");
+        assert_eq!(after[took[0]] - before[took[0]], 3);
+        homes.insert(took[0]);
+    }
+    assert!(homes.len() >= 2, "12 clients all on one endpoint");
 }
