@@ -241,3 +241,29 @@ fn header_names_and_route_actions() {
         "`cluster` or `weighted_clusters`",
     );
 }
+
+#[test]
+fn the_example_in_the_topic_doc_loads() {
+    // Keeps docs/affinity.md honest: its first YAML block is a whole, valid config.
+    let doc = std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../../docs/affinity.md"
+    ))
+    .unwrap();
+    let block = doc
+        .split("```yaml\n")
+        .nth(1)
+        .and_then(|rest| rest.split("```").next())
+        .unwrap();
+    let cfg = weir_config::load_str(block, "affinity.md").unwrap_or_else(|e| panic!("{e}"));
+    let c = cfg.config();
+    let cookie = c.clusters[0]
+        .session_affinity
+        .as_ref()
+        .unwrap()
+        .cookie
+        .as_ref()
+        .unwrap();
+    assert_eq!(cookie.key_bytes().unwrap().unwrap().len(), 32);
+    assert!(c.listeners[0].routes[0].session_affinity.is_some());
+}
