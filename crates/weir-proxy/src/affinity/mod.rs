@@ -423,13 +423,22 @@ mod tests {
         assert_eq!(verdict, Some(Verdict::Moved));
         let (_, verdict) = affinity.begin(c, Some("forged")).finish(c, at(1));
         assert_eq!(verdict, Some(Verdict::New));
+        // A session whose endpoint left the cluster is not sticky and moves.
+        let policy = match &affinity.mode {
+            Mode::Cookie(p) => p,
+            _ => unreachable!("a cookie policy"),
+        };
+        let gone = policy.encode(cookie::endpoint_id("127.0.0.1:9999".parse().unwrap()), now);
+        let request = affinity.begin(c, Some(&gone));
+        assert!(request.pick(c, &input(&HeaderMap::new()), false).is_none());
+        assert_eq!(request.finish(c, at(1)).1, Some(Verdict::Moved));
 
         let stats = c.upstream_stats();
         let counts: Vec<u64> = AffinityEvent::ALL
             .iter()
             .map(|&e| stats.affinity(e))
             .collect();
-        assert_eq!(counts, [2, 2, 1, 1], "hits, new, moved, invalid");
+        assert_eq!(counts, [2, 2, 2, 1], "hits, new, moved, invalid");
     }
 
     #[test]

@@ -22,7 +22,7 @@ use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::TokioExecutor;
 use weir_e2e::{Reply, TestClient, TestProxy, endpoint_list, get, h1_client, send};
-use weir_test_support::{MockHttp, MockTcp, MockUdp, TcpEcho};
+use weir_test_support::{MockHttp, MockTcp, MockUdp, TcpEcho, wait_until};
 
 const TOKEN: &str = "0123456789abcdef-affinity";
 const NAME: &str = "weir-affinity";
@@ -679,4 +679,55 @@ clusters:
         homes.insert(took[0]);
     }
     assert!(homes.len() >= 2, "12 clients all on one endpoint");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failing_health_check_moves_the_session_once_and_recovery_does_not_move_it_back() {
+    let m = mocks(&["a", "b"]).await;
+    let cluster = "    session_affinity: { cookie: { ttl: 1h } }
+    health_check:
+      interval: 50ms
+      timeout: 1s
+      healthy_threshold: 1
+      unhealthy_threshold: 1
+      http: { path: /healthz, body_contains: ok }";
+    let p = TestProxy::start(&config("", cluster, &addrs(&m))).await;
+    let snapshot = p.proxy().snapshots().load();
+    let states: Vec<_> = snapshot
+        .cluster("c")
+        .unwrap()
+        .endpoints
+        .iter()
+        .map(|e| std::sync::Arc::clone(&e.state))
+        .collect();
+    assert!(
+        wait_until(Duration::from_secs(10), || states
+            .iter()
+            .all(|s| s.is_healthy()))
+        .await
+    );
+    let client = h1_client();
+    let first = get(&client, &p.url("/"), &[]).await;
+    let cookie = set_cookie(&first).unwrap();
+    let home = m
+        .iter()
+        .position(|x| x.name() == first.header("x-endpoint"))
+        .unwrap();
+
+    m[home].set_fail_with(Some(http::StatusCode::SERVICE_UNAVAILABLE));
+    assert!(wait_until(Duration::from_secs(10), || !states[home].is_healthy()).await);
+    let moved = with_cookie(&client, &p, &cookie).await;
+    assert_eq!(moved.status, 200);
+    assert_eq!(moved.header("x-endpoint"), m[1 - home].name());
+    let cookie = set_cookie(&moved).expect("the cookie follows the new endpoint");
+
+    // The old endpoint recovers: the session stays where it moved.
+    m[home].set_fail_with(None);
+    assert!(wait_until(Duration::from_secs(10), || states[home].is_healthy()).await);
+    for _ in 0..10 {
+        let r = with_cookie(&client, &p, &cookie).await;
+        assert_eq!(r.header("x-endpoint"), m[1 - home].name());
+        assert_eq!(set_cookie(&r), None);
+    }
+    assert_eq!(counters(&p).await["moved_sessions"], 1);
 }
