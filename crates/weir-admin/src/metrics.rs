@@ -29,7 +29,7 @@ use prometheus_client::registry::{Registry, Unit};
 use weir_config::ListenerProtocol;
 use weir_core::{Endpoint, Unhealthy};
 use weir_proxy::{
-    Cluster, ListenerCounters, RouteStats, STATUS_CLASSES, Snapshot, UpstreamFailure,
+    AffinityEvent, Cluster, ListenerCounters, RouteStats, STATUS_CLASSES, Snapshot, UpstreamFailure,
 };
 
 use crate::AdminState;
@@ -442,6 +442,32 @@ impl SnapshotCollector {
             None,
             all().map(|c| (by(c), c.breaker_stats().connections)),
         )?;
+        for (event, help) in [
+            (
+                AffinityEvent::Hit,
+                "Requests session affinity sent to their session's endpoint.",
+            ),
+            (
+                AffinityEvent::New,
+                "Session affinity cookies issued to requests without a valid one.",
+            ),
+            (
+                AffinityEvent::Moved,
+                "Affinity sessions moved to another endpoint (theirs was gone, down, past its drain deadline, or failed).",
+            ),
+            (
+                AffinityEvent::Invalid,
+                "Affinity cookies ignored because they were forged, damaged or expired.",
+            ),
+        ] {
+            counters(
+                e,
+                &format!("weir_cluster_affinity_{}", event.as_str()),
+                help,
+                None,
+                all().map(|c| (by(c), c.upstream_stats().affinity(event))),
+            )?;
+        }
         counters(
             e,
             "weir_cluster_panic_picks",

@@ -14,6 +14,7 @@
 //! the tree to find its line.
 
 mod address;
+mod affinity;
 mod balancing;
 mod cluster;
 mod de;
@@ -35,6 +36,10 @@ mod traffic;
 mod validate;
 mod yaml;
 
+pub use affinity::{
+    AffinityCookieConfig, MIN_COOKIE_KEY_BYTES, SESSION_COOKIE_LIFETIME, SameSiteConfig,
+    SessionAffinityConfig,
+};
 pub use balancing::{
     ChoiceCount, HashKeyConfig, LbPolicyConfig, LeastRequestConfig, MaglevConfig, PeakEwmaConfig,
     RingHashConfig, SlowStartConfig,

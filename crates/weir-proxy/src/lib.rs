@@ -7,6 +7,7 @@
 //! errors become status codes. See `LIFECYCLE.md` beside this file for the request flow.
 
 mod access_log;
+mod affinity;
 mod body;
 mod breakers;
 mod cluster;
@@ -39,6 +40,6 @@ pub use route_stats::RouteStats;
 pub use server::{Proxy, ProxyError};
 pub use snapshot::{CompileError, Snapshot, SnapshotHandle};
 pub use stats::{
-    AtomicHistogram, ClusterStats, HistogramSnapshot, LATENCY_BUCKETS, ListenerCounters,
-    RouteTraffic, STATUS_CLASSES, UpstreamFailure,
+    AffinityEvent, AtomicHistogram, ClusterStats, HistogramSnapshot, LATENCY_BUCKETS,
+    ListenerCounters, RouteTraffic, STATUS_CLASSES, UpstreamFailure,
 };

@@ -13,6 +13,7 @@ use crate::{
     ClusterConfig, Config, ConfigError, EndpointConfig, HttpOptionsConfig, ListenerConfig,
 };
 
+mod affinity;
 mod balancing;
 mod discovery;
 mod health;
@@ -262,6 +263,9 @@ impl Checker<'_> {
                 self.cluster_tls(tls, &path.key("tls"));
             }
             self.balancing(cluster, &path);
+            if let Some(affinity) = &cluster.session_affinity {
+                self.session_affinity(affinity, &path.key("session_affinity"));
+            }
             self.health(cluster, &path);
             self.retry_budget(cluster, &path);
             self.discovery(cluster, &path);

@@ -27,6 +27,7 @@ use super::replay::Replay;
 use super::retry::{RetryPolicy, Verdict};
 use crate::Cluster;
 use crate::ProxyBody;
+use crate::affinity::RequestAffinity;
 use crate::cluster::Picked;
 use crate::hash_key::HashInput;
 use crate::upstream::UpstreamResponse;
@@ -58,6 +59,8 @@ pub(crate) struct Attempts<'a> {
     pub(crate) sent: AtomicU32,
     /// Collects the decision record, when one was asked for.
     pub(crate) decision: Option<&'a Recorder>,
+    /// The request's session affinity, which decides the first attempt when it can.
+    pub(crate) affinity: Option<&'a RequestAffinity<'a>>,
 }
 
 /// The attempt whose answer goes to the client.
@@ -327,6 +330,14 @@ impl<'a> Attempts<'a> {
             client: self.client,
             local: self.local,
         };
+        if made == 0
+            && let Some(affinity) = self.affinity
+            && let Some((index, why)) = affinity.pick(self.cluster, &input, self.decision.is_some())
+            && let Some(p) = self.cluster.picked(index)
+        {
+            self.explained(why);
+            return Some(p);
+        }
         let mut fallback = None;
         // A few draws: random and least-request policies may repeat an endpoint; hashing
         // policies move on by the attempt number.

@@ -2,6 +2,7 @@
 //! against real peers on loopback. One binary links once, which keeps CI fast and small.
 
 mod access_log;
+mod affinity;
 mod balancing;
 mod circuit_breakers;
 mod dashboard;
