@@ -271,6 +271,7 @@ async fn forward(
         local: conn.local,
         sent: AtomicU32::new(0),
         decision: recorder.as_ref(),
+        trace: log.as_deref().and_then(|l| l.attempt_tracer(&cluster.name)),
     };
     let answer = attempts.run(parts, body).await;
     let record = recorder

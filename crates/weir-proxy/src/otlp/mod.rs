@@ -1,14 +1,17 @@
-//! Span export over OTLP/HTTP (`tracing.otlp`): one server span per sampled request.
+//! Span export over OTLP/HTTP (`tracing.otlp`): one server span per sampled request, and one
+//! client span per upstream attempt of it ([`client`]).
 //!
 //! The data path does no encoding and no I/O: when a sampled request's response body ends, its
 //! [`HttpEntry`](crate::access_log::HttpEntry) hands a [`SpanRecord`] (the request's values and
-//! the ids weir propagated) to a bounded queue with `try_send`; a full queue drops the span and
+//! the ids weir propagated) to a bounded queue with `try_send` — as each attempt's
+//! [`client::AttemptSpan`] does when the attempt ends; a full queue drops the span and
 //! counts it ([`SpanExporter::dropped`]). A background tokio task ([`export`]) gathers spans into
 //! batches of up to `batch_size` (or whatever arrived within `flush_interval`), encodes them as
 //! OTLP JSON ([`json`]) and POSTs them to the collector with hyper's client. A failed export is
 //! counted and logged (the first of a run, then at most once a minute) and its spans are lost:
 //! the collector's health never affects traffic.
 
+mod client;
 mod export;
 mod json;
 
@@ -19,6 +22,8 @@ use tokio::sync::mpsc;
 use weir_config::OtlpConfig;
 
 use crate::access_log::HttpRecord;
+
+pub(crate) use client::{AttemptOutcome, AttemptTracer};
 
 /// A running exporter: the queue into its task and its counters. Shared by every connection.
 #[derive(Debug)]
@@ -51,11 +56,13 @@ pub(crate) struct SpanIds {
     pub(crate) sampled: bool,
 }
 
-/// One finished sampled request, as the data path hands it over.
+/// One finished span, as the data path hands it over.
 #[derive(Debug)]
-pub(crate) struct SpanRecord {
-    pub(crate) ids: SpanIds,
-    pub(crate) http: HttpRecord,
+pub(crate) enum SpanRecord {
+    /// A sampled request: its values and the ids weir propagated.
+    Server { ids: SpanIds, http: HttpRecord },
+    /// One upstream attempt of a sampled request.
+    Client(client::ClientSpan),
 }
 
 // === impl SpanExporter ===
