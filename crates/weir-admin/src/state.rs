@@ -9,7 +9,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 
 use weir_config::{ListenerProtocol, ValidatedConfig};
-use weir_proxy::{ListenerCounters, Proxy, SnapshotHandle};
+use weir_proxy::{AccessLog, ListenerCounters, Proxy, SnapshotHandle, SpanExport};
 
 use crate::RunningConfig;
 
@@ -26,6 +26,10 @@ pub struct AdminState {
     per_endpoint_metrics: bool,
     /// The config `/config` shows; `None` when built from pieces without one.
     running_config: Option<RunningConfig>,
+    /// The access log, for its drop counter (`/metrics`).
+    access_log: Option<Arc<AccessLog>>,
+    /// The span export, for its counters (`/metrics`).
+    spans: Option<SpanExport>,
 }
 
 /// Reloads the running config from its source (`POST /reload`); implemented by whatever owns
@@ -72,6 +76,8 @@ impl AdminState {
             listener_counters: Arc::new([]),
             per_endpoint_metrics: true,
             running_config: None,
+            access_log: None,
+            spans: None,
         }
     }
 
@@ -135,6 +141,27 @@ impl AdminState {
         self.per_endpoint_metrics
     }
 
+    /// Shows the counters of this access log and span export in `/metrics`.
+    pub fn with_export_counters(
+        mut self,
+        access_log: Option<Arc<AccessLog>>,
+        spans: Option<SpanExport>,
+    ) -> Self {
+        self.access_log = access_log;
+        self.spans = spans;
+        self
+    }
+
+    /// The access log whose drop counter `/metrics` shows.
+    pub fn access_log(&self) -> Option<&AccessLog> {
+        self.access_log.as_deref()
+    }
+
+    /// The span export whose counters `/metrics` shows.
+    pub fn span_export(&self) -> Option<&SpanExport> {
+        self.spans.as_ref()
+    }
+
     /// State for a running `proxy` started from `config`: its snapshot handle, its listeners
     /// with their bound addresses and counters, the admin options of `config`, and `config`
     /// itself for `/config` (replace it with [`AdminState::with_running_config`] to follow
@@ -149,6 +176,10 @@ impl AdminState {
         .with_listener_counters(proxy.listener_counters())
         .with_per_endpoint_metrics(admin.is_none_or(|a| a.metrics.per_endpoint))
         .with_running_config(RunningConfig::new(config))
+        .with_export_counters(
+            proxy.access_log().cloned(),
+            Some(proxy.span_export().clone()),
+        )
     }
 
     /// The handle the data plane's snapshots are published through.

@@ -23,7 +23,7 @@ use weir_config::{DnsDiscoveryConfig, EndpointConfig, ListenerProtocol, Validate
 use weir_core::SystemClock;
 use weir_discovery::{Discovery, DiscoveryTarget};
 use weir_probe::{CheckTarget, HealthChecker};
-use weir_proxy::{Proxy, Snapshot, SnapshotHandle};
+use weir_proxy::{Proxy, Snapshot, SnapshotHandle, SpanExport};
 
 mod watch;
 
@@ -42,6 +42,8 @@ pub struct Weir {
 #[derive(Debug)]
 struct Control {
     snapshots: SnapshotHandle,
+    /// The proxy's span export: a reload may change `tracing.otlp`.
+    spans: SpanExport,
     /// The config file, when weir was started from one.
     source: Option<PathBuf>,
     state: Mutex<ControlState>,
@@ -117,6 +119,7 @@ impl Weir {
             });
             Control {
                 snapshots: proxy.snapshots().clone(),
+                spans: proxy.span_export().clone(),
                 source,
                 state: Mutex::new(ControlState {
                     checker,
@@ -160,7 +163,8 @@ impl Weir {
     /// Swaps in `config` without dropping a request: compiles it against the running snapshot
     /// (endpoints that remain keep their health, ejections, latency and pools), publishes it
     /// atomically — requests in flight finish on the snapshot they started with — and
-    /// reconciles the health checks. Routes, clusters, endpoints and policies may change; the
+    /// reconciles the health checks. Routes, clusters, endpoints, policies and span export
+    /// (`tracing`) may change; the
     /// set of listeners (names, addresses, protocols) may not yet, and the admin address is
     /// kept. On any error nothing changes and the old config keeps serving.
     pub fn reload(&self, config: &ValidatedConfig) -> anyhow::Result<ReloadReport> {
@@ -303,6 +307,9 @@ impl Control {
         let merged = with_discovered(config, &state.discovered)?;
         let current = self.snapshots.load();
         let snapshot = Snapshot::compile(&merged, Some(&current))?;
+        self.spans
+            .apply(config)
+            .map_err(|e| anyhow::anyhow!("tracing.otlp: {e}"))?;
         let targets = check_targets(&snapshot);
         let clusters = snapshot.clusters().len();
         self.snapshots.store(snapshot);

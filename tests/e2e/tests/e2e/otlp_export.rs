@@ -172,7 +172,7 @@ async fn sampled_requests_are_exported_with_the_propagated_ids() {
     assert!(wait_until(Duration::from_secs(10), || collector.len() >= 6).await);
     let spans = collector.spans();
     assert_eq!(spans.len(), 6, "{spans:#?}");
-    let exporter = p.proxy().span_exporter().unwrap();
+    let exporter = p.proxy().span_export().counters();
     assert!(wait_until(Duration::from_secs(5), || exporter.exported() == 6).await);
     assert_eq!((exporter.dropped(), exporter.failed_exports()), (0, 0));
     assert!(
@@ -273,7 +273,7 @@ async fn a_collector_that_is_down_costs_no_request() {
     for _ in 0..6 {
         assert_eq!(get(&client, &p.url("/"), &[]).await.status, 200);
     }
-    let exporter = p.proxy().span_exporter().unwrap();
+    let exporter = p.proxy().span_export().counters();
     // Six server spans and six client spans.
     assert!(wait_until(Duration::from_secs(10), || exporter.failed_spans() == 12).await);
     assert!(exporter.failed_exports() >= 6, "batches of 2");
@@ -404,4 +404,50 @@ async fn each_upstream_attempt_is_a_client_span() {
     for tp in bad.traceparents().iter().chain(&good.traceparents()) {
         assert!(client_ids.contains(&parent_seen(tp).as_str()), "{tp}");
     }
+}
+
+/// A reload that changes `tracing.otlp` takes effect: spans go to the new collector, stop when
+/// export is turned off, and come back when it is turned on again; the counters go on.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_reload_switches_the_exporter() {
+    let first = Collector::start().await;
+    let second = Collector::start().await;
+    let mock = MockHttp::start("m").await;
+    let load = |yaml: &str| weir_config::load_str(yaml, "reload.yaml").unwrap();
+    let p = TestProxy::start(&config("1.0", first.addr, mock.addr())).await;
+    let client = h1_client();
+    let url = p.url("/");
+
+    assert_eq!(get(&client, &url, &[]).await.status, 200);
+    assert!(wait_until(Duration::from_secs(10), || first.len() == 2).await);
+
+    p.weir
+        .reload(&load(&config("1.0", second.addr, mock.addr())))
+        .unwrap();
+    assert_eq!(get(&client, &url, &[]).await.status, 200);
+    assert!(wait_until(Duration::from_secs(10), || second.len() == 2).await);
+    assert_eq!(first.len(), 2, "the old exporter got nothing new");
+
+    // Export off: propagation stays (sampling), nothing is exported.
+    let off = format!(
+        "tracing: {{ sampling: 1.0 }}\n{}",
+        config("1.0", second.addr, mock.addr())
+            .split_once("listeners:")
+            .map(|(_, rest)| format!("listeners:{rest}"))
+            .unwrap()
+    );
+    p.weir.reload(&load(&off)).unwrap();
+    assert!(!p.proxy().span_export().is_enabled());
+    assert_eq!(get(&client, &url, &[]).await.status, 200);
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(second.len(), 2);
+
+    // And on again.
+    p.weir
+        .reload(&load(&config("1.0", second.addr, mock.addr())))
+        .unwrap();
+    assert_eq!(get(&client, &url, &[]).await.status, 200);
+    assert!(wait_until(Duration::from_secs(10), || second.len() == 4).await);
+    let counters = p.proxy().span_export().counters();
+    assert!(wait_until(Duration::from_secs(5), || counters.exported() == 6).await);
 }
