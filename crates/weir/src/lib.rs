@@ -22,7 +22,7 @@ use weir_admin::{AdminServer, AdminState, ReloadSummary, Reloader, RunningConfig
 use weir_config::{DnsDiscoveryConfig, EndpointConfig, ListenerProtocol, ValidatedConfig};
 use weir_core::SystemClock;
 use weir_discovery::{Discovery, DiscoveryTarget};
-use weir_probe::{CheckTarget, HealthChecker};
+use weir_probe::{CheckTarget, HealthChecker, ProbeTls};
 use weir_proxy::{Proxy, Snapshot, SnapshotHandle, SpanExport};
 
 mod watch;
@@ -451,6 +451,9 @@ pub fn check_targets(snapshot: &Snapshot) -> Vec<CheckTarget> {
                 config: cluster.health_check()?.clone(),
                 protocol: cluster.protocol,
                 endpoints: cluster.endpoints.clone(),
+                tls: cluster
+                    .tls_client()
+                    .map(|(config, name)| ProbeTls::new(config, name)),
             })
         })
         .collect()

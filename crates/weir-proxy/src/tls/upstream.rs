@@ -25,6 +25,8 @@ use crate::CompileError;
 /// A cluster's TLS client side. Two are equal when built from the same config and files, so a
 /// reload that changes nothing keeps the pooled connections.
 pub(crate) struct UpstreamTls {
+    /// The client config the connector uses; health checks of the cluster use it too.
+    config: Arc<ClientConfig>,
     connector: TlsConnector,
     /// SNI and the name verified; `None`: each endpoint's IP address.
     server_name: Option<ServerName<'static>>,
@@ -116,11 +118,20 @@ impl UpstreamTls {
             ),
             None => None,
         };
+        let config = Arc::new(config);
         Ok(Self {
-            connector: TlsConnector::from(Arc::new(config)),
+            connector: TlsConnector::from(Arc::clone(&config)),
+            config,
             server_name,
             source: (cfg.clone(), protocol, files),
         })
+    }
+
+    /// The client config (roots or no verification, client certificate, ALPN for the cluster's
+    /// protocol) and the server name (`None`: each endpoint's IP address), for whatever else
+    /// talks to the cluster's endpoints (health checks).
+    pub(crate) fn client(&self) -> (Arc<ClientConfig>, Option<ServerName<'static>>) {
+        (Arc::clone(&self.config), self.server_name.clone())
     }
 
     /// Runs the TLS handshake on `tcp` (connected to `addr`) within `timeout`. A failed or

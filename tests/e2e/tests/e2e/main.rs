@@ -30,6 +30,7 @@ mod shutdown;
 mod streaming;
 mod tcp;
 mod tls_client;
+mod tls_health_check;
 mod tls_mtls_upstream;
 mod tls_passthrough;
 mod tls_termination;
