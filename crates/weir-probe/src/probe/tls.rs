@@ -2,12 +2,14 @@
 //!
 //! A probe that spoke plaintext to a TLS-only endpoint would fail for the wrong reason (or pass
 //! when traffic cannot get through), so probes use the cluster's own client config — roots or
-//! no verification, client certificate, server name — as the data plane built it; only the
-//! ALPN offer is set to what the probe speaks (`h2` for gRPC and HTTP/2, `http/1.1` otherwise).
+//! no verification, client certificate, server name — as the data plane built it and keeps it
+//! current (a rotated CA or client certificate reaches the probes too); only the ALPN offer is
+//! set to what the probe speaks (`h2` for gRPC and HTTP/2, `http/1.1` otherwise).
 
 use std::net::SocketAddr;
 use std::sync::Arc;
 
+use arc_swap::ArcSwap;
 use rustls::ClientConfig;
 use rustls::pki_types::ServerName;
 use tokio::net::TcpStream;
@@ -20,19 +22,26 @@ use super::{connect, io_detail};
 /// A cluster's TLS client side, as its probes use it.
 #[derive(Debug, Clone)]
 pub struct ProbeTls {
-    config: Arc<ClientConfig>,
+    config: Arc<ArcSwap<ClientConfig>>,
     server_name: Option<ServerName<'static>>,
+    /// The ALPN protocol the probe speaks, offered instead of the cluster's.
+    alpn: Option<Vec<u8>>,
 }
 
 // === impl ProbeTls ===
 
 impl ProbeTls {
-    /// TLS with the cluster's client `config` (what its upstream connections use), verifying
-    /// and sending `server_name`, or each endpoint's IP address when `None`.
-    pub fn new(config: Arc<ClientConfig>, server_name: Option<ServerName<'static>>) -> Self {
+    /// TLS with the cluster's client `config` (what its upstream connections use, as the data
+    /// plane keeps it current), verifying and sending `server_name`, or each endpoint's IP
+    /// address when `None`.
+    pub fn new(
+        config: Arc<ArcSwap<ClientConfig>>,
+        server_name: Option<ServerName<'static>>,
+    ) -> Self {
         Self {
             config,
             server_name,
+            alpn: None,
         }
     }
 
@@ -42,14 +51,9 @@ impl ProbeTls {
             (Some(ProbeKind::Grpc(_)), _) | (_, UpstreamProtocol::Http2) => b"h2",
             _ => b"http/1.1",
         };
-        if self.config.alpn_protocols == [alpn] {
-            return self.clone();
-        }
-        let mut config = (*self.config).clone();
-        config.alpn_protocols = vec![alpn.to_vec()];
         Self {
-            config: Arc::new(config),
-            server_name: self.server_name.clone(),
+            alpn: Some(alpn.to_vec()),
+            ..self.clone()
         }
     }
 
@@ -61,7 +65,16 @@ impl ProbeTls {
             .server_name
             .clone()
             .unwrap_or_else(|| ServerName::IpAddress(addr.ip().into()));
-        TlsConnector::from(Arc::clone(&self.config))
+        let current = self.config.load_full();
+        let config = match &self.alpn {
+            Some(alpn) if current.alpn_protocols != [alpn.as_slice()] => {
+                let mut config = (*current).clone();
+                config.alpn_protocols = vec![alpn.clone()];
+                Arc::new(config)
+            }
+            _ => current,
+        };
+        TlsConnector::from(config)
             .connect(name, tcp)
             .await
             .map_err(|e| format!("TLS handshake failed: {}", io_detail(&e)))
@@ -79,6 +92,8 @@ impl ProbeTls {
 impl PartialEq for ProbeTls {
     /// The same client config (the data plane keeps one per unchanged `tls:` block and files).
     fn eq(&self, other: &Self) -> bool {
-        Arc::ptr_eq(&self.config, &other.config) && self.server_name == other.server_name
+        Arc::ptr_eq(&self.config, &other.config)
+            && self.server_name == other.server_name
+            && self.alpn == other.alpn
     }
 }

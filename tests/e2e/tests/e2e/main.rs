@@ -29,6 +29,7 @@ mod routing;
 mod shutdown;
 mod streaming;
 mod tcp;
+mod tls_ca_rotation;
 mod tls_client;
 mod tls_health_check;
 mod tls_mtls_upstream;
