@@ -284,4 +284,71 @@ mod tests {
         assert_eq!(attr("weir.endpoint")["stringValue"], "127.0.0.1:9000");
         assert_eq!(attr("weir.attempts")["intValue"], "2");
     }
+
+    fn client(outcome: AttemptOutcome, attempt: u32, authority: Option<&str>) -> Value {
+        let record = SpanRecord::Client(ClientSpan {
+            trace_id: [0x4b; 16],
+            span_id: [0x11; 8],
+            parent_id: [0x22; 8],
+            start: UNIX_EPOCH + Duration::from_secs(1_700_000_000),
+            duration: Duration::from_millis(3),
+            cluster: Arc::from("api"),
+            endpoint: "[::1]:9000".parse().unwrap(),
+            attempt,
+            hedge: attempt == 2,
+            method: http::Method::POST,
+            authority: authority.map(str::to_owned),
+            outcome,
+        });
+        let encoder = Encoder::new("edge".into(), vec![]);
+        let v: Value = serde_json::from_slice(&encoder.encode(&[record])).unwrap();
+        v["resourceSpans"][0]["scopeSpans"][0]["spans"][0].clone()
+    }
+
+    fn attr(span: &Value, key: &str) -> Value {
+        span["attributes"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|a| a["key"] == key)
+            .map_or(Value::Null, |a| a["value"].clone())
+    }
+
+    #[test]
+    fn an_attempt_is_a_client_span_with_http_client_attributes() {
+        let s = client(AttemptOutcome::Status(200), 1, Some("api.example.com:8443"));
+        assert_eq!(s["kind"], 3);
+        assert_eq!(s["name"], "upstream api");
+        assert_eq!(s["spanId"], "11".repeat(8));
+        assert_eq!(s["parentSpanId"], "22".repeat(8));
+        assert_eq!(s["endTimeUnixNano"], "1700000000003000000");
+        assert!(s.get("status").is_none());
+        assert_eq!(attr(&s, "http.request.method")["stringValue"], "POST");
+        assert_eq!(attr(&s, "server.address")["stringValue"], "api.example.com");
+        assert_eq!(attr(&s, "server.port")["intValue"], "8443");
+        assert_eq!(attr(&s, "network.peer.address")["stringValue"], "::1");
+        assert_eq!(attr(&s, "network.peer.port")["intValue"], "9000");
+        assert_eq!(attr(&s, "weir.endpoint")["stringValue"], "[::1]:9000");
+        assert_eq!(attr(&s, "weir.attempt")["intValue"], "1");
+        assert_eq!(attr(&s, "http.response.status_code")["intValue"], "200");
+        assert_eq!(attr(&s, "http.request.resend_count"), Value::Null);
+        assert_eq!(attr(&s, "error.type"), Value::Null);
+
+        // A hedge that lost the race; no authority: the endpoint is the server.
+        let s = client(AttemptOutcome::Cancelled, 2, None);
+        assert_eq!(s["status"]["code"], 2);
+        assert_eq!(attr(&s, "error.type")["stringValue"], "cancelled");
+        assert_eq!(attr(&s, "weir.hedge")["boolValue"], true);
+        assert_eq!(attr(&s, "http.request.resend_count")["intValue"], "1");
+        assert_eq!(attr(&s, "server.address")["stringValue"], "::1");
+        let s = client(
+            AttemptOutcome::Error(weir_core::ErrorKind::ConnectFailed),
+            3,
+            None,
+        );
+        assert_eq!(attr(&s, "error.type")["stringValue"], "ConnectFailed");
+        assert_eq!(attr(&s, "http.response.status_code"), Value::Null);
+        let s = client(AttemptOutcome::Status(404), 1, None);
+        assert_eq!(attr(&s, "error.type")["stringValue"], "404");
+    }
 }
