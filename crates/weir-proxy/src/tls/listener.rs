@@ -68,7 +68,7 @@ struct CertTable {
 impl ListenerTls {
     /// Builds the listener's TLS from `cfg` at YAML path `path` (`listeners[i].tls`), reading
     /// every file. The session cache and ticket keys carry over from `previous` so a reload
-    /// does not end resumption.
+    /// does not end resumption (unless the client CA or `client_auth` changed).
     pub(crate) fn compile(
         cfg: &ListenerTlsConfig,
         path: &str,
@@ -80,7 +80,18 @@ impl ListenerTls {
             table: ArcSwap::from_pointee(table),
         });
         let err = |at: String, reason: String| CompileError { path: at, reason };
-        let (session_storage, ticketer) = match previous {
+        let ca_pem = match &cfg.client_auth {
+            Some(auth) => {
+                certs::read(&auth.ca).map_err(|r| err(format!("{path}.client_auth.ca"), r))?
+            }
+            None => Vec::new(),
+        };
+        // Resumption carries over a reload unless client verification changed: a session
+        // verified against another CA must not resume.
+        let same_auth = previous.filter(|p| {
+            p.client_auth.as_ref() == cfg.client_auth.as_ref() && *p.ca_seen.lock() == ca_pem
+        });
+        let (session_storage, ticketer) = match same_auth {
             Some(p) => {
                 let config = p.config.load();
                 (
@@ -93,12 +104,6 @@ impl ListenerTls {
                 rustls::crypto::ring::Ticketer::new()
                     .map_err(|e| err(path.to_owned(), format!("session tickets: {e}")))?,
             ),
-        };
-        let ca_pem = match &cfg.client_auth {
-            Some(auth) => {
-                certs::read(&auth.ca).map_err(|r| err(format!("{path}.client_auth.ca"), r))?
-            }
-            None => Vec::new(),
         };
         let config = Arc::new(server_config(
             cfg.min_version,
