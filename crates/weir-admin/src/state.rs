@@ -10,7 +10,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use weir_config::{ListenerProtocol, ValidatedConfig};
-use weir_proxy::{ListenerCounters, Proxy, SnapshotHandle};
+use weir_proxy::{AccessLog, ListenerCounters, Proxy, SnapshotHandle, SpanExport};
 
 use crate::RunningConfig;
 
@@ -29,6 +29,10 @@ pub struct AdminState {
     running_config: Option<RunningConfig>,
     /// Records service discovery skipped as unparsable (`/metrics`), when discovery runs.
     discovery_bad_values: Option<Arc<AtomicU64>>,
+    /// The access log, for its drop counter (`/metrics`).
+    access_log: Option<Arc<AccessLog>>,
+    /// The span export, for its counters (`/metrics`).
+    spans: Option<SpanExport>,
 }
 
 /// Reloads the running config from its source (`POST /reload`); implemented by whatever owns
@@ -76,6 +80,8 @@ impl AdminState {
             per_endpoint_metrics: true,
             running_config: None,
             discovery_bad_values: None,
+            access_log: None,
+            spans: None,
         }
     }
 
@@ -154,6 +160,27 @@ impl AdminState {
         self.per_endpoint_metrics
     }
 
+    /// Shows the counters of this access log and span export in `/metrics`.
+    pub fn with_export_counters(
+        mut self,
+        access_log: Option<Arc<AccessLog>>,
+        spans: Option<SpanExport>,
+    ) -> Self {
+        self.access_log = access_log;
+        self.spans = spans;
+        self
+    }
+
+    /// The access log whose drop counter `/metrics` shows.
+    pub fn access_log(&self) -> Option<&AccessLog> {
+        self.access_log.as_deref()
+    }
+
+    /// The span export whose counters `/metrics` shows.
+    pub fn span_export(&self) -> Option<&SpanExport> {
+        self.spans.as_ref()
+    }
+
     /// State for a running `proxy` started from `config`: its snapshot handle, its listeners
     /// with their bound addresses and counters, the admin options of `config`, and `config`
     /// itself for `/config` (replace it with [`AdminState::with_running_config`] to follow
@@ -168,6 +195,10 @@ impl AdminState {
         .with_listener_counters(proxy.listener_counters())
         .with_per_endpoint_metrics(admin.is_none_or(|a| a.metrics.per_endpoint))
         .with_running_config(RunningConfig::new(config))
+        .with_export_counters(
+            proxy.access_log().cloned(),
+            Some(proxy.span_export().clone()),
+        )
     }
 
     /// The handle the data plane's snapshots are published through.

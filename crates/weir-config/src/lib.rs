@@ -60,7 +60,8 @@ pub use l4::{
     UdpOptionsConfig,
 };
 pub use listener::{
-    AdminConfig, AdminMetricsConfig, HttpOptionsConfig, ListenerConfig, ListenerProtocol,
+    AdminConfig, AdminMetricsConfig, DEFAULT_ADMIN_ADDRESS, HttpOptionsConfig, ListenerConfig,
+    ListenerProtocol,
 };
 pub use load::{
     ValidatedConfig, load_endpoints_str, load_file, load_file_all, load_str, load_str_all,

@@ -267,6 +267,18 @@ impl Cluster {
         self.health_check.as_ref()
     }
 
+    /// The cluster's upstream TLS client config (kept current when its files change on disk)
+    /// and server name (`None`: each endpoint's IP address), when it has `tls:` — the very
+    /// config its connections use, so health checks speak TLS exactly as traffic does.
+    pub fn tls_client(
+        &self,
+    ) -> Option<(
+        Arc<arc_swap::ArcSwap<rustls::ClientConfig>>,
+        Option<rustls::pki_types::ServerName<'static>>,
+    )> {
+        self.tls.as_ref().map(|t| t.client())
+    }
+
     /// The outlier detector of this cluster, if outlier detection is configured.
     pub fn outlier_detector(&self) -> Option<&OutlierDetector> {
         self.outlier.as_ref()

@@ -33,7 +33,7 @@ pub use breakers::BreakerStats;
 pub use cluster::Cluster;
 pub use l4::ListenerStats;
 pub use l7::{FaultStats, MirrorStats};
-pub use otlp::SpanExporter;
+pub use otlp::{SpanCounters, SpanExport};
 pub use rate_limit::RateLimitStats;
 pub use retry_budget::RetryStats;
 pub use route_stats::RouteStats;

@@ -69,15 +69,23 @@ impl Snapshot {
             .iter()
             .enumerate()
             .map(|(i, c)| {
+                let previous = previous.and_then(|p| p.cluster(&c.name));
                 let tls = match &c.tls {
-                    Some(t) => Some(Arc::new(crate::tls::UpstreamTls::compile(
-                        t,
-                        c.protocol,
-                        &format!("clusters[{i}].tls"),
-                    )?)),
+                    Some(t) => {
+                        let tls = crate::tls::UpstreamTls::compile(
+                            t,
+                            c.protocol,
+                            &format!("clusters[{i}].tls"),
+                        )?;
+                        // The same settings and files keep the same client config, so health
+                        // checks built on it keep running across the reload.
+                        let same = previous
+                            .and_then(|p| p.tls.as_ref())
+                            .filter(|old| ***old == tls);
+                        Some(same.map_or_else(|| Arc::new(tls), Arc::clone))
+                    }
                     None => None,
                 };
-                let previous = previous.and_then(|p| p.cluster(&c.name));
                 let affinity = c
                     .session_affinity
                     .as_ref()

@@ -22,8 +22,8 @@ use weir_admin::{AdminServer, AdminState, ReloadSummary, Reloader, RunningConfig
 use weir_config::{DiscoveryConfig, EndpointConfig, ListenerProtocol, ValidatedConfig};
 use weir_core::SystemClock;
 use weir_discovery::{Discovery, DiscoveryTarget, Source};
-use weir_probe::{CheckTarget, HealthChecker};
-use weir_proxy::{Proxy, Snapshot, SnapshotHandle};
+use weir_probe::{CheckTarget, HealthChecker, ProbeTls};
+use weir_proxy::{Proxy, Snapshot, SnapshotHandle, SpanExport};
 
 mod watch;
 
@@ -42,6 +42,8 @@ pub struct Weir {
 #[derive(Debug)]
 struct Control {
     snapshots: SnapshotHandle,
+    /// The proxy's span export: a reload may change `tracing.otlp`.
+    spans: SpanExport,
     /// The config file, when weir was started from one.
     source: Option<PathBuf>,
     state: Mutex<ControlState>,
@@ -117,6 +119,7 @@ impl Weir {
             });
             Control {
                 snapshots: proxy.snapshots().clone(),
+                spans: proxy.span_export().clone(),
                 source,
                 state: Mutex::new(ControlState {
                     checker,
@@ -161,7 +164,8 @@ impl Weir {
     /// Swaps in `config` without dropping a request: compiles it against the running snapshot
     /// (endpoints that remain keep their health, ejections, latency and pools), publishes it
     /// atomically — requests in flight finish on the snapshot they started with — and
-    /// reconciles the health checks. Routes, clusters, endpoints and policies may change; the
+    /// reconciles the health checks. Routes, clusters, endpoints, policies and span export
+    /// (`tracing`) may change; the
     /// set of listeners (names, addresses, protocols) may not yet, and the admin address is
     /// kept. On any error nothing changes and the old config keeps serving.
     pub fn reload(&self, config: &ValidatedConfig) -> anyhow::Result<ReloadReport> {
@@ -304,6 +308,9 @@ impl Control {
         let merged = with_discovered(config, &state.discovered)?;
         let current = self.snapshots.load();
         let snapshot = Snapshot::compile(&merged, Some(&current))?;
+        self.spans
+            .apply(config)
+            .map_err(|e| anyhow::anyhow!("tracing.otlp: {e}"))?;
         let targets = check_targets(&snapshot);
         let clusters = snapshot.clusters().len();
         self.snapshots.store(snapshot);
@@ -449,6 +456,9 @@ pub fn check_targets(snapshot: &Snapshot) -> Vec<CheckTarget> {
                 config: cluster.health_check()?.clone(),
                 protocol: cluster.protocol,
                 endpoints: cluster.endpoints.clone(),
+                tls: cluster
+                    .tls_client()
+                    .map(|(config, name)| ProbeTls::new(config, name)),
             })
         })
         .collect()

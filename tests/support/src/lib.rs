@@ -43,7 +43,7 @@ pub use self::http::{DRIP_CHUNK, MockHttp, MockHttpBuilder, pattern_byte};
 pub use self::tcp::{Blackhole, MockTcp, TcpEcho};
 pub use self::tls::{Issued, MockTls, TestCa, TlsStream, tls_connect};
 pub use self::udp::MockUdp;
-pub use self::util::{trace_init, wait_until};
+pub use self::util::{trace_init, wait_until, wait_until_async};
 
 /// Re-exported so tests can open WebSocket clients without naming a tungstenite version.
 pub use tokio_tungstenite;

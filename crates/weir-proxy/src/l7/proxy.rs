@@ -298,6 +298,7 @@ async fn forward(
         sent: AtomicU32::new(0),
         decision: recorder.as_ref(),
         affinity: affinity.as_ref(),
+        trace: log.as_deref().and_then(|l| l.attempt_tracer(&cluster.name)),
     };
     let answer = attempts.run(parts, body).await;
     let mut set_cookie = None;
