@@ -143,7 +143,7 @@ impl AdminState {
         let admin = config.config().admin.as_ref();
         Self::new(
             proxy.snapshots().clone(),
-            ListenerInfo::from_config(config, proxy.listener_addrs()),
+            ListenerInfo::from_config(config, &proxy.listener_addrs()),
         )
         .with_token(admin.and_then(|a| a.token.as_deref()))
         .with_listener_counters(proxy.listener_counters())

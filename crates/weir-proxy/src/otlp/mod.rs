@@ -61,15 +61,14 @@ pub(crate) struct SpanRecord {
 // === impl SpanExporter ===
 
 impl SpanExporter {
-    /// Starts the export task for `config` on the current tokio runtime. `listeners` are the
-    /// listener names, by index. Fails when the endpoint is not a usable `http://` URL.
-    pub fn start(config: &OtlpConfig, listeners: Vec<String>) -> Result<Self, String> {
+    /// Starts the export task for `config` on the current tokio runtime. Fails when the endpoint is not a usable `http://` URL.
+    pub fn start(config: &OtlpConfig) -> Result<Self, String> {
         let target = export::Target::parse(&config.endpoint, config.timeout.0)?;
         let (tx, rx) = mpsc::channel(config.queue_capacity.max(1) as usize);
         let counters = Arc::new(Counters::default());
         let batcher = export::Exporter {
             target,
-            encoder: json::Encoder::new(config.service_name.clone(), listeners),
+            encoder: json::Encoder::new(config.service_name.clone()),
             batch_size: config.batch_size.max(1) as usize,
             flush_interval: config.flush_interval.0,
             counters: Arc::clone(&counters),
