@@ -14,6 +14,7 @@ mod grpc;
 mod health_check;
 mod http_proxy;
 mod limits;
+mod listener_reload;
 mod metrics;
 mod mirror;
 mod otlp_export;
