@@ -59,7 +59,9 @@ pub(crate) async fn serve_connection(stream: TcpStream, mut info: ConnInfo) {
         Some(tls) => {
             let accepted = tokio::select! {
                 accepted = crate::tls::accept(tls, stream, options.header_read_timeout) => accepted,
-                () = info.shutdown.cancelled() => None,
+                // A handshake under way when the connection starts draining completes (its
+                // request is then answered with `Connection: close`); the hard stop ends it.
+                () = info.hard_stop.cancelled() => None,
             };
             drop(snapshot);
             if let Some((stream, peer)) = accepted {

@@ -124,7 +124,10 @@ async fn a_protocol_change_on_the_same_address_and_a_bind_failure() {
     let reserved = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let address = reserved.local_addr().unwrap().to_string();
     drop(reserved);
-    let first = format!("listeners:\n{}clusters: []\n", direct("l", &address, "http"));
+    let first = format!(
+        "listeners:\n{}clusters: []\n",
+        direct("l", &address, "http")
+    );
     let weir = Weir::start(&load(&first)).await.unwrap();
     let client = h1_client();
     let r = get(&client, &format!("http://{address}/"), &[]).await;
