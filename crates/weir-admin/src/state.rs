@@ -1,15 +1,15 @@
 //! What the admin API can see: the snapshot handle and the listeners the binary bound.
 //!
 //! The snapshot handle gives the live view (a reload publishes a new snapshot and the next admin
-//! request sees it). Listener facts are passed in by whoever bound the listeners, because the
-//! compiled snapshot does not expose them: the binary knows each listener's protocol from the
-//! config and its bound address from [`weir_proxy::Proxy::listener_addrs`].
+//! request sees it). Listener facts come from the proxy's running listener set when there is a
+//! [`Proxy`] (so listeners a reload adds or removes show at once), else they are passed in by
+//! whoever bound the listeners.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
 
 use weir_config::{ListenerProtocol, ValidatedConfig};
-use weir_proxy::{ListenerCounters, Proxy, SnapshotHandle};
+use weir_proxy::{ListenerCounters, Listeners, Proxy, SnapshotHandle};
 
 use crate::RunningConfig;
 
@@ -22,6 +22,9 @@ pub struct AdminState {
     reloader: Option<Arc<dyn Reloader>>,
     /// Each listener's connection counters (`/metrics`); empty without a [`Proxy`].
     listener_counters: Arc<[(String, Arc<ListenerCounters>)]>,
+    /// The proxy's running listeners; when set, they replace `listeners` and
+    /// `listener_counters`, following reloads.
+    live: Option<Listeners>,
     /// Whether `/metrics` exports per-endpoint series.
     per_endpoint_metrics: bool,
     /// The config `/config` shows; `None` when built from pieces without one.
@@ -70,6 +73,7 @@ impl AdminState {
             token: None,
             reloader: None,
             listener_counters: Arc::new([]),
+            live: None,
             per_endpoint_metrics: true,
             running_config: None,
         }
@@ -126,8 +130,11 @@ impl AdminState {
     }
 
     /// The listener counters `/metrics` shows, in config order.
-    pub fn listener_counters(&self) -> &[(String, Arc<ListenerCounters>)] {
-        &self.listener_counters
+    pub fn listener_counters(&self) -> Vec<(String, Arc<ListenerCounters>)> {
+        match &self.live {
+            Some(live) => live.counters(),
+            None => self.listener_counters.to_vec(),
+        }
     }
 
     /// Whether `/metrics` exports per-endpoint series.
@@ -149,6 +156,14 @@ impl AdminState {
         .with_listener_counters(proxy.listener_counters())
         .with_per_endpoint_metrics(admin.is_none_or(|a| a.metrics.per_endpoint))
         .with_running_config(RunningConfig::new(config))
+        .with_live_listeners(proxy.listeners().clone())
+    }
+
+    /// Shows `listeners` as they run (names, bound addresses, protocols, counters), following
+    /// reloads that add or remove listeners.
+    pub fn with_live_listeners(mut self, listeners: Listeners) -> Self {
+        self.live = Some(listeners);
+        self
     }
 
     /// The handle the data plane's snapshots are published through.
@@ -157,8 +172,19 @@ impl AdminState {
     }
 
     /// The listeners, in config order.
-    pub fn listeners(&self) -> &[ListenerInfo] {
-        &self.listeners
+    pub fn listeners(&self) -> Vec<ListenerInfo> {
+        match &self.live {
+            Some(live) => live
+                .describe()
+                .into_iter()
+                .map(|(name, address, protocol)| ListenerInfo {
+                    name,
+                    address,
+                    protocol,
+                })
+                .collect(),
+            None => self.listeners.to_vec(),
+        }
     }
 }
 

@@ -201,6 +201,14 @@ impl Listeners {
             .collect()
     }
 
+    /// Every listener's name, bound address and protocol, in config order.
+    pub fn describe(&self) -> Vec<(String, SocketAddr, ListenerProtocol)> {
+        self.lock()
+            .iter()
+            .map(|r| (r.listener.name.to_string(), r.local, r.protocol))
+            .collect()
+    }
+
     /// Every listener's name with its connection and byte counters, in config order.
     pub fn counters(&self) -> Vec<(String, Arc<ListenerCounters>)> {
         self.lock()

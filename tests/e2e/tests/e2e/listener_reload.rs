@@ -1,7 +1,8 @@
 //! Listeners added, removed and changed by a reload, without a restart: the added one answers,
 //! the removed one refuses new connects while the request already running on it finishes
 //! (and tells its keep-alive client to go), the ones that stay keep their address and their
-//! open connections, and a protocol change on the same address takes effect at once.
+//! open connections, the admin API lists what runs, and a protocol change on the same address
+//! takes effect at once.
 #![allow(
     clippy::unwrap_used,
     clippy::expect_used,
@@ -57,8 +58,9 @@ async fn a_reload_adds_and_removes_listeners_and_the_removed_ones_requests_finis
         slow.addr()
     );
     let gone = "  - name: gone\n    address: 127.0.0.1:0\n    routes: [ { cluster: slow } ]\n";
+    let admin = "admin: { address: 127.0.0.1:0 }\n";
     let first = format!(
-        "listeners:\n{}{gone}{cluster}",
+        "{admin}listeners:\n{}{gone}{cluster}",
         direct("keep", "127.0.0.1:0", "keep-1")
     );
     let weir = Weir::start(&load(&first)).await.unwrap();
@@ -77,7 +79,7 @@ async fn a_reload_adds_and_removes_listeners_and_the_removed_ones_requests_finis
     assert!(wait_until(Duration::from_secs(10), || slow.requests() == 1).await);
 
     let second = format!(
-        "listeners:\n{}{}{cluster}",
+        "{admin}listeners:\n{}{}{cluster}",
         direct("keep", "127.0.0.1:0", "keep-2"),
         direct("added", "127.0.0.1:0", "added")
     );
@@ -95,6 +97,22 @@ async fn a_reload_adds_and_removes_listeners_and_the_removed_ones_requests_finis
         "keep-2"
     );
     assert!(weir.proxy().listener_addr("gone").is_none());
+    // The admin API shows the listener set as it runs now.
+    let admin = weir.admin_addr().unwrap();
+    let listed = get(&client, &format!("http://{admin}/listeners"), &[])
+        .await
+        .text();
+    assert!(
+        listed.contains(&format!("\"{added}\"")) && !listed.contains("gone"),
+        "{listed}"
+    );
+    let metrics = get(&client, &format!("http://{admin}/metrics"), &[])
+        .await
+        .text();
+    assert!(
+        metrics.contains("weir_listener_connections_accepted_total{listener=\"added\"} 1"),
+        "{metrics}"
+    );
     // The removed one refuses new connects (its socket closes as its task stops).
     let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
     while !refused(gone_addr).await {
