@@ -6,7 +6,9 @@
 //! its next request with `Connection: close`, HTTP/2 sends GOAWAY) until the drain grace ends
 //! them. An added listener is bound before anything changes, so a bind failure rejects the
 //! reload and everything keeps serving; its task starts once the snapshot that knows it is
-//! published. A listener whose protocol or address changes is a removal plus an addition.
+//! published. A listener whose protocol or address changes is a removal plus an addition; when
+//! the address stays (a new protocol, or a new name), the new listener takes over the old one's
+//! socket, so the port never closes.
 //!
 //! Tasks and connections find their listener by name in the snapshot they load. A connection
 //! of a removed listener still finds it: the last snapshot that had it is kept for the drain.
@@ -314,33 +316,49 @@ impl Listeners {
     }
 }
 
-/// Decides, for each listener of `config`, whether a running one stays or a socket is needed,
-/// and finds that socket: a running listener's of the same name and address (its protocol
-/// changed), else an inherited one of the same name, else a new bind.
+/// Decides, for each listener of `config`, whether a running one stays (same name, protocol
+/// and address) or a socket is needed, and finds that socket: the one of a running listener
+/// that does not stay and has the configured address (its protocol or name changed; port 0
+/// only under the same name), else an inherited one of the same name, else a new bind.
 fn plan(
     running: &[Running],
     config: &ValidatedConfig,
     inherited: &mut Vec<(String, ListenSocket)>,
 ) -> Result<Vec<Slot>, ProxyError> {
+    let listeners = &config.config().listeners;
+    let kept: Vec<Option<usize>> = listeners
+        .iter()
+        .map(|l| {
+            running.iter().position(|r| {
+                *r.listener.name == *l.name && r.protocol == l.protocol && r.address == l.address
+            })
+        })
+        .collect();
+    let mut taken: Vec<usize> = kept.iter().flatten().copied().collect();
     let mut slots = Vec::new();
-    for l in &config.config().listeners {
-        let same = running.iter().position(|r| *r.listener.name == *l.name);
-        if let Some(i) = same {
-            let r = &running[i];
-            if r.protocol == l.protocol && r.address == l.address {
-                slots.push(Slot::Kept(i));
-                continue;
-            }
+    for (l, kept) in listeners.iter().zip(kept) {
+        if let Some(i) = kept {
+            slots.push(Slot::Kept(i));
+            continue;
         }
-        let reused = match same.map(|i| &running[i]) {
-            Some(r) if r.address == l.address && r.socket.fits(l.protocol) => {
-                Some(r.socket.try_clone().map_err(|e| bind_error(l, e))?)
+        let reusable = running.iter().enumerate().position(|(i, r)| {
+            !taken.contains(&i)
+                && r.address == l.address
+                && r.socket.fits(l.protocol)
+                && (*r.listener.name == *l.name || l.address.port() != 0)
+        });
+        let socket = match reusable {
+            Some(i) => {
+                taken.push(i);
+                running[i]
+                    .socket
+                    .try_clone()
+                    .map_err(|e| bind_error(l, e))?
             }
-            _ => take_inherited(inherited, l),
-        };
-        let socket = match reused {
-            Some(s) => s,
-            None => bind(l)?,
+            None => match take_inherited(inherited, l) {
+                Some(s) => s,
+                None => bind(l)?,
+            },
         };
         slots.push(Slot::New(Pending {
             name: Arc::from(&*l.name),

@@ -1,8 +1,8 @@
 //! Listeners added, removed and changed by a reload, without a restart: the added one answers,
 //! the removed one refuses new connects while the request already running on it finishes
 //! (and tells its keep-alive client to go), the ones that stay keep their address and their
-//! open connections, the admin API lists what runs, and a protocol change on the same address
-//! takes effect at once.
+//! open connections, the admin API lists what runs, and a protocol change or a rename on the
+//! same address takes effect at once on the same socket.
 #![allow(
     clippy::unwrap_used,
     clippy::expect_used,
@@ -137,7 +137,7 @@ async fn a_reload_adds_and_removes_listeners_and_the_removed_ones_requests_finis
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_protocol_change_on_the_same_address_and_a_bind_failure() {
+async fn a_protocol_change_a_rename_on_the_same_address_and_a_bind_failure() {
     let echo = weir_test_support::MockTcp::echo().await;
     let reserved = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let address = reserved.local_addr().unwrap().to_string();
@@ -196,6 +196,28 @@ clusters:
         .expect("echo in time")
         .unwrap();
     assert_eq!(&got, b"pong");
-    drop(conn);
+
+    // Renamed at the same address: the new listener takes the socket over; the old one's
+    // connection drains on.
+    weir.reload(&load(&second.replace("name: l\n", "name: renamed\n")))
+        .unwrap();
+    assert_eq!(
+        weir.proxy().listener_addr("renamed").unwrap().to_string(),
+        address
+    );
+    let mut renamed = tokio::net::TcpStream::connect(&address).await.unwrap();
+    renamed.write_all(b"new!").await.unwrap();
+    tokio::time::timeout(Duration::from_secs(10), renamed.read_exact(&mut got))
+        .await
+        .expect("echo in time")
+        .unwrap();
+    assert_eq!(&got, b"new!");
+    conn.write_all(b"old!").await.unwrap();
+    tokio::time::timeout(Duration::from_secs(10), conn.read_exact(&mut got))
+        .await
+        .expect("echo in time")
+        .unwrap();
+    assert_eq!(&got, b"old!");
+    drop((conn, renamed));
     assert!(weir.shutdown(Duration::from_secs(5)).await);
 }
