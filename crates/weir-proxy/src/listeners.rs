@@ -18,9 +18,10 @@
 //! never closes. The registry keeps a duplicate of every socket so it can hand them on in turn.
 
 use std::net::SocketAddr;
-use std::sync::{Arc, Mutex, OnceLock};
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
+use parking_lot::Mutex;
 use tokio::net::{TcpListener, UdpSocket};
 use tokio_util::sync::CancellationToken;
 use weir_config::{ListenerConfig, ListenerProtocol, ValidatedConfig};
@@ -51,6 +52,8 @@ pub(crate) struct ListenerRef {
 /// The running listeners of one proxy; cheap to clone, shared with the reload path.
 #[derive(Debug, Clone)]
 pub struct Listeners {
+    /// Taken by reloads, upgrades and admin reads only, never on the request path (tasks and
+    /// connections hold their `ListenerRef`).
     running: Arc<Mutex<Vec<Running>>>,
     shared: Shared,
 }
@@ -121,7 +124,8 @@ impl ListenSocket {
 // === impl ListenerRef ===
 
 impl ListenerRef {
-    fn new(name: Arc<str>) -> Self {
+    /// The listener named `name`, not removed.
+    pub(crate) fn new(name: Arc<str>) -> Self {
         Self {
             name,
             retired: Arc::default(),
@@ -234,11 +238,8 @@ impl Listeners {
         self.lock().clear();
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, Vec<Running>> {
-        // Every update replaces the list in one assignment; a poisoned one is whole.
-        self.running
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    fn lock(&self) -> parking_lot::MutexGuard<'_, Vec<Running>> {
+        self.running.lock()
     }
 
     /// Starts the new slots' tasks, stops the listeners of `old` that no slot keeps (their
