@@ -413,3 +413,71 @@ fn bind_error(l: &ListenerConfig, source: std::io::Error) -> ProxyError {
         source,
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::Proxy;
+
+    fn config(web_address: &str) -> ValidatedConfig {
+        let yaml = format!(
+            "listeners:
+  - name: web
+    address: {web_address}
+    routes: [ {{ direct_response: {{ status: 200, body: ok }} }} ]
+  - name: db
+    address: 127.0.0.1:0
+    protocol: tcp
+    cluster: c
+clusters:
+  - name: c
+    endpoints: [ 127.0.0.1:9 ]
+"
+        );
+        weir_config::load_str(&yaml, "test.yaml").unwrap()
+    }
+
+    fn kinds(proxy: &Proxy) -> Vec<(String, bool)> {
+        let sockets = proxy.listeners().sockets().unwrap();
+        sockets.into_iter().map(|(n, s)| (n, s.is_udp())).collect()
+    }
+
+    #[tokio::test]
+    async fn inherited_sockets_serve_the_listener_of_their_name_when_kind_and_address_fit() {
+        let web = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let web_addr = web.local_addr().unwrap();
+        // Offered for a TCP listener: the wrong kind, so `db` binds its own.
+        let udp = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+        let inherited = vec![
+            ("web".to_owned(), ListenSocket::Tcp(web)),
+            ("db".to_owned(), ListenSocket::Udp(udp)),
+        ];
+        // Port 0 in the config takes the inherited socket's port.
+        let proxy = Proxy::start_with(&config("127.0.0.1:0"), inherited)
+            .await
+            .unwrap();
+        assert_eq!(proxy.listener_addr("web"), Some(web_addr));
+        assert_eq!(
+            kinds(&proxy),
+            [("web".to_owned(), false), ("db".to_owned(), false)]
+        );
+        assert!(proxy.shutdown(Duration::from_secs(1)).await);
+    }
+
+    #[tokio::test]
+    async fn an_inherited_socket_on_another_address_is_not_used() {
+        let web = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let elsewhere = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let wanted = elsewhere.local_addr().unwrap();
+        drop(elsewhere);
+        let inherited = vec![("web".to_owned(), ListenSocket::Tcp(web))];
+        match Proxy::start_with(&config(&wanted.to_string()), inherited).await {
+            Ok(proxy) => {
+                assert_eq!(proxy.listener_addr("web"), Some(wanted));
+                assert!(proxy.shutdown(Duration::from_secs(1)).await);
+            }
+            // Another test took the released port meanwhile: still not the inherited socket.
+            Err(e) => assert!(e.to_string().contains("cannot bind"), "{e}"),
+        }
+    }
+}

@@ -296,3 +296,92 @@ impl Handover {
         .context("takeover task")?
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::io::{Read, Write};
+
+    use super::*;
+
+    /// Both sides in one process: the sockets received are the very sockets sent, an aborted
+    /// takeover leaves the old side waiting, and `ready` completes the handover.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn sockets_cross_over_and_an_aborted_takeover_leaves_the_old_side_waiting() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("upgrade.sock");
+        let upgrades = UpgradeSocket::bind(&path).unwrap();
+        let mode = std::fs::metadata(&path).unwrap().permissions().mode();
+        assert_eq!(mode & 0o777, 0o600);
+        let tcp = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let udp = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+        let admin = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let (tcp_addr, udp_addr) = (tcp.local_addr().unwrap(), udp.local_addr().unwrap());
+        let sockets = || {
+            Ok(Inherited {
+                listeners: vec![
+                    ("web".into(), ListenSocket::Tcp(tcp.try_clone()?)),
+                    ("dns server".into(), ListenSocket::Udp(udp.try_clone()?)),
+                ],
+                admin: Some(admin.try_clone()?),
+            })
+        };
+        let old = upgrades.handover(sockets);
+        tokio::pin!(old);
+
+        // A new weir that takes the sockets and goes away without `ready`.
+        let aborted = async {
+            let (inherited, handover) = take_over(&path).await.unwrap();
+            assert_eq!(inherited.listeners.len(), 2);
+            drop(handover);
+        };
+        tokio::select! {
+            r = &mut old => panic!("the handover ended without ready: {r:?}"),
+            () = aborted => {}
+        }
+
+        let taking = async {
+            let (inherited, handover) = take_over(&path).await.unwrap();
+            handover.ready().await.unwrap();
+            inherited
+        };
+        let (done, inherited) = tokio::join!(old, taking);
+        done.unwrap();
+        let names: Vec<&str> = inherited
+            .listeners
+            .iter()
+            .map(|(n, _)| n.as_str())
+            .collect();
+        assert_eq!(names, ["web", "dns server"]);
+        assert_eq!(
+            inherited.admin.unwrap().local_addr().unwrap(),
+            admin.local_addr().unwrap()
+        );
+        let mut listeners = inherited.listeners.into_iter();
+        let Some((_, ListenSocket::Tcp(web))) = listeners.next() else {
+            panic!("web is tcp");
+        };
+        let Some((_, ListenSocket::Udp(dns))) = listeners.next() else {
+            panic!("dns is udp");
+        };
+        // The same sockets: a connect to the old one's address is accepted through the new
+        // one, a datagram sent to it is read from the new one.
+        let mut client = std::net::TcpStream::connect(tcp_addr).unwrap();
+        let (mut accepted, _) = web.accept().unwrap();
+        client.write_all(b"hi").unwrap();
+        let mut got = [0_u8; 2];
+        accepted.read_exact(&mut got).unwrap();
+        assert_eq!(&got, b"hi");
+        let sender = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+        sender.send_to(b"q", udp_addr).unwrap();
+        let mut buf = [0_u8; 4];
+        let (n, _) = dns.recv_from(&mut buf).unwrap();
+        assert_eq!(&buf[..n], b"q");
+    }
+
+    #[tokio::test]
+    async fn taking_over_with_nobody_there_fails_at_once() {
+        let dir = tempfile::tempdir().unwrap();
+        let e = take_over(&dir.path().join("none.sock")).await.unwrap_err();
+        assert!(format!("{e:#}").contains("upgrade socket"), "{e:#}");
+    }
+}
