@@ -124,6 +124,16 @@ impl Weir {
         source: Option<PathBuf>,
         inherited: Inherited,
     ) -> anyhow::Result<Self> {
+        // Bound before the proxy starts accepting: a failure here must not cut connections
+        // the proxy would already have taken off a shared (inherited) socket.
+        let admin_socket = match &config.config().admin {
+            Some(admin) => Some(match inherited.admin.filter(|s| fits(s, admin.address)) {
+                Some(socket) => socket,
+                None => std::net::TcpListener::bind(admin.address)
+                    .with_context(|| format!("admin: cannot bind {}", admin.address))?,
+            }),
+            None => None,
+        };
         let proxy = Proxy::start_with(config, inherited.listeners).await?;
         let mut checker = HealthChecker::new(Arc::new(SystemClock));
         checker.reconcile(check_targets(&proxy.snapshots().load()));
@@ -153,26 +163,14 @@ impl Weir {
             .lock()
             .discovery
             .reconcile(discovery_targets(config));
-        let admin = match &config.config().admin {
-            Some(admin) => {
+        let admin = match admin_socket {
+            Some(socket) => {
                 let mut state = AdminState::for_proxy(&proxy, config)
                     .with_running_config(control.running.clone());
                 if control.source.is_some() {
                     state = state.with_reloader(Arc::clone(&control) as Arc<dyn Reloader>);
                 }
-                let inherited = inherited.admin.filter(|s| {
-                    s.local_addr().is_ok_and(|a| {
-                        a == admin.address
-                            || (admin.address.port() == 0 && a.ip() == admin.address.ip())
-                    })
-                });
-                let server = match inherited {
-                    Some(socket) => AdminServer::start_on(socket, state)
-                        .context("admin: cannot serve on the inherited socket")?,
-                    None => AdminServer::start(admin.address, state)
-                        .await
-                        .with_context(|| format!("admin: cannot bind {}", admin.address))?,
-                };
+                let server = AdminServer::start_on(socket, state).context("admin: cannot serve")?;
                 tracing::info!(address = %server.local_addr(), "admin API listening");
                 Some(server)
             }
@@ -448,6 +446,13 @@ impl Reloader for Control {
             self.rejected.load(Ordering::Relaxed),
         )
     }
+}
+
+/// Whether the inherited `socket` is bound where the config says (any port for port 0).
+fn fits(socket: &std::net::TcpListener, wanted: SocketAddr) -> bool {
+    socket
+        .local_addr()
+        .is_ok_and(|a| a == wanted || (wanted.port() == 0 && a.ip() == wanted.ip()))
 }
 
 /// What the health checker should probe for `snapshot`: every cluster with a `health_check`.

@@ -54,19 +54,26 @@ pub(crate) async fn run(path: &Path, options: RunOptions) -> anyhow::Result<()> 
         }
         None => (Inherited::default(), None),
     };
-    // On failure the handover is dropped unanswered: the old weir keeps serving.
+    // Everything that can fail happens before `ready`; on failure the handover is dropped
+    // unanswered and the old weir keeps serving.
+    let mut upgrades = match (&options.upgrade_socket, &handover) {
+        (Some(p), Some(_)) => Some(UpgradeSocket::bind_beside(p)?),
+        (Some(p), None) => Some(UpgradeSocket::bind(p)?),
+        (None, _) => None,
+    };
     let weir = Weir::start_file_with(path, inherited).await?;
     if let Some(handover) = handover {
-        handover
-            .ready()
-            .await
-            .context("the old weir did not acknowledge the takeover")?;
-        tracing::info!("took over; the old weir drains");
+        // From here on this weir serves whatever happens: exiting would leave nobody.
+        match handover.ready().await {
+            Ok(()) => tracing::info!("took over; the old weir drains"),
+            Err(e) => tracing::warn!("the old weir did not acknowledge the takeover: {e:#}"),
+        }
+        if let (Some(u), Some(p)) = (&mut upgrades, &options.upgrade_socket) {
+            if let Err(e) = u.publish(p) {
+                tracing::error!("{e:#}; upgrades wait on {} instead", u.path().display());
+            }
+        }
     }
-    let upgrades = match &options.upgrade_socket {
-        Some(p) => Some(UpgradeSocket::bind(p)?),
-        None => None,
-    };
     // Installed before the addresses are printed, so a SIGHUP sent after seeing them reloads.
     let mut hangup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())
         .context("installing the SIGHUP handler")?;

@@ -83,6 +83,31 @@ impl UpgradeSocket {
         })
     }
 
+    /// Listens beside `path` (at `path.<pid>`), for a weir that is taking over and may only
+    /// take `path` once the old one acknowledged; see [`UpgradeSocket::publish`]. Binding
+    /// first means a failure here aborts the takeover before the old weir stops.
+    pub fn bind_beside(path: &Path) -> anyhow::Result<Self> {
+        let mut pending = path.as_os_str().to_owned();
+        pending.push(format!(".{}", std::process::id()));
+        let mut socket = Self::bind(Path::new(&pending))?;
+        socket.path = PathBuf::from(pending);
+        Ok(socket)
+    }
+
+    /// Moves the socket to `path` (`rename(2)`: atomic, replacing the old weir's).
+    pub fn publish(&mut self, path: &Path) -> anyhow::Result<()> {
+        std::fs::rename(&self.path, path).with_context(|| {
+            format!(
+                "upgrade socket: cannot move {} to {}",
+                self.path.display(),
+                path.display()
+            )
+        })?;
+        self.path = path.to_path_buf();
+        tracing::info!(path = %path.display(), "waiting for upgrades");
+        Ok(())
+    }
+
     /// Where the socket is.
     pub fn path(&self) -> &Path {
         &self.path

@@ -296,6 +296,14 @@ async fn five_upgrades_under_load_refuse_nothing_and_fail_nothing() {
     assert_eq!(failed, 0, "failed requests");
     assert!(ok > 500, "the load ran: {ok} requests");
 
+    // Each new weir bound its upgrade socket beside the path and moved it there: no leftovers.
+    let mut files: Vec<String> = std::fs::read_dir(dir.path())
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    files.sort();
+    assert_eq!(files, ["bad.yaml", "weir.sock", "weir.yaml"]);
+
     // The admin API came over too and answers on its original address.
     let admin_up = tokio::net::TcpStream::connect(admin).await.is_ok();
     assert!(admin_up, "admin API on {admin}");
