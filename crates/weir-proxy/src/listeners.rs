@@ -81,7 +81,11 @@ struct Pending {
     name: Arc<str>,
     address: SocketAddr,
     protocol: ListenerProtocol,
+    /// Non-blocking, for the task.
     socket: ListenSocket,
+    /// A duplicate for the registry.
+    keep: ListenSocket,
+    local: SocketAddr,
 }
 
 /// What the next config's listener `i` will be: one running now, or a new one.
@@ -288,26 +292,23 @@ impl Listeners {
             access_log: shared.access_log.clone(),
             spans: shared.spans.clone(),
         };
-        let local = p.socket.local_addr()?;
-        let keep = p.socket.try_clone()?;
+        let local = p.local;
         let running = Running {
             listener: ctx.listener.clone(),
             address: p.address,
             protocol: p.protocol,
             local,
             counters: Arc::clone(&ctx.counters),
-            socket: keep,
+            socket: p.keep,
             stop: ctx.shutdown.clone(),
             hard_stop: ctx.hard_stop.clone(),
         };
         match p.socket {
             ListenSocket::Udp(s) => {
-                s.set_nonblocking(true)?;
                 let socket = UdpSocket::from_std(s)?;
                 shared.tasks.spawn(crate::l4::udp::serve(socket, ctx));
             }
             ListenSocket::Tcp(s) => {
-                s.set_nonblocking(true)?;
                 let socket = TcpListener::from_std(s)?;
                 shared.tasks.spawn(crate::server::accept_loop(socket, ctx));
             }
@@ -361,11 +362,22 @@ fn plan(
                 None => bind(l)?,
             },
         };
+        // What can fail is done now, while a failure still changes nothing.
+        let ready = |socket: &ListenSocket| {
+            match socket {
+                ListenSocket::Tcp(s) => s.set_nonblocking(true)?,
+                ListenSocket::Udp(s) => s.set_nonblocking(true)?,
+            }
+            Ok((socket.try_clone()?, socket.local_addr()?))
+        };
+        let (keep, local) = ready(&socket).map_err(|e| bind_error(l, e))?;
         slots.push(Slot::New(Pending {
             name: Arc::from(&*l.name),
             address: l.address,
             protocol: l.protocol,
             socket,
+            keep,
+            local,
         }));
     }
     Ok(slots)

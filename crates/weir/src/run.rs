@@ -68,10 +68,10 @@ pub(crate) async fn run(path: &Path, options: RunOptions) -> anyhow::Result<()> 
             Ok(()) => tracing::info!("took over; the old weir drains"),
             Err(e) => tracing::warn!("the old weir did not acknowledge the takeover: {e:#}"),
         }
-        if let (Some(u), Some(p)) = (&mut upgrades, &options.upgrade_socket) {
-            if let Err(e) = u.publish(p) {
-                tracing::error!("{e:#}; upgrades wait on {} instead", u.path().display());
-            }
+        if let (Some(u), Some(p)) = (&mut upgrades, &options.upgrade_socket)
+            && let Err(e) = u.publish(p)
+        {
+            tracing::error!("{e:#}; upgrades wait on {} instead", u.path().display());
         }
     }
     // Installed before the addresses are printed, so a SIGHUP sent after seeing them reloads.
