@@ -107,6 +107,8 @@ where
             let activity = Arc::clone(&activity);
             async move {
                 let h2 = req.version() == http::Version::HTTP_2;
+                // A tunnel (CONNECT) leaves HTTP behind; its connection ends with the tunnel.
+                let connect = req.method() == http::Method::CONNECT;
                 if h2 {
                     activity.h2.store(true, Ordering::Relaxed);
                 }
@@ -129,7 +131,9 @@ where
                     if let Some(log) = &mut log {
                         log.set_status(r.status());
                     }
-                    if !h2 && activity.draining.load(Ordering::Relaxed) {
+                    // Not on a protocol switch (WebSocket): its `Connection: upgrade` stays.
+                    let switching = r.status() == http::StatusCode::SWITCHING_PROTOCOLS;
+                    if !h2 && !connect && !switching && activity.draining.load(Ordering::Relaxed) {
                         r.headers_mut().insert(
                             http::header::CONNECTION,
                             http::HeaderValue::from_static("close"),

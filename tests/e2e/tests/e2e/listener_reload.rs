@@ -76,7 +76,15 @@ async fn a_reload_adds_and_removes_listeners_and_the_removed_ones_requests_finis
     conn.write_all(b"GET /slow HTTP/1.1\r\nhost: gone\r\n\r\n")
         .await
         .unwrap();
-    assert!(wait_until(Duration::from_secs(10), || slow.requests() == 1).await);
+    // And a WebSocket handshake in flight: its 101 must keep `Connection: upgrade`.
+    let mut ws = tokio::net::TcpStream::connect(gone_addr).await.unwrap();
+    ws.write_all(
+        b"GET /ws HTTP/1.1\r\nhost: gone\r\nconnection: upgrade\r\nupgrade: websocket\r\n\
+          sec-websocket-version: 13\r\nsec-websocket-key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n",
+    )
+    .await
+    .unwrap();
+    assert!(wait_until(Duration::from_secs(10), || slow.requests() == 2).await);
 
     let second = format!(
         "{admin}listeners:\n{}{}{cluster}",
@@ -133,6 +141,15 @@ async fn a_reload_adds_and_removes_listeners_and_the_removed_ones_requests_finis
     assert!(response.starts_with("http/1.1 200"), "{response}");
     assert!(response.contains("connection: close"), "{response}");
     assert!(response.contains("x-endpoint: slow"), "{response}");
+    let mut head = vec![0_u8; 1024];
+    let n = tokio::time::timeout(Duration::from_secs(10), ws.read(&mut head))
+        .await
+        .expect("the handshake answer in time")
+        .unwrap();
+    let head = String::from_utf8_lossy(&head[..n]).to_lowercase();
+    assert!(head.starts_with("http/1.1 101"), "{head}");
+    assert!(head.contains("connection: upgrade"), "{head}");
+    drop(ws);
     assert!(weir.shutdown(Duration::from_secs(5)).await);
 }
 
