@@ -107,8 +107,8 @@ pub(crate) fn respond(state: &AdminState, accept: &HeaderMap) -> Response<AdminB
 
 /// The exposition of the current snapshot: OpenMetrics, or Prometheus text.
 pub(crate) fn render(state: &AdminState, openmetrics: bool) -> Result<String, fmt::Error> {
-    let stream: Vec<&str> = state
-        .listeners()
+    let listeners = state.listeners();
+    let stream: Vec<&str> = listeners
         .iter()
         .filter(|l| {
             matches!(

@@ -147,7 +147,7 @@ fn answer(state: &AdminState, read: &Read<'_>, headers: &http::HeaderMap) -> Res
                 None => error(StatusCode::NOT_FOUND, format!("no cluster named {name:?}")),
             }
         }
-        Read::Listeners => json(StatusCode::OK, &ListenersView::new(state.listeners())),
+        Read::Listeners => json(StatusCode::OK, &ListenersView::new(&state.listeners())),
         Read::Metrics => crate::metrics::respond(state, headers),
         Read::Stats => {
             let snapshot = state.snapshots().load();

@@ -30,6 +30,9 @@ const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
 #[derive(Debug)]
 pub struct AdminServer {
     local_addr: SocketAddr,
+    /// A duplicate of the listening socket for [`AdminServer::socket`]; dropped at shutdown so
+    /// the port closes with the accept loop.
+    socket: Option<std::net::TcpListener>,
     shutdown: CancellationToken,
     hard_stop: CancellationToken,
     tasks: TaskTracker,
@@ -50,6 +53,18 @@ impl AdminServer {
     /// admin API from `state` until shutdown. Must run inside a tokio runtime.
     pub async fn start(addr: SocketAddr, state: AdminState) -> std::io::Result<AdminServer> {
         let listener = TcpListener::bind(addr).await?;
+        Self::start_on(listener.into_std()?, state)
+    }
+
+    /// Serves the admin API on an already bound `listener` (one handed over by the weir this
+    /// one upgrades) until shutdown. Must run inside a tokio runtime.
+    pub fn start_on(
+        listener: std::net::TcpListener,
+        state: AdminState,
+    ) -> std::io::Result<AdminServer> {
+        let socket = listener.try_clone()?;
+        listener.set_nonblocking(true)?;
+        let listener = TcpListener::from_std(listener)?;
         let local_addr = listener.local_addr()?;
         let shutdown = CancellationToken::new();
         let hard_stop = CancellationToken::new();
@@ -63,10 +78,19 @@ impl AdminServer {
         tracing::info!(address = %local_addr, "admin API listening");
         Ok(Self {
             local_addr,
+            socket: Some(socket),
             shutdown,
             hard_stop,
             tasks,
         })
+    }
+
+    /// A second handle on the listening socket (`dup(2)`), to hand to another process.
+    pub fn socket(&self) -> std::io::Result<std::net::TcpListener> {
+        match &self.socket {
+            Some(s) => s.try_clone(),
+            None => Err(std::io::Error::other("the admin API is shutting down")),
+        }
     }
 
     /// The address the admin API is bound to.
@@ -76,7 +100,8 @@ impl AdminServer {
 
     /// Stops accepting, lets running requests finish for a few seconds, then closes whatever
     /// is left.
-    pub async fn shutdown(self) {
+    pub async fn shutdown(mut self) {
+        self.socket = None;
         self.shutdown.cancel();
         self.tasks.close();
         if tokio::time::timeout(SHUTDOWN_GRACE, self.tasks.wait())

@@ -1,16 +1,16 @@
 //! What the admin API can see: the snapshot handle and the listeners the binary bound.
 //!
 //! The snapshot handle gives the live view (a reload publishes a new snapshot and the next admin
-//! request sees it). Listener facts are passed in by whoever bound the listeners, because the
-//! compiled snapshot does not expose them: the binary knows each listener's protocol from the
-//! config and its bound address from [`weir_proxy::Proxy::listener_addrs`].
+//! request sees it). Listener facts come from the proxy's running listener set when there is a
+//! [`Proxy`] (so listeners a reload adds or removes show at once), else they are passed in by
+//! whoever bound the listeners.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use weir_config::{ListenerProtocol, ValidatedConfig};
-use weir_proxy::{AccessLog, ListenerCounters, Proxy, SnapshotHandle, SpanExport};
+use weir_proxy::{AccessLog, ListenerCounters, Listeners, Proxy, SnapshotHandle, SpanExport};
 
 use crate::RunningConfig;
 
@@ -23,6 +23,9 @@ pub struct AdminState {
     reloader: Option<Arc<dyn Reloader>>,
     /// Each listener's connection counters (`/metrics`); empty without a [`Proxy`].
     listener_counters: Arc<[(String, Arc<ListenerCounters>)]>,
+    /// The proxy's running listeners; when set, they replace `listeners` and
+    /// `listener_counters`, following reloads.
+    live: Option<Listeners>,
     /// Whether `/metrics` exports per-endpoint series.
     per_endpoint_metrics: bool,
     /// The config `/config` shows; `None` when built from pieces without one.
@@ -77,6 +80,7 @@ impl AdminState {
             token: None,
             reloader: None,
             listener_counters: Arc::new([]),
+            live: None,
             per_endpoint_metrics: true,
             running_config: None,
             discovery_bad_values: None,
@@ -151,8 +155,11 @@ impl AdminState {
     }
 
     /// The listener counters `/metrics` shows, in config order.
-    pub fn listener_counters(&self) -> &[(String, Arc<ListenerCounters>)] {
-        &self.listener_counters
+    pub fn listener_counters(&self) -> Vec<(String, Arc<ListenerCounters>)> {
+        match &self.live {
+            Some(live) => live.counters(),
+            None => self.listener_counters.to_vec(),
+        }
     }
 
     /// Whether `/metrics` exports per-endpoint series.
@@ -189,7 +196,7 @@ impl AdminState {
         let admin = config.config().admin.as_ref();
         Self::new(
             proxy.snapshots().clone(),
-            ListenerInfo::from_config(config, proxy.listener_addrs()),
+            ListenerInfo::from_config(config, &proxy.listener_addrs()),
         )
         .with_token(admin.and_then(|a| a.token.as_deref()))
         .with_listener_counters(proxy.listener_counters())
@@ -199,6 +206,14 @@ impl AdminState {
             proxy.access_log().cloned(),
             Some(proxy.span_export().clone()),
         )
+        .with_live_listeners(proxy.listeners().clone())
+    }
+
+    /// Shows `listeners` as they run (names, bound addresses, protocols, counters), following
+    /// reloads that add or remove listeners.
+    pub fn with_live_listeners(mut self, listeners: Listeners) -> Self {
+        self.live = Some(listeners);
+        self
     }
 
     /// The handle the data plane's snapshots are published through.
@@ -207,8 +222,19 @@ impl AdminState {
     }
 
     /// The listeners, in config order.
-    pub fn listeners(&self) -> &[ListenerInfo] {
-        &self.listeners
+    pub fn listeners(&self) -> Vec<ListenerInfo> {
+        match &self.live {
+            Some(live) => live
+                .describe()
+                .into_iter()
+                .map(|(name, address, protocol)| ListenerInfo {
+                    name,
+                    address,
+                    protocol,
+                })
+                .collect(),
+            None => self.listeners.to_vec(),
+        }
     }
 }
 

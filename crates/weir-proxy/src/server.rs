@@ -1,20 +1,22 @@
 //! Running the proxy: binding listeners, accepting connections, shutting down.
 //!
 //! Each listener gets one task: an accept loop for HTTP and stream (TCP, TLS passthrough)
-//! listeners, a datagram loop for UDP. Accepted connections are served by `l7::conn` or
-//! `l4::tcp`. Shutdown stops accepting, lets in-flight work finish up to a grace period.
+//! listeners, a datagram loop for UDP (`listeners` binds them and changes the set on reload).
+//! Accepted connections are served by `l7::conn` or `l4::tcp`. Shutdown stops accepting, lets
+//! in-flight work finish up to a grace period.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use tokio::net::{TcpListener, UdpSocket};
+use tokio::net::TcpListener;
 use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
-use weir_config::{ListenerProtocol, ValidatedConfig};
+use weir_config::ValidatedConfig;
 
 use crate::access_log::AccessLog;
+use crate::listeners::{ListenSocket, ListenerRef, Listeners};
 use crate::otlp::SpanExport;
 use crate::snapshot::{CompileError, Listener, Snapshot, SnapshotHandle};
 use crate::stats::ListenerCounters;
@@ -52,10 +54,11 @@ pub enum ProxyError {
 #[derive(Debug)]
 pub(crate) struct ConnInfo {
     pub(crate) snapshots: SnapshotHandle,
-    pub(crate) listener: usize,
+    pub(crate) listener: ListenerRef,
     pub(crate) remote: SocketAddr,
     pub(crate) local: SocketAddr,
-    /// Fires when the proxy starts shutting down: stop taking new work, finish what runs.
+    /// Fires when the proxy starts shutting down or a reload removes the listener: stop taking
+    /// new work, finish what runs.
     pub(crate) shutdown: CancellationToken,
     /// Fires when the shutdown grace period has run out: end everything now.
     pub(crate) hard_stop: CancellationToken,
@@ -72,6 +75,11 @@ pub(crate) struct ConnInfo {
 }
 
 impl ConnInfo {
+    /// The snapshot to serve the next request from (see [`ListenerRef::snapshot`]).
+    pub(crate) fn snapshot(&self) -> Arc<Snapshot> {
+        self.listener.snapshot(&self.snapshots)
+    }
+
     /// `https` on a TLS connection, else `http` (`x-forwarded-proto`, redirects).
     pub(crate) fn scheme(&self) -> &'static str {
         if self.tls.is_some() { "https" } else { "http" }
@@ -81,14 +89,19 @@ impl ConnInfo {
 /// A running proxy: its listeners are accepting until [`Proxy::shutdown`].
 #[derive(Debug)]
 pub struct Proxy {
-    snapshots: SnapshotHandle,
-    addresses: Vec<(String, SocketAddr)>,
-    counters: Vec<Arc<ListenerCounters>>,
-    shutdown: CancellationToken,
-    hard_stop: CancellationToken,
-    tasks: TaskTracker,
-    access_log: Option<Arc<AccessLog>>,
-    spans: SpanExport,
+    shared: Shared,
+    listeners: Listeners,
+}
+
+/// What every listener task of one proxy shares.
+#[derive(Debug, Clone)]
+pub(crate) struct Shared {
+    pub(crate) snapshots: SnapshotHandle,
+    pub(crate) shutdown: CancellationToken,
+    pub(crate) hard_stop: CancellationToken,
+    pub(crate) tasks: TaskTracker,
+    pub(crate) access_log: Option<Arc<AccessLog>>,
+    pub(crate) spans: SpanExport,
 }
 
 // === impl Proxy ===
@@ -97,13 +110,28 @@ impl Proxy {
     /// Compiles `config`, binds every listener and starts accepting. Must run inside a tokio
     /// runtime. Listeners configured with port 0 get a free port; see [`Proxy::listener_addr`].
     pub async fn start(config: &ValidatedConfig) -> Result<Self, ProxyError> {
+        Self::start_with(config, Vec::new()).await
+    }
+
+    /// [`Proxy::start`], serving each listener on the `inherited` socket of the same name when
+    /// its kind (TCP, UDP) and address fit (port 0 in the config takes any port); the others
+    /// are bound. This is how a new weir takes over the sockets of the one it upgrades.
+    pub async fn start_with(
+        config: &ValidatedConfig,
+        inherited: Vec<(String, ListenSocket)>,
+    ) -> Result<Self, ProxyError> {
         let snapshot = Snapshot::compile(config, None)?;
         let snapshots = SnapshotHandle::new(snapshot);
-        let access_log = open_access_log(config)?;
-        let spans = SpanExport::start(config).map_err(ProxyError::Otlp)?;
-        let shutdown = CancellationToken::new();
-        let hard_stop = CancellationToken::new();
-        let tasks = TaskTracker::new();
+        let shared = Shared {
+            access_log: open_access_log(config)?,
+            spans: SpanExport::start(config).map_err(ProxyError::Otlp)?,
+            snapshots,
+            shutdown: CancellationToken::new(),
+            hard_stop: CancellationToken::new(),
+            tasks: TaskTracker::new(),
+        };
+        let (snapshots, shutdown) = (&shared.snapshots, &shared.shutdown);
+        let tasks = &shared.tasks;
         tasks.spawn(crate::outlier::sweep_loop(
             snapshots.clone(),
             shutdown.clone(),
@@ -113,66 +141,39 @@ impl Proxy {
             shutdown.clone(),
         ));
         tasks.spawn(crate::tls::watch_loop(snapshots.clone(), shutdown.clone()));
-        let mut addresses = Vec::new();
-        let mut counters = Vec::new();
-        for (index, l) in config.config().listeners.iter().enumerate() {
-            let bind_err = |source| ProxyError::Bind {
-                name: l.name.clone(),
-                address: l.address,
-                source,
-            };
-            let ctx = ListenerCtx {
-                index,
-                snapshots: snapshots.clone(),
-                shutdown: shutdown.clone(),
-                hard_stop: hard_stop.clone(),
-                tasks: tasks.clone(),
-                counters: Arc::default(),
-                access_log: access_log.clone(),
-                spans: Some(spans.clone()),
-            };
-            counters.push(Arc::clone(&ctx.counters));
-            let local = if l.protocol == ListenerProtocol::Udp {
-                let socket = UdpSocket::bind(l.address).await.map_err(bind_err)?;
-                let local = socket.local_addr().map_err(bind_err)?;
-                tasks.spawn(crate::l4::udp::serve(socket, ctx));
-                local
-            } else {
-                let socket = TcpListener::bind(l.address).await.map_err(bind_err)?;
-                let local = socket.local_addr().map_err(bind_err)?;
-                tasks.spawn(accept_loop(socket, ctx));
-                local
-            };
-            addresses.push((l.name.clone(), local));
-            tracing::info!(listener = %l.name, protocol = ?l.protocol, address = %local, "listening");
-        }
-        Ok(Self {
-            snapshots,
-            addresses,
-            counters,
-            shutdown,
-            hard_stop,
-            tasks,
-            access_log,
-            spans,
-        })
+        let listeners = Listeners::start(config, shared.clone(), inherited);
+        let listeners = match listeners {
+            Ok(l) => l,
+            Err(e) => {
+                shared.shutdown.cancel();
+                shared.hard_stop.cancel();
+                return Err(e);
+            }
+        };
+        Ok(Self { shared, listeners })
+    }
+
+    /// The running listeners: their addresses, counters and sockets, and the reload path that
+    /// changes the set ([`Listeners::swap`]).
+    pub fn listeners(&self) -> &Listeners {
+        &self.listeners
     }
 
     /// The OTLP span export: whether it runs, its counters (spans exported, dropped, lost in
     /// failed exports), and [`SpanExport::apply`] for a reload that changes `tracing.otlp`.
     pub fn span_export(&self) -> &SpanExport {
-        &self.spans
+        &self.shared.spans
     }
 
     /// The access log, when `access_log` is configured: its counters (records dropped because
     /// the writer fell behind), [`AccessLog::reopen`] and [`AccessLog::flush`].
     pub fn access_log(&self) -> Option<&Arc<AccessLog>> {
-        self.access_log.as_ref()
+        self.shared.access_log.as_ref()
     }
 
     /// Reopens the access log file (after logrotate moved it away); a no-op without one.
     pub async fn reopen_access_log(&self) -> std::io::Result<()> {
-        match &self.access_log {
+        match &self.shared.access_log {
             Some(log) => log.reopen().await,
             None => Ok(()),
         }
@@ -180,31 +181,27 @@ impl Proxy {
 
     /// The bound address of the listener named `name`.
     pub fn listener_addr(&self, name: &str) -> Option<SocketAddr> {
-        self.addresses
-            .iter()
+        self.listeners
+            .addrs()
+            .into_iter()
             .find(|(n, _)| n == name)
-            .map(|&(_, a)| a)
+            .map(|(_, a)| a)
     }
 
-    /// Every listener's name and bound address.
-    pub fn listener_addrs(&self) -> &[(String, SocketAddr)] {
-        &self.addresses
+    /// Every listener's name and bound address, in config order (as of the last reload).
+    pub fn listener_addrs(&self) -> Vec<(String, SocketAddr)> {
+        self.listeners.addrs()
     }
 
-    /// Every listener's name with its connection and byte counters, in config order; they
-    /// live as long as the proxy, across reloads.
+    /// Every listener's name with its connection and byte counters, in config order; a
+    /// listener keeps its counters across reloads for as long as it runs.
     pub fn listener_counters(&self) -> Vec<(String, Arc<ListenerCounters>)> {
-        self.addresses
-            .iter()
-            .zip(&self.counters)
-            .map(|((name, _), c)| (name.clone(), Arc::clone(c)))
-            .collect()
+        self.listeners.counters()
     }
 
     /// Refusal counters of the stream listener named `name` (TCP or TLS passthrough).
     pub fn listener_stats(&self, name: &str) -> Option<Arc<crate::ListenerStats>> {
-        let index = self.addresses.iter().position(|(n, _)| n == name)?;
-        match self.snapshots.load().listeners.get(index)? {
+        match self.shared.snapshots.load().listener(name)? {
             Listener::Stream(s) => Some(Arc::clone(&s.stats)),
             _ => None,
         }
@@ -212,35 +209,37 @@ impl Proxy {
 
     /// Client sessions the UDP listener named `name` holds now; `None` for other listeners.
     pub fn udp_sessions(&self, name: &str) -> Option<usize> {
-        let index = self.addresses.iter().position(|(n, _)| n == name)?;
         if !matches!(
-            self.snapshots.load().listeners.get(index)?,
+            self.shared.snapshots.load().listener(name)?,
             Listener::Udp(_)
         ) {
             return None;
         }
-        crate::l4::udp::session_count(self.addresses[index].1)
+        crate::l4::udp::session_count(self.listener_addr(name)?)
     }
 
     /// The handle publishing this proxy's snapshots.
     pub fn snapshots(&self) -> &SnapshotHandle {
-        &self.snapshots
+        &self.shared.snapshots
     }
 
     /// Stops accepting and lets in-flight work finish — HTTP requests, TCP connections,
     /// WebSocket tunnels — for up to `grace`; whatever still runs then is closed. Returns `true`
     /// if everything finished within `grace`.
     pub async fn shutdown(self, grace: Duration) -> bool {
-        self.shutdown.cancel();
-        self.tasks.close();
-        let drained = tokio::time::timeout(grace, self.tasks.wait()).await.is_ok();
+        let s = &self.shared;
+        // The sockets close as their tasks stop: connects are refused, not queued for nobody.
+        self.listeners.clear();
+        s.shutdown.cancel();
+        s.tasks.close();
+        let drained = tokio::time::timeout(grace, s.tasks.wait()).await.is_ok();
         if !drained {
-            self.hard_stop.cancel();
+            s.hard_stop.cancel();
             // Closing is quick once told; do not hang a shutdown on a task that ignores it.
-            let _ = tokio::time::timeout(Duration::from_secs(1), self.tasks.wait()).await;
+            let _ = tokio::time::timeout(Duration::from_secs(1), s.tasks.wait()).await;
         }
         // The last lines reach the file before the process goes.
-        if let Some(log) = &self.access_log {
+        if let Some(log) = &s.access_log {
             let _ = tokio::time::timeout(Duration::from_secs(1), log.flush()).await;
         }
         drained
@@ -251,17 +250,20 @@ impl Drop for Proxy {
     /// A proxy dropped without [`Proxy::shutdown`] still stops accepting and closes its
     /// connections, rather than leaving listeners running unowned.
     fn drop(&mut self) {
-        self.shutdown.cancel();
-        self.hard_stop.cancel();
+        self.listeners.clear();
+        self.shared.shutdown.cancel();
+        self.shared.hard_stop.cancel();
     }
 }
 
 /// What a listener task needs: which listener it is, the snapshots, and shutdown plumbing.
 #[derive(Debug, Clone)]
 pub(crate) struct ListenerCtx {
-    pub(crate) index: usize,
+    pub(crate) listener: ListenerRef,
     pub(crate) snapshots: SnapshotHandle,
+    /// The listener's own: fires on the proxy's shutdown or when a reload removes it.
     pub(crate) shutdown: CancellationToken,
+    /// The listener's own: fires on the proxy's hard stop or when its drain grace ends.
     pub(crate) hard_stop: CancellationToken,
     pub(crate) tasks: TaskTracker,
     /// The listener's connection and byte counters.
@@ -272,14 +274,13 @@ pub(crate) struct ListenerCtx {
     pub(crate) spans: Option<SpanExport>,
 }
 
-/// Opens the configured access log, naming the listeners by index.
+/// Opens the configured access log.
 fn open_access_log(config: &ValidatedConfig) -> Result<Option<Arc<AccessLog>>, ProxyError> {
     let cfg = config.config();
     let Some(log) = &cfg.access_log else {
         return Ok(None);
     };
-    let names = cfg.listeners.iter().map(|l| l.name.clone()).collect();
-    AccessLog::open(log, names)
+    AccessLog::open(log)
         .map(|l| Some(Arc::new(l)))
         .map_err(|source| ProxyError::AccessLog {
             path: log.path.clone(),
@@ -287,9 +288,11 @@ fn open_access_log(config: &ValidatedConfig) -> Result<Option<Arc<AccessLog>>, P
         })
 }
 
-async fn accept_loop(socket: TcpListener, ctx: ListenerCtx) {
+/// Accepts connections on `socket` until the listener stops, serving each by the listener's
+/// protocol.
+pub(crate) async fn accept_loop(socket: TcpListener, ctx: ListenerCtx) {
     // The connection limit of stream listeners; permits live as long as their connections.
-    let limit = match ctx.snapshots.load().listeners.get(ctx.index) {
+    let limit = match ctx.listener.get(&ctx.snapshots.load()) {
         Some(Listener::Stream(s)) => Some(Arc::new(Semaphore::new(s.max_connections))),
         _ => None,
     };
@@ -312,7 +315,7 @@ async fn accept_loop(socket: TcpListener, ctx: ListenerCtx) {
         };
         let info = ConnInfo {
             snapshots: ctx.snapshots.clone(),
-            listener: ctx.index,
+            listener: ctx.listener.clone(),
             remote,
             local,
             shutdown: ctx.shutdown.clone(),

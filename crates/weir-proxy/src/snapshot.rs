@@ -30,6 +30,9 @@ pub struct CompileError {
 #[derive(Debug)]
 pub struct Snapshot {
     pub(crate) listeners: Vec<Listener>,
+    /// The name of each of `listeners`, in the same order: listener tasks and connections find
+    /// their listener by name, which stays stable when a reload adds or removes others.
+    pub(crate) listener_names: Vec<Arc<str>>,
     pub(crate) clusters: Vec<Cluster>,
     /// Where global rate limits are counted; read by the rate limit sync task.
     pub(crate) rate_limit_service: Option<weir_config::RateLimitServiceConfig>,
@@ -108,7 +111,7 @@ impl Snapshot {
                 Ok(match l.protocol {
                     ListenerProtocol::Http => {
                         // Rate limit buckets carry over from the same listener of `previous`.
-                        let prev = match previous.and_then(|p| p.listeners.get(i)) {
+                        let prev = match previous.and_then(|p| p.listener(&l.name)) {
                             Some(Listener::Http(h)) => Some(&**h),
                             _ => None,
                         };
@@ -125,10 +128,17 @@ impl Snapshot {
             .collect::<Result<_, CompileError>>()?;
         Ok(Self {
             listeners,
+            listener_names: cfg.listeners.iter().map(|l| Arc::from(&*l.name)).collect(),
             clusters,
             rate_limit_service: cfg.rate_limit_service.clone(),
             trace_sampling: cfg.tracing.as_ref().map(|t| t.sampling.get()),
         })
+    }
+
+    /// The listener named `name`, if this snapshot has one.
+    pub(crate) fn listener(&self, name: &str) -> Option<&Listener> {
+        let index = self.listener_names.iter().position(|n| &**n == name)?;
+        self.listeners.get(index)
     }
 
     /// The cluster named `name`.

@@ -19,13 +19,18 @@ use std::sync::Weak;
 use anyhow::Context;
 use tokio_util::sync::CancellationToken;
 use weir_admin::{AdminServer, AdminState, ReloadSummary, Reloader, RunningConfig};
-use weir_config::{DiscoveryConfig, EndpointConfig, ListenerProtocol, ValidatedConfig};
+use weir_config::{DiscoveryConfig, EndpointConfig, ValidatedConfig};
 use weir_core::SystemClock;
 use weir_discovery::{Discovery, DiscoveryTarget, Source};
 use weir_probe::{CheckTarget, HealthChecker, ProbeTls};
-use weir_proxy::{Proxy, Snapshot, SnapshotHandle, SpanExport};
+use weir_proxy::{ListenSocket, Listeners, Proxy, Snapshot, SnapshotHandle, SpanExport};
 
+pub mod upgrade;
 mod watch;
+
+/// How long the connections of a listener that a reload removed may take to finish their
+/// requests before they are closed (the same as `weir run`'s shutdown grace).
+pub const LISTENER_DRAIN_GRACE: Duration = Duration::from_secs(30);
 
 /// A running weir instance.
 #[derive(Debug)]
@@ -44,6 +49,8 @@ struct Control {
     snapshots: SnapshotHandle,
     /// The proxy's span export: a reload may change `tracing.otlp`.
     spans: SpanExport,
+    /// The running listeners, which a reload adds to and removes from.
+    listeners: Listeners,
     /// The config file, when weir was started from one.
     source: Option<PathBuf>,
     state: Mutex<ControlState>,
@@ -56,8 +63,6 @@ struct Control {
 #[derive(Debug)]
 struct ControlState {
     checker: HealthChecker,
-    /// The listeners as bound at start: a reload may change their routes, not the set.
-    listeners: Vec<ListenerKey>,
     /// The config as loaded (static endpoints only).
     base: ValidatedConfig,
     /// The latest endpoint set service discovery found, per cluster.
@@ -65,8 +70,14 @@ struct ControlState {
     discovery: Discovery,
 }
 
-/// What identifies a bound listener: a reload must keep these as they are.
-type ListenerKey = (String, SocketAddr, ListenerProtocol);
+/// Sockets a new weir takes over from the one it upgrades (see [`upgrade`]), by listener name.
+#[derive(Debug, Default)]
+pub struct Inherited {
+    /// Listening sockets by listener name.
+    pub listeners: Vec<(String, ListenSocket)>,
+    /// The admin API's listening socket.
+    pub admin: Option<std::net::TcpListener>,
+}
 
 /// What a successful [`Weir::reload`] changed.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -93,21 +104,39 @@ impl Weir {
     /// Must run inside a tokio runtime. Without a config file, `POST /reload` answers 409; see
     /// [`Weir::start_file`].
     pub async fn start(config: &ValidatedConfig) -> anyhow::Result<Self> {
-        Self::start_with_source(config, None).await
+        Self::start_with_source(config, None, Inherited::default()).await
     }
 
     /// Loads `path` and starts weir from it; [`Weir::reload_file`], `POST /reload` and
     /// [`Weir::watch`] load the same file again.
     pub async fn start_file(path: &Path) -> anyhow::Result<Self> {
+        Self::start_file_with(path, Inherited::default()).await
+    }
+
+    /// [`Weir::start_file`], serving on the `inherited` sockets where a listener of the same
+    /// name (and the admin API) fits them; the rest are bound. Sockets that fit nothing are
+    /// closed in this process.
+    pub async fn start_file_with(path: &Path, inherited: Inherited) -> anyhow::Result<Self> {
         let config = weir_config::load_file(path)?;
-        Self::start_with_source(&config, Some(path.to_path_buf())).await
+        Self::start_with_source(&config, Some(path.to_path_buf()), inherited).await
     }
 
     async fn start_with_source(
         config: &ValidatedConfig,
         source: Option<PathBuf>,
+        inherited: Inherited,
     ) -> anyhow::Result<Self> {
-        let proxy = Proxy::start(config).await?;
+        // Bound before the proxy starts accepting: a failure here must not cut connections
+        // the proxy would already have taken off a shared (inherited) socket.
+        let admin_socket = match &config.config().admin {
+            Some(admin) => Some(match inherited.admin.filter(|s| fits(s, admin.address)) {
+                Some(socket) => socket,
+                None => std::net::TcpListener::bind(admin.address)
+                    .with_context(|| format!("admin: cannot bind {}", admin.address))?,
+            }),
+            None => None,
+        };
+        let proxy = Proxy::start_with(config, inherited.listeners).await?;
         let mut checker = HealthChecker::new(Arc::new(SystemClock));
         checker.reconcile(check_targets(&proxy.snapshots().load()));
         let control = Arc::new_cyclic(|control: &Weak<Control>| {
@@ -120,10 +149,10 @@ impl Weir {
             Control {
                 snapshots: proxy.snapshots().clone(),
                 spans: proxy.span_export().clone(),
+                listeners: proxy.listeners().clone(),
                 source,
                 state: Mutex::new(ControlState {
                     checker,
-                    listeners: listener_keys(config),
                     base: config.clone(),
                     discovered: BTreeMap::new(),
                     discovery: Discovery::new(sink),
@@ -137,17 +166,15 @@ impl Weir {
             .lock()
             .discovery
             .reconcile(discovery_targets(config, control.source.as_deref()));
-        let admin = match &config.config().admin {
-            Some(admin) => {
+        let admin = match admin_socket {
+            Some(socket) => {
                 let mut state = AdminState::for_proxy(&proxy, config)
                     .with_running_config(control.running.clone())
                     .with_discovery_bad_values(control.lock().discovery.bad_values_counter());
                 if control.source.is_some() {
                     state = state.with_reloader(Arc::clone(&control) as Arc<dyn Reloader>);
                 }
-                let server = AdminServer::start(admin.address, state)
-                    .await
-                    .with_context(|| format!("admin: cannot bind {}", admin.address))?;
+                let server = AdminServer::start_on(socket, state).context("admin: cannot serve")?;
                 tracing::info!(address = %server.local_addr(), "admin API listening");
                 Some(server)
             }
@@ -164,10 +191,11 @@ impl Weir {
     /// Swaps in `config` without dropping a request: compiles it against the running snapshot
     /// (endpoints that remain keep their health, ejections, latency and pools), publishes it
     /// atomically — requests in flight finish on the snapshot they started with — and
-    /// reconciles the health checks. Routes, clusters, endpoints, policies and span export
-    /// (`tracing`) may change; the
-    /// set of listeners (names, addresses, protocols) may not yet, and the admin address is
-    /// kept. On any error nothing changes and the old config keeps serving.
+    /// reconciles the health checks. Routes, clusters, endpoints, policies, span export
+    /// (`tracing`) and listeners may change: an added listener starts accepting, a removed one stops and its connections
+    /// drain for up to [`LISTENER_DRAIN_GRACE`], one whose address or protocol changed is
+    /// both. The admin address is kept. On any error — including a new listener that cannot
+    /// bind — nothing changes and the old config keeps serving.
     pub fn reload(&self, config: &ValidatedConfig) -> anyhow::Result<ReloadReport> {
         self.control.apply(config)
     }
@@ -205,6 +233,15 @@ impl Weir {
     /// (after logrotate renamed it); a no-op without an access log.
     pub async fn reopen_access_log(&self) -> std::io::Result<()> {
         self.proxy.reopen_access_log().await
+    }
+
+    /// A duplicate of every listening socket (listeners by name, and the admin API's), to hand
+    /// to the weir that takes over in a binary upgrade.
+    pub fn sockets(&self) -> std::io::Result<Inherited> {
+        Ok(Inherited {
+            listeners: self.proxy.listeners().sockets()?,
+            admin: self.admin.as_ref().map(AdminServer::socket).transpose()?,
+        })
     }
 
     /// The data plane.
@@ -284,21 +321,6 @@ impl Control {
 
     fn apply_inner(&self, config: &ValidatedConfig) -> anyhow::Result<ReloadReport> {
         let mut state = self.lock();
-        let next = listener_keys(config);
-        if next != state.listeners {
-            let describe = |keys: &[ListenerKey]| {
-                keys.iter()
-                    .map(|(n, a, p)| format!("{n} {a} {p:?}"))
-                    .collect::<Vec<_>>()
-                    .join(", ")
-            };
-            anyhow::bail!(
-                "the reload changes the listeners (running: [{}]; new: [{}]); adding, removing \
-                 or re-addressing listeners needs a restart for now",
-                describe(&state.listeners),
-                describe(&next)
-            );
-        }
         // Discovered endpoints stay for clusters whose discovery source did not change.
         let old_base = state.base.clone();
         state.discovered.retain(|cluster, _| {
@@ -313,7 +335,8 @@ impl Control {
             .map_err(|e| anyhow::anyhow!("tracing.otlp: {e}"))?;
         let targets = check_targets(&snapshot);
         let clusters = snapshot.clusters().len();
-        self.snapshots.store(snapshot);
+        self.listeners
+            .swap(config, snapshot, LISTENER_DRAIN_GRACE)?;
         self.running.set(config);
         state.checker.reconcile(targets);
         state.base = config.clone();
@@ -436,13 +459,11 @@ impl Reloader for Control {
     }
 }
 
-fn listener_keys(config: &ValidatedConfig) -> Vec<ListenerKey> {
-    config
-        .config()
-        .listeners
-        .iter()
-        .map(|l| (l.name.clone(), l.address, l.protocol))
-        .collect()
+/// Whether the inherited `socket` is bound where the config says (any port for port 0).
+fn fits(socket: &std::net::TcpListener, wanted: SocketAddr) -> bool {
+    socket
+        .local_addr()
+        .is_ok_and(|a| a == wanted || (wanted.port() == 0 && a.ip() == wanted.ip()))
 }
 
 /// What the health checker should probe for `snapshot`: every cluster with a `health_check`.

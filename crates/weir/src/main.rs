@@ -20,6 +20,9 @@ use clap::{Parser, Subcommand};
         weir check -c weir.yaml        validate a config file (exit 0 when valid)\n  \
         weir run -c weir.yaml          serve traffic as the config says\n  \
         weir run -c weir.yaml --watch  ... and reload when the file changes\n  \
+        weir run -c weir.yaml --upgrade-socket /run/weir.sock   ... and accept binary upgrades\n  \
+        weir run -c weir.yaml --upgrade-socket /run/weir.sock --takeover /run/weir.sock\n  \
+        \x20                              a new binary takes over from the running one\n  \
         RUST_LOG=debug weir run -c weir.yaml   the same, with debug logs\n\n\
         Config reference: docs/config.md"
 )]
@@ -43,6 +46,15 @@ enum Command {
         /// runtime, as a one-worker nginx or `nbthread 1` HAProxy); default: one per CPU.
         #[arg(long, value_name = "N", value_parser = clap::value_parser!(u16).range(1..))]
         threads: Option<u16>,
+        /// Wait on this Unix socket for a new weir to take over (binary upgrade); when one does,
+        /// stop accepting, drain and exit. See docs/operations.md.
+        #[arg(long, value_name = "PATH")]
+        upgrade_socket: Option<PathBuf>,
+        /// Take the listening sockets over from the weir running with `--upgrade-socket PATH`,
+        /// serve this config on them, then let the old one drain; if this fails to start, the
+        /// old one keeps serving.
+        #[arg(long, value_name = "PATH")]
+        takeover: Option<PathBuf>,
     },
     /// Validate a config file and exit: 0 when valid, 1 with the error otherwise.
     #[command(after_help = "Example:\n  weir check -c weir.yaml && echo valid")]
@@ -99,8 +111,19 @@ fn main() -> ExitCode {
     };
     let result = runtime.block_on(async {
         match cli.command {
-            Command::Run { config, watch, .. } => {
-                run::run(&config, watch.then_some(std::time::Duration::from_secs(1))).await
+            Command::Run {
+                config,
+                watch,
+                upgrade_socket,
+                takeover,
+                ..
+            } => {
+                let options = run::RunOptions {
+                    watch: watch.then_some(std::time::Duration::from_secs(1)),
+                    upgrade_socket,
+                    takeover,
+                };
+                run::run(&config, options).await
             }
             Command::Check { config } => run::check(&config),
             Command::Demo { port, duration } => demo::demo(port, duration).await,

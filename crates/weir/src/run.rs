@@ -1,10 +1,11 @@
 //! `weir run` and `weir check`: load a config, then serve it or just validate it.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use anyhow::Context;
-use weir::Weir;
+use weir::upgrade::{self, UpgradeSocket};
+use weir::{Inherited, Weir};
 use weir_proxy::Snapshot;
 
 /// How long in-flight requests may take to finish after a shutdown signal.
@@ -26,12 +27,53 @@ pub(crate) fn check(path: &Path) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Serves `path` until SIGINT or SIGTERM, then drains. `SIGHUP`, `POST /reload` on the admin
-/// API and (with `watch`) a change of the file reload it; a config that fails to load, validate
-/// or compile is logged with the same precise error as `weir check` and the old one keeps
-/// serving. `SIGUSR1` reopens the access log file (logrotate's `postrotate`).
-pub(crate) async fn run(path: &Path, watch: Option<Duration>) -> anyhow::Result<()> {
-    let weir = Weir::start_file(path).await?;
+/// How `weir run` runs, besides its config file.
+#[derive(Debug, Default)]
+pub(crate) struct RunOptions {
+    /// Reload when the file changes, checking this often.
+    pub(crate) watch: Option<Duration>,
+    /// Wait for upgrades on this Unix socket.
+    pub(crate) upgrade_socket: Option<PathBuf>,
+    /// Take over from the weir waiting on this Unix socket.
+    pub(crate) takeover: Option<PathBuf>,
+}
+
+/// Serves `path` until SIGINT or SIGTERM, or until a new weir took over (`upgrade_socket`),
+/// then drains. `SIGHUP`, `POST /reload` on the admin API and (with `watch`) a change of the
+/// file reload it; a config that fails to load, validate or compile is logged with the same
+/// precise error as `weir check` and the old one keeps serving. `SIGUSR1` reopens the access
+/// log file (logrotate's `postrotate`). With `takeover`, the listening sockets come from the
+/// running weir, which drains once this one serves.
+pub(crate) async fn run(path: &Path, options: RunOptions) -> anyhow::Result<()> {
+    let (inherited, handover) = match &options.takeover {
+        Some(from) => {
+            let (inherited, handover) = upgrade::take_over(from)
+                .await
+                .with_context(|| format!("taking over from the weir at {}", from.display()))?;
+            (inherited, Some(handover))
+        }
+        None => (Inherited::default(), None),
+    };
+    // Everything that can fail happens before `ready`; on failure the handover is dropped
+    // unanswered and the old weir keeps serving.
+    let mut upgrades = match (&options.upgrade_socket, &handover) {
+        (Some(p), Some(_)) => Some(UpgradeSocket::bind_beside(p)?),
+        (Some(p), None) => Some(UpgradeSocket::bind(p)?),
+        (None, _) => None,
+    };
+    let weir = Weir::start_file_with(path, inherited).await?;
+    if let Some(handover) = handover {
+        // From here on this weir serves whatever happens: exiting would leave nobody.
+        match handover.ready().await {
+            Ok(()) => tracing::info!("took over; the old weir drains"),
+            Err(e) => tracing::warn!("the old weir did not acknowledge the takeover: {e:#}"),
+        }
+        if let (Some(u), Some(p)) = (&mut upgrades, &options.upgrade_socket)
+            && let Err(e) = u.publish(p)
+        {
+            tracing::error!("{e:#}; upgrades wait on {} instead", u.path().display());
+        }
+    }
     // Installed before the addresses are printed, so a SIGHUP sent after seeing them reloads.
     let mut hangup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())
         .context("installing the SIGHUP handler")?;
@@ -43,20 +85,33 @@ pub(crate) async fn run(path: &Path, watch: Option<Duration>) -> anyhow::Result<
     if let Some(addr) = weir.admin_addr() {
         println!("admin API on http://{addr}/clusters");
     }
-    if let Some(interval) = watch {
+    if let Some(u) = &upgrades {
+        println!("upgrade socket on {}", u.path().display());
+    }
+    if let Some(interval) = options.watch {
         weir.watch(interval);
     }
     let stop = wait_for_signal();
     tokio::pin!(stop);
-    loop {
-        tokio::select! {
-            r = &mut stop => { r?; break; }
-            // Outcomes are logged and counted by the reload itself.
-            _ = hangup.recv() => { let _ = weir.reload_file(); }
-            _ = usr1.recv() => match weir.reopen_access_log().await {
-                Ok(()) => tracing::info!("access log reopened"),
-                Err(e) => tracing::error!(error = %e, "reopening the access log failed; still writing to the old file"),
-            },
+    {
+        let handed_over = async {
+            match &upgrades {
+                Some(u) => u.handover(|| weir.sockets()).await,
+                None => std::future::pending().await,
+            }
+        };
+        tokio::pin!(handed_over);
+        loop {
+            tokio::select! {
+                r = &mut stop => { r?; break; }
+                r = &mut handed_over => { r?; break; }
+                // Outcomes are logged and counted by the reload itself.
+                _ = hangup.recv() => { let _ = weir.reload_file(); }
+                _ = usr1.recv() => match weir.reopen_access_log().await {
+                    Ok(()) => tracing::info!("access log reopened"),
+                    Err(e) => tracing::error!(error = %e, "reopening the access log failed; still writing to the old file"),
+                },
+            }
         }
     }
     tracing::info!("shutting down: draining in-flight requests");

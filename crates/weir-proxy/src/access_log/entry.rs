@@ -58,7 +58,7 @@ impl HttpEntry {
     pub(crate) fn begin(
         log: Option<&Arc<AccessLog>>,
         spans: Option<&Arc<SpanExporter>>,
-        listener: usize,
+        listener: Arc<str>,
         client: SocketAddr,
         method: &Method,
         uri: &Uri,
@@ -150,7 +150,7 @@ impl Drop for HttpEntry {
         let r = &mut self.record;
         let record = HttpRecord {
             time: r.time,
-            listener: r.listener,
+            listener: Arc::clone(&r.listener),
             route: r.route,
             cluster: r.cluster.take(),
             endpoint: r.endpoint,
@@ -189,7 +189,7 @@ impl Drop for HttpEntry {
 
 impl TcpEntry {
     /// Starts the record of a connection accepted on `listener` from `client`.
-    pub(crate) fn begin(log: &Arc<AccessLog>, listener: usize, client: SocketAddr) -> Self {
+    pub(crate) fn begin(log: &Arc<AccessLog>, listener: Arc<str>, client: SocketAddr) -> Self {
         Self {
             record: TcpRecord {
                 time: SystemTime::now(),
@@ -246,7 +246,7 @@ impl Drop for TcpEntry {
         let r = &mut self.record;
         let record = TcpRecord {
             time: r.time,
-            listener: r.listener,
+            listener: Arc::clone(&r.listener),
             cluster: r.cluster.take(),
             endpoint: r.endpoint,
             client: r.client,

@@ -18,15 +18,14 @@ pub(crate) fn write_line(
     out: &mut Vec<u8>,
     record: &Record,
     fields: &[AccessLogField],
-    listeners: &[String],
 ) -> serde_json::Result<()> {
     let mut ser = serde_json::Serializer::new(&mut *out);
     let mut map = ser.serialize_map(None)?;
     for &field in fields {
         let key = field.name();
         match record {
-            Record::Http(r) => http_field(&mut map, key, field, r, listeners)?,
-            Record::Tcp(r) => tcp_field(&mut map, key, field, r, listeners)?,
+            Record::Http(r) => http_field(&mut map, key, field, r)?,
+            Record::Tcp(r) => tcp_field(&mut map, key, field, r)?,
         }
     }
     map.end()?;
@@ -39,13 +38,12 @@ fn http_field<M: SerializeMap>(
     key: &str,
     field: AccessLogField,
     r: &HttpRecord,
-    listeners: &[String],
 ) -> Result<(), M::Error> {
     use AccessLogField::*;
     match field {
         Time => map.serialize_entry(key, &Shown(Rfc3339(r.time))),
         Kind => map.serialize_entry(key, "http"),
-        Listener => map.serialize_entry(key, &listeners.get(r.listener)),
+        Listener => map.serialize_entry(key, &*r.listener),
         Route => map.serialize_entry(key, &r.route),
         Cluster => map.serialize_entry(key, &r.cluster.as_deref()),
         Endpoint => map.serialize_entry(key, &r.endpoint.map(Shown)),
@@ -78,13 +76,12 @@ fn tcp_field<M: SerializeMap>(
     key: &str,
     field: AccessLogField,
     r: &TcpRecord,
-    listeners: &[String],
 ) -> Result<(), M::Error> {
     use AccessLogField::*;
     match field {
         Time => map.serialize_entry(key, &Shown(Rfc3339(r.time))),
         Kind => map.serialize_entry(key, "tcp"),
-        Listener => map.serialize_entry(key, &listeners.get(r.listener)),
+        Listener => map.serialize_entry(key, &*r.listener),
         Cluster => map.serialize_entry(key, &r.cluster.as_deref()),
         Endpoint => map.serialize_entry(key, &r.endpoint.map(Shown)),
         BytesIn => map.serialize_entry(key, &r.bytes_in),

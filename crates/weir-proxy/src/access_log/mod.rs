@@ -73,7 +73,8 @@ pub(crate) enum Record {
 #[derive(Debug, Clone)]
 pub(crate) struct HttpRecord {
     pub(crate) time: SystemTime,
-    pub(crate) listener: usize,
+    /// The name of the listener the request arrived on.
+    pub(crate) listener: Arc<str>,
     pub(crate) route: Option<usize>,
     pub(crate) cluster: Option<Arc<str>>,
     pub(crate) endpoint: Option<SocketAddr>,
@@ -99,7 +100,8 @@ pub(crate) struct HttpRecord {
 #[derive(Debug)]
 pub(crate) struct TcpRecord {
     pub(crate) time: SystemTime,
-    pub(crate) listener: usize,
+    /// The name of the listener that accepted the connection.
+    pub(crate) listener: Arc<str>,
     pub(crate) cluster: Option<Arc<str>>,
     pub(crate) endpoint: Option<SocketAddr>,
     pub(crate) client: SocketAddr,
@@ -123,19 +125,13 @@ pub(crate) enum TcpEnd {
 
 impl AccessLog {
     /// Opens the log `config` describes (the file, or stdout) and starts its writer thread.
-    /// `listeners` are the listener names, by index.
-    pub fn open(config: &AccessLogConfig, listeners: Vec<String>) -> io::Result<Self> {
+    pub fn open(config: &AccessLogConfig) -> io::Result<Self> {
         let sink: Box<dyn Sink> = if config.is_stdout() {
             Box::new(writer::StdoutSink::new())
         } else {
             Box::new(writer::FileSink::open(config.path.clone().into())?)
         };
-        Self::with_sink(
-            sink,
-            config.queue_capacity as usize,
-            config.fields.clone(),
-            listeners,
-        )
+        Self::with_sink(sink, config.queue_capacity as usize, config.fields.clone())
     }
 
     /// A log writing into `sink` with room for `capacity` queued records.
@@ -143,11 +139,10 @@ impl AccessLog {
         sink: Box<dyn Sink>,
         capacity: usize,
         fields: Vec<AccessLogField>,
-        listeners: Vec<String>,
     ) -> io::Result<Self> {
         let (tx, rx) = mpsc::channel(capacity.max(1));
         let counters = Arc::new(Counters::default());
-        let w = writer::Writer::new(sink, fields, listeners, Arc::clone(&counters));
+        let w = writer::Writer::new(sink, fields, Arc::clone(&counters));
         std::thread::Builder::new()
             .name("weir-access-log".into())
             .spawn(move || w.run(rx))?;

@@ -58,8 +58,7 @@ fn harness(capacity: usize, fields: Vec<AccessLogField>) -> Harness {
         release: release_rx,
         reopens: Arc::clone(&reopens),
     };
-    let listeners = vec!["public".to_owned(), "db".to_owned()];
-    let log = AccessLog::with_sink(Box::new(sink), capacity, fields, listeners).unwrap();
+    let log = AccessLog::with_sink(Box::new(sink), capacity, fields).unwrap();
     Harness {
         log: Arc::new(log),
         lines,
@@ -76,7 +75,7 @@ fn addr(s: &str) -> SocketAddr {
 fn http_record() -> HttpRecord {
     HttpRecord {
         time: UNIX_EPOCH + Duration::from_secs(1_709_210_096) + Duration::from_micros(5),
-        listener: 0,
+        listener: "public".into(),
         route: Some(2),
         cluster: Some(Arc::from("api")),
         endpoint: Some(addr("10.0.0.7:8080")),
@@ -164,7 +163,7 @@ fn a_tcp_line_has_the_l4_fields_only() {
     let h = harness(16, AccessLogField::all());
     let record = |end| TcpRecord {
         time: SystemTime::now(),
-        listener: 1,
+        listener: "db".into(),
         cluster: Some(Arc::from("pg")),
         endpoint: Some(addr("10.0.0.9:5432")),
         client: addr("192.0.2.2:40000"),
@@ -236,7 +235,7 @@ async fn entries_are_submitted_when_dropped() {
     let mut entry = HttpEntry::begin(
         Some(&h.log),
         None,
-        0,
+        "public".into(),
         addr("192.0.2.1:1"),
         &Method::GET,
         &Uri::from_static("/a"),
@@ -247,7 +246,7 @@ async fn entries_are_submitted_when_dropped() {
     entry.add_bytes_out(10);
     entry.request_body_counter().fetch_add(5, Ordering::Relaxed);
     drop(entry);
-    let mut tcp = TcpEntry::begin(&h.log, 1, addr("192.0.2.1:2"));
+    let mut tcp = TcpEntry::begin(&h.log, "db".into(), addr("192.0.2.1:2"));
     tcp.set_copied(1, 2, "idle");
     drop(tcp);
     h.log.flush().await.unwrap();

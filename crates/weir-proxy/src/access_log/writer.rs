@@ -43,7 +43,6 @@ pub(crate) struct StdoutSink {
 pub(super) struct Writer {
     sink: Box<dyn Sink>,
     fields: Vec<AccessLogField>,
-    listeners: Vec<String>,
     counters: Arc<Counters>,
     line: Vec<u8>,
     /// Whether the last operation failed, so a broken disk is reported once, not per line.
@@ -56,13 +55,11 @@ impl Writer {
     pub(super) fn new(
         sink: Box<dyn Sink>,
         fields: Vec<AccessLogField>,
-        listeners: Vec<String>,
         counters: Arc<Counters>,
     ) -> Self {
         Self {
             sink,
             fields,
-            listeners,
             counters,
             line: Vec::with_capacity(512),
             failing: false,
@@ -88,8 +85,7 @@ impl Writer {
         match msg {
             Msg::Record(record) => {
                 self.line.clear();
-                let formatted =
-                    format::write_line(&mut self.line, &record, &self.fields, &self.listeners);
+                let formatted = format::write_line(&mut self.line, &record, &self.fields);
                 let written = formatted
                     .map_err(io::Error::other)
                     .and_then(|()| self.sink.write_line(&self.line));

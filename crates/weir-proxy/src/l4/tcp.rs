@@ -35,9 +35,9 @@ pub(crate) async fn serve(stream: TcpStream, info: ConnInfo, permit: OwnedSemaph
     let mut log = info
         .access_log
         .as_ref()
-        .map(|l| TcpEntry::begin(l, info.listener, info.remote));
-    let snapshot = info.snapshots.load();
-    let Some(Listener::Stream(listener)) = snapshot.listeners.get(info.listener) else {
+        .map(|l| TcpEntry::begin(l, std::sync::Arc::clone(&info.listener.name), info.remote));
+    let snapshot = info.snapshot();
+    let Some(Listener::Stream(listener)) = info.listener.get(&snapshot) else {
         return;
     };
     if listener

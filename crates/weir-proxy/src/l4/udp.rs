@@ -177,7 +177,7 @@ pub(crate) fn serve(
     async move {
         let (Ok(local), Some(registration)) = (local, registration) else {
             tracing::warn!(
-                listener = ctx.index,
+                listener = %ctx.listener.name,
                 "udp listener has no local address; not serving"
             );
             return;
@@ -268,10 +268,10 @@ impl Relay {
     /// Picks an endpoint for `client` from the current snapshot and starts a session to it;
     /// also returns the listener's current session bound.
     fn open(&mut self, client: SocketAddr, now: u64) -> Option<(Session, usize)> {
-        let snapshot = self.ctx.snapshots.load();
-        let Some(Listener::Udp(listener)) = snapshot.listeners.get(self.ctx.index) else {
+        let snapshot = self.ctx.listener.snapshot(&self.ctx.snapshots);
+        let Some(Listener::Udp(listener)) = self.ctx.listener.get(&snapshot) else {
             tracing::debug!(
-                listener = self.ctx.index,
+                listener = %self.ctx.listener.name,
                 "listener is no longer udp; datagram dropped"
             );
             return None;

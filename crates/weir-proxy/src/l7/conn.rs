@@ -4,11 +4,15 @@
 //! the preface either way).
 //!
 //! A connection is closed gracefully when it has had no request in flight for the listener's
-//! idle timeout (Envoy's meaning of `idle_timeout`), or when the proxy shuts down; in-flight
-//! requests finish first.
+//! idle timeout (Envoy's meaning of `idle_timeout`), or when it drains (the proxy shuts down,
+//! hands over to a new process, or a reload removes the listener); in-flight requests finish
+//! first. A draining HTTP/2 connection gets GOAWAY at once. A draining HTTP/1.1 connection is
+//! not closed under a client that may be writing its next request — the race every keep-alive
+//! client loses now and then — but answers that request with `Connection: close`; only once it
+//! has been idle for [`DRAIN_IDLE`] is it closed without a word.
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use hyper::rt::{Read, Write};
@@ -22,20 +26,28 @@ use crate::access_log::HttpEntry;
 use crate::server::ConnInfo;
 use crate::snapshot::Listener;
 
+/// How long a draining HTTP/1.1 connection with no request in flight stays open for its
+/// client's next request (which is answered with `Connection: close`) before it is closed.
+const DRAIN_IDLE: Duration = Duration::from_secs(1);
+
 /// Tracks requests in flight on one connection and when the last one ended.
 #[derive(Debug)]
 struct Activity {
     start: Instant,
     in_flight: AtomicUsize,
     last_ms: AtomicU64,
+    /// Set when the connection starts draining: HTTP/1.1 responses close it.
+    draining: AtomicBool,
+    /// Set once a request came over HTTP/2.
+    h2: AtomicBool,
 }
 
 /// Serves one accepted HTTP connection until it closes; a TLS listener first completes the
 /// handshake (within `header_read_timeout`), and the connection ends if it fails.
 pub(crate) async fn serve_connection(stream: TcpStream, mut info: ConnInfo) {
     let _ = stream.set_nodelay(true);
-    let snapshot = info.snapshots.load();
-    let Some(Listener::Http(listener)) = snapshot.listeners.get(info.listener) else {
+    let snapshot = info.snapshot();
+    let Some(Listener::Http(listener)) = info.listener.get(&snapshot) else {
         return;
     };
     let options = listener.options.clone();
@@ -49,7 +61,9 @@ pub(crate) async fn serve_connection(stream: TcpStream, mut info: ConnInfo) {
             let handshake = Box::pin(crate::tls::accept(tls, stream, options.header_read_timeout));
             let accepted = tokio::select! {
                 accepted = handshake => accepted,
-                () = info.shutdown.cancelled() => None,
+                // A handshake under way when the connection starts draining completes (its
+                // request is then answered with `Connection: close`); the hard stop ends it.
+                () = info.hard_stop.cancelled() => None,
             };
             drop(snapshot);
             if let Some((stream, peer)) = accepted {
@@ -83,6 +97,8 @@ where
         start: Instant::now(),
         in_flight: AtomicUsize::new(0),
         last_ms: AtomicU64::new(0),
+        draining: AtomicBool::new(false),
+        h2: AtomicBool::new(false),
     });
     let info = Arc::new(info);
     let service = {
@@ -90,22 +106,45 @@ where
         service_fn(move |req| {
             let info = Arc::clone(&info);
             let active = ActiveRequest::new(Arc::clone(&activity));
+            let activity = Arc::clone(&activity);
             async move {
+                let h2 = req.version() == http::Version::HTTP_2;
+                // A tunnel (CONNECT) leaves HTTP behind; its connection ends with the tunnel.
+                let connect = req.method() == http::Method::CONNECT;
+                if h2 {
+                    activity.h2.store(true, Ordering::Relaxed);
+                }
                 // The access log entry ends with the response body (or with this future).
                 // The exporter current when the request starts serves it to the end.
                 let spans = info.spans.as_ref().and_then(|s| s.current());
                 let (access, spans) = (info.access_log.as_ref(), spans.as_ref());
                 let mut log = (access.is_some() || spans.is_some()).then(|| {
                     let (m, u, h) = (req.method(), req.uri(), req.headers());
-                    HttpEntry::begin(access, spans, info.listener, info.remote, m, u, h)
+                    HttpEntry::begin(
+                        access,
+                        spans,
+                        Arc::clone(&info.listener.name),
+                        info.remote,
+                        m,
+                        u,
+                        h,
+                    )
                 });
                 // Boxed: the request's future is large (routing, retries, hedging, mirroring)
                 // and hyper keeps a slot of the service future's size per connection, idle or
                 // not; boxed, an idle keep-alive connection costs a pointer instead.
                 let res = Box::pin(handle(&info, req, log.as_mut())).await;
-                res.map(|r| {
+                res.map(|mut r| {
                     if let Some(log) = &mut log {
                         log.set_status(r.status());
+                    }
+                    // Not on a protocol switch (WebSocket): its `Connection: upgrade` stays.
+                    let switching = r.status() == http::StatusCode::SWITCHING_PROTOCOLS;
+                    if !h2 && !connect && !switching && activity.draining.load(Ordering::Relaxed) {
+                        r.headers_mut().insert(
+                            http::header::CONNECTION,
+                            http::HeaderValue::from_static("close"),
+                        );
                     }
                     r.map(|body| crate::body::Tracked::new(body, active, log))
                 })
@@ -116,6 +155,7 @@ where
     tokio::pin!(conn);
     let idle = options.idle_timeout;
     let mut draining = false;
+    let mut closing = false;
     loop {
         tokio::select! {
             res = conn.as_mut() => {
@@ -126,12 +166,20 @@ where
             }
             _ = shutdown.cancelled(), if !draining => {
                 draining = true;
-                conn.as_mut().graceful_shutdown();
+                activity.draining.store(true, Ordering::Relaxed);
+                if activity.h2.load(Ordering::Relaxed) {
+                    closing = true;
+                    conn.as_mut().graceful_shutdown();
+                }
             }
             // The grace period is over: drop the connection, in-flight requests and all.
             () = hard_stop.cancelled() => return,
-            _ = idle_expired(&activity, idle), if !draining => {
-                draining = true;
+            _ = idle_expired(&activity, idle), if !closing => {
+                (draining, closing) = (true, true);
+                conn.as_mut().graceful_shutdown();
+            }
+            _ = idle_expired(&activity, DRAIN_IDLE), if draining && !closing => {
+                closing = true;
                 conn.as_mut().graceful_shutdown();
             }
         }

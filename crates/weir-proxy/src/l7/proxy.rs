@@ -39,10 +39,10 @@ pub(crate) async fn handle(
     mut req: Request<Incoming>,
     log: Option<&mut HttpEntry>,
 ) -> Result<Response<ProxyBody>, Infallible> {
-    let snapshot = conn.snapshots.load();
+    let snapshot = conn.snapshot();
     let log = trace::on_request(req.headers_mut(), snapshot.trace_sampling, log);
     let grpc = grpc::is_grpc(req.headers());
-    let Some(Listener::Http(listener)) = snapshot.listeners.get(conn.listener) else {
+    let Some(Listener::Http(listener)) = conn.listener.get(&snapshot) else {
         let e = Error::new(ErrorKind::Internal, "listener missing from snapshot");
         return Ok(respond::error(&e, grpc));
     };

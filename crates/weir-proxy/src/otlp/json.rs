@@ -30,20 +30,16 @@ const KIND_CLIENT: u8 = 3;
 /// OTLP `STATUS_CODE_ERROR`.
 const STATUS_ERROR: u8 = 2;
 
-/// Encodes batches; knows the resource and the listener names.
+/// Encodes batches; knows the resource.
 #[derive(Debug)]
 pub(super) struct Encoder {
     service_name: String,
-    listeners: Vec<String>,
 }
 
 impl Encoder {
     /// An encoder for spans of service `service_name`.
-    pub(super) fn new(service_name: String, listeners: Vec<String>) -> Self {
-        Self {
-            service_name,
-            listeners,
-        }
+    pub(super) fn new(service_name: String) -> Self {
+        Self { service_name }
     }
 
     /// The request body of one export.
@@ -93,9 +89,7 @@ impl Encoder {
         if let Some(authority) = authority {
             attributes.push(string("server.address", &authority));
         }
-        if let Some(name) = self.listeners.get(h.listener) {
-            attributes.push(string("weir.listener", name));
-        }
+        attributes.push(string("weir.listener", &h.listener));
         if let Some(route) = h.route {
             attributes.push(int("weir.route", route as u64));
         }
@@ -233,7 +227,7 @@ mod tests {
             },
             http: HttpRecord {
                 time,
-                listener: 0,
+                listener: "main".into(),
                 route: Some(1),
                 cluster: Some(Arc::from("c")),
                 endpoint: Some("127.0.0.1:9000".parse().unwrap()),
@@ -250,7 +244,7 @@ mod tests {
                 client: "10.0.0.1:5555".parse().unwrap(),
             },
         };
-        let encoder = Encoder::new("edge".into(), vec!["main".into()]);
+        let encoder = Encoder::new("edge".into());
         let v: Value = serde_json::from_slice(&encoder.encode(&[record])).unwrap();
         let rs = &v["resourceSpans"][0];
         assert_eq!(
@@ -300,7 +294,7 @@ mod tests {
             authority: authority.map(str::to_owned),
             outcome,
         });
-        let encoder = Encoder::new("edge".into(), vec![]);
+        let encoder = Encoder::new("edge".into());
         let v: Value = serde_json::from_slice(&encoder.encode(&[record])).unwrap();
         v["resourceSpans"][0]["scopeSpans"][0]["spans"][0].clone()
     }

@@ -39,8 +39,6 @@ pub(crate) use client::{AttemptOutcome, AttemptTracer};
 pub struct SpanExport {
     current: Arc<ArcSwapOption<SpanExporter>>,
     counters: Arc<SpanCounters>,
-    /// The listener names, by index (they do not change on reload).
-    listeners: Arc<[String]>,
     /// Where export tasks run: the runtime the proxy started on.
     runtime: Handle,
 }
@@ -101,12 +99,6 @@ impl SpanExport {
         let export = Self {
             current: Arc::default(),
             counters: Arc::default(),
-            listeners: config
-                .config()
-                .listeners
-                .iter()
-                .map(|l| l.name.clone())
-                .collect(),
             runtime: Handle::current(),
         };
         export.apply(config)?;
@@ -159,7 +151,7 @@ impl SpanExport {
         let (tx, rx) = mpsc::channel(config.queue_capacity.max(1) as usize);
         let batcher = export::Exporter {
             target,
-            encoder: json::Encoder::new(config.service_name.clone(), self.listeners.to_vec()),
+            encoder: json::Encoder::new(config.service_name.clone()),
             batch_size: config.batch_size.max(1) as usize,
             flush_interval: config.flush_interval.0,
             counters: Arc::clone(&self.counters),

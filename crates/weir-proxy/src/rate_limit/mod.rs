@@ -228,11 +228,7 @@ impl crate::Proxy {
         listener: &str,
         route: usize,
     ) -> Option<Arc<RateLimitStats>> {
-        let index = self
-            .listener_addrs()
-            .iter()
-            .position(|(n, _)| n == listener)?;
-        match self.snapshots().load().listeners.get(index)? {
+        match self.snapshots().load().listener(listener)? {
             Listener::Http(h) => h
                 .rate_limits
                 .get(route)?

@@ -17,6 +17,7 @@ mod grpc;
 mod health_check;
 mod http_proxy;
 mod limits;
+mod listener_reload;
 mod metrics;
 mod mirror;
 mod otlp_export;

@@ -1,6 +1,6 @@
 //! Reloading a running weir: routes and clusters change at once, endpoints that remain keep
 //! their health and ejections, requests keep succeeding throughout, and a reload weir cannot
-//! apply changes nothing.
+//! apply (a listener that cannot bind) changes nothing.
 #![allow(
     clippy::unwrap_used,
     clippy::expect_used,
@@ -105,11 +105,17 @@ async fn reloads_apply_at_once_keep_endpoint_state_and_drop_nothing() {
     assert!(ejected(&p));
     assert_eq!(bad.requests(), 3);
 
-    // A reload that moves a listener is refused and changes nothing.
-    let e = p
-        .weir
-        .reload(&load(&config("renamed", "v3", &bad, &good)))
-        .unwrap_err();
-    assert!(e.to_string().contains("needs a restart"), "{e}");
+    // A reload whose new listener cannot bind (the address is taken) is refused and changes
+    // nothing.
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let yaml = config("l", "v3", &bad, &good).replace(
+        "clusters:",
+        &format!(
+            "  - {{ name: extra, address: {}, routes: [ {{ cluster: c }} ] }}\nclusters:",
+            taken.local_addr().unwrap()
+        ),
+    );
+    let e = p.weir.reload(&load(&yaml)).unwrap_err();
+    assert!(e.to_string().contains("cannot bind"), "{e}");
     assert_eq!(get(&client, &p.url("/version"), &[]).await.body, "v1");
 }

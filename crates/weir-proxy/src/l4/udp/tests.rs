@@ -35,7 +35,7 @@ clusters:
         let addr = socket.local_addr().unwrap();
         let (shutdown, tasks) = (CancellationToken::new(), TaskTracker::new());
         let ctx = ListenerCtx {
-            index: 0,
+            listener: crate::listeners::ListenerRef::new("l".into()),
             snapshots: snapshots.clone(),
             shutdown: shutdown.clone(),
             hard_stop: shutdown.clone(),

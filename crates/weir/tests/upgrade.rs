@@ -1,0 +1,313 @@
+//! Hitless binary upgrade with the real `weir` binary: five successive takeovers
+//! (`weir run --takeover`) under ~500 requests/s refuse no connection and fail no request, and
+//! each old process drains and exits 0; a takeover with a bad config exits non-zero with the
+//! reason while the running weir keeps serving.
+//!
+//! The load is three clients, each sending its next request every 4 ms:
+//! - a keep-alive HTTP/1.1 client and an HTTP/2 client (hyper-util's pooled client, as
+//!   `reload_live.rs` uses). Like real clients, they retry a request only when the server
+//!   cannot have seen it: over HTTP/1.1 when the pooled connection was closed before any byte
+//!   of the request was written (hyper-util's `retry_canceled_requests`, on by default); over
+//!   HTTP/2 also when the server's GOAWAY says the stream was not processed, which RFC 9113
+//!   §6.8 makes safe to retry and Go's and browsers' clients do (hyper hands that case to the
+//!   caller, hyperium/hyper#2500). Anything else — a reset, a connection closed after the
+//!   request went out, a non-200 — counts as a failed request;
+//! - a client that opens a new TCP connection for every request (`Connection: close`), so that
+//!   connects happen throughout each handover; a refused connect is counted as such.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    reason = "integration test: a panic is a failed test"
+)]
+
+use std::net::SocketAddr;
+use std::path::Path;
+use std::process::Stdio;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::Duration;
+
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full};
+use hyper_util::client::legacy::Client;
+use hyper_util::rt::TokioExecutor;
+use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
+use tokio::process::{Child, Command};
+use weir_test_support::MockHttp;
+
+/// What the load saw.
+#[derive(Debug, Default)]
+struct Tally {
+    ok: AtomicU64,
+    failed: AtomicU64,
+    refused: AtomicU64,
+    /// HTTP/2 requests a GOAWAY rejected unprocessed, sent again on a new connection.
+    retried: AtomicU64,
+}
+
+/// Whether `e` says the server rejected the request unprocessed with a GOAWAY (HTTP/2).
+fn rejected_by_goaway(e: &hyper_util::client::legacy::Error) -> bool {
+    let mut source = std::error::Error::source(e);
+    while let Some(s) = source {
+        if let Some(h2) = s.downcast_ref::<h2::Error>() {
+            return h2.is_go_away() && h2.is_remote();
+        }
+        source = s.source();
+    }
+    false
+}
+
+/// A running `weir run` and what it printed.
+struct Running {
+    child: Child,
+    listener: SocketAddr,
+    admin: SocketAddr,
+}
+
+/// Starts `weir run` with `args` and waits until it printed its upgrade socket (it serves by
+/// then); its stderr goes to the test's.
+async fn spawn(args: &[&str]) -> Running {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_weir"))
+        .arg("run")
+        .args(args)
+        .env("RUST_LOG", "warn")
+        .stdout(Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    let (mut listener, mut admin) = (None, None);
+    let read = async {
+        while let Some(line) = lines.next_line().await.unwrap() {
+            if let Some(a) = line.strip_prefix("listener main on http://") {
+                listener = Some(a.parse().unwrap());
+            } else if let Some(a) = line.strip_prefix("admin API on http://") {
+                admin = Some(a.trim_end_matches("/clusters").parse().unwrap());
+            } else if line.starts_with("upgrade socket on ") {
+                return;
+            }
+        }
+        panic!("weir exited before it served");
+    };
+    tokio::time::timeout(Duration::from_secs(60), read)
+        .await
+        .expect("weir started in time");
+    // Keep draining stdout so the child never blocks on a full pipe.
+    tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
+    Running {
+        child,
+        listener: listener.expect("weir printed its listener"),
+        admin: admin.expect("weir printed its admin API"),
+    }
+}
+
+/// Sends a GET with `client` every `period` until `stop`, tallying outcomes.
+async fn pooled_load(
+    client: Client<hyper_util::client::legacy::connect::HttpConnector, Full<Bytes>>,
+    url: String,
+    tally: Arc<Tally>,
+    stop: Arc<AtomicBool>,
+) {
+    let mut ticks = tokio::time::interval(Duration::from_millis(4));
+    while !stop.load(Ordering::Relaxed) {
+        ticks.tick().await;
+        let mut attempt = 0;
+        let result = loop {
+            let req = http::Request::get(&url).body(Full::default()).unwrap();
+            match client.request(req).await {
+                Err(e) if attempt < 3 && rejected_by_goaway(&e) => {
+                    attempt += 1;
+                    tally.retried.fetch_add(1, Ordering::Relaxed);
+                }
+                other => break other,
+            }
+        };
+        let ok = match result {
+            Ok(res) => {
+                let status = res.status();
+                res.into_body().collect().await.is_ok() && status == http::StatusCode::OK
+            }
+            Err(e) if e.is_connect() => {
+                eprintln!("connect failed: {e:?}");
+                tally.refused.fetch_add(1, Ordering::Relaxed);
+                continue;
+            }
+            Err(e) => {
+                eprintln!("request failed: {e:?}");
+                false
+            }
+        };
+        let counter = if ok { &tally.ok } else { &tally.failed };
+        counter.fetch_add(1, Ordering::Relaxed);
+    }
+}
+
+/// Opens a connection per request, every 4 ms, until `stop`.
+async fn connect_load(addr: SocketAddr, tally: Arc<Tally>, stop: Arc<AtomicBool>) {
+    let mut ticks = tokio::time::interval(Duration::from_millis(4));
+    while !stop.load(Ordering::Relaxed) {
+        ticks.tick().await;
+        let mut conn = match tokio::net::TcpStream::connect(addr).await {
+            Ok(c) => c,
+            Err(e) => {
+                eprintln!("connect failed: {e}");
+                tally.refused.fetch_add(1, Ordering::Relaxed);
+                continue;
+            }
+        };
+        let exchange = async {
+            conn.write_all(b"GET / HTTP/1.1\r\nhost: weir\r\nconnection: close\r\n\r\n")
+                .await?;
+            let mut response = Vec::new();
+            conn.read_to_end(&mut response).await?;
+            std::io::Result::Ok(response)
+        };
+        let ok = match tokio::time::timeout(Duration::from_secs(20), exchange).await {
+            Ok(Ok(response)) => response.starts_with(b"HTTP/1.1 200"),
+            other => {
+                eprintln!("fresh-connection request failed: {other:?}");
+                false
+            }
+        };
+        let counter = if ok { &tally.ok } else { &tally.failed };
+        counter.fetch_add(1, Ordering::Relaxed);
+    }
+}
+
+fn write_config(path: &Path, endpoint: SocketAddr) {
+    let yaml = format!(
+        "admin: {{ address: 127.0.0.1:0 }}
+listeners:
+  - name: main
+    address: 127.0.0.1:0
+    routes: [ {{ cluster: app }} ]
+clusters:
+  - name: app
+    endpoints: [ {endpoint} ]
+"
+    );
+    std::fs::write(path, yaml).unwrap();
+}
+
+/// Waits for `child` to exit and returns whether it exited 0.
+async fn exited_ok(child: &mut Child, within: Duration) -> bool {
+    let status = tokio::time::timeout(within, child.wait())
+        .await
+        .expect("the old weir exited after draining")
+        .unwrap();
+    status.success()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn five_upgrades_under_load_refuse_nothing_and_fail_nothing() {
+    let endpoint = MockHttp::start("app").await;
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("weir.yaml");
+    write_config(&config, endpoint.addr());
+    let bad = dir.path().join("bad.yaml");
+    std::fs::write(
+        &bad,
+        "listeners:\n  - name: main\n    adress: 127.0.0.1:0\n",
+    )
+    .unwrap();
+    let socket = dir.path().join("weir.sock");
+    let (config, socket) = (config.to_str().unwrap(), socket.to_str().unwrap());
+
+    let mut current = spawn(&["-c", config, "--upgrade-socket", socket]).await;
+    let (addr, admin) = (current.listener, current.admin);
+    let url = format!("http://{addr}/");
+    let tally = Arc::new(Tally::default());
+    let stop = Arc::new(AtomicBool::new(false));
+    let h1 = Client::builder(TokioExecutor::new()).build_http();
+    let h2 = Client::builder(TokioExecutor::new())
+        .http2_only(true)
+        .build_http();
+    let load = [
+        tokio::spawn(pooled_load(
+            h1,
+            url.clone(),
+            Arc::clone(&tally),
+            Arc::clone(&stop),
+        )),
+        tokio::spawn(pooled_load(
+            h2,
+            url.clone(),
+            Arc::clone(&tally),
+            Arc::clone(&stop),
+        )),
+        tokio::spawn(connect_load(addr, Arc::clone(&tally), Arc::clone(&stop))),
+    ];
+
+    for round in 1..=5 {
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        if round == 3 {
+            // A takeover that cannot start: it exits non-zero with the reason; nothing stops.
+            let out = Command::new(env!("CARGO_BIN_EXE_weir"))
+                .args(["run", "-c", bad.to_str().unwrap(), "--takeover", socket])
+                .output()
+                .await
+                .unwrap();
+            assert!(!out.status.success());
+            let stderr = String::from_utf8_lossy(&out.stderr);
+            assert!(stderr.contains("listeners[0].adress (line 3)"), "{stderr}");
+            tokio::time::sleep(Duration::from_millis(300)).await;
+        }
+        let before = tally.ok.load(Ordering::Relaxed);
+        let next = spawn(&[
+            "-c",
+            config,
+            "--upgrade-socket",
+            socket,
+            "--takeover",
+            socket,
+        ])
+        .await;
+        assert_eq!(
+            next.listener, addr,
+            "round {round}: the same listening socket"
+        );
+        assert_eq!(next.admin, admin, "round {round}: the same admin socket");
+        assert!(
+            exited_ok(&mut current.child, Duration::from_secs(60)).await,
+            "round {round}: the old weir exited 0"
+        );
+        current = next;
+        assert!(
+            tally.ok.load(Ordering::Relaxed) > before,
+            "round {round}: the load ran"
+        );
+    }
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    stop.store(true, Ordering::Relaxed);
+    for task in load {
+        task.await.unwrap();
+    }
+    let (ok, failed, refused, retried) = (
+        tally.ok.load(Ordering::Relaxed),
+        tally.failed.load(Ordering::Relaxed),
+        tally.refused.load(Ordering::Relaxed),
+        tally.retried.load(Ordering::Relaxed),
+    );
+    eprintln!(
+        "upgrade load: {ok} ok, {failed} failed, {refused} refused, {retried} retried after GOAWAY"
+    );
+    assert_eq!(refused, 0, "refused connections");
+    assert_eq!(failed, 0, "failed requests");
+    assert!(ok > 500, "the load ran: {ok} requests");
+
+    // Each new weir bound its upgrade socket beside the path and moved it there: no leftovers.
+    let mut files: Vec<String> = std::fs::read_dir(dir.path())
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    files.sort();
+    assert_eq!(files, ["bad.yaml", "weir.sock", "weir.yaml"]);
+
+    // The admin API came over too and answers on its original address.
+    let admin_up = tokio::net::TcpStream::connect(admin).await.is_ok();
+    assert!(admin_up, "admin API on {admin}");
+    let pid = current.child.id().unwrap().to_string();
+    let _ = Command::new("kill").args(["-TERM", &pid]).status().await;
+    assert!(exited_ok(&mut current.child, Duration::from_secs(60)).await);
+}
