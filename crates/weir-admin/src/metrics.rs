@@ -52,6 +52,8 @@ struct SnapshotCollector {
     per_endpoint: bool,
     /// Config reloads applied and rejected, when weir runs from a file.
     reloads: Option<(u64, u64)>,
+    /// Families from outside the proxy (the kernel data plane).
+    extra: Vec<crate::CounterFamily>,
 }
 
 /// Answers `GET /metrics`: OpenMetrics when `accept` asks for it, else Prometheus text.
@@ -112,6 +114,10 @@ pub(crate) fn render(state: &AdminState, openmetrics: bool) -> Result<String, fm
             .collect(),
         per_endpoint: state.per_endpoint_metrics(),
         reloads: state.reloader().map(|r| r.counts()),
+        extra: state
+            .extra_metrics()
+            .map(|x| x.counter_families())
+            .unwrap_or_default(),
     };
     let mut registry = Registry::default();
     registry.register_collector(Box::new(collector));
@@ -178,6 +184,16 @@ impl Collector for SnapshotCollector {
         }
         if self.per_endpoint {
             self.encode_endpoints(&mut encoder)?;
+        }
+        for f in &self.extra {
+            let unit = f.bytes.then_some(&Unit::Bytes);
+            counters(
+                &mut encoder,
+                f.name,
+                f.help,
+                unit,
+                f.samples.iter().cloned(),
+            )?;
         }
         Ok(())
     }

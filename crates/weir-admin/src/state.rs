@@ -26,6 +26,28 @@ pub struct AdminState {
     per_endpoint_metrics: bool,
     /// The config `/config` shows; `None` when built from pieces without one.
     running_config: Option<RunningConfig>,
+    /// Counters of components outside the proxy (the kernel data plane) for `/metrics`.
+    extra_metrics: Option<Arc<dyn ExtraMetrics>>,
+}
+
+/// Counter families that a component outside the proxy (weir's kernel data plane) adds to
+/// `/metrics`; read on every scrape.
+pub trait ExtraMetrics: Send + Sync + std::fmt::Debug {
+    /// The families now.
+    fn counter_families(&self) -> Vec<CounterFamily>;
+}
+
+/// One counter family of [`ExtraMetrics`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CounterFamily {
+    /// Metric name without the `_total` suffix (nor `_bytes` when `bytes` is set).
+    pub name: &'static str,
+    /// `# HELP` text.
+    pub help: &'static str,
+    /// Whether the values are bytes (the unit suffix is added).
+    pub bytes: bool,
+    /// Label sets and their values.
+    pub samples: Vec<(Vec<(&'static str, String)>, u64)>,
 }
 
 /// Reloads the running config from its source (`POST /reload`); implemented by whatever owns
@@ -72,6 +94,7 @@ impl AdminState {
             listener_counters: Arc::new([]),
             per_endpoint_metrics: true,
             running_config: None,
+            extra_metrics: None,
         }
     }
 
@@ -133,6 +156,17 @@ impl AdminState {
     /// Whether `/metrics` exports per-endpoint series.
     pub fn per_endpoint_metrics(&self) -> bool {
         self.per_endpoint_metrics
+    }
+
+    /// Adds `extra`'s counter families to `/metrics`.
+    pub fn with_extra_metrics(mut self, extra: Arc<dyn ExtraMetrics>) -> Self {
+        self.extra_metrics = Some(extra);
+        self
+    }
+
+    /// The extra counter families' source, if any.
+    pub fn extra_metrics(&self) -> Option<&dyn ExtraMetrics> {
+        self.extra_metrics.as_deref()
     }
 
     /// State for a running `proxy` started from `config`: its snapshot handle, its listeners

@@ -33,6 +33,7 @@ mod ser;
 mod tls;
 mod traffic;
 mod validate;
+mod xdp;
 mod yaml;
 
 pub use balancing::{
@@ -79,6 +80,7 @@ pub use traffic::{
     ConfigNumber, DEFAULT_MIRROR_MAX_BODY_BYTES, FaultAbortConfig, FaultConfig, FaultDelayConfig,
     MirrorConfig,
 };
+pub use xdp::{XdpForwarding, XdpListenerConfig, XdpTransport, parse_mac};
 
 use serde::{Deserialize, Serialize};
 

@@ -85,6 +85,9 @@ pub struct ListenerConfig {
     /// Terminate TLS (`http` listeners): certificates, versions, client certificates.
     #[serde(default)]
     pub tls: Option<crate::ListenerTlsConfig>,
+    /// The kernel data plane of an `xdp` listener: interfaces, more VIPs, forwarding.
+    #[serde(default)]
+    pub xdp: Option<crate::XdpListenerConfig>,
 }
 
 /// Downstream protocol of a listener.
@@ -100,6 +103,9 @@ pub enum ListenerProtocol {
     Udp,
     /// TLS forwarded untouched, routed by the SNI of the ClientHello.
     TlsPassthrough,
+    /// Packets to the VIP `address` (and `xdp.vips`) balanced in the kernel by an XDP program
+    /// over `cluster` (docs/kernel.md); weir binds no socket for it.
+    Xdp,
 }
 
 /// Limits and options for HTTP listeners; the defaults protect the proxy.

@@ -40,6 +40,14 @@ pub struct Limits {
     pub conntrack_entries: u32,
 }
 
+impl Limits {
+    /// The ring slots a VIP needs for a configured Maglev `table_size` (the prime weir-balance
+    /// rounds it up to).
+    pub fn ring_slots(table_size: u32) -> u32 {
+        u32::try_from(Maglev::table_len(table_size)).unwrap_or(u32::MAX)
+    }
+}
+
 impl Default for Limits {
     fn default() -> Self {
         Self {

@@ -132,7 +132,11 @@ impl Proxy {
                 spans: spans.clone(),
             };
             counters.push(Arc::clone(&ctx.counters));
-            let local = if l.protocol == ListenerProtocol::Udp {
+            let local = if l.protocol == ListenerProtocol::Xdp {
+                // Balanced in the kernel by weir's XDP program: no socket here. The entry keeps
+                // `addresses` aligned with the snapshot's listeners.
+                l.address
+            } else if l.protocol == ListenerProtocol::Udp {
                 let socket = UdpSocket::bind(l.address).await.map_err(bind_err)?;
                 let local = socket.local_addr().map_err(bind_err)?;
                 tasks.spawn(crate::l4::udp::serve(socket, ctx));

@@ -25,6 +25,7 @@ use weir_discovery::{Discovery, DiscoveryTarget};
 use weir_probe::{CheckTarget, HealthChecker};
 use weir_proxy::{Proxy, Snapshot, SnapshotHandle};
 
+mod kernel;
 mod watch;
 
 /// A running weir instance.
@@ -35,6 +36,8 @@ pub struct Weir {
     admin: Option<AdminServer>,
     /// Stops the config file watcher, if one runs.
     watching: CancellationToken,
+    /// The XDP balancer of `xdp` listeners, when the config has any.
+    kernel: Option<kernel::KernelPlane>,
 }
 
 /// What a reload needs, shared by [`Weir::reload`], the admin API's `POST /reload`, `SIGHUP`
@@ -106,6 +109,7 @@ impl Weir {
         source: Option<PathBuf>,
     ) -> anyhow::Result<Self> {
         let proxy = Proxy::start(config).await?;
+        let kernel = kernel::KernelPlane::start(config, proxy.snapshots())?;
         let mut checker = HealthChecker::new(Arc::new(SystemClock));
         checker.reconcile(check_targets(&proxy.snapshots().load()));
         let control = Arc::new_cyclic(|control: &Weak<Control>| {
@@ -141,6 +145,9 @@ impl Weir {
                 if control.source.is_some() {
                     state = state.with_reloader(Arc::clone(&control) as Arc<dyn Reloader>);
                 }
+                if let Some(kernel) = &kernel {
+                    state = state.with_extra_metrics(kernel.metrics());
+                }
                 let server = AdminServer::start(admin.address, state)
                     .await
                     .with_context(|| format!("admin: cannot bind {}", admin.address))?;
@@ -154,6 +161,7 @@ impl Weir {
             control,
             admin,
             watching: CancellationToken::new(),
+            kernel,
         })
     }
 
@@ -221,6 +229,9 @@ impl Weir {
     /// up to `grace`; `true` if everything in flight finished in time.
     pub async fn shutdown(mut self, grace: Duration) -> bool {
         self.watching.cancel();
+        if let Some(mut kernel) = self.kernel.take() {
+            kernel.shutdown();
+        }
         {
             let mut state = self.control.lock();
             state.discovery.shutdown();

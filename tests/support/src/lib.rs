@@ -26,6 +26,7 @@ pub mod dns;
 pub mod grpc;
 pub mod grpc_health;
 pub mod http;
+pub mod netns;
 pub mod tcp;
 pub mod tls;
 pub mod udp;

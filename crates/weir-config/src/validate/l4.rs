@@ -50,6 +50,17 @@ impl Checker<'_> {
             .into_iter()
             .flatten()
             .collect(),
+            ListenerProtocol::Xdp => [
+                misplaced("routes", !listener.routes.is_empty()),
+                misplaced("sni", !listener.sni.is_empty()),
+                misplaced("default_cluster", listener.default_cluster.is_some()),
+                misplaced("tls", listener.tls.is_some()),
+                misplaced("proxy_protocol", listener.proxy_protocol.is_some()),
+                misplaced("rate_limit", listener.rate_limit.is_some()),
+            ]
+            .into_iter()
+            .flatten()
+            .collect(),
         };
         for key in not_for_this {
             self.report(
@@ -60,14 +71,16 @@ impl Checker<'_> {
         }
         match protocol {
             ListenerProtocol::Http => {}
-            ListenerProtocol::Tcp | ListenerProtocol::Udp => match &listener.cluster {
-                Some(c) => route::cluster_ref(self, c, &path.key("cluster"), clusters),
-                None => self.report(
-                    path,
-                    format!("a `{name}` listener needs a `cluster` to forward to"),
-                    "add `cluster: <name>`",
-                ),
-            },
+            ListenerProtocol::Tcp | ListenerProtocol::Udp | ListenerProtocol::Xdp => {
+                match &listener.cluster {
+                    Some(c) => route::cluster_ref(self, c, &path.key("cluster"), clusters),
+                    None => self.report(
+                        path,
+                        format!("a `{name}` listener needs a `cluster` to forward to"),
+                        "add `cluster: <name>`",
+                    ),
+                }
+            }
             ListenerProtocol::TlsPassthrough => self.sni_routes(listener, path, clusters),
         }
         if matches!(
@@ -186,6 +199,7 @@ fn protocol_name(p: ListenerProtocol) -> &'static str {
         ListenerProtocol::Tcp => "tcp",
         ListenerProtocol::Udp => "udp",
         ListenerProtocol::TlsPassthrough => "tls_passthrough",
+        ListenerProtocol::Xdp => "xdp",
     }
 }
 
@@ -197,5 +211,6 @@ fn hint_for(p: ListenerProtocol) -> &'static str {
         ListenerProtocol::TlsPassthrough => {
             "tls_passthrough listeners use `sni`, `default_cluster` and `tcp` options; remove the key"
         }
+        ListenerProtocol::Xdp => "xdp listeners use `cluster` and `xdp` options; remove the key",
     }
 }

@@ -22,6 +22,7 @@ mod route;
 mod syntax;
 mod tls;
 mod traffic;
+mod xdp;
 
 /// Endpoint weights outside this range are rejected.
 const MAX_ENDPOINT_WEIGHT: u32 = 10_000;
@@ -49,6 +50,7 @@ pub(crate) fn check(config: &Config, tree: Option<&Node>, file: &str) -> Vec<Con
         errors: Vec::new(),
     };
     checker.listeners(config);
+    checker.xdp_listeners(config);
     checker.clusters(&config.clusters);
     rate_limit::check(&mut checker, config);
     observability::check(&mut checker, config);
@@ -130,7 +132,10 @@ impl Checker<'_> {
         for (i, listener) in config.listeners.iter().enumerate() {
             let path = YamlPath::root().key("listeners").index(i);
             self.unique_name("listener", &listener.name, path.key("name"), &mut names);
-            self.listener_address(listener, &path, &mut addresses);
+            // An `xdp` listener's address is a VIP the kernel balances, not a bound socket.
+            if listener.protocol != crate::ListenerProtocol::Xdp {
+                self.listener_address(listener, &path, &mut addresses);
+            }
             self.http_options(&listener.http, &path.key("http"));
             self.debug_trusted(listener, &path.key("http").key("debug_trusted"));
             self.listener_protocol(listener, &path, &clusters);

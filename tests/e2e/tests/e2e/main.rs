@@ -36,3 +36,4 @@ mod tls_termination;
 mod trace_context;
 mod udp;
 mod websocket;
+mod xdp;
