@@ -5,7 +5,10 @@
 //! nothing behind. [`Netns::spawn`] runs a closure on a thread that has entered the namespace:
 //! sockets it opens, and threads and processes it starts, live there.
 
-#![allow(clippy::panic, reason = "test support: a failed setup step is a failed test")]
+#![allow(
+    clippy::panic,
+    reason = "test support: a failed setup step is a failed test"
+)]
 
 use std::fs::File;
 use std::process::Command;

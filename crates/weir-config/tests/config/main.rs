@@ -14,3 +14,4 @@ mod retry;
 mod rule_errors;
 mod tls;
 mod traffic;
+mod xdp;
