@@ -335,8 +335,11 @@ static __always_inline int dnat(struct xdp_md *ctx, const struct lb_config *cfg,
 		.client_port = flow->sport,
 		.proto = flow->proto,
 	};
-	struct nat_value nv = {.vip_addr = flow->dst, .vip_port = flow->dport};
-	bpf_map_update_elem(&reverse_nat, &nk, &nv, BPF_ANY);
+	// An update costs more than a lookup: write the reverse entry only when it is missing.
+	if (!bpf_map_lookup_elem(&reverse_nat, &nk)) {
+		struct nat_value nv = {.vip_addr = flow->dst, .vip_port = flow->dport};
+		bpf_map_update_elem(&reverse_nat, &nk, &nv, BPF_ANY);
+	}
 	if (flow->proto == IPPROTO_TCP || *l4check) {
 		csum_replace4(l4check, ip->daddr, ep->addr);
 		csum_replace2(l4check, *dport, ep->port);

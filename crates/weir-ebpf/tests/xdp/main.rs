@@ -8,6 +8,7 @@
     reason = "tests: a panic is a failed test"
 )]
 
+mod cost;
 mod object;
 mod packet;
 mod privileged;
