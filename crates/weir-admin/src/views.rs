@@ -310,6 +310,7 @@ fn listener_protocol(p: ListenerProtocol) -> &'static str {
         ListenerProtocol::Udp => "udp",
         ListenerProtocol::TlsPassthrough => "tls_passthrough",
         ListenerProtocol::Xdp => "xdp",
+        ListenerProtocol::Nftables => "nftables",
     }
 }
 

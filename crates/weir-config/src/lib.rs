@@ -80,7 +80,9 @@ pub use traffic::{
     ConfigNumber, DEFAULT_MIRROR_MAX_BODY_BYTES, FaultAbortConfig, FaultConfig, FaultDelayConfig,
     MirrorConfig,
 };
-pub use xdp::{XdpForwarding, XdpListenerConfig, XdpTransport, parse_mac};
+pub use xdp::{
+    KernelTransport, NftablesListenerConfig, XdpForwarding, XdpListenerConfig, parse_mac,
+};
 
 use serde::{Deserialize, Serialize};
 

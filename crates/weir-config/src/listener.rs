@@ -88,6 +88,9 @@ pub struct ListenerConfig {
     /// The kernel data plane of an `xdp` listener: interfaces, more VIPs, forwarding.
     #[serde(default)]
     pub xdp: Option<crate::XdpListenerConfig>,
+    /// More VIPs and the transport of an `nftables` listener.
+    #[serde(default)]
+    pub nftables: Option<crate::NftablesListenerConfig>,
 }
 
 /// Downstream protocol of a listener.
@@ -106,6 +109,9 @@ pub enum ListenerProtocol {
     /// Packets to the VIP `address` (and `xdp.vips`) balanced in the kernel by an XDP program
     /// over `cluster` (docs/kernel.md); weir binds no socket for it.
     Xdp,
+    /// Connections to the VIP `address` (and `nftables.vips`) DNAT'ed by netfilter through
+    /// nftables maps over `cluster` (docs/kernel.md); weir binds no socket for it.
+    Nftables,
 }
 
 /// Limits and options for HTTP listeners; the defaults protect the proxy.

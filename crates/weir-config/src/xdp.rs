@@ -1,5 +1,6 @@
-//! Options of `xdp` listeners: weir's kernel data plane (an XDP Maglev balancer, see
-//! docs/kernel.md), which balances packets to VIPs without a socket in weir.
+//! Options of `xdp` and `nftables` listeners: weir's kernel data planes (an XDP Maglev balancer
+//! and nftables verdict maps, see docs/kernel.md), which balance packets to VIPs without a
+//! socket in weir.
 
 use std::net::{IpAddr, SocketAddr};
 
@@ -17,7 +18,7 @@ pub struct XdpListenerConfig {
     pub vips: Vec<SocketAddr>,
     /// The VIPs' transport protocol. Default `tcp`.
     #[serde(default)]
-    pub transport: XdpTransport,
+    pub transport: KernelTransport,
     /// How packets reach the endpoint. Default `ipip`.
     #[serde(default)]
     pub forwarding: XdpForwarding,
@@ -32,10 +33,22 @@ pub struct XdpListenerConfig {
     pub gateway_mac: Option<String>,
 }
 
-/// Transport protocol of an `xdp` listener's VIPs.
+/// The `nftables` block of an `nftables` listener (optional).
+#[derive(Debug, Clone, PartialEq, Eq, Default, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct NftablesListenerConfig {
+    /// More VIPs balanced over the same cluster, besides the listener's `address`.
+    #[serde(default)]
+    pub vips: Vec<SocketAddr>,
+    /// The VIPs' transport protocol. Default `tcp`.
+    #[serde(default)]
+    pub transport: KernelTransport,
+}
+
+/// Transport protocol of a kernel listener's VIPs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, Deserialize, Serialize)]
 #[serde(rename_all = "snake_case")]
-pub enum XdpTransport {
+pub enum KernelTransport {
     /// TCP.
     #[default]
     Tcp,

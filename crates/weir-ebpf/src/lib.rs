@@ -1,19 +1,22 @@
-//! weir's kernel data plane: an XDP L4 balancer (Katran-style) driven by weir's config, Maglev
-//! tables and health view.
+//! weir's kernel data planes: an XDP L4 balancer (Katran-style) and an nftables service mode,
+//! both driven by weir's config, Maglev tables and health view.
 //!
 //! The BPF program is C (`bpf/xdp_lb.c`), compiled with clang `-target bpf` by
 //! `scripts/build-bpf`; the object is committed (`bpf/xdp_lb.o`) so a machine without clang
 //! still builds weir, and a test rebuilds it and compares bytes when clang is present.
 //! [`XdpBalancer`] loads it with aya, attaches it to interfaces and keeps its maps up to date;
 //! [`flow_hash`] is the kernel's flow hash, so userspace can tell which endpoint a flow gets.
+//! [`NftBalancer`] programs the same VIPs as nftables verdict maps through `nft -f`.
 //! `docs/kernel.md` describes the modes, requirements and limits for operators.
 
 mod balancer;
 mod flow;
 mod maps;
+mod nftables;
 
 pub use balancer::{AttachMode, Counters, Forwarding, Limits, Protocol, Vip, XdpBalancer};
 pub use flow::{IPPROTO_TCP, IPPROTO_UDP, flow_hash};
+pub use nftables::{NftBalancer, RING_SLOTS};
 
 /// The compiled BPF object, aligned as the ELF parser needs.
 pub static OBJECT: &[u8] = aya::include_bytes_aligned!("../bpf/xdp_lb.o");
@@ -69,4 +72,7 @@ pub enum Error {
     /// The number of possible CPUs could not be read.
     #[error("reading the CPU count: {0}")]
     Cpus(std::io::Error),
+    /// `nft` failed or could not be run (nftables mode).
+    #[error("nftables: {0}")]
+    Nft(String),
 }

@@ -132,8 +132,11 @@ impl Proxy {
                 spans: spans.clone(),
             };
             counters.push(Arc::clone(&ctx.counters));
-            let local = if l.protocol == ListenerProtocol::Xdp {
-                // Balanced in the kernel by weir's XDP program: no socket here. The entry keeps
+            let local = if matches!(
+                l.protocol,
+                ListenerProtocol::Xdp | ListenerProtocol::Nftables
+            ) {
+                // Balanced in the kernel (XDP or nftables): no socket here. The entry keeps
                 // `addresses` aligned with the snapshot's listeners.
                 l.address
             } else if l.protocol == ListenerProtocol::Udp {

@@ -44,7 +44,7 @@ pub(crate) enum Listener {
     Stream(StreamListener),
     /// UDP sessions.
     Udp(UdpListener),
-    /// An `xdp` listener: balanced by the kernel data plane that weir's wiring runs; the proxy
+    /// An `xdp` or `nftables` listener: balanced by the kernel data plane that weir's wiring runs; the proxy
     /// holds nothing for it.
     Kernel,
 }
@@ -102,7 +102,7 @@ impl Snapshot {
                     ListenerProtocol::Udp => {
                         Listener::Udp(UdpListener::compile(l, &clusters, &path)?)
                     }
-                    ListenerProtocol::Xdp => Listener::Kernel,
+                    ListenerProtocol::Xdp | ListenerProtocol::Nftables => Listener::Kernel,
                 })
             })
             .collect::<Result<_, CompileError>>()?;

@@ -36,7 +36,7 @@ pub struct Weir {
     admin: Option<AdminServer>,
     /// Stops the config file watcher, if one runs.
     watching: CancellationToken,
-    /// The XDP balancer of `xdp` listeners, when the config has any.
+    /// The XDP balancer and nftables table of `xdp` and `nftables` listeners, if any.
     kernel: Option<kernel::KernelPlane>,
 }
 
@@ -145,8 +145,8 @@ impl Weir {
                 if control.source.is_some() {
                     state = state.with_reloader(Arc::clone(&control) as Arc<dyn Reloader>);
                 }
-                if let Some(kernel) = &kernel {
-                    state = state.with_extra_metrics(kernel.metrics());
+                if let Some(metrics) = kernel.as_ref().and_then(kernel::KernelPlane::metrics) {
+                    state = state.with_extra_metrics(metrics);
                 }
                 let server = AdminServer::start(admin.address, state)
                     .await

@@ -50,7 +50,7 @@ impl Checker<'_> {
             .into_iter()
             .flatten()
             .collect(),
-            ListenerProtocol::Xdp => [
+            ListenerProtocol::Xdp | ListenerProtocol::Nftables => [
                 misplaced("routes", !listener.routes.is_empty()),
                 misplaced("sni", !listener.sni.is_empty()),
                 misplaced("default_cluster", listener.default_cluster.is_some()),
@@ -71,16 +71,17 @@ impl Checker<'_> {
         }
         match protocol {
             ListenerProtocol::Http => {}
-            ListenerProtocol::Tcp | ListenerProtocol::Udp | ListenerProtocol::Xdp => {
-                match &listener.cluster {
-                    Some(c) => route::cluster_ref(self, c, &path.key("cluster"), clusters),
-                    None => self.report(
-                        path,
-                        format!("a `{name}` listener needs a `cluster` to forward to"),
-                        "add `cluster: <name>`",
-                    ),
-                }
-            }
+            ListenerProtocol::Tcp
+            | ListenerProtocol::Udp
+            | ListenerProtocol::Xdp
+            | ListenerProtocol::Nftables => match &listener.cluster {
+                Some(c) => route::cluster_ref(self, c, &path.key("cluster"), clusters),
+                None => self.report(
+                    path,
+                    format!("a `{name}` listener needs a `cluster` to forward to"),
+                    "add `cluster: <name>`",
+                ),
+            },
             ListenerProtocol::TlsPassthrough => self.sni_routes(listener, path, clusters),
         }
         if matches!(
@@ -200,6 +201,7 @@ fn protocol_name(p: ListenerProtocol) -> &'static str {
         ListenerProtocol::Udp => "udp",
         ListenerProtocol::TlsPassthrough => "tls_passthrough",
         ListenerProtocol::Xdp => "xdp",
+        ListenerProtocol::Nftables => "nftables",
     }
 }
 
@@ -212,5 +214,8 @@ fn hint_for(p: ListenerProtocol) -> &'static str {
             "tls_passthrough listeners use `sni`, `default_cluster` and `tcp` options; remove the key"
         }
         ListenerProtocol::Xdp => "xdp listeners use `cluster` and `xdp` options; remove the key",
+        ListenerProtocol::Nftables => {
+            "nftables listeners use `cluster` and `nftables` options; remove the key"
+        }
     }
 }

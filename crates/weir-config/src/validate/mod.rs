@@ -133,7 +133,10 @@ impl Checker<'_> {
             let path = YamlPath::root().key("listeners").index(i);
             self.unique_name("listener", &listener.name, path.key("name"), &mut names);
             // An `xdp` listener's address is a VIP the kernel balances, not a bound socket.
-            if listener.protocol != crate::ListenerProtocol::Xdp {
+            if !matches!(
+                listener.protocol,
+                crate::ListenerProtocol::Xdp | crate::ListenerProtocol::Nftables
+            ) {
                 self.listener_address(listener, &path, &mut addresses);
             }
             self.http_options(&listener.http, &path.key("http"));

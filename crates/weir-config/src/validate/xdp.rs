@@ -17,9 +17,31 @@ impl Checker<'_> {
     /// Checks every listener's `xdp` block, and that `xdp` listeners agree on shared settings.
     pub(super) fn xdp_listeners(&mut self, config: &Config) {
         let mut shared: Option<(Option<IpAddr>, Option<String>, usize)> = None;
-        let mut vips: HashMap<(SocketAddr, crate::XdpTransport), usize> = HashMap::new();
+        let mut vips: HashMap<(SocketAddr, crate::KernelTransport), usize> = HashMap::new();
+        let mut nft_vips: HashMap<(SocketAddr, crate::KernelTransport), usize> = HashMap::new();
         for (i, listener) in config.listeners.iter().enumerate() {
             let path = YamlPath::root().key("listeners").index(i);
+            if listener.nftables.is_some() && listener.protocol != ListenerProtocol::Nftables {
+                self.report(
+                    &path.key("nftables"),
+                    "`nftables` only applies to an `nftables` listener",
+                    "set `protocol: nftables` or remove the key",
+                );
+            }
+            if listener.protocol == ListenerProtocol::Nftables {
+                let block = listener.nftables.clone().unwrap_or_default();
+                let vips = std::iter::once((listener.address, path.key("address"))).chain(
+                    block
+                        .vips
+                        .iter()
+                        .enumerate()
+                        .map(|(j, v)| (*v, path.key("nftables").key("vips").index(j))),
+                );
+                for (vip, at) in vips {
+                    self.kernel_vip(vip, at, block.transport, i, &mut nft_vips);
+                }
+                continue;
+            }
             if listener.protocol != ListenerProtocol::Xdp {
                 if listener.xdp.is_some() {
                     self.report(
@@ -65,19 +87,7 @@ impl Checker<'_> {
                     .map(|(j, v)| (*v, p.key("vips").index(j))),
             );
             for (vip, at) in all_vips {
-                if !vip.is_ipv4() || vip.ip().is_unspecified() || vip.port() == 0 {
-                    self.report(
-                        &at,
-                        format!("VIP {vip} must be an IPv4 address with a port"),
-                        "the XDP balancer handles IPv4 VIPs such as 10.0.0.100:80",
-                    );
-                } else if let Some(other) = vips.insert((vip, xdp.transport), i) {
-                    self.report(
-                        &at,
-                        format!("VIP {vip} is already balanced by listeners[{other}]"),
-                        "a VIP belongs to one xdp listener",
-                    );
-                }
+                self.kernel_vip(vip, at, xdp.transport, i, &mut vips);
             }
             match xdp.local_address {
                 Some(IpAddr::V4(a)) if !a.is_unspecified() => {}
@@ -115,6 +125,30 @@ impl Checker<'_> {
                 ),
                 Some(_) => {}
             }
+        }
+    }
+
+    /// A VIP must be IPv4 with a port, and belong to one listener of its kind.
+    fn kernel_vip(
+        &mut self,
+        vip: SocketAddr,
+        at: YamlPath,
+        transport: crate::KernelTransport,
+        listener: usize,
+        seen: &mut HashMap<(SocketAddr, crate::KernelTransport), usize>,
+    ) {
+        if !vip.is_ipv4() || vip.ip().is_unspecified() || vip.port() == 0 {
+            self.report(
+                &at,
+                format!("VIP {vip} must be an IPv4 address with a port"),
+                "the kernel data planes handle IPv4 VIPs such as 10.0.0.100:80",
+            );
+        } else if let Some(other) = seen.insert((vip, transport), listener) {
+            self.report(
+                &at,
+                format!("VIP {vip} is already balanced by listeners[{other}]"),
+                "a VIP belongs to one listener",
+            );
         }
     }
 }

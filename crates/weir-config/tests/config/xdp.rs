@@ -1,8 +1,9 @@
-//! `protocol: xdp` listeners: the kernel data plane's VIPs, interfaces and forwarding.
+//! `protocol: xdp` and `protocol: nftables` listeners: the kernel data planes' VIPs, interfaces and
+//! forwarding.
 
 use std::net::SocketAddr;
 
-use weir_config::{ListenerProtocol, XdpForwarding, XdpTransport, parse_mac};
+use weir_config::{KernelTransport, ListenerProtocol, XdpForwarding, parse_mac};
 
 use crate::common::{assert_error, load_ok};
 
@@ -43,12 +44,12 @@ fn xdp_listeners_load_with_defaults_and_options() {
     let x = l[0].xdp.as_ref().unwrap();
     assert_eq!(
         (x.transport, x.forwarding),
-        (XdpTransport::Tcp, XdpForwarding::Ipip)
+        (KernelTransport::Tcp, XdpForwarding::Ipip)
     );
     let y = l[1].xdp.as_ref().unwrap();
     assert_eq!(
         (y.transport, y.forwarding),
-        (XdpTransport::Udp, XdpForwarding::Dnat)
+        (KernelTransport::Udp, XdpForwarding::Dnat)
     );
     assert_eq!(y.vips, vec!["10.0.0.101:53".parse::<SocketAddr>().unwrap()]);
     assert_eq!(
@@ -159,7 +160,7 @@ fn ipip_needs_a_local_address_and_settings_are_shared() {
         "listeners[1].xdp.vips[0]",
         3,
         "already balanced by listeners[0]",
-        "one xdp listener",
+        "one listener",
     );
 }
 
@@ -191,5 +192,47 @@ fn xdp_block_belongs_to_xdp_listeners_only() {
         6,
         "`routes` does not apply to a `xdp` listener",
         "xdp listeners use `cluster` and `xdp` options",
+    );
+}
+
+#[test]
+fn nftables_listeners_load_and_check_their_vips() {
+    let config = load_ok(&with_listener(&[
+        "  - { name: n, protocol: nftables, address: 10.0.0.100:80, cluster: c }",
+        "  - name: m",
+        "    protocol: nftables",
+        "    address: 10.0.0.100:53",
+        "    cluster: c",
+        "    nftables: { vips: [ \"10.0.0.101:53\" ], transport: udp }",
+    ]));
+    let l = &config.config().listeners;
+    assert_eq!(l[0].protocol, ListenerProtocol::Nftables);
+    assert_eq!(l[0].nftables, None);
+    assert_eq!(
+        l[1].nftables.as_ref().unwrap().transport,
+        KernelTransport::Udp
+    );
+    assert_error(
+        &with_listener(&[
+            "  - { name: n, protocol: nftables, address: 10.0.0.100:80, cluster: c }",
+            "  - { name: m, protocol: nftables, address: 10.0.0.100:80, cluster: c }",
+        ]),
+        "listeners[1].address",
+        3,
+        "already balanced by listeners[0]",
+        "one listener",
+    );
+    assert_error(
+        &with_listener(&[
+            "  - name: t",
+            "    protocol: tcp",
+            "    address: 127.0.0.1:7000",
+            "    cluster: c",
+            "    nftables: {}",
+        ]),
+        "listeners[0].nftables",
+        6,
+        "`nftables` only applies to an `nftables` listener",
+        "protocol: nftables",
     );
 }
