@@ -348,8 +348,8 @@ impl XdpBalancer {
                 }
             }
         }
-        // Eligibility of endpoints shared with other VIPs may have changed.
-        self.refresh_health()?;
+        // Each VIP has its own endpoint entries, written above with this VIP's eligibility:
+        // nothing of other VIPs changes.
         Ok(())
     }
 

@@ -1,5 +1,5 @@
-//! The program's cost per packet under `BPF_PROG_TEST_RUN` with many repeats, for 1 and 1,000
-//! VIPs: printed (a figure for docs/kernel.md, not asserted: the box is shared), and checked to
+//! The program's cost per packet under `BPF_PROG_TEST_RUN` with many repeats, for 1, 1,000 and
+//! 10,000 VIPs: printed (a figure for docs/kernel.md, not asserted: the box is shared), and checked to
 //! still balance. Run with `--nocapture` to see it.
 //!
 //! The kernel runs the program again on the frame it rewrote, so each VIP's one endpoint is the
@@ -25,13 +25,14 @@ fn ns_per_packet(vips: u32) -> Option<f64> {
     let mut lb = XdpBalancer::load(Limits {
         max_vips: vips,
         max_endpoints: vips + 1,
-        ring_capacity: 251,
+        ring_capacity: 7,
         conntrack_entries: 4_096,
     })
     .expect("load");
     lb.set_local(Ipv4Addr::new(10, 99, 0, 1), Some([2, 0, 0, 0, 0, 0xfe]))
         .unwrap();
-    let table = MaglevConfig { table_size: 251 };
+    // A one-endpoint table: its size does not change the established path measured.
+    let table = MaglevConfig { table_size: 7 };
     for v in 0..vips {
         let address = SocketAddrV4::new(Ipv4Addr::from(0x0a00_0000 + v), 80);
         let vip = Vip {
@@ -65,11 +66,11 @@ fn ns_per_packet(vips: u32) -> Option<f64> {
 }
 
 #[test]
-fn cost_per_packet_is_printed_for_1_and_1000_vips() {
-    if !privileged::allowed("cost_per_packet_is_printed_for_1_and_1000_vips") {
+fn cost_per_packet_is_printed_for_1_to_10000_vips() {
+    if !privileged::allowed("cost_per_packet_is_printed_for_1_to_10000_vips") {
         return;
     }
-    for vips in [1, 1_000] {
+    for vips in [1, 1_000, 10_000] {
         if let Some(ns) = ns_per_packet(vips) {
             println!(
                 "xdp_lb: {vips} VIPs: {ns:.0} ns per packet (BPF_PROG_TEST_RUN, {REPEAT} runs, established flow, DNAT)"
