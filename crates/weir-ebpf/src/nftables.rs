@@ -247,3 +247,61 @@ fn nft(script: &str) -> Result<(), Error> {
         ))
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn endpoints(n: u8) -> Vec<Arc<Endpoint>> {
+        (1..=n)
+            .map(|i| {
+                Arc::new(Endpoint::new(
+                    format!("10.1.0.{i}:8080").parse().unwrap(),
+                    1,
+                ))
+            })
+            .collect()
+    }
+
+    #[test]
+    fn ring_is_the_maglev_table_and_down_endpoints_lose_only_their_slots() {
+        let eps = endpoints(4);
+        let before = ring(&eps, 50).unwrap();
+        assert_eq!(before.len(), RING_SLOTS as usize);
+        for ep in &eps {
+            let SocketAddr::V4(a) = ep.address else {
+                unreachable!()
+            };
+            let slots = before.iter().filter(|&&s| s == a).count();
+            assert!((251..=254).contains(&slots), "{a}: {slots} slots");
+        }
+        eps[2].state.set_healthy(false, 0);
+        let after = ring(&eps, 50).unwrap();
+        let down: SocketAddrV4 = "10.1.0.3:8080".parse().unwrap();
+        assert!(!after.contains(&down));
+        for (old, new) in before.iter().zip(&after) {
+            if *old != down {
+                assert_eq!(old, new, "a healthy endpoint's slot moved");
+            }
+        }
+        // Its slots are dealt evenly to the other three.
+        for a in ["10.1.0.1:8080", "10.1.0.2:8080", "10.1.0.4:8080"] {
+            let a: SocketAddrV4 = a.parse().unwrap();
+            let slots = after.iter().filter(|&&s| s == a).count();
+            assert!((334..=338).contains(&slots), "{a}: {slots} slots");
+        }
+    }
+
+    #[test]
+    fn all_down_fails_open_and_ipv6_is_refused() {
+        let eps = endpoints(2);
+        for e in &eps {
+            e.state.set_healthy(false, 0);
+        }
+        // Panic mode (0 % healthy < 50 %): every endpoint stays in the ring.
+        assert_eq!(ring(&eps, 50).unwrap(), ring(&endpoints(2), 50).unwrap());
+        let v6 = [Arc::new(Endpoint::new("[::1]:80".parse().unwrap(), 1))];
+        assert!(matches!(ring(&v6, 50), Err(Error::NotIpv4(_))));
+        assert!(ring(&[], 50).unwrap().is_empty());
+    }
+}
