@@ -419,8 +419,11 @@ fn xdp_metrics(lb: &Netns, admin: SocketAddr) {
         .unwrap_or_else(|| panic!("no XDP VIP counter in /metrics:\n{metrics}"));
     let packets: u64 = vip_packets.rsplit(' ').next().unwrap().parse().unwrap();
     assert!(packets > 3_000 * 3, "{vip_packets}");
-    assert!(
-        metrics.contains("weir_xdp_endpoint_packets_total{"),
-        "{metrics}"
-    );
+    for family in [
+        "weir_xdp_endpoint_packets_total{",
+        "weir_xdp_vip_received_bytes_total{",
+        "weir_xdp_endpoint_received_bytes_total{",
+    ] {
+        assert!(metrics.contains(family), "{family} missing:\n{metrics}");
+    }
 }
