@@ -8,9 +8,13 @@
 //! `docs/benchmarks.md`.
 //!
 //! The other subcommands are the pieces it starts: `endpoint` (the hyper server every peer
-//! forwards to) and `rate` (the constant-rate load generator of scenario 2).
+//! forwards to, with the bulk source of scenario 5) and the load generators that wrk and h2load
+//! do not cover: `rate` (scenario 2), `bulk` (5), `idle` (6) and `churn` (7).
 
+mod bulk;
+mod churn;
 mod endpoint;
+mod idle;
 mod orchestrate;
 mod rate;
 mod report;
@@ -39,6 +43,39 @@ enum Command {
         /// Address to listen on.
         #[arg(long, default_value = "127.0.0.1:18080")]
         addr: SocketAddr,
+        /// Address of the bulk source (scenario 5): `<bytes>\n` in, that many bytes out.
+        #[arg(long, default_value = "127.0.0.1:18070")]
+        bulk_addr: SocketAddr,
+    },
+    /// One bulk transfer from the endpoint's bulk source (scenario 5); prints JSON.
+    Bulk {
+        /// Address to connect to (a proxy's L4 listener or the bulk source).
+        #[arg(long)]
+        addr: SocketAddr,
+        /// Bytes to ask for.
+        #[arg(long, default_value_t = 1 << 30)]
+        bytes: u64,
+    },
+    /// Open keep-alive connections, one request each, and hold them idle (scenario 6).
+    Idle {
+        /// Address to send `GET /` to.
+        #[arg(long)]
+        addr: SocketAddr,
+        /// Connections to open.
+        #[arg(long, default_value_t = 10_000)]
+        conns: u32,
+    },
+    /// Clients that connect, make one request and close, in a loop (scenario 7); prints JSON.
+    Churn {
+        /// Address to send `GET /` to.
+        #[arg(long)]
+        addr: SocketAddr,
+        /// Concurrent clients.
+        #[arg(long, default_value_t = 1000)]
+        conns: u32,
+        /// Seconds of load.
+        #[arg(long, default_value_t = 8)]
+        duration: u64,
     },
     /// Constant-rate HTTP/1.1 load: print one JSON object with rate and latency percentiles.
     Rate {
@@ -66,7 +103,20 @@ enum Command {
 fn main() -> ExitCode {
     let result = match Cli::parse().command {
         Command::All(options) => orchestrate::all(&options),
-        Command::Endpoint { addr } => endpoint::serve(addr),
+        Command::Endpoint { addr, bulk_addr } => endpoint::serve(addr, bulk_addr),
+        Command::Bulk { addr, bytes } => bulk::run(addr, bytes).and_then(|r| {
+            println!("{}", serde_json::to_string(&r)?);
+            Ok(())
+        }),
+        Command::Idle { addr, conns } => idle::run(addr, conns),
+        Command::Churn {
+            addr,
+            conns,
+            duration,
+        } => churn::run(addr, conns, Duration::from_secs(duration)).and_then(|r| {
+            println!("{}", serde_json::to_string(&r)?);
+            Ok(())
+        }),
         Command::Rate {
             addr,
             conns,

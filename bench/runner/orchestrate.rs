@@ -19,15 +19,28 @@ pub(crate) struct Options {
     /// Seconds per measured run.
     #[arg(long, default_value_t = 8)]
     duration: u64,
-    /// Scenarios to run, comma-separated: h1, h1-rate, h2, tcp.
-    #[arg(long, default_value = "h1,h1-rate,h2,tcp", value_delimiter = ',')]
+    /// Scenarios to run, comma-separated: h1, h1-rate, h2, tcp, bulk, idle, churn.
+    #[arg(
+        long,
+        default_value = "h1,h1-rate,h2,tcp,bulk,idle,churn",
+        value_delimiter = ','
+    )]
     scenarios: Vec<Scenario>,
+    /// Bytes per transfer in scenario 5 (bulk).
+    #[arg(long, default_value_t = 1 << 30)]
+    bulk_bytes: u64,
+    /// Idle keep-alive connections held in scenario 6 (idle).
+    #[arg(long, default_value_t = 10_000)]
+    idle_conns: u32,
+    /// Concurrent connect-request-close clients in scenario 7 (churn).
+    #[arg(long, default_value_t = 1000)]
+    churn_conns: u32,
     /// Do not apt-get install missing peers (fail instead).
     #[arg(long)]
     no_install: bool,
 }
 
-/// The scenarios of issue #11 delivered so far.
+/// The scenarios of issue #11 (the balancing-quality scenario 8 is not here yet).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub(crate) enum Scenario {
     /// 1: HTTP/1.1 keep-alive, 64 connections, 12-byte body, saturation (wrk).
@@ -38,6 +51,13 @@ pub(crate) enum Scenario {
     H2,
     /// 4: L4 TCP relay of the same small HTTP/1.1 exchanges (wrk, 64 connections).
     Tcp,
+    /// 5: L4 bulk: one 1 GiB transfer per run through the L4 listener; Gbit/s per proxy core.
+    Bulk,
+    /// 6: memory: proxy RSS while 10,000 keep-alive client connections sit idle.
+    Idle,
+    /// 7: upstream reuse: 1,000 clients connecting, making one request and closing, in a loop;
+    /// new endpoint connections per 1,000 requests.
+    Churn,
 }
 
 impl Scenario {
@@ -48,6 +68,9 @@ impl Scenario {
             Scenario::H1Rate => "h1-rate",
             Scenario::H2 => "h2",
             Scenario::Tcp => "tcp",
+            Scenario::Bulk => "bulk",
+            Scenario::Idle => "idle",
+            Scenario::Churn => "churn",
         }
     }
 }
@@ -56,13 +79,17 @@ impl Scenario {
 const RATE: u32 = 5000;
 const CONNS: u32 = 64;
 const ENDPOINT: &str = "127.0.0.1:18080";
+/// The endpoint's bulk source (scenario 5).
+const BULK: &str = "127.0.0.1:18070";
 
-/// One system under test: its name and the ports of its HTTP/1.1, HTTP/2 and TCP listeners.
+/// One system under test: its name and the ports of its HTTP/1.1, HTTP/2, TCP and bulk TCP
+/// listeners.
 struct Peer {
     name: &'static str,
     h1: u16,
     h2: u16,
     tcp: u16,
+    bulk: u16,
 }
 
 const PEERS: [Peer; 4] = [
@@ -71,33 +98,38 @@ const PEERS: [Peer; 4] = [
         h1: 18081,
         h2: 18081,
         tcp: 18091,
+        bulk: 18191,
     },
     Peer {
         name: "haproxy",
         h1: 18082,
         h2: 18083,
         tcp: 18092,
+        bulk: 18192,
     },
     Peer {
         name: "nginx",
         h1: 18084,
         h2: 18085,
         tcp: 18094,
+        bulk: 18194,
     },
     Peer {
         name: "direct",
         h1: 18080,
         h2: 18080,
         tcp: 18080,
+        bulk: 18070,
     },
 ];
 
 impl Peer {
     fn port(&self, s: Scenario) -> u16 {
         match s {
-            Scenario::H1 | Scenario::H1Rate => self.h1,
+            Scenario::H1 | Scenario::H1Rate | Scenario::Idle | Scenario::Churn => self.h1,
             Scenario::H2 => self.h2,
             Scenario::Tcp => self.tcp,
+            Scenario::Bulk => self.bulk,
         }
     }
 }
@@ -150,13 +182,19 @@ pub(crate) fn all(o: &Options) -> anyhow::Result<()> {
         bail!("cargo build --release -p weir failed");
     }
     let me = std::env::current_exe()?;
-    for p in PEERS.iter().flat_map(|p| [p.h1, p.h2, p.tcp]) {
+    for p in PEERS.iter().flat_map(|p| [p.h1, p.h2, p.tcp, p.bulk]) {
         if TcpListener::bind(("127.0.0.1", p)).is_err() {
             bail!("port {p} is in use (a previous run still alive?)");
         }
     }
 
-    let endpoint = spawn(&root, "1", &me, &["endpoint", "--addr", ENDPOINT], &[])?;
+    let endpoint = spawn(
+        &root,
+        "1",
+        &me,
+        &["endpoint", "--addr", ENDPOINT, "--bulk-addr", BULK],
+        &[],
+    )?;
     let peers = [
         spawn(
             &root,
@@ -185,7 +223,7 @@ pub(crate) fn all(o: &Options) -> anyhow::Result<()> {
             &[],
         )?,
     ];
-    for p in PEERS.iter().flat_map(|p| [p.h1, p.h2, p.tcp]) {
+    for p in PEERS.iter().flat_map(|p| [p.h1, p.h2, p.tcp, p.bulk]) {
         wait_listening(p)?;
     }
     let pid_of = |name: &str| match name {
@@ -206,8 +244,15 @@ pub(crate) fn all(o: &Options) -> anyhow::Result<()> {
                 let proxy = pid_of(peer.name);
                 let before = proxy.map(tree_ticks);
                 let ep_before = tree_ticks(endpoint.pid());
-                let mut run = load(&me, scenario, peer.port(scenario), secs)
-                    .with_context(|| format!("{} through {}", scenario.name(), peer.name))?;
+                let port = peer.port(scenario);
+                let mut run = match (scenario, proxy) {
+                    (Scenario::Idle, Some(pid)) => idle(&me, port, o.idle_conns, pid),
+                    // No proxy, no proxy memory to measure.
+                    (Scenario::Idle, None) => continue,
+                    (Scenario::Churn, _) => churn(&me, port, secs, o.churn_conns),
+                    _ => load(&me, scenario, port, secs, o),
+                }
+                .with_context(|| format!("{} through {}", scenario.name(), peer.name))?;
                 let reqs = run.requests.max(1) as f64;
                 run.proxy_cpu_us_per_req = proxy
                     .zip(before)
@@ -221,14 +266,15 @@ pub(crate) fn all(o: &Options) -> anyhow::Result<()> {
                     .unwrap_or(0.0);
                 run.round = round;
                 eprintln!(
-                    "{:8} {:8} round {round}: {:>9.0} req/s, proxy {} µs/req, endpoint {:.1} µs/req, errors {}",
+                    "{:8} {:8} round {round}: {:>9.0} req/s, proxy {} µs/req, endpoint {:.1} µs/req, errors {}{}",
                     scenario.name(),
                     peer.name,
                     run.rps,
                     run.proxy_cpu_us_per_req
                         .map_or("-".into(), |c| format!("{c:.1}")),
                     run.endpoint_cpu_us_per_req,
-                    run.errors
+                    run.errors,
+                    run.extra()
                 );
                 if round > 0 {
                     results.runs.push(run);
@@ -320,18 +366,12 @@ fn clk_tck() -> f64 {
     sh_out("getconf CLK_TCK").parse().unwrap_or(100.0)
 }
 
-/// utime + stime, in clock ticks, of `pid` (all its threads) and of its descendants.
-fn tree_ticks(pid: u32) -> f64 {
-    let mut total = 0.0;
+/// `pid` and all its descendants.
+fn tree(pid: u32) -> Vec<u32> {
+    let mut all = Vec::new();
     let mut stack = vec![pid];
     while let Some(p) = stack.pop() {
-        if let Ok(stat) = std::fs::read_to_string(format!("/proc/{p}/stat")) {
-            // Fields after the command name (which may hold spaces): state is field 3.
-            let rest = stat.rsplit_once(')').map_or("", |(_, r)| r);
-            let f: Vec<&str> = rest.split_whitespace().collect();
-            let field = |n: usize| f.get(n - 3).and_then(|v| v.parse::<f64>().ok());
-            total += field(14).unwrap_or(0.0) + field(15).unwrap_or(0.0);
-        }
+        all.push(p);
         if let Ok(tasks) = std::fs::read_dir(format!("/proc/{p}/task")) {
             for t in tasks.flatten() {
                 if let Ok(c) = std::fs::read_to_string(t.path().join("children")) {
@@ -340,11 +380,142 @@ fn tree_ticks(pid: u32) -> f64 {
             }
         }
     }
+    all
+}
+
+/// utime + stime, in clock ticks, of `pid` (all its threads) and of its descendants.
+fn tree_ticks(pid: u32) -> f64 {
+    let mut total = 0.0;
+    for p in tree(pid) {
+        if let Ok(stat) = std::fs::read_to_string(format!("/proc/{p}/stat")) {
+            // Fields after the command name (which may hold spaces): state is field 3.
+            let rest = stat.rsplit_once(')').map_or("", |(_, r)| r);
+            let f: Vec<&str> = rest.split_whitespace().collect();
+            let field = |n: usize| f.get(n - 3).and_then(|v| v.parse::<f64>().ok());
+            total += field(14).unwrap_or(0.0) + field(15).unwrap_or(0.0);
+        }
+    }
     total
 }
 
+/// Resident memory of `pid` and its descendants (nginx's master and worker), in KiB.
+fn tree_rss_kib(pid: u32) -> u64 {
+    tree(pid)
+        .into_iter()
+        .filter_map(|p| {
+            let status = std::fs::read_to_string(format!("/proc/{p}/status")).ok()?;
+            status.lines().find_map(|l| {
+                l.strip_prefix("VmRSS:")?
+                    .trim()
+                    .trim_end_matches("kB")
+                    .trim()
+                    .parse::<u64>()
+                    .ok()
+            })
+        })
+        .sum()
+}
+
+/// Scenario 6: the proxy's RSS before and while `conns` keep-alive connections sit idle.
+fn idle(me: &Path, port: u16, conns: u32, proxy: u32) -> anyhow::Result<Run> {
+    use std::io::{BufRead, BufReader};
+    let before = tree_rss_kib(proxy);
+    let start = Instant::now();
+    let mut client = Command::new("taskset")
+        .args(["-c", "1"])
+        .arg(me)
+        .args(["idle", "--addr", &format!("127.0.0.1:{port}")])
+        .args(["--conns", &conns.to_string()])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .context("starting the idle client")?;
+    let mut line = String::new();
+    if let Some(out) = client.stdout.take() {
+        BufReader::new(out).read_line(&mut line)?;
+    }
+    let seconds = start.elapsed().as_secs_f64();
+    // Let the proxy settle (timers, buffers given back) before reading its memory.
+    std::thread::sleep(Duration::from_millis(500));
+    let held = tree_rss_kib(proxy);
+    drop(client.stdin.take());
+    let _ = client.wait();
+    let mut words = line.split_whitespace().skip(1);
+    let (Some(ok), Some(failed)) = (
+        words.next().and_then(|w| w.parse::<u64>().ok()),
+        words.next().and_then(|w| w.parse::<u64>().ok()),
+    ) else {
+        bail!("the idle client said {line:?}");
+    };
+    Ok(Run {
+        scenario: Scenario::Idle.name().into(),
+        requests: ok,
+        errors: failed,
+        seconds,
+        rps: ok as f64 / seconds,
+        rss_before_kib: Some(before),
+        rss_kib: Some(held),
+        ..Run::default()
+    })
+}
+
+/// Scenario 7: churning clients through `port`, counting the endpoint's new connections.
+fn churn(me: &Path, port: u16, secs: u64, conns: u32) -> anyhow::Result<Run> {
+    let before = endpoint_accepts()?;
+    let output = Command::new("taskset")
+        .args(["-c", "1"])
+        .arg(me)
+        .args(["churn", "--addr", &format!("127.0.0.1:{port}")])
+        .args([
+            "--conns",
+            &conns.to_string(),
+            "--duration",
+            &secs.to_string(),
+        ])
+        .output()
+        .context("running the churn client")?;
+    let text = String::from_utf8_lossy(&output.stdout);
+    if !output.status.success() {
+        bail!(
+            "churn failed: {text}{}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+    }
+    // The count's own connection is the one more.
+    let opened = endpoint_accepts()?.saturating_sub(before + 1);
+    let v: serde_json::Value =
+        serde_json::from_str(text.trim()).with_context(|| format!("churn said {text:?}"))?;
+    let requests = v["requests"].as_u64().context("requests")?;
+    let seconds = v["seconds"].as_f64().context("seconds")?;
+    Ok(Run {
+        scenario: Scenario::Churn.name().into(),
+        requests,
+        errors: v["errors"].as_u64().context("errors")?,
+        seconds,
+        rps: requests as f64 / seconds,
+        upstream_conns: Some(opened),
+        ..Run::default()
+    })
+}
+
+/// The endpoint's count of accepted HTTP connections, asked directly on a connection of its own.
+fn endpoint_accepts() -> anyhow::Result<u64> {
+    use std::io::{Read, Write};
+    let mut s = TcpStream::connect(ENDPOINT)?;
+    write!(
+        s,
+        "GET {} HTTP/1.1\r\nHost: endpoint\r\nConnection: close\r\n\r\n",
+        crate::endpoint::ACCEPTS_PATH
+    )?;
+    let mut text = String::new();
+    s.read_to_string(&mut text)?;
+    text.split_once("\r\n\r\n")
+        .and_then(|(_, body)| body.trim().parse().ok())
+        .with_context(|| format!("the endpoint's accept count: {text:?}"))
+}
+
 /// Runs one load of `scenario` against `port` for `secs` seconds on CPU 1.
-fn load(me: &Path, scenario: Scenario, port: u16, secs: u64) -> anyhow::Result<Run> {
+fn load(me: &Path, scenario: Scenario, port: u16, secs: u64, o: &Options) -> anyhow::Result<Run> {
     let url = format!("http://127.0.0.1:{port}/");
     let d = secs.to_string();
     let conns = CONNS.to_string();
@@ -377,6 +548,17 @@ fn load(me: &Path, scenario: Scenario, port: u16, secs: u64) -> anyhow::Result<R
             "h2load".into(),
             vec!["-c8".into(), "-m32".into(), "-D".into(), d, url],
         ),
+        Scenario::Bulk => (
+            me.to_path_buf(),
+            vec![
+                "bulk".into(),
+                "--addr".into(),
+                format!("127.0.0.1:{port}"),
+                "--bytes".into(),
+                o.bulk_bytes.to_string(),
+            ],
+        ),
+        Scenario::Idle | Scenario::Churn => bail!("{} has its own runner", scenario.name()),
     };
     let output = Command::new("taskset")
         .args(["-c", "1"])
@@ -397,6 +579,8 @@ fn load(me: &Path, scenario: Scenario, port: u16, secs: u64) -> anyhow::Result<R
         Scenario::H1 | Scenario::Tcp => parse_wrk(&text),
         Scenario::H1Rate => parse_rate(&text),
         Scenario::H2 => parse_h2load(&text),
+        Scenario::Bulk => parse_bulk(&text),
+        Scenario::Idle | Scenario::Churn => None,
     }
     .with_context(|| format!("unexpected output of {}:\n{text}", program.display()))?;
     run.scenario = scenario.name().into();
@@ -454,6 +638,19 @@ fn parse_rate(text: &str) -> Option<Run> {
         rps: v["rps"].as_f64()?,
         p50_us: v["p50_us"].as_f64(),
         p99_us: v["p99_us"].as_f64(),
+        ..Run::default()
+    })
+}
+
+fn parse_bulk(text: &str) -> Option<Run> {
+    let v: serde_json::Value = serde_json::from_str(text.trim()).ok()?;
+    let seconds = v["seconds"].as_f64()?;
+    Some(Run {
+        requests: 1,
+        errors: v["errors"].as_u64()?,
+        seconds,
+        rps: 1.0 / seconds,
+        bytes: v["bytes"].as_u64()?,
         ..Run::default()
     })
 }

@@ -137,7 +137,7 @@ async fn connection(
 }
 
 /// Reads one response (head plus a `content-length` body); its status, or `None` on EOF/error.
-async fn read_response(stream: &mut TcpStream, buf: &mut [u8]) -> Option<u16> {
+pub(crate) async fn read_response(stream: &mut TcpStream, buf: &mut [u8]) -> Option<u16> {
     let mut len = 0;
     loop {
         let n = stream.read(&mut buf[len..]).await.ok()?;

@@ -44,6 +44,59 @@ pub(crate) struct Run {
     /// 1-minute load average when the run ended: other work on the machine shows up here.
     #[serde(default)]
     pub(crate) loadavg: f64,
+    /// Bytes moved (scenario 5, bulk).
+    #[serde(default)]
+    pub(crate) bytes: u64,
+    /// Proxy RSS in KiB before the idle connections were opened (scenario 6).
+    #[serde(default)]
+    pub(crate) rss_before_kib: Option<u64>,
+    /// Proxy RSS in KiB while they were held (scenario 6).
+    #[serde(default)]
+    pub(crate) rss_kib: Option<u64>,
+    /// Connections the endpoint accepted during the run (scenario 7, churn).
+    #[serde(default)]
+    pub(crate) upstream_conns: Option<u64>,
+}
+
+impl Run {
+    /// Transfer rate in Gbit/s (scenario 5).
+    pub(crate) fn gbit_per_s(&self) -> f64 {
+        self.bytes as f64 * 8.0 / self.seconds.max(1e-9) / 1e9
+    }
+
+    /// Gbit moved per second of proxy CPU (scenario 5): what one proxy core carries.
+    pub(crate) fn gbit_per_core_s(&self) -> Option<f64> {
+        let cpu_s = self.proxy_cpu_us_per_req? * self.requests as f64 / 1e6;
+        (cpu_s > 0.0).then(|| self.bytes as f64 * 8.0 / cpu_s / 1e9)
+    }
+
+    /// New endpoint connections per 1,000 requests (scenario 7).
+    pub(crate) fn upstream_per_1000(&self) -> Option<f64> {
+        Some(self.upstream_conns? as f64 * 1000.0 / self.requests.max(1) as f64)
+    }
+
+    /// The scenario-specific figures, for the progress line.
+    pub(crate) fn extra(&self) -> String {
+        let mut s = String::new();
+        if self.bytes > 0 {
+            let _ = write!(s, ", {:.2} Gbit/s", self.gbit_per_s());
+            if let Some(c) = self.gbit_per_core_s() {
+                let _ = write!(s, ", {c:.2} Gbit/s per proxy core");
+            }
+        }
+        if let (Some(b), Some(h)) = (self.rss_before_kib, self.rss_kib) {
+            let _ = write!(
+                s,
+                ", RSS {:.1} → {:.1} MiB",
+                b as f64 / 1024.0,
+                h as f64 / 1024.0
+            );
+        }
+        if let Some(u) = self.upstream_per_1000() {
+            let _ = write!(s, ", {u:.2} new upstream connections per 1,000 requests");
+        }
+        s
+    }
 }
 
 /// Everything one `weir-bench all` measured.
@@ -60,13 +113,13 @@ pub(crate) fn save(results: &Results, out: &Path) -> anyhow::Result<()> {
         serde_json::to_string_pretty(results)?,
     )?;
     let mut csv = String::from(
-        "scenario,peer,round,requests,errors,seconds,rps,p50_us,p99_us,mean_us,proxy_cpu_us_per_req,endpoint_cpu_us_per_req,loadavg\n",
+        "scenario,peer,round,requests,errors,seconds,rps,p50_us,p99_us,mean_us,proxy_cpu_us_per_req,endpoint_cpu_us_per_req,loadavg,bytes,rss_before_kib,rss_kib,upstream_conns\n",
     );
     let opt = |v: Option<f64>| v.map_or(String::new(), |v| format!("{v:.2}"));
     for r in &results.runs {
         let _ = writeln!(
             csv,
-            "{},{},{},{},{},{:.3},{:.1},{},{},{},{},{:.2},{:.2}",
+            "{},{},{},{},{},{:.3},{:.1},{},{},{},{},{:.2},{:.2},{},{},{},{}",
             r.scenario,
             r.peer,
             r.round,
@@ -79,7 +132,11 @@ pub(crate) fn save(results: &Results, out: &Path) -> anyhow::Result<()> {
             opt(r.mean_us),
             opt(r.proxy_cpu_us_per_req),
             r.endpoint_cpu_us_per_req,
-            r.loadavg
+            r.loadavg,
+            r.bytes,
+            r.rss_before_kib.map_or(String::new(), |v| v.to_string()),
+            r.rss_kib.map_or(String::new(), |v| v.to_string()),
+            r.upstream_conns.map_or(String::new(), |v| v.to_string()),
         );
     }
     std::fs::write(out.join("runs.csv"), csv)?;
@@ -161,6 +218,11 @@ fn markdown(results: &Results) -> String {
         };
         let h2 = sc == "h2";
         let _ = writeln!(s, "### Scenario `{sc}`\n");
+        if let Some(table) = special(sc, &results.runs) {
+            s.push_str(&table);
+            s.push('\n');
+            continue;
+        }
         let _ = writeln!(
             s,
             "| peer | proxy CPU µs/req, median (min–max) | endpoint CPU µs/req | req/s, median (min–max) | {} | errors |",
@@ -255,6 +317,123 @@ fn markdown(results: &Results) -> String {
         s.push('\n');
     }
     s
+}
+
+/// The tables of scenarios 5–7, whose figure is not CPU per request: `None` for the others.
+fn special(sc: &str, all: &[Run]) -> Option<String> {
+    let peers = ["weir", "haproxy", "nginx", "direct"];
+    let runs = |peer: &str| -> Vec<&Run> {
+        all.iter()
+            .filter(|r| r.scenario == sc && r.peer == peer)
+            .collect()
+    };
+    let med = |peer: &str, f: &dyn Fn(&Run) -> Option<f64>| {
+        stats(runs(peer).into_iter().filter_map(f).collect())
+    };
+    let cell = |v: Option<(f64, f64, f64)>, digits: usize| {
+        v.map_or("–".into(), |(m, lo, hi)| {
+            format!("**{m:.digits$}** ({lo:.digits$}–{hi:.digits$})")
+        })
+    };
+    let mut s = String::new();
+    // (figure of merit per peer, whether lower is better, its name)
+    let (merit, lower_better, name): (&dyn Fn(&str) -> Option<f64>, bool, &str) = match sc {
+        "bulk" => {
+            let _ = writeln!(
+                s,
+                "| peer | Gbit/s per proxy core, median (min–max) | Gbit/s | proxy CPU s per GiB | errors |\n|---|---|---|---|---|"
+            );
+            for peer in peers {
+                let errors: u64 = runs(peer).into_iter().map(|r| r.errors).sum();
+                let _ = writeln!(
+                    s,
+                    "| {peer} | {} | {} | {} | {errors} |",
+                    cell(med(peer, &|r| r.gbit_per_core_s()), 2),
+                    cell(med(peer, &|r| Some(r.gbit_per_s())), 2),
+                    cell(
+                        med(peer, &|r| {
+                            let gib = r.bytes as f64 / f64::from(1u32 << 30);
+                            Some(r.proxy_cpu_us_per_req? / 1e6 / gib.max(1e-9))
+                        }),
+                        2
+                    ),
+                );
+            }
+            (
+                &|p| med(p, &|r| r.gbit_per_core_s()).map(|m| m.0),
+                false,
+                "Gbit/s per proxy core",
+            )
+        }
+        "idle" => {
+            let _ = writeln!(
+                s,
+                "| peer | RSS with the connections held, MiB, median (min–max) | RSS before, MiB | KiB per connection | connections held | failed |\n|---|---|---|---|---|---|"
+            );
+            for peer in ["weir", "haproxy", "nginx"] {
+                let held: u64 = runs(peer).first().map_or(0, |r| r.requests);
+                let errors: u64 = runs(peer).into_iter().map(|r| r.errors).sum();
+                let _ = writeln!(
+                    s,
+                    "| {peer} | {} | {} | {} | {held} | {errors} |",
+                    cell(med(peer, &|r| Some(r.rss_kib? as f64 / 1024.0)), 1),
+                    cell(med(peer, &|r| Some(r.rss_before_kib? as f64 / 1024.0)), 1),
+                    cell(
+                        med(peer, &|r| Some(
+                            (r.rss_kib? as f64 - r.rss_before_kib? as f64)
+                                / r.requests.max(1) as f64
+                        )),
+                        2
+                    ),
+                );
+            }
+            (
+                &|p| med(p, &|r| Some(r.rss_kib? as f64)).map(|m| m.0),
+                true,
+                "RSS",
+            )
+        }
+        "churn" => {
+            let _ = writeln!(
+                s,
+                "| peer | new upstream connections per 1,000 requests, median (min–max) | reuse | req/s | proxy CPU µs/req | errors |\n|---|---|---|---|---|---|"
+            );
+            for peer in peers {
+                let per = med(peer, &|r| r.upstream_per_1000());
+                let errors: u64 = runs(peer).into_iter().map(|r| r.errors).sum();
+                let _ = writeln!(
+                    s,
+                    "| {peer} | {} | {} | {} | {} | {errors} |",
+                    cell(per, 2),
+                    per.map_or("–".into(), |(m, _, _)| format!(
+                        "{:.2} %",
+                        100.0 - m / 10.0
+                    )),
+                    cell(med(peer, &|r| Some(r.rps / 1e3)), 1).replace("**", "") + "k",
+                    cell(med(peer, &|r| r.proxy_cpu_us_per_req), 1),
+                );
+            }
+            (
+                &|p| med(p, &|r| r.upstream_per_1000()).map(|m| m.0),
+                true,
+                "new upstream connections",
+            )
+        }
+        _ => return None,
+    };
+    if let Some(w) = merit("weir") {
+        let others: Vec<String> = ["haproxy", "nginx"]
+            .into_iter()
+            .filter_map(|p| merit(p).map(|v| format!("{p} {:.2}×", w / v.max(1e-9))))
+            .collect();
+        let _ = writeln!(
+            s,
+            "\nweir ÷ peer, {name} ({} is better): {}",
+            if lower_better { "lower" } else { "higher" },
+            others.join(", ")
+        );
+    }
+    Some(s)
 }
 
 fn fmt_us(v: f64) -> String {

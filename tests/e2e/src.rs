@@ -113,6 +113,43 @@ impl Reply {
     }
 }
 
+/// The endpoints (their `x-endpoint` header) answering `rounds` GETs of `/` through `p`; an
+/// answer other than 200 shows as `status <code>`.
+pub async fn answering(
+    client: &TestClient,
+    p: &TestProxy,
+    rounds: usize,
+) -> std::collections::BTreeSet<String> {
+    let mut names = std::collections::BTreeSet::new();
+    for _ in 0..rounds {
+        let r = get(client, &p.url("/"), &[]).await;
+        if r.status == http::StatusCode::OK {
+            names.insert(r.header("x-endpoint").to_owned());
+        } else {
+            names.insert(format!("status {}", r.status));
+        }
+    }
+    names
+}
+
+/// Polls (for up to 30 s) until the endpoints [`answering`] a round of `2 × want.len()`
+/// requests are exactly `want` — with round robin every endpoint of the set answers at least
+/// once — and returns how long that took.
+pub async fn until_answering(client: &TestClient, p: &TestProxy, want: &[&str]) -> Duration {
+    let want: std::collections::BTreeSet<String> = want.iter().map(|&s| s.to_owned()).collect();
+    let start = std::time::Instant::now();
+    loop {
+        if answering(client, p, 2 * want.len()).await == want {
+            return start.elapsed();
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(30),
+            "never answered by exactly {want:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
 /// YAML list items for endpoints: `      - 127.0.0.1:port` lines at the given indentation.
 pub fn endpoint_list(addrs: &[SocketAddr], indent: usize) -> String {
     addrs

@@ -150,6 +150,22 @@ mod tests {
     }
 
     #[test]
+    fn the_affinity_cookie_key_is_hidden_and_its_settings_shown() {
+        let key = "5a".repeat(32);
+        let yaml = format!(
+            "clusters:\n  - name: c\n    session_affinity: {{ cookie: {{ ttl: 1h, key: \"{key}\" }} }}\n"
+        );
+        let config = weir_config::load_str(&yaml, "t.yaml").unwrap();
+        let mut v = serde_json::to_value(config.config()).unwrap();
+        redact(&mut v);
+        let cookie = &v["clusters"][0]["session_affinity"]["cookie"];
+        assert_eq!(cookie["key"], REDACTED);
+        assert_eq!(cookie["ttl"], "1h");
+        assert_eq!(cookie["name"], "weir-affinity");
+        assert!(!v.to_string().contains(&key));
+    }
+
+    #[test]
     fn secret_key_names() {
         for secret in [
             "token",

@@ -29,7 +29,7 @@ use prometheus_client::registry::{Registry, Unit};
 use weir_config::ListenerProtocol;
 use weir_core::{Endpoint, Unhealthy};
 use weir_proxy::{
-    Cluster, ListenerCounters, RouteStats, STATUS_CLASSES, Snapshot, UpstreamFailure,
+    AffinityEvent, Cluster, ListenerCounters, RouteStats, STATUS_CLASSES, Snapshot, UpstreamFailure,
 };
 
 use crate::AdminState;
@@ -54,6 +54,21 @@ struct SnapshotCollector {
     reloads: Option<(u64, u64)>,
     /// Families from outside the proxy (the kernel data plane).
     extra: Vec<crate::CounterFamily>,
+    /// Endpoint records service discovery skipped as unparsable, when discovery is wired.
+    discovery_bad_values: Option<u64>,
+    /// Access log records dropped, when there is an access log.
+    access_log_dropped: Option<u64>,
+    /// Span export counters, while spans are exported or once some were counted.
+    spans: Option<SpanCounts>,
+}
+
+/// The span export counters at scrape time.
+#[derive(Debug)]
+struct SpanCounts {
+    exported: u64,
+    dropped: u64,
+    failed_spans: u64,
+    failed_exports: u64,
 }
 
 /// Answers `GET /metrics`: OpenMetrics when `accept` asks for it, else Prometheus text.
@@ -118,6 +133,19 @@ pub(crate) fn render(state: &AdminState, openmetrics: bool) -> Result<String, fm
             .extra_metrics()
             .map(|x| x.counter_families())
             .unwrap_or_default(),
+        discovery_bad_values: state.discovery_bad_values(),
+        access_log_dropped: state.access_log().map(|l| l.dropped()),
+        spans: state.span_export().and_then(|s| {
+            let c = s.counters();
+            let counts = SpanCounts {
+                exported: c.exported(),
+                dropped: c.dropped(),
+                failed_spans: c.failed_spans(),
+                failed_exports: c.failed_exports(),
+            };
+            let any = counts.exported + counts.dropped + counts.failed_spans > 0;
+            (s.is_enabled() || any).then_some(counts)
+        }),
     };
     let mut registry = Registry::default();
     registry.register_collector(Box::new(collector));
@@ -182,6 +210,16 @@ impl Collector for SnapshotCollector {
                 .into_iter(),
             )?;
         }
+        if let Some(bad) = self.discovery_bad_values {
+            counters(
+                &mut encoder,
+                "weir_discovery_bad_values",
+                "Endpoint records service discovery skipped because they did not parse, by source.",
+                None,
+                std::iter::once((vec![("source", "etcd".to_owned())], bad)),
+            )?;
+        }
+        self.encode_exports(&mut encoder)?;
         if self.per_endpoint {
             self.encode_endpoints(&mut encoder)?;
         }
@@ -200,6 +238,41 @@ impl Collector for SnapshotCollector {
 }
 
 impl SnapshotCollector {
+    /// The access log's and the span exporter's counters: what they could not deliver.
+    fn encode_exports(&self, e: &mut DescriptorEncoder<'_>) -> fmt::Result {
+        counter(
+            e,
+            "weir_access_log_dropped",
+            "Access log records dropped because the writer fell behind (the queue was full).",
+            self.access_log_dropped,
+        )?;
+        let spans = self.spans.as_ref();
+        counter(
+            e,
+            "weir_otlp_spans_exported",
+            "Spans the OTLP collector accepted.",
+            spans.map(|s| s.exported),
+        )?;
+        counter(
+            e,
+            "weir_otlp_spans_dropped",
+            "Spans dropped because the export queue was full.",
+            spans.map(|s| s.dropped),
+        )?;
+        counter(
+            e,
+            "weir_otlp_spans_failed",
+            "Spans lost in failed export requests.",
+            spans.map(|s| s.failed_spans),
+        )?;
+        counter(
+            e,
+            "weir_otlp_export_failures",
+            "OTLP export requests that failed (connect error, timeout, non-2xx answer).",
+            spans.map(|s| s.failed_exports),
+        )
+    }
+
     fn encode_listeners(&self, e: &mut DescriptorEncoder<'_>) -> fmt::Result {
         let all = || self.listeners.iter();
         let stream = || self.listeners.iter().filter(|l| l.2);
@@ -446,6 +519,32 @@ impl SnapshotCollector {
             None,
             all().map(|c| (by(c), c.breaker_stats().connections)),
         )?;
+        for (event, help) in [
+            (
+                AffinityEvent::Hit,
+                "Requests session affinity sent to their session's endpoint.",
+            ),
+            (
+                AffinityEvent::New,
+                "Session affinity cookies issued to requests without a valid one.",
+            ),
+            (
+                AffinityEvent::Moved,
+                "Affinity sessions moved to another endpoint (theirs was gone, down, past its drain deadline, or failed).",
+            ),
+            (
+                AffinityEvent::Invalid,
+                "Affinity cookies ignored because they were forged, damaged or expired.",
+            ),
+        ] {
+            counters(
+                e,
+                &format!("weir_cluster_affinity_{}", event.as_str()),
+                help,
+                None,
+                all().map(|c| (by(c), c.upstream_stats().affinity(event))),
+            )?;
+        }
         counters(
             e,
             "weir_cluster_panic_picks",
@@ -578,6 +677,20 @@ fn counters(
     family(e, name, help, unit, MetricType::Counter, series, |m, v| {
         m.encode_counter::<NoLabelSet, _, u64>(v, None)
     })
+}
+
+/// Encodes one counter without labels; nothing when `value` is `None`.
+fn counter(
+    e: &mut DescriptorEncoder<'_>,
+    name: &str,
+    help: &str,
+    value: Option<u64>,
+) -> fmt::Result {
+    let Some(value) = value else {
+        return Ok(());
+    };
+    e.encode_descriptor(name, help, None, MetricType::Counter)?
+        .encode_counter::<NoLabelSet, _, u64>(&value, None)
 }
 
 /// Encodes a gauge family from `series`; nothing when it is empty.

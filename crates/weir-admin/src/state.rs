@@ -7,9 +7,10 @@
 
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use weir_config::{ListenerProtocol, ValidatedConfig};
-use weir_proxy::{ListenerCounters, Proxy, SnapshotHandle};
+use weir_proxy::{AccessLog, ListenerCounters, Proxy, SnapshotHandle, SpanExport};
 
 use crate::RunningConfig;
 
@@ -26,6 +27,12 @@ pub struct AdminState {
     per_endpoint_metrics: bool,
     /// The config `/config` shows; `None` when built from pieces without one.
     running_config: Option<RunningConfig>,
+    /// Records service discovery skipped as unparsable (`/metrics`), when discovery runs.
+    discovery_bad_values: Option<Arc<AtomicU64>>,
+    /// The access log, for its drop counter (`/metrics`).
+    access_log: Option<Arc<AccessLog>>,
+    /// The span export, for its counters (`/metrics`).
+    spans: Option<SpanExport>,
     /// Counters of components outside the proxy (the kernel data plane) for `/metrics`.
     extra_metrics: Option<Arc<dyn ExtraMetrics>>,
 }
@@ -95,7 +102,25 @@ impl AdminState {
             per_endpoint_metrics: true,
             running_config: None,
             extra_metrics: None,
+            discovery_bad_values: None,
+            access_log: None,
+            spans: None,
         }
+    }
+
+    /// Exports `counter` (service discovery's skipped, unparsable endpoint records) in
+    /// `/metrics` as `weir_discovery_bad_values_total{source="etcd"}` (etcd values are the only
+    /// records that can be skipped one by one; a bad file or DNS answer is rejected whole).
+    pub fn with_discovery_bad_values(mut self, counter: Arc<AtomicU64>) -> Self {
+        self.discovery_bad_values = Some(counter);
+        self
+    }
+
+    /// Service discovery's count of skipped, unparsable endpoint records, when exported.
+    pub fn discovery_bad_values(&self) -> Option<u64> {
+        self.discovery_bad_values
+            .as_ref()
+            .map(|c| c.load(Ordering::Relaxed))
     }
 
     /// Shows `config` at `/config`. Share it with whatever applies reloads and call
@@ -169,6 +194,27 @@ impl AdminState {
         self.extra_metrics.as_deref()
     }
 
+    /// Shows the counters of this access log and span export in `/metrics`.
+    pub fn with_export_counters(
+        mut self,
+        access_log: Option<Arc<AccessLog>>,
+        spans: Option<SpanExport>,
+    ) -> Self {
+        self.access_log = access_log;
+        self.spans = spans;
+        self
+    }
+
+    /// The access log whose drop counter `/metrics` shows.
+    pub fn access_log(&self) -> Option<&AccessLog> {
+        self.access_log.as_deref()
+    }
+
+    /// The span export whose counters `/metrics` shows.
+    pub fn span_export(&self) -> Option<&SpanExport> {
+        self.spans.as_ref()
+    }
+
     /// State for a running `proxy` started from `config`: its snapshot handle, its listeners
     /// with their bound addresses and counters, the admin options of `config`, and `config`
     /// itself for `/config` (replace it with [`AdminState::with_running_config`] to follow
@@ -183,6 +229,10 @@ impl AdminState {
         .with_listener_counters(proxy.listener_counters())
         .with_per_endpoint_metrics(admin.is_none_or(|a| a.metrics.per_endpoint))
         .with_running_config(RunningConfig::new(config))
+        .with_export_counters(
+            proxy.access_log().cloned(),
+            Some(proxy.span_export().clone()),
+        )
     }
 
     /// The handle the data plane's snapshots are published through.

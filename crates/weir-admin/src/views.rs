@@ -9,7 +9,7 @@ use std::net::SocketAddr;
 use serde::Serialize;
 use weir_config::{ListenerProtocol, UpstreamProtocol};
 use weir_core::{Clock, Endpoint, EndpointState, Nanos, SystemClock};
-use weir_proxy::{BreakerStats, Cluster};
+use weir_proxy::{AffinityEvent, BreakerStats, Cluster};
 
 use crate::ListenerInfo;
 use crate::timefmt;
@@ -56,7 +56,21 @@ pub(crate) struct ClusterView {
     ejected_endpoints: Option<usize>,
     circuit_breakers: BreakersView,
     retries: RetriesView,
+    session_affinity: AffinityView,
     endpoints: Vec<EndpointView>,
+}
+
+/// What session affinity did in a cluster so far (all zero without affinity).
+#[derive(Debug, Serialize)]
+struct AffinityView {
+    /// Requests sent to their session's endpoint (or chosen by affinity hashing).
+    hits: u64,
+    /// Cookies issued to requests without a valid one.
+    new_sessions: u64,
+    /// Sessions moved to another endpoint.
+    moved_sessions: u64,
+    /// Forged, damaged or expired cookies, ignored.
+    invalid_cookies: u64,
 }
 
 /// What a cluster's retries did so far.
@@ -176,6 +190,15 @@ impl ClusterView {
                     sent: r.retries,
                     budget_exhausted: r.budget_exhausted,
                     overflowed: r.overflowed,
+                }
+            },
+            session_affinity: {
+                let s = cluster.upstream_stats();
+                AffinityView {
+                    hits: s.affinity(AffinityEvent::Hit),
+                    new_sessions: s.affinity(AffinityEvent::New),
+                    moved_sessions: s.affinity(AffinityEvent::Moved),
+                    invalid_cookies: s.affinity(AffinityEvent::Invalid),
                 }
             },
             endpoints: cluster

@@ -41,6 +41,10 @@ pub struct ClusterConfig {
     /// overflow walks on to the next endpoint. ≥ 1.0; unset means unbounded.
     #[serde(default)]
     pub hash_balance_factor: Option<f64>,
+    /// Keep a client on the endpoint it started with (`docs/affinity.md`); a route's own
+    /// `session_affinity` overrides it.
+    #[serde(default)]
+    pub session_affinity: Option<crate::SessionAffinityConfig>,
     /// Ramp the weight of new and recovered endpoints over a window.
     #[serde(default)]
     pub slow_start: Option<SlowStartConfig>,

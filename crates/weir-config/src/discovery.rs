@@ -1,11 +1,13 @@
 //! Service discovery of a cluster's endpoints, alongside its static list.
 //!
-//! A cluster may name a source that keeps its endpoint set current without a config reload.
-//! Today that is DNS (A/AAAA with a fixed port, or SRV with ports and weights from the
-//! records), re-resolved as the records' TTL says within configured bounds. The reference is
-//! `docs/discovery.md`.
+//! A cluster may name one source that keeps its endpoint set current without a config reload:
+//! DNS (A/AAAA with a fixed port, or SRV with ports and weights from the records, re-resolved
+//! as the records' TTL says within configured bounds), etcd (one JSON value per endpoint under
+//! a key prefix, listed then watched) or an endpoints file (polled for changes). The reference
+//! is `docs/discovery.md`.
 
 use std::net::SocketAddr;
+use std::path::PathBuf;
 
 use serde::{Deserialize, Serialize};
 
@@ -18,6 +20,51 @@ pub struct DiscoveryConfig {
     /// Resolve endpoints from DNS.
     #[serde(default)]
     pub dns: Option<DnsDiscoveryConfig>,
+    /// Read and watch endpoints under a key prefix in etcd (v3 API).
+    #[serde(default)]
+    pub etcd: Option<EtcdDiscoveryConfig>,
+    /// Read endpoints from a file, again whenever its contents change.
+    #[serde(default)]
+    pub file: Option<FileDiscoveryConfig>,
+}
+
+/// etcd discovery: which cluster of etcd servers, which key prefix.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct EtcdDiscoveryConfig {
+    /// etcd client URLs, e.g. `http://127.0.0.1:2379`; tried in turn (plain HTTP/2, no TLS).
+    pub endpoints: Vec<String>,
+    /// The key prefix; every key under it holds one endpoint as JSON
+    /// (`{"address": "10.0.0.1:8080", "weight": 2, "metadata": {...}}`).
+    pub prefix: String,
+    /// How long connecting to one etcd server may take. Default 2s.
+    #[serde(default = "default_etcd_connect_timeout")]
+    pub connect_timeout: ConfigDuration,
+    /// etcd user to authenticate as (with `password`); none means no authentication.
+    #[serde(default)]
+    pub username: Option<String>,
+    /// The etcd user's password; redacted in `/config`.
+    #[serde(default)]
+    pub password: Option<String>,
+}
+
+/// File discovery: an endpoints file (YAML, or JSON which is YAML too) watched for changes.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct FileDiscoveryConfig {
+    /// The file; a relative path is resolved from the config file's directory.
+    pub path: PathBuf,
+    /// How often the file is read to look for a change. Default 1s.
+    #[serde(default = "default_file_interval")]
+    pub interval: ConfigDuration,
+}
+
+/// The contents of an endpoints file (file discovery): `endpoints:` in the form of a cluster's.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct EndpointsFile {
+    /// The endpoints, each `ip:port` or `{ address, weight }`.
+    pub endpoints: Vec<crate::EndpointConfig>,
 }
 
 /// DNS discovery: which name, which records, how often.
@@ -72,4 +119,12 @@ fn default_min_ttl() -> ConfigDuration {
 
 fn default_max_ttl() -> ConfigDuration {
     ConfigDuration(std::time::Duration::from_secs(300))
+}
+
+fn default_etcd_connect_timeout() -> ConfigDuration {
+    ConfigDuration(std::time::Duration::from_secs(2))
+}
+
+fn default_file_interval() -> ConfigDuration {
+    ConfigDuration(std::time::Duration::from_secs(1))
 }

@@ -14,6 +14,7 @@
 //! the tree to find its line.
 
 mod address;
+mod affinity;
 mod balancing;
 mod cluster;
 mod de;
@@ -36,12 +37,19 @@ mod validate;
 mod xdp;
 mod yaml;
 
+pub use affinity::{
+    AffinityCookieConfig, MIN_COOKIE_KEY_BYTES, SESSION_COOKIE_LIFETIME, SameSiteConfig,
+    SessionAffinityConfig,
+};
 pub use balancing::{
     ChoiceCount, HashKeyConfig, LbPolicyConfig, LeastRequestConfig, MaglevConfig, PeakEwmaConfig,
     RingHashConfig, SlowStartConfig,
 };
 pub use cluster::{CircuitBreakersConfig, ClusterConfig, EndpointConfig, UpstreamProtocol};
-pub use discovery::{DiscoveryConfig, DnsDiscoveryConfig, DnsRecordKind};
+pub use discovery::{
+    DiscoveryConfig, DnsDiscoveryConfig, DnsRecordKind, EndpointsFile, EtcdDiscoveryConfig,
+    FileDiscoveryConfig,
+};
 pub use duration::ConfigDuration;
 pub use error::{ConfigError, ConfigErrors};
 pub use health::{
@@ -53,10 +61,12 @@ pub use l4::{
     UdpOptionsConfig,
 };
 pub use listener::{
-    AdminConfig, AdminMetricsConfig, HttpOptionsConfig, ListenerConfig, ListenerProtocol,
+    AdminConfig, AdminMetricsConfig, DEFAULT_ADMIN_ADDRESS, HttpOptionsConfig, ListenerConfig,
+    ListenerProtocol,
 };
 pub use load::{
-    ValidatedConfig, load_file, load_file_all, load_str, load_str_all, validate_config,
+    ValidatedConfig, load_endpoints_str, load_file, load_file_all, load_str, load_str_all,
+    validate_config,
 };
 pub use observability::{
     AccessLogConfig, AccessLogField, DEFAULT_ACCESS_LOG_QUEUE, OtlpConfig, TracingConfig,
@@ -80,6 +90,7 @@ pub use traffic::{
     ConfigNumber, DEFAULT_MIRROR_MAX_BODY_BYTES, FaultAbortConfig, FaultConfig, FaultDelayConfig,
     MirrorConfig,
 };
+pub use validate::MAX_ENDPOINT_WEIGHT;
 pub use xdp::{
     KernelTransport, NftablesListenerConfig, XdpForwarding, XdpListenerConfig, parse_mac,
 };

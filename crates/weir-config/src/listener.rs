@@ -7,12 +7,20 @@ use serde::{Deserialize, Serialize};
 use crate::l4::{AcceptProxyProtocolConfig, SniRouteConfig, TcpOptionsConfig, UdpOptionsConfig};
 use crate::{ConfigDuration, RouteConfig};
 
+/// Where the admin API listens when `admin:` names no `address`: loopback only, on the port
+/// Envoy's documentation uses for its admin interface.
+pub const DEFAULT_ADMIN_ADDRESS: SocketAddr =
+    SocketAddr::new(std::net::IpAddr::V4(std::net::Ipv4Addr::LOCALHOST), 9901);
+
 /// The admin HTTP endpoint.
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct AdminConfig {
-    /// Address to bind, e.g. `127.0.0.1:9901`.
-    #[serde(deserialize_with = "crate::address::deserialize")]
+    /// Address to bind; [`DEFAULT_ADMIN_ADDRESS`] (loopback only) when not given.
+    #[serde(
+        default = "default_admin_address",
+        deserialize_with = "crate::address::deserialize"
+    )]
     pub address: SocketAddr,
     /// When set, requests that change state (drain, undrain) must carry
     /// `authorization: Bearer <token>`; reads stay open.
@@ -31,6 +39,10 @@ pub struct AdminMetricsConfig {
     /// with very many endpoints, where they would dominate the scrape. Default `true`.
     #[serde(default = "yes")]
     pub per_endpoint: bool,
+}
+
+fn default_admin_address() -> SocketAddr {
+    DEFAULT_ADMIN_ADDRESS
 }
 
 impl Default for AdminMetricsConfig {
@@ -133,6 +145,10 @@ pub struct HttpOptionsConfig {
     pub max_concurrent_streams: u32,
     /// When set, weir adds `via: <protocol> <value>` to requests and responses.
     pub via: Option<String>,
+    /// Whether weir appends the client address to `x-forwarded-for` and sets
+    /// `x-forwarded-proto` on requests it forwards. Default true; false leaves both headers as
+    /// the client sent them (HAProxy without `option forwardfor`, Envoy's `skip_xff_append`).
+    pub x_forwarded: bool,
     /// Clients (CIDRs or addresses) whose `x-weir-debug: 1` request header is honoured: their
     /// response carries the decision record (`x-weir-decision`). Default empty: nobody. The
     /// header is stripped from every request, trusted or not, and never forwarded upstream.
@@ -149,6 +165,7 @@ impl Default for HttpOptionsConfig {
             stream_idle_timeout: ConfigDuration(std::time::Duration::from_secs(300)),
             max_concurrent_streams: 100,
             via: None,
+            x_forwarded: true,
             debug_trusted: crate::CidrList::default(),
         }
     }

@@ -8,7 +8,7 @@ use std::path::Path;
 
 use crate::path::{Segment, YamlPath};
 use crate::yaml::Node;
-use crate::{Config, ConfigError, ConfigErrors, validate};
+use crate::{Config, ConfigError, ConfigErrors, EndpointConfig, EndpointsFile, validate};
 
 /// A [`Config`] that passed every check.
 #[derive(Debug, Clone, PartialEq)]
@@ -63,6 +63,21 @@ pub fn load_str_all(text: &str, file_name: &str) -> Result<ValidatedConfig, Conf
     finish(config, Some(&tree), file_name)
 }
 
+/// Parses and checks an endpoints file (file discovery): YAML or JSON holding
+/// `endpoints: [...]` in the form of a cluster's `endpoints`, with the same rules (weights
+/// 1–10000, a real port, each address once). Errors name `file_name`, the path and the line.
+pub fn load_endpoints_str(text: &str, file_name: &str) -> Result<Vec<EndpointConfig>, ConfigError> {
+    let tree = Node::parse(text, file_name)?;
+    let file: EndpointsFile = deserialize(&tree, file_name)?;
+    match validate::check_endpoints_file(&file.endpoints, Some(&tree), file_name)
+        .into_iter()
+        .next()
+    {
+        Some(error) => Err(error),
+        None => Ok(file.endpoints),
+    }
+}
+
 /// Validates a [`Config`] built in code (tests, the admin API); errors have paths but no lines.
 pub fn validate_config(config: Config, source_name: &str) -> Result<ValidatedConfig, ConfigErrors> {
     finish(config, None, source_name)
@@ -83,7 +98,7 @@ fn finish(
 }
 
 /// Deserializes the schema types, turning serde's path into a YAML path and a line.
-fn deserialize(tree: &Node, file: &str) -> Result<Config, ConfigError> {
+fn deserialize<T: serde::de::DeserializeOwned>(tree: &Node, file: &str) -> Result<T, ConfigError> {
     serde_path_to_error::deserialize(tree).map_err(|error| {
         let mut segments = Vec::new();
         for segment in error.path().iter() {

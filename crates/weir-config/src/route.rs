@@ -54,6 +54,10 @@ pub struct RouteConfig {
     /// Request rate limits (local and/or global), see `docs/rate-limiting.md`.
     #[serde(default)]
     pub rate_limit: Option<crate::RouteRateLimitConfig>,
+    /// Session affinity for this route's requests, overriding their cluster's
+    /// (`docs/affinity.md`).
+    #[serde(default)]
+    pub session_affinity: Option<crate::SessionAffinityConfig>,
 }
 
 /// Conditions on a request. All given conditions must hold; an empty match matches everything.

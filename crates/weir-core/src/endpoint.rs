@@ -47,6 +47,8 @@ pub struct EndpointState {
     requests_total: AtomicU64,
     connect_failures: AtomicU64,
     eligible_since: AtomicU64,
+    /// Clock reading when the endpoint was last drained; meaningful while it is drained.
+    drained_since: AtomicU64,
     /// Latency estimate kept by latency-aware balancing (peak EWMA).
     pub latency: LatencyEstimate,
     /// Outcome streaks and windows that passive outlier detection reads.
@@ -107,6 +109,7 @@ impl Default for EndpointState {
             requests_total: AtomicU64::new(0),
             connect_failures: AtomicU64::new(0),
             eligible_since: AtomicU64::new(0),
+            drained_since: AtomicU64::new(0),
             latency: LatencyEstimate::default(),
             passive: PassiveStats::default(),
             check: CheckRecord::default(),
@@ -133,6 +136,9 @@ impl EndpointState {
     pub fn set_unhealthy(&self, reason: Unhealthy, on: bool, now: crate::Nanos) -> HealthChange {
         let (before, after) = set_flag(&self.health, reason, on);
         let change = HealthChange { before, after };
+        if on && change.flag_changed(Unhealthy::Drained) {
+            self.drained_since.store(now, Ordering::Relaxed);
+        }
         if change.health_changed() {
             if after.is_healthy() {
                 self.eligible_since.store(now, Ordering::Relaxed);
@@ -154,6 +160,15 @@ impl EndpointState {
     #[inline]
     pub fn eligible_since(&self) -> crate::Nanos {
         self.eligible_since.load(Ordering::Relaxed)
+    }
+
+    /// Clock reading at which the endpoint was drained, or `None` when it is not drained.
+    /// Session affinity keeps a drained endpoint's sessions until a deadline counted from it.
+    #[inline]
+    pub fn drained_since(&self) -> Option<crate::Nanos> {
+        self.health()
+            .contains(Unhealthy::Drained)
+            .then(|| self.drained_since.load(Ordering::Relaxed))
     }
 
     /// Records that the endpoint joined a running cluster at `now` (starts its slow start).
@@ -217,6 +232,19 @@ mod tests {
         drop(g2);
         assert_eq!(ep.state.in_flight(), 0);
         assert_eq!(ep.state.requests_total(), 2);
+    }
+
+    #[test]
+    fn drained_since_is_the_first_drain_and_clears_with_it() {
+        let ep = Endpoint::new("127.0.0.1:1".parse().unwrap(), 1);
+        assert_eq!(ep.state.drained_since(), None);
+        let _ = ep.state.set_unhealthy(Unhealthy::Drained, true, 10);
+        // Draining again (or another reason) does not restart the clock.
+        let _ = ep.state.set_unhealthy(Unhealthy::Drained, true, 20);
+        ep.state.set_healthy(false, 30);
+        assert_eq!(ep.state.drained_since(), Some(10));
+        let _ = ep.state.set_unhealthy(Unhealthy::Drained, false, 40);
+        assert_eq!(ep.state.drained_since(), None);
     }
 
     #[test]

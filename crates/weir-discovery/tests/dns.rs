@@ -13,7 +13,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use weir_config::{ConfigDuration, DnsDiscoveryConfig, DnsRecordKind, EndpointConfig};
-use weir_discovery::{Discovery, DiscoveryTarget};
+use weir_discovery::{Discovery, DiscoveryTarget, Source};
 use weir_test_support::{MockDns, wait_until};
 
 type Seen = Arc<Mutex<Vec<(String, Vec<EndpointConfig>, Instant)>>>;
@@ -70,7 +70,7 @@ async fn a_records_are_followed_within_the_ttl() {
     let (mut d, seen) = discovery();
     d.reconcile(vec![DiscoveryTarget {
         cluster: "api".into(),
-        dns: dns(&server, "api.test.", DnsRecordKind::A, Some(8080)),
+        source: Source::Dns(dns(&server, "api.test.", DnsRecordKind::A, Some(8080))),
     }]);
     assert!(wait_until(Duration::from_secs(10), || last(&seen).is_some()).await);
     assert_eq!(
@@ -119,7 +119,12 @@ async fn srv_records_give_ports_and_weights() {
     let (mut d, seen) = discovery();
     d.reconcile(vec![DiscoveryTarget {
         cluster: "api".into(),
-        dns: dns(&server, "_http._tcp.api.test.", DnsRecordKind::Srv, None),
+        source: Source::Dns(dns(
+            &server,
+            "_http._tcp.api.test.",
+            DnsRecordKind::Srv,
+            None,
+        )),
     }]);
     assert!(wait_until(Duration::from_secs(10), || last(&seen).is_some()).await);
     assert_eq!(
@@ -141,7 +146,7 @@ async fn a_vanished_name_keeps_the_last_good_set() {
     let (mut d, seen) = discovery();
     d.reconcile(vec![DiscoveryTarget {
         cluster: "api".into(),
-        dns: dns(&server, "api.test.", DnsRecordKind::A, Some(80)),
+        source: Source::Dns(dns(&server, "api.test.", DnsRecordKind::A, Some(80))),
     }]);
     assert!(wait_until(Duration::from_secs(10), || last(&seen).is_some()).await);
     server.set_ips("api.test.", &[], 1);

@@ -19,7 +19,7 @@ use weir_config::{HealthCheckConfig, UpstreamProtocol};
 use weir_core::{Clock, Endpoint, EndpointState};
 
 use crate::CheckTarget;
-use crate::probe::{ConfigProbe, Probe};
+use crate::probe::{ConfigProbe, Probe, ProbeTls};
 use crate::task::EndpointCheck;
 
 /// Makes the probe for a target's endpoints; tests swap in scripts.
@@ -42,6 +42,7 @@ type TaskKey = (Arc<str>, SocketAddr);
 struct Running {
     config: HealthCheckConfig,
     protocol: UpstreamProtocol,
+    tls: Option<ProbeTls>,
     state: Arc<EndpointState>,
     task: JoinHandle<()>,
 }
@@ -61,6 +62,10 @@ impl HealthChecker {
             Arc::new(ConfigProbe {
                 config: target.config.clone(),
                 protocol: target.protocol,
+                tls: target
+                    .tls
+                    .as_ref()
+                    .map(|t| t.for_probe(&target.config, target.protocol)),
             }) as Arc<dyn Probe>
         });
         Self::with_probes(clock, random, probes)
@@ -172,6 +177,7 @@ impl Running {
         Self {
             config: target.config.clone(),
             protocol: target.protocol,
+            tls: target.tls.clone(),
             state: Arc::clone(&endpoint.state),
             task: tokio::spawn(check.run(probe)),
         }
@@ -181,6 +187,7 @@ impl Running {
     fn matches(&self, target: &CheckTarget, endpoint: &Endpoint) -> bool {
         self.config == target.config
             && self.protocol == target.protocol
+            && self.tls == target.tls
             && Arc::ptr_eq(&self.state, &endpoint.state)
             && !self.task.is_finished()
     }

@@ -5,7 +5,7 @@
 //! `weir-health` decides *what* a result means (the rise/fall [`weir_health::Hysteresis`], the
 //! [`weir_health::schedule`] that spreads probes) without doing any I/O; this crate does the I/O:
 //! the probes themselves ([`probe()`]: HTTP/1.1 or h2c, TCP, gRPC `grpc.health.v1.Health/Check`,
-//! UDP) and the tasks that run them ([`HealthChecker`]). The data plane never depends on it: the
+//! UDP; HTTP and gRPC over TLS with [`probe_tls`] when the cluster has upstream `tls:`) and the tasks that run them ([`HealthChecker`]). The data plane never depends on it: the
 //! verdicts reach the balancers through the shared `EndpointState`, as `docs/architecture.md`
 //! lays out, and the binary wires a [`HealthChecker`] to each new snapshot with
 //! [`HealthChecker::reconcile`].
@@ -22,7 +22,7 @@ mod probe;
 mod task;
 
 pub use checker::HealthChecker;
-pub use probe::probe;
+pub use probe::{ProbeTls, probe, probe_tls};
 
 /// One cluster's endpoints to probe.
 #[derive(Debug, Clone)]
@@ -36,6 +36,8 @@ pub struct CheckTarget {
     pub protocol: weir_config::UpstreamProtocol,
     /// The endpoints to probe, sharing their live state with the snapshot that serves them.
     pub endpoints: Vec<Arc<weir_core::Endpoint>>,
+    /// The cluster's upstream TLS, when it has `tls:`: HTTP and gRPC probes use it.
+    pub tls: Option<ProbeTls>,
 }
 
 /// What one probe saw.

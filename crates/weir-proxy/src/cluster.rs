@@ -10,6 +10,7 @@ use weir_config::{ClusterConfig, HealthCheckConfig, UpstreamProtocol};
 use weir_core::{Clock, Endpoint, Nanos, PassiveOutcome, SystemClock, Unhealthy};
 use weir_health::OutlierDetector;
 
+use crate::affinity::{ClusterAffinity, SessionAffinity};
 use crate::breakers::{BreakerStats, Breakers};
 use crate::hash_key::{HashInput, HashKey};
 use crate::retry_budget::{RetryBudget, RetryStats};
@@ -44,6 +45,10 @@ pub struct Cluster {
     pub(crate) stats: Arc<crate::stats::ClusterStats>,
     /// TLS to the endpoints, when the cluster has a `tls` block.
     pub(crate) tls: Option<Arc<crate::tls::UpstreamTls>>,
+    /// The cluster's own `session_affinity` (a route's overrides it).
+    pub(crate) session_affinity: Option<SessionAffinity>,
+    /// Endpoint ids and the hashing table that session affinity picks with.
+    pub(crate) affinity: ClusterAffinity,
 }
 
 /// The endpoint a request was sent to: its index (for [`Cluster::observe`]), description and pool.
@@ -59,11 +64,15 @@ pub(crate) struct Picked<'a> {
 impl Cluster {
     /// Compiles `cfg`, reusing live state and pools from `previous` for endpoints it still has.
     /// Endpoints that join an existing cluster start their slow start now. `tls` is the
-    /// compiled `cfg.tls` (its files are read by the caller, which reports their errors).
+    /// compiled `cfg.tls` (its files are read by the caller, which reports their errors), and
+    /// `session_affinity` the compiled `cfg.session_affinity`; `affinity_table` says whether
+    /// some route or the cluster itself hashes for affinity (the table is built only then).
     pub(crate) fn from_config(
         cfg: &ClusterConfig,
         previous: Option<&Cluster>,
         tls: Option<Arc<crate::tls::UpstreamTls>>,
+        session_affinity: Option<SessionAffinity>,
+        affinity_table: bool,
     ) -> Self {
         let clock: Arc<dyn Clock> = previous.map_or_else(
             || Arc::new(SystemClock) as Arc<dyn Clock>,
@@ -119,6 +128,7 @@ impl Cluster {
             random: Arc::new(weir_balance::ThreadRandom),
         };
         let balancer = weir_balance::build(cfg, &endpoints, &ctx);
+        let affinity = ClusterAffinity::new(cfg, &endpoints, &ctx, affinity_table);
         let outlier = cfg.outlier_detection.as_ref().map(|od| {
             OutlierDetector::new(
                 Arc::from(cfg.name.as_str()),
@@ -147,6 +157,8 @@ impl Cluster {
             ),
             stats: previous.map(|p| Arc::clone(&p.stats)).unwrap_or_default(),
             tls,
+            session_affinity,
+            affinity,
         }
     }
 
@@ -162,6 +174,22 @@ impl Cluster {
             self.panic_picks.fetch_add(1, Ordering::Relaxed);
         }
         Some(picked)
+    }
+
+    /// Picks an endpoint for an L4 connection or UDP session: the cluster's `client_address`
+    /// session affinity decides the first attempt when it has one, else [`Cluster::pick`].
+    pub(crate) fn pick_connection(
+        &self,
+        input: &HashInput<'_>,
+        attempt: u32,
+    ) -> Option<Picked<'_>> {
+        if attempt == 0
+            && let Some(index) =
+                (self.session_affinity.as_ref()).and_then(|a| a.connection_pick(self, input))
+        {
+            return self.picked(index);
+        }
+        self.pick(input, attempt)
     }
 
     /// Like [`Cluster::pick`], with the balancer's explanation (the decision record only).
@@ -237,6 +265,18 @@ impl Cluster {
     /// The active health check configured for this cluster (the control side runs it).
     pub fn health_check(&self) -> Option<&HealthCheckConfig> {
         self.health_check.as_ref()
+    }
+
+    /// The cluster's upstream TLS client config (kept current when its files change on disk)
+    /// and server name (`None`: each endpoint's IP address), when it has `tls:` — the very
+    /// config its connections use, so health checks speak TLS exactly as traffic does.
+    pub fn tls_client(
+        &self,
+    ) -> Option<(
+        Arc<arc_swap::ArcSwap<rustls::ClientConfig>>,
+        Option<rustls::pki_types::ServerName<'static>>,
+    )> {
+        self.tls.as_ref().map(|t| t.client())
     }
 
     /// The outlier detector of this cluster, if outlier detection is configured.

@@ -1,13 +1,20 @@
-//! Entry points for the fuzz targets in `fuzz/`: each feeds arbitrary bytes to one parser of the
-//! client's first bytes and asserts the invariants the connection code relies on. The module
-//! exists only when built with `--cfg fuzzing`, which cargo-fuzz sets.
+//! Entry points for the fuzz targets in `fuzz/`: each feeds arbitrary bytes to one parser of
+//! untrusted input (a client's first bytes, the affinity cookie) and asserts the invariants the
+//! data path relies on. The module exists only when built with `--cfg fuzzing`, which
+//! cargo-fuzz sets.
 //!
-//! Both parsers are called on a growing buffer, once per read from the socket, so beyond "never
-//! panics" the property that matters is that a decision is final: for any prefix of an input,
-//! the parser answers "incomplete" or exactly what it answers for the whole input. Otherwise a
+//! The two first-bytes parsers are called on a growing buffer, once per read from the socket, so
+//! beyond "never panics" the property that matters is that a decision is final: for any prefix
+//! of an input, the parser answers "incomplete" or exactly what it answers for the whole input. Otherwise a
 //! connection could be refused, or routed, depending on how TCP happened to segment it.
 
 pub use self::targets::{client_hello, proxy_header};
+
+/// Fuzzes the session affinity cookie: reading and stripping it from `Cookie` header text, and
+/// checking a value's signature (see `affinity::cookie::check_untrusted` for the assertions).
+pub fn affinity_cookie(data: &[u8]) {
+    crate::affinity::cookie::check_untrusted(data);
+}
 
 /// The fuzz targets' bodies.
 mod targets {

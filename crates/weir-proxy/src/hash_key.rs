@@ -99,7 +99,7 @@ impl HashKey {
 
 /// Hashes an address so that an IPv4 client hashes alike whether it arrives over IPv4 or as
 /// an IPv4-mapped IPv6 address on a dual-stack listener.
-fn hash_ip(ip: std::net::IpAddr) -> u64 {
+pub(crate) fn hash_ip(ip: std::net::IpAddr) -> u64 {
     match ip.to_canonical() {
         std::net::IpAddr::V4(v4) => xxh3_64(&v4.octets()),
         std::net::IpAddr::V6(v6) => xxh3_64(&v6.octets()),

@@ -7,6 +7,7 @@
 //! errors become status codes. See `LIFECYCLE.md` beside this file for the request flow.
 
 mod access_log;
+mod affinity;
 mod body;
 mod breakers;
 mod cluster;
@@ -32,13 +33,13 @@ pub use breakers::BreakerStats;
 pub use cluster::Cluster;
 pub use l4::ListenerStats;
 pub use l7::{FaultStats, MirrorStats};
-pub use otlp::SpanExporter;
+pub use otlp::{SpanCounters, SpanExport};
 pub use rate_limit::RateLimitStats;
 pub use retry_budget::RetryStats;
 pub use route_stats::RouteStats;
 pub use server::{Proxy, ProxyError};
 pub use snapshot::{CompileError, Snapshot, SnapshotHandle};
 pub use stats::{
-    AtomicHistogram, ClusterStats, HistogramSnapshot, LATENCY_BUCKETS, ListenerCounters,
-    RouteTraffic, STATUS_CLASSES, UpstreamFailure,
+    AffinityEvent, AtomicHistogram, ClusterStats, HistogramSnapshot, LATENCY_BUCKETS,
+    ListenerCounters, RouteTraffic, STATUS_CLASSES, UpstreamFailure,
 };

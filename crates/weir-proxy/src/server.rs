@@ -15,7 +15,7 @@ use tokio_util::task::TaskTracker;
 use weir_config::{ListenerProtocol, ValidatedConfig};
 
 use crate::access_log::AccessLog;
-use crate::otlp::SpanExporter;
+use crate::otlp::SpanExport;
 use crate::snapshot::{CompileError, Listener, Snapshot, SnapshotHandle};
 use crate::stats::ListenerCounters;
 
@@ -65,8 +65,8 @@ pub(crate) struct ConnInfo {
     pub(crate) counters: Arc<ListenerCounters>,
     /// Where the connection's requests are logged, when `access_log` is configured.
     pub(crate) access_log: Option<Arc<AccessLog>>,
-    /// Where sampled requests' spans go, when `tracing.otlp` is configured.
-    pub(crate) spans: Option<Arc<SpanExporter>>,
+    /// Where sampled requests' spans go (when `tracing.otlp` is configured).
+    pub(crate) spans: Option<SpanExport>,
     /// What the TLS handshake told about the client; `None` on a plaintext connection.
     pub(crate) tls: Option<crate::tls::Peer>,
 }
@@ -88,7 +88,7 @@ pub struct Proxy {
     hard_stop: CancellationToken,
     tasks: TaskTracker,
     access_log: Option<Arc<AccessLog>>,
-    spans: Option<Arc<SpanExporter>>,
+    spans: SpanExport,
 }
 
 // === impl Proxy ===
@@ -100,7 +100,7 @@ impl Proxy {
         let snapshot = Snapshot::compile(config, None)?;
         let snapshots = SnapshotHandle::new(snapshot);
         let access_log = open_access_log(config)?;
-        let spans = start_span_exporter(config)?;
+        let spans = SpanExport::start(config).map_err(ProxyError::Otlp)?;
         let shutdown = CancellationToken::new();
         let hard_stop = CancellationToken::new();
         let tasks = TaskTracker::new();
@@ -129,7 +129,7 @@ impl Proxy {
                 tasks: tasks.clone(),
                 counters: Arc::default(),
                 access_log: access_log.clone(),
-                spans: spans.clone(),
+                spans: Some(spans.clone()),
             };
             counters.push(Arc::clone(&ctx.counters));
             let local = if matches!(
@@ -165,16 +165,16 @@ impl Proxy {
         })
     }
 
-    /// The OTLP span exporter, when `tracing.otlp` is configured: its counters (spans
-    /// exported, dropped, lost in failed exports).
-    pub fn span_exporter(&self) -> Option<&SpanExporter> {
-        self.spans.as_deref()
+    /// The OTLP span export: whether it runs, its counters (spans exported, dropped, lost in
+    /// failed exports), and [`SpanExport::apply`] for a reload that changes `tracing.otlp`.
+    pub fn span_export(&self) -> &SpanExport {
+        &self.spans
     }
 
     /// The access log, when `access_log` is configured: its counters (records dropped because
     /// the writer fell behind), [`AccessLog::reopen`] and [`AccessLog::flush`].
-    pub fn access_log(&self) -> Option<&AccessLog> {
-        self.access_log.as_deref()
+    pub fn access_log(&self) -> Option<&Arc<AccessLog>> {
+        self.access_log.as_ref()
     }
 
     /// Reopens the access log file (after logrotate moved it away); a no-op without one.
@@ -275,20 +275,8 @@ pub(crate) struct ListenerCtx {
     pub(crate) counters: Arc<ListenerCounters>,
     /// The proxy's access log, when configured.
     pub(crate) access_log: Option<Arc<AccessLog>>,
-    /// The proxy's span exporter, when configured.
-    pub(crate) spans: Option<Arc<SpanExporter>>,
-}
-
-/// Starts the configured OTLP span exporter, naming the listeners by index.
-fn start_span_exporter(config: &ValidatedConfig) -> Result<Option<Arc<SpanExporter>>, ProxyError> {
-    let cfg = config.config();
-    let Some(otlp) = cfg.tracing.as_ref().and_then(|t| t.otlp.as_ref()) else {
-        return Ok(None);
-    };
-    let names = cfg.listeners.iter().map(|l| l.name.clone()).collect();
-    SpanExporter::start(otlp, names)
-        .map(|e| Some(Arc::new(e)))
-        .map_err(ProxyError::Otlp)
+    /// The proxy's span export.
+    pub(crate) spans: Option<SpanExport>,
 }
 
 /// Opens the configured access log, naming the listeners by index.

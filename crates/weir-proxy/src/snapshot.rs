@@ -5,12 +5,14 @@
 //! replaces the old one atomically through [`SnapshotHandle`]; requests already running keep the
 //! snapshot they loaded. Endpoint state and pools carry over for endpoints that remain.
 
+use std::collections::HashSet;
 use std::sync::Arc;
 
 use arc_swap::ArcSwap;
 use weir_config::{ListenerProtocol, ValidatedConfig};
 
 use crate::Cluster;
+use crate::affinity::SessionAffinity;
 use crate::l4::{StreamListener, UdpListener};
 use crate::l7::HttpListener;
 
@@ -64,21 +66,40 @@ impl Snapshot {
         previous: Option<&Snapshot>,
     ) -> Result<Self, CompileError> {
         let cfg = config.config();
+        let hashing = affinity_hashing_clusters(cfg);
         let clusters: Vec<Cluster> = cfg
             .clusters
             .iter()
             .enumerate()
             .map(|(i, c)| {
+                let previous = previous.and_then(|p| p.cluster(&c.name));
                 let tls = match &c.tls {
-                    Some(t) => Some(Arc::new(crate::tls::UpstreamTls::compile(
-                        t,
-                        c.protocol,
-                        &format!("clusters[{i}].tls"),
-                    )?)),
+                    Some(t) => {
+                        let tls = crate::tls::UpstreamTls::compile(
+                            t,
+                            c.protocol,
+                            &format!("clusters[{i}].tls"),
+                        )?;
+                        // The same settings and files keep the same client config, so health
+                        // checks built on it keep running across the reload.
+                        let same = previous
+                            .and_then(|p| p.tls.as_ref())
+                            .filter(|old| ***old == tls);
+                        Some(same.map_or_else(|| Arc::new(tls), Arc::clone))
+                    }
                     None => None,
                 };
-                let previous = previous.and_then(|p| p.cluster(&c.name));
-                Ok(Cluster::from_config(c, previous, tls))
+                let affinity = c
+                    .session_affinity
+                    .as_ref()
+                    .map(SessionAffinity::compile)
+                    .transpose()
+                    .map_err(|reason| CompileError {
+                        path: format!("clusters[{i}].session_affinity"),
+                        reason,
+                    })?;
+                let table = hashing.contains(c.name.as_str());
+                Ok(Cluster::from_config(c, previous, tls, affinity, table))
             })
             .collect::<Result<_, CompileError>>()?;
         let listeners = cfg
@@ -144,4 +165,33 @@ impl SnapshotHandle {
     pub fn store(&self, next: Snapshot) {
         self.current.store(Arc::new(next));
     }
+}
+
+/// Names of the clusters whose session affinity hashes (their own, or that of a route
+/// forwarding to them): only these build the affinity Maglev table.
+fn affinity_hashing_clusters(cfg: &weir_config::Config) -> HashSet<&str> {
+    let mut names = HashSet::new();
+    for c in &cfg.clusters {
+        if c.session_affinity
+            .as_ref()
+            .is_some_and(SessionAffinity::hashes)
+        {
+            names.insert(c.name.as_str());
+        }
+    }
+    let routes = cfg.listeners.iter().flat_map(|l| &l.routes);
+    for r in routes.filter(|r| {
+        r.session_affinity
+            .as_ref()
+            .is_some_and(SessionAffinity::hashes)
+    }) {
+        names.extend(r.cluster.as_deref());
+        names.extend(
+            r.weighted_clusters
+                .iter()
+                .flatten()
+                .map(|w| w.cluster.as_str()),
+        );
+    }
+    names
 }

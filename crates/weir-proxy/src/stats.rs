@@ -48,6 +48,20 @@ pub struct ClusterStats {
     classes: [AtomicU64; 5],
     failures: [AtomicU64; 4],
     latency: AtomicHistogram,
+    affinity: [AtomicU64; 4],
+}
+
+/// What session affinity did with a request (`docs/affinity.md`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AffinityEvent {
+    /// The session's endpoint took the request (cookie), or hashing chose the endpoint.
+    Hit,
+    /// A request without a valid cookie started a session (a cookie was issued).
+    New,
+    /// A session moved: its endpoint was gone, down, past its drain deadline, or failed.
+    Moved,
+    /// A cookie was forged, damaged or expired, and ignored.
+    Invalid,
 }
 
 /// What one route answered: downstream responses by status class and the time to response
@@ -115,6 +129,23 @@ pub struct ListenerCounters {
 #[derive(Debug)]
 pub(crate) struct OpenConnection {
     counters: Arc<ListenerCounters>,
+}
+
+// === impl AffinityEvent ===
+
+impl AffinityEvent {
+    /// Every event, in label order.
+    pub const ALL: [AffinityEvent; 4] = [Self::Hit, Self::New, Self::Moved, Self::Invalid];
+
+    /// The name used in metrics and `/clusters`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Hit => "hits",
+            Self::New => "new_sessions",
+            Self::Moved => "moved_sessions",
+            Self::Invalid => "invalid_cookies",
+        }
+    }
 }
 
 // === impl UpstreamFailure ===
@@ -191,6 +222,16 @@ impl ClusterStats {
     /// The latency of attempts to response headers (or to failure).
     pub fn latency(&self) -> HistogramSnapshot {
         self.latency.snapshot()
+    }
+
+    /// Counts one session affinity event.
+    pub(crate) fn record_affinity(&self, event: AffinityEvent) {
+        self.affinity[event as usize].fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// How many times session affinity saw `event`.
+    pub fn affinity(&self, event: AffinityEvent) -> u64 {
+        self.affinity[event as usize].load(Ordering::Relaxed)
     }
 }
 

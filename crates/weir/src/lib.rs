@@ -19,11 +19,11 @@ use std::sync::Weak;
 use anyhow::Context;
 use tokio_util::sync::CancellationToken;
 use weir_admin::{AdminServer, AdminState, ReloadSummary, Reloader, RunningConfig};
-use weir_config::{DnsDiscoveryConfig, EndpointConfig, ListenerProtocol, ValidatedConfig};
+use weir_config::{DiscoveryConfig, EndpointConfig, ListenerProtocol, ValidatedConfig};
 use weir_core::SystemClock;
-use weir_discovery::{Discovery, DiscoveryTarget};
-use weir_probe::{CheckTarget, HealthChecker};
-use weir_proxy::{Proxy, Snapshot, SnapshotHandle};
+use weir_discovery::{Discovery, DiscoveryTarget, Source};
+use weir_probe::{CheckTarget, HealthChecker, ProbeTls};
+use weir_proxy::{Proxy, Snapshot, SnapshotHandle, SpanExport};
 
 mod kernel;
 mod watch;
@@ -45,6 +45,8 @@ pub struct Weir {
 #[derive(Debug)]
 struct Control {
     snapshots: SnapshotHandle,
+    /// The proxy's span export: a reload may change `tracing.otlp`.
+    spans: SpanExport,
     /// The config file, when weir was started from one.
     source: Option<PathBuf>,
     state: Mutex<ControlState>,
@@ -121,6 +123,7 @@ impl Weir {
             });
             Control {
                 snapshots: proxy.snapshots().clone(),
+                spans: proxy.span_export().clone(),
                 source,
                 state: Mutex::new(ControlState {
                     checker,
@@ -137,11 +140,12 @@ impl Weir {
         control
             .lock()
             .discovery
-            .reconcile(discovery_targets(config));
+            .reconcile(discovery_targets(config, control.source.as_deref()));
         let admin = match &config.config().admin {
             Some(admin) => {
                 let mut state = AdminState::for_proxy(&proxy, config)
-                    .with_running_config(control.running.clone());
+                    .with_running_config(control.running.clone())
+                    .with_discovery_bad_values(control.lock().discovery.bad_values_counter());
                 if control.source.is_some() {
                     state = state.with_reloader(Arc::clone(&control) as Arc<dyn Reloader>);
                 }
@@ -168,7 +172,8 @@ impl Weir {
     /// Swaps in `config` without dropping a request: compiles it against the running snapshot
     /// (endpoints that remain keep their health, ejections, latency and pools), publishes it
     /// atomically — requests in flight finish on the snapshot they started with — and
-    /// reconciles the health checks. Routes, clusters, endpoints and policies may change; the
+    /// reconciles the health checks. Routes, clusters, endpoints, policies and span export
+    /// (`tracing`) may change; the
     /// set of listeners (names, addresses, protocols) may not yet, and the admin address is
     /// kept. On any error nothing changes and the old config keeps serving.
     pub fn reload(&self, config: &ValidatedConfig) -> anyhow::Result<ReloadReport> {
@@ -308,19 +313,24 @@ impl Control {
         // Discovered endpoints stay for clusters whose discovery source did not change.
         let old_base = state.base.clone();
         state.discovered.retain(|cluster, _| {
-            dns_of(config, cluster).is_some()
-                && dns_of(config, cluster) == dns_of(&old_base, cluster)
+            discovery_of(config, cluster).is_some()
+                && discovery_of(config, cluster) == discovery_of(&old_base, cluster)
         });
         let merged = with_discovered(config, &state.discovered)?;
         let current = self.snapshots.load();
         let snapshot = Snapshot::compile(&merged, Some(&current))?;
+        self.spans
+            .apply(config)
+            .map_err(|e| anyhow::anyhow!("tracing.otlp: {e}"))?;
         let targets = check_targets(&snapshot);
         let clusters = snapshot.clusters().len();
         self.snapshots.store(snapshot);
         self.running.set(config);
         state.checker.reconcile(targets);
         state.base = config.clone();
-        state.discovery.reconcile(discovery_targets(config));
+        state
+            .discovery
+            .reconcile(discovery_targets(config, self.source.as_deref()));
         let report = ReloadReport {
             clusters,
             checked_endpoints: state.checker.len(),
@@ -339,7 +349,7 @@ impl Control {
     /// discovery's latest set); endpoints that stay keep their state. Logged, never fatal.
     fn apply_discovered(&self, cluster: &str, endpoints: Vec<EndpointConfig>) {
         let mut state = self.lock();
-        if dns_of(&state.base, cluster).is_none() {
+        if discovery_of(&state.base, cluster).is_none() {
             return;
         }
         state.discovered.insert(cluster.to_owned(), endpoints);
@@ -359,18 +369,20 @@ impl Control {
     }
 }
 
-/// The DNS discovery source of `cluster` in `config`, if it has one.
-fn dns_of<'c>(config: &'c ValidatedConfig, cluster: &str) -> Option<&'c DnsDiscoveryConfig> {
+/// The discovery block of `cluster` in `config`, if it has one.
+fn discovery_of<'c>(config: &'c ValidatedConfig, cluster: &str) -> Option<&'c DiscoveryConfig> {
     let c = config
         .config()
         .clusters
         .iter()
         .find(|c| c.name == cluster)?;
-    c.discovery.as_ref()?.dns.as_ref()
+    c.discovery.as_ref()
 }
 
-/// Every cluster of `config` with a discovery source.
-fn discovery_targets(config: &ValidatedConfig) -> Vec<DiscoveryTarget> {
+/// Every cluster of `config` with a discovery source; a relative endpoints-file path is
+/// resolved from the directory of the config file `source` (the working directory without one).
+fn discovery_targets(config: &ValidatedConfig, source: Option<&Path>) -> Vec<DiscoveryTarget> {
+    let dir = source.map(|s| s.parent().unwrap_or_else(|| Path::new("")));
     config
         .config()
         .clusters
@@ -378,7 +390,7 @@ fn discovery_targets(config: &ValidatedConfig) -> Vec<DiscoveryTarget> {
         .filter_map(|c| {
             Some(DiscoveryTarget {
                 cluster: c.name.clone(),
-                dns: c.discovery.as_ref()?.dns.clone()?,
+                source: Source::from_config(c.discovery.as_ref()?, dir)?,
             })
         })
         .collect()
@@ -455,6 +467,9 @@ pub fn check_targets(snapshot: &Snapshot) -> Vec<CheckTarget> {
                 config: cluster.health_check()?.clone(),
                 protocol: cluster.protocol,
                 endpoints: cluster.endpoints.clone(),
+                tls: cluster
+                    .tls_client()
+                    .map(|(config, name)| ProbeTls::new(config, name)),
             })
         })
         .collect()

@@ -357,3 +357,160 @@ listeners:
     let status = child.wait().unwrap();
     assert!(status.success(), "graceful exit after SIGTERM: {status}");
 }
+
+/// `weir run -c <path>` that must fail at start: its stderr (killed after 30 s if it served).
+fn run_fails(path: &std::path::Path) -> String {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_weir"))
+        .args(["run", "-c", path.to_str().unwrap()])
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while child.try_wait().unwrap().is_none() {
+        if Instant::now() > deadline {
+            child.kill().unwrap();
+            panic!("weir run started with a config weir check refused");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let mut stderr = String::new();
+    std::io::Read::read_to_string(&mut child.stderr.take().unwrap(), &mut stderr).unwrap();
+    stderr
+}
+
+/// `weir check` opens every certificate, key and CA file the config names — listener
+/// certificates, the mTLS client CA, a cluster's CA and client certificate — and refuses a bad
+/// one with the same words `weir run` fails with at start: the file, the YAML path, and what is
+/// wrong (unreadable, not PEM, a key of another certificate, expired).
+#[test]
+fn check_opens_certificate_key_and_ca_files() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let ca = weir_test_support::TestCa::new();
+    ca.issue_pem("site", &["site.test"]).write(d, "site");
+    ca.issue_pem("other", &["other.test"]).write(d, "other");
+    ca.issue_expired("old", &["old.test"]).write(d, "old");
+    ca.issue_client("weir", &["weir.test"], &[])
+        .write(d, "client");
+    ca.write_cert(&d.join("ca.pem"));
+    std::fs::write(d.join("junk.pem"), "not a certificate\n").unwrap();
+    let f = |name: &str| d.join(name).display().to_string();
+    let yaml =
+        |cert: &str, key: &str, client_ca: &str, upstream_ca: &str, cc: &str, cc_key: &str| {
+            format!(
+                "listeners:
+  - name: web
+    address: 127.0.0.1:0
+    routes: [ {{ cluster: c }} ]
+    tls:
+      certificates: [ {{ cert: \"{}\", key: \"{}\" }} ]
+      client_auth: {{ ca: \"{}\" }}
+clusters:
+  - name: c
+    tls: {{ sni: api.test, ca: \"{}\", client_cert: {{ cert: \"{}\", key: \"{}\" }} }}
+    endpoints: [ 127.0.0.1:9 ]
+",
+                f(cert),
+                f(key),
+                f(client_ca),
+                f(upstream_ca),
+                f(cc),
+                f(cc_key)
+            )
+        };
+    let good = [
+        "site.pem",
+        "site.key",
+        "ca.pem",
+        "ca.pem",
+        "client.pem",
+        "client.key",
+    ];
+    let (ok, stdout, stderr) = check(&yaml(good[0], good[1], good[2], good[3], good[4], good[5]));
+    assert!(ok, "{stderr}");
+    assert!(stdout.contains(": ok"), "{stdout}");
+
+    // (which file to replace, by what, the YAML path and words expected in the error)
+    let cases: &[(usize, &str, &str, &str)] = &[
+        (
+            0,
+            "missing.pem",
+            "listeners[0].tls.certificates[0].cert",
+            "cannot read",
+        ),
+        (
+            0,
+            "junk.pem",
+            "listeners[0].tls.certificates[0].cert",
+            "holds no certificate",
+        ),
+        (
+            1,
+            "other.key",
+            "listeners[0].tls.certificates[0].key",
+            "does not match",
+        ),
+        (
+            0,
+            "old.pem",
+            "listeners[0].tls.certificates[0].cert",
+            "expired",
+        ),
+        (
+            2,
+            "junk.pem",
+            "listeners[0].tls.client_auth.ca",
+            "holds no certificate",
+        ),
+        (
+            2,
+            "missing.pem",
+            "listeners[0].tls.client_auth.ca",
+            "cannot read",
+        ),
+        (3, "junk.pem", "clusters[0].tls.ca", "holds no certificate"),
+        (4, "old.pem", "clusters[0].tls.client_cert.cert", "expired"),
+        (
+            5,
+            "site.key",
+            "clusters[0].tls.client_cert.key",
+            "does not match",
+        ),
+        (5, "junk.pem", "clusters[0].tls.client_cert.key", "junk.pem"),
+    ];
+    for &(slot, file, path, words) in cases {
+        let mut files = good;
+        files[slot] = file;
+        if slot == 0 && file == "old.pem" {
+            files[1] = "old.key";
+        }
+        if slot == 4 {
+            files[5] = "old.key";
+        }
+        let text = yaml(files[0], files[1], files[2], files[3], files[4], files[5]);
+        let (ok, _, stderr) = check(&text);
+        assert!(!ok, "accepted {file} as {path}");
+        assert!(
+            stderr.contains("weir.yaml: "),
+            "file name missing: {stderr}"
+        );
+        assert!(stderr.contains(path), "want {path:?} in: {stderr}");
+        assert!(stderr.contains(words), "want {words:?} in: {stderr}");
+        assert!(stderr.contains(file), "want the file {file} in: {stderr}");
+
+        // The same error stops `weir run` at start.
+        let config = d.join("run.yaml");
+        std::fs::write(&config, &text).unwrap();
+        let started = run_fails(&config);
+        let message = stderr
+            .trim()
+            .split_once(": ")
+            .map(|(_, rest)| rest)
+            .unwrap();
+        assert!(
+            started.contains(message.split_once(": ").unwrap().1),
+            "check said {stderr:?}, run said {started:?}"
+        );
+    }
+}

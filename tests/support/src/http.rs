@@ -23,6 +23,9 @@
 //! [`MockHttp::set_fail_with`] switches failing on and off while the mock runs (health checks
 //! that must see an endpoint go down and come back).
 //!
+//! [`MockHttp::traceparents`] lists the `traceparent` of every request received, whatever its
+//! answer (trace tests, where a failing endpoint's answer cannot echo it).
+//!
 //! With [`MockHttpBuilder::tls`] the mock serves HTTPS instead (HTTP/1.1 or HTTP/2 by ALPN) and
 //! adds `x-seen-sni`: the server name the client sent, if any (upstream TLS tests).
 
@@ -96,6 +99,8 @@ struct Shared {
     fail_now: AtomicU16,
     requests: AtomicU64,
     posts: AtomicU64,
+    /// The `traceparent` of every request, in arrival order.
+    traceparents: std::sync::Mutex<Vec<String>>,
     token: CancellationToken,
 }
 
@@ -150,6 +155,15 @@ impl MockHttp {
     /// TCP connections accepted so far, including ones closed at once by `reset`.
     pub fn connections(&self) -> u64 {
         self.connections.load(Ordering::SeqCst)
+    }
+
+    /// The `traceparent` header of every request received so far, in arrival order.
+    pub fn traceparents(&self) -> Vec<String> {
+        self.shared
+            .traceparents
+            .lock()
+            .map(|t| t.clone())
+            .unwrap_or_default()
     }
 
     /// While `Some(status)`, answers every request — `/healthz` included — with `status`
@@ -210,6 +224,7 @@ impl MockHttpBuilder {
             fail_now: AtomicU16::new(0),
             requests: AtomicU64::new(0),
             posts: AtomicU64::new(0),
+            traceparents: std::sync::Mutex::default(),
             token: token.clone(),
         });
         let state = Arc::clone(&shared);
@@ -361,6 +376,14 @@ async fn handle(
         shared.posts.fetch_add(1, Ordering::SeqCst);
     }
     let seen = seen_headers(&req);
+    if let Some(tp) = req
+        .headers()
+        .get("traceparent")
+        .and_then(|v| v.to_str().ok())
+        && let Ok(mut all) = shared.traceparents.lock()
+    {
+        all.push(tp.to_owned());
+    }
     if let Some(delay) = shared.behaviour.delay {
         tokio::time::sleep(delay).await;
     }

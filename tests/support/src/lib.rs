@@ -15,6 +15,8 @@
 //!   with request and cancellation counters.
 //! - [`GrpcHealth`]: the standard `grpc.health.v1.Health` service, switchable between
 //!   `SERVING` and `NOT_SERVING` per service name (active gRPC health checks).
+//! - [`Etcd`]: not a mock but a real `etcd` server on free loopback ports, with `etcdctl` puts
+//!   and deletes, a kill and a restart (etcd discovery).
 
 #![allow(
     clippy::unwrap_used,
@@ -23,6 +25,7 @@
 )]
 
 pub mod dns;
+pub mod etcd;
 pub mod grpc;
 pub mod grpc_health;
 pub mod http;
@@ -34,13 +37,14 @@ pub mod util;
 mod ws;
 
 pub use self::dns::MockDns;
+pub use self::etcd::Etcd;
 pub use self::grpc::GrpcEcho;
 pub use self::grpc_health::GrpcHealth;
 pub use self::http::{DRIP_CHUNK, MockHttp, MockHttpBuilder, pattern_byte};
 pub use self::tcp::{Blackhole, MockTcp, TcpEcho};
 pub use self::tls::{Issued, MockTls, TestCa, TlsStream, tls_connect};
 pub use self::udp::MockUdp;
-pub use self::util::{trace_init, wait_until};
+pub use self::util::{trace_init, wait_until, wait_until_async};
 
 /// Re-exported so tests can open WebSocket clients without naming a tungstenite version.
 pub use tokio_tungstenite;

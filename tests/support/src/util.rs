@@ -137,6 +137,26 @@ where
     }
 }
 
+/// [`wait_until`] for a condition that must itself await something (a request, a
+/// handshake): polls `cond` until it yields `true` or `timeout` passes.
+#[must_use = "assert on the result: false means the condition never held"]
+pub async fn wait_until_async<F, Fut>(timeout: Duration, mut cond: F) -> bool
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let deadline = tokio::time::Instant::now() + timeout;
+    loop {
+        if cond().await {
+            return true;
+        }
+        if tokio::time::Instant::now() >= deadline {
+            return cond().await;
+        }
+        tokio::time::sleep(POLL_INTERVAL).await;
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -1,9 +1,13 @@
-//! Rules for a cluster's service discovery: a name that can be resolved, a port where the
-//! records carry none, TTL bounds that make sense.
+//! Rules for a cluster's service discovery: exactly one source; for DNS a name that can be
+//! resolved, a port where the records carry none, TTL bounds that make sense; for etcd
+//! `http://` URLs, a non-empty prefix and a username with a password; for a file a path and
+//! a positive interval.
 
 use super::Checker;
 use crate::path::YamlPath;
-use crate::{ClusterConfig, DnsRecordKind};
+use crate::{
+    ClusterConfig, DnsDiscoveryConfig, DnsRecordKind, EtcdDiscoveryConfig, FileDiscoveryConfig,
+};
 
 // === impl Checker ===
 
@@ -14,15 +18,117 @@ impl Checker<'_> {
             return;
         };
         let path = path.key("discovery");
-        let Some(dns) = &discovery.dns else {
-            self.report(
+        let sources = [
+            discovery.dns.is_some(),
+            discovery.etcd.is_some(),
+            discovery.file.is_some(),
+        ];
+        match sources.iter().filter(|&&s| s).count() {
+            0 => self.report(
                 &path,
                 "discovery names no source",
-                "add `dns: { name: ..., port: ... }`",
+                "add one of `dns: { name: ..., port: ... }`, `etcd: { endpoints: [...], prefix: ... }` \
+                 or `file: { path: ... }`",
+            ),
+            1 => {}
+            _ => self.report(
+                &path,
+                "discovery names more than one source",
+                "keep one of `dns`, `etcd` and `file`; split the endpoints into two clusters \
+                 and use weighted_clusters to send traffic to both",
+            ),
+        }
+        if let Some(dns) = &discovery.dns {
+            self.dns_discovery(dns, &path.key("dns"));
+        }
+        if let Some(etcd) = &discovery.etcd {
+            self.etcd_discovery(etcd, &path.key("etcd"));
+        }
+        if let Some(file) = &discovery.file {
+            self.file_discovery(file, &path.key("file"));
+        }
+    }
+
+    fn etcd_discovery(&mut self, etcd: &EtcdDiscoveryConfig, path: &YamlPath) {
+        if etcd.endpoints.is_empty() {
+            self.report(
+                &path.key("endpoints"),
+                "no etcd endpoints",
+                "list the etcd client URLs, e.g. `endpoints: [ http://127.0.0.1:2379 ]`",
             );
-            return;
-        };
-        let path = path.key("dns");
+        }
+        for (i, url) in etcd.endpoints.iter().enumerate() {
+            let ok = url
+                .strip_prefix("http://")
+                .and_then(|rest| {
+                    rest.split_once('/')
+                        .map_or(Some(rest), |(h, p)| p.is_empty().then_some(h))
+                })
+                .and_then(|authority| authority.rsplit_once(':'))
+                .is_some_and(|(host, port)| {
+                    !host.is_empty() && port.parse::<u16>().is_ok_and(|p| p != 0)
+                });
+            if !ok {
+                self.report(
+                    &path.key("endpoints").index(i),
+                    format!("{url:?} is not an etcd client URL weir can use"),
+                    "give `http://host:port`, e.g. http://127.0.0.1:2379 (TLS to etcd is not supported)",
+                );
+            }
+        }
+        if etcd.prefix.is_empty() {
+            self.report(
+                &path.key("prefix"),
+                "prefix is empty, which would read every key in etcd",
+                "give the prefix the endpoints are stored under, e.g. /weir/clusters/api/",
+            );
+        }
+        match (&etcd.username, &etcd.password) {
+            (Some(_), None) => self.report(
+                &path.key("username"),
+                "username is set without a password",
+                "add `password`, or remove `username` for an etcd without authentication",
+            ),
+            (None, Some(_)) => self.report(
+                &path.key("password"),
+                "password is set without a username",
+                "add `username`, or remove `password` for an etcd without authentication",
+            ),
+            (Some(user), Some(_)) if user.is_empty() => self.report(
+                &path.key("username"),
+                "username is empty",
+                "give the etcd user weir authenticates as",
+            ),
+            _ => {}
+        }
+        if etcd.connect_timeout.get().is_zero() {
+            self.report(
+                &path.key("connect_timeout"),
+                "connect_timeout is 0; no connection could be made",
+                "give a positive duration such as 2s",
+            );
+        }
+    }
+
+    fn file_discovery(&mut self, file: &FileDiscoveryConfig, path: &YamlPath) {
+        if file.path.as_os_str().is_empty() {
+            self.report(
+                &path.key("path"),
+                "path is empty",
+                "give the endpoints file, e.g. endpoints/api.yaml (relative to the config file)",
+            );
+        }
+        if file.interval.get().is_zero() {
+            self.report(
+                &path.key("interval"),
+                "interval is 0; the file would be read in a busy loop",
+                "give a positive duration such as 1s",
+            );
+        }
+    }
+
+    fn dns_discovery(&mut self, dns: &DnsDiscoveryConfig, path: &YamlPath) {
+        let path = path.clone();
         let name = dns.name.trim_end_matches('.');
         let label_ok = |l: &str| {
             !l.is_empty()

@@ -9,8 +9,11 @@ use std::net::SocketAddr;
 
 use crate::path::YamlPath;
 use crate::yaml::Node;
-use crate::{ClusterConfig, Config, ConfigError, HttpOptionsConfig, ListenerConfig};
+use crate::{
+    ClusterConfig, Config, ConfigError, EndpointConfig, HttpOptionsConfig, ListenerConfig,
+};
 
+mod affinity;
 mod balancing;
 mod discovery;
 mod health;
@@ -25,7 +28,7 @@ mod traffic;
 mod xdp;
 
 /// Endpoint weights outside this range are rejected.
-const MAX_ENDPOINT_WEIGHT: u32 = 10_000;
+pub const MAX_ENDPOINT_WEIGHT: u32 = 10_000;
 
 /// Collects problems while walking a config.
 pub(crate) struct Checker<'a> {
@@ -54,6 +57,25 @@ pub(crate) fn check(config: &Config, tree: Option<&Node>, file: &str) -> Vec<Con
     checker.clusters(&config.clusters);
     rate_limit::check(&mut checker, config);
     observability::check(&mut checker, config);
+    checker.errors
+}
+
+/// Checks an endpoints file's list (file discovery) by the rules of a cluster's `endpoints`.
+pub(crate) fn check_endpoints_file(
+    endpoints: &[EndpointConfig],
+    tree: Option<&Node>,
+    file: &str,
+) -> Vec<ConfigError> {
+    let mut checker = Checker {
+        file,
+        tree,
+        errors: Vec::new(),
+    };
+    checker.endpoints(
+        endpoints,
+        "the endpoints file",
+        &YamlPath::root().key("endpoints"),
+    );
     checker.errors
 }
 
@@ -240,11 +262,18 @@ impl Checker<'_> {
                     "give a positive duration such as 1s",
                 );
             }
-            self.endpoints(cluster, &path.key("endpoints"));
+            self.endpoints(
+                &cluster.endpoints,
+                &format!("cluster {:?}", cluster.name),
+                &path.key("endpoints"),
+            );
             if let Some(tls) = &cluster.tls {
                 self.cluster_tls(tls, &path.key("tls"));
             }
             self.balancing(cluster, &path);
+            if let Some(affinity) = &cluster.session_affinity {
+                self.session_affinity(affinity, &path.key("session_affinity"));
+            }
             self.health(cluster, &path);
             self.retry_budget(cluster, &path);
             self.discovery(cluster, &path);
@@ -265,9 +294,11 @@ impl Checker<'_> {
         }
     }
 
-    fn endpoints(&mut self, cluster: &ClusterConfig, path: &YamlPath) {
+    /// Checks an endpoint list (of `owner`, named in messages) at `path`: weights in range, a
+    /// real port, each address once.
+    fn endpoints(&mut self, endpoints: &[EndpointConfig], owner: &str, path: &YamlPath) {
         let mut seen: HashMap<SocketAddr, YamlPath> = HashMap::new();
-        for (k, endpoint) in cluster.endpoints.iter().enumerate() {
+        for (k, endpoint) in endpoints.iter().enumerate() {
             let path = path.index(k);
             if !(1..=MAX_ENDPOINT_WEIGHT).contains(&endpoint.weight) {
                 self.report(
@@ -288,8 +319,8 @@ impl Checker<'_> {
                 self.report(
                     &path,
                     format!(
-                        "endpoint {} is listed twice in cluster {:?} (first at {first})",
-                        endpoint.address, cluster.name
+                        "endpoint {} is listed twice in {owner} (first at {first})",
+                        endpoint.address
                     ),
                     "list each address once and raise its weight instead",
                 );

@@ -21,6 +21,17 @@ pub(super) fn check(c: &mut Checker<'_>, route: &RouteConfig, path: &YamlPath, c
     route_match(c, &route.match_, &path.key("match"));
     actions(c, route, path, clusters);
     c.route_traffic_policy(route, path);
+    if let Some(affinity) = &route.session_affinity {
+        let at = path.key("session_affinity");
+        if route.cluster.is_none() && route.weighted_clusters.is_none() {
+            c.report(
+                &at,
+                "session_affinity on a route that forwards to no cluster",
+                "remove it, or give the route a `cluster` or `weighted_clusters` action",
+            );
+        }
+        c.session_affinity(affinity, &at);
+    }
     if let Some(timeout) = route.timeout
         && timeout.get().is_zero()
     {

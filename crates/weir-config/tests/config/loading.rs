@@ -257,3 +257,27 @@ fn admin_metrics_per_endpoint_defaults_on_and_can_be_turned_off() {
     ]);
     assert_eq!(unknown.path, "admin.metrics.per_route", "{unknown}");
 }
+
+#[test]
+fn the_admin_address_defaults_to_loopback() {
+    for yaml in [
+        &["admin: {}"][..],
+        &["admin:", "  metrics: { per_endpoint: false }"][..],
+    ] {
+        let config = load_ok(yaml);
+        let admin = config.config().admin.as_ref().unwrap();
+        assert_eq!(admin.address, weir_config::DEFAULT_ADMIN_ADDRESS);
+        assert_eq!(admin.address.to_string(), "127.0.0.1:9901");
+    }
+    let given = load_ok(&["admin: { address: 127.0.0.1:9000 }"]);
+    assert_eq!(given.config().admin.as_ref().unwrap().address.port(), 9000);
+    // A listener on the default admin address is still a conflict.
+    let clash = load_err(&[
+        "admin: {}",
+        "listeners:",
+        "  - name: web",
+        "    address: 127.0.0.1:9901",
+        "    routes: [ { direct_response: { status: 200 } } ]",
+    ]);
+    assert!(clash.to_string().contains("admin"), "{clash}");
+}

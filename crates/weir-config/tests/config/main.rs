@@ -1,6 +1,7 @@
 //! Config loading and validation, one test binary: happy paths, parse errors and rule errors,
 //! each naming the file, YAML path and line.
 
+mod affinity;
 mod balancing_and_l4;
 mod common;
 mod discovery;

@@ -154,6 +154,7 @@ fn config(interval: Duration) -> HealthCheckConfig {
 
 fn target(config: &HealthCheckConfig, endpoints: &[Arc<Endpoint>]) -> CheckTarget {
     CheckTarget {
+        tls: None,
         cluster: Arc::from("backend"),
         config: config.clone(),
         protocol: UpstreamProtocol::Http1,

@@ -2,6 +2,9 @@
 //! with `connection: close`, or HTTP/2 with prior knowledge), judged by its status and, when
 //! asked, by the first 64 KiB of its body.
 //!
+//! With the cluster's TLS ([`ProbeTls`]) the connection is TLS first, as the cluster's traffic
+//! is.
+//!
 //! A fresh connection per probe is deliberate: a pooled one would pass while the endpoint no
 //! longer accepts new connections, which is exactly what the data plane needs to know.
 
@@ -13,9 +16,11 @@ use http_body_util::{BodyExt, Empty};
 use hyper::body::Incoming;
 use hyper::client::conn::{http1, http2};
 use hyper_util::rt::{TokioExecutor, TokioIo};
+use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::task::JoinHandle;
 use weir_config::{HttpCheckConfig, UpstreamProtocol};
 
+use super::tls::ProbeTls;
 use super::{MAX_READ, USER_AGENT, Verdict, connect, contains, error_detail, missing};
 
 /// Aborts the connection's driver task when the probe ends (or is dropped at its timeout).
@@ -29,15 +34,25 @@ impl Drop for Driver {
     }
 }
 
-/// Checks `addr` with the request `config` describes.
+/// Checks `addr` with the request `config` describes, over TLS when `tls` is given.
 pub(super) async fn check(
     config: &HttpCheckConfig,
     protocol: UpstreamProtocol,
+    tls: Option<&ProbeTls>,
     addr: SocketAddr,
 ) -> Verdict {
-    let authority = config.host.clone().unwrap_or_else(|| addr.to_string());
-    let request = request(config, protocol, &authority)?;
-    let (response, _driver) = exchange(addr, protocol, request).await?;
+    let authority = config
+        .host
+        .clone()
+        .unwrap_or_else(|| tls.map_or_else(|| addr.to_string(), |t| t.authority(addr)));
+    let request = request(config, protocol, tls.is_some(), &authority)?;
+    let (response, _driver) = match tls {
+        None => exchange(addr, TokioIo::new(connect(addr).await?), protocol, request).await?,
+        Some(tls) => {
+            let io = TokioIo::new(tls.connect(addr).await?);
+            exchange(addr, io, protocol, request).await?
+        }
+    };
     let status = response.status();
     if !config.expects(status.as_u16()) {
         let expected = config
@@ -56,11 +71,12 @@ pub(super) async fn check(
     Ok(status.to_string())
 }
 
-/// The probe request: origin-form with `Host` over HTTP/1.1, absolute (for `:authority`) over
-/// HTTP/2.
+/// The probe request: origin-form with `Host` over HTTP/1.1, absolute (for `:authority`, with
+/// `https` when `secure`) over HTTP/2.
 fn request(
     config: &HttpCheckConfig,
     protocol: UpstreamProtocol,
+    secure: bool,
     authority: &str,
 ) -> Result<Request<Empty<Bytes>>, String> {
     let invalid = |what: &str, e: &dyn std::fmt::Display| format!("invalid {what}: {e}");
@@ -75,7 +91,7 @@ fn request(
             .header(header::CONNECTION, HeaderValue::from_static("close")),
         UpstreamProtocol::Http2 => {
             let uri = Uri::builder()
-                .scheme("http")
+                .scheme(if secure { "https" } else { "http" })
                 .authority(authority)
                 .path_and_query(config.path.as_str())
                 .build()
@@ -88,14 +104,17 @@ fn request(
         .map_err(|e| invalid("request", &e))
 }
 
-/// Connects, runs the handshake and sends `request`; the returned driver keeps the connection
-/// alive while the body is read.
-async fn exchange(
+/// Runs the HTTP handshake on `io` (connected to `addr`) and sends `request`; the returned
+/// driver keeps the connection alive while the body is read.
+async fn exchange<T>(
     addr: SocketAddr,
+    io: TokioIo<T>,
     protocol: UpstreamProtocol,
     request: Request<Empty<Bytes>>,
-) -> Result<(Response<Incoming>, Driver), String> {
-    let io = TokioIo::new(connect(addr).await?);
+) -> Result<(Response<Incoming>, Driver), String>
+where
+    T: AsyncRead + AsyncWrite + Send + Unpin + 'static,
+{
     let failed = |e: hyper::Error| error_detail(&e);
     match protocol {
         UpstreamProtocol::Http1 => {

@@ -21,7 +21,10 @@ use crate::ProbeResult;
 mod grpc;
 mod http;
 mod tcp;
+mod tls;
 mod udp;
+
+pub use tls::ProbeTls;
 
 /// Most bytes of a response body (HTTP) or reply (TCP, UDP) that are searched for the expected
 /// text; the rest is not read.
@@ -49,13 +52,15 @@ pub(crate) struct ConfigProbe {
     pub(crate) config: HealthCheckConfig,
     /// The cluster's upstream protocol (HTTP/1.1 or h2c for HTTP probes).
     pub(crate) protocol: UpstreamProtocol,
+    /// The cluster's TLS, for HTTP and gRPC probes, with the ALPN they speak.
+    pub(crate) tls: Option<ProbeTls>,
 }
 
 // === impl ConfigProbe ===
 
 impl Probe for ConfigProbe {
     fn probe(&self, addr: SocketAddr) -> ProbeFuture<'_> {
-        Box::pin(probe(&self.config, self.protocol, addr))
+        Box::pin(run(&self.config, self.protocol, self.tls.as_ref(), addr))
     }
 }
 
@@ -66,14 +71,41 @@ pub async fn probe(
     protocol: UpstreamProtocol,
     addr: SocketAddr,
 ) -> ProbeResult {
+    run(config, protocol, None, addr).await
+}
+
+/// [`probe`] for a cluster with upstream `tls:`: HTTP and gRPC probes run over TLS with `tls`
+/// (TCP and UDP probes are unchanged).
+pub async fn probe_tls(
+    config: &HealthCheckConfig,
+    protocol: UpstreamProtocol,
+    tls: &ProbeTls,
+    addr: SocketAddr,
+) -> ProbeResult {
+    run(
+        config,
+        protocol,
+        Some(&tls.for_probe(config, protocol)),
+        addr,
+    )
+    .await
+}
+
+/// One probe; `tls` already offers the probe's ALPN.
+async fn run(
+    config: &HealthCheckConfig,
+    protocol: UpstreamProtocol,
+    tls: Option<&ProbeTls>,
+    addr: SocketAddr,
+) -> ProbeResult {
     let timeout = config.timeout.get();
     let started = Instant::now();
     let deadline = started + timeout;
     let check = async {
         match config.probe() {
-            Some(ProbeKind::Http(c)) => http::check(c, protocol, addr).await,
+            Some(ProbeKind::Http(c)) => http::check(c, protocol, tls, addr).await,
             Some(ProbeKind::Tcp(c)) => tcp::check(c, addr, deadline, timeout).await,
-            Some(ProbeKind::Grpc(c)) => grpc::check(c, addr).await,
+            Some(ProbeKind::Grpc(c)) => grpc::check(c, tls, addr).await,
             Some(ProbeKind::Udp(c)) => udp::check(c, addr).await,
             None => Err("health_check names no probe (http, tcp, grpc or udp)".to_owned()),
         }

@@ -32,6 +32,7 @@ fn target(
     endpoints: &[Arc<Endpoint>],
 ) -> CheckTarget {
     CheckTarget {
+        tls: None,
         cluster: Arc::from(cluster),
         config: config.clone(),
         protocol,

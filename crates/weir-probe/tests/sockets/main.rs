@@ -12,3 +12,4 @@
 mod checker;
 mod config;
 mod probes;
+mod tls_probes;

@@ -16,7 +16,7 @@ use http_body::{Body, Frame, SizeHint};
 use weir_core::{BoxError, ErrorKind};
 
 use super::{AccessLog, HttpRecord, Record, TcpEnd, TcpRecord};
-use crate::otlp::{SpanExporter, SpanIds, SpanRecord};
+use crate::otlp::{AttemptTracer, SpanExporter, SpanIds, SpanRecord};
 
 /// An HTTP request's record while the request runs; submitted when dropped (by the downstream
 /// response body wrapper, once the body has ended).
@@ -97,6 +97,12 @@ impl HttpEntry {
         self.span = Some(ids);
     }
 
+    /// What gives each upstream attempt to `cluster` its own client span: `Some` only when
+    /// the request is sampled and spans are exported.
+    pub(crate) fn attempt_tracer(&self, cluster: &Arc<str>) -> Option<AttemptTracer> {
+        AttemptTracer::new(self.spans.as_ref()?, self.span?, cluster)
+    }
+
     /// The trace the request belongs to.
     pub(crate) fn set_trace_id(&mut self, id: Option<[u8; 16]>) {
         self.record.trace_id = id;
@@ -167,11 +173,11 @@ impl Drop for HttpEntry {
             let http = match self.log {
                 Some(_) => record.clone(),
                 None => {
-                    spans.submit(SpanRecord { ids, http: record });
+                    spans.submit(SpanRecord::Server { ids, http: record });
                     return;
                 }
             };
-            spans.submit(SpanRecord { ids, http });
+            spans.submit(SpanRecord::Server { ids, http });
         }
         if let Some(log) = &self.log {
             log.submit(Record::Http(record));

@@ -257,7 +257,7 @@ fn pick_untried<'a>(
     let mut first = None;
     // A few re-draws are enough for random policies; deterministic ones move on with `attempt`.
     for _ in 0..4 {
-        let p = cluster.pick(input, attempt)?;
+        let p = cluster.pick_connection(input, attempt)?;
         if !tried.contains(&p.index) {
             return Some(p);
         }

@@ -555,7 +555,7 @@ fn send_upstream(shared: &SessionShared, client: SocketAddr, datagram: &[u8]) ->
 /// Picks an endpoint and opens a socket connected to it, trying others if that fails locally.
 fn connect(cluster: &Cluster, input: &HashInput<'_>) -> Option<(Arc<Endpoint>, UdpSocket)> {
     for attempt in 0..PICK_ATTEMPTS {
-        let picked = cluster.pick(input, attempt)?;
+        let picked = cluster.pick_connection(input, attempt)?;
         match connect_upstream(picked.endpoint.address) {
             Ok(socket) => return Some((Arc::clone(picked.endpoint), socket)),
             Err(e) => {

@@ -27,8 +27,10 @@ use super::replay::Replay;
 use super::retry::{RetryPolicy, Verdict};
 use crate::Cluster;
 use crate::ProxyBody;
+use crate::affinity::RequestAffinity;
 use crate::cluster::Picked;
 use crate::hash_key::HashInput;
+use crate::otlp::{AttemptOutcome, AttemptTracer};
 use crate::upstream::UpstreamResponse;
 
 /// The request body, in the form the attempts need.
@@ -58,6 +60,10 @@ pub(crate) struct Attempts<'a> {
     pub(crate) sent: AtomicU32,
     /// Collects the decision record, when one was asked for.
     pub(crate) decision: Option<&'a Recorder>,
+    /// The request's session affinity, which decides the first attempt when it can.
+    pub(crate) affinity: Option<&'a RequestAffinity<'a>>,
+    /// Gives each attempt its client span, when the request is sampled and spans are exported.
+    pub(crate) trace: Option<AttemptTracer>,
 }
 
 /// The attempt whose answer goes to the client.
@@ -162,7 +168,7 @@ impl<'a> Attempts<'a> {
                     )
                     .await
                 }
-                None => self.attempt(picked, head, first_body).await,
+                None => self.attempt(picked, head, first_body, false).await,
             };
             made += 1;
             let verdict = match (self.retry, &t.result) {
@@ -216,7 +222,7 @@ impl<'a> Attempts<'a> {
         template: &Option<Parts>,
         tried: &mut Vec<usize>,
     ) -> Tried {
-        let first = self.attempt(picked, head, first_body);
+        let first = self.attempt(picked, head, first_body, false);
         tokio::pin!(first);
         tokio::select! {
             t = &mut first => return t,
@@ -243,7 +249,7 @@ impl<'a> Attempts<'a> {
         if let Some(record) = self.decision {
             record.hedging();
         }
-        let second = self.attempt(other, head, second_body);
+        let second = self.attempt(other, head, second_body, true);
         tokio::pin!(second);
         let (done, rest) = match select(first, second).await {
             Either::Left((t, rest)) | Either::Right((t, rest)) => (t, rest),
@@ -267,12 +273,24 @@ impl<'a> Attempts<'a> {
         }
     }
 
-    /// One attempt against `picked`, reported to the balancer and outlier detection.
-    async fn attempt(&self, picked: Picked<'a>, head: Parts, body: ProxyBody) -> Tried {
+    /// One attempt against `picked` (`as_hedge`: in parallel with another), reported to the
+    /// balancer and outlier detection.
+    async fn attempt(
+        &self,
+        picked: Picked<'a>,
+        mut head: Parts,
+        body: ProxyBody,
+        as_hedge: bool,
+    ) -> Tried {
         let cluster = self.cluster;
         let hedge = self.decision.is_some_and(Recorder::take_hedge);
         let in_flight = picked.endpoint.state.begin_request();
-        self.sent.fetch_add(1, Ordering::Relaxed);
+        let number = self.sent.fetch_add(1, Ordering::Relaxed) + 1;
+        // A hedge is an attempt sent while the first one still runs.
+        let mut span = self
+            .trace
+            .as_ref()
+            .map(|t| t.begin(&mut head, number, picked.endpoint.address, as_hedge));
         let now = Instant::now();
         let remaining = self.deadline.map(|d| d.saturating_duration_since(now));
         let timeout = match (self.retry.and_then(|r| r.per_try_timeout), remaining) {
@@ -295,6 +313,12 @@ impl<'a> Attempts<'a> {
             None => sent.await,
         };
         let elapsed = now.elapsed();
+        if let Some(span) = &mut span {
+            span.finish(match &result {
+                Ok(up) => AttemptOutcome::Status(up.response.status().as_u16()),
+                Err(e) => AttemptOutcome::Error(e.kind()),
+            });
+        }
         cluster
             .stats
             .record_attempt(result.as_ref().map(|up| up.response.status()), elapsed);
@@ -327,6 +351,14 @@ impl<'a> Attempts<'a> {
             client: self.client,
             local: self.local,
         };
+        if made == 0
+            && let Some(affinity) = self.affinity
+            && let Some((index, why)) = affinity.pick(self.cluster, &input, self.decision.is_some())
+            && let Some(p) = self.cluster.picked(index)
+        {
+            self.explained(why);
+            return Some(p);
+        }
         let mut fallback = None;
         // A few draws: random and least-request policies may repeat an endpoint; hashing
         // policies move on by the attempt number.

@@ -45,8 +45,10 @@ pub(crate) async fn serve_connection(stream: TcpStream, mut info: ConnInfo) {
             serve_io(TokioIo::new(stream), info, options).await;
         }
         Some(tls) => {
+            // Boxed so the handshake's state does not size every connection's task.
+            let handshake = Box::pin(crate::tls::accept(tls, stream, options.header_read_timeout));
             let accepted = tokio::select! {
-                accepted = crate::tls::accept(tls, stream, options.header_read_timeout) => accepted,
+                accepted = handshake => accepted,
                 () = info.shutdown.cancelled() => None,
             };
             drop(snapshot);
@@ -90,12 +92,17 @@ where
             let active = ActiveRequest::new(Arc::clone(&activity));
             async move {
                 // The access log entry ends with the response body (or with this future).
-                let (access, spans) = (info.access_log.as_ref(), info.spans.as_ref());
+                // The exporter current when the request starts serves it to the end.
+                let spans = info.spans.as_ref().and_then(|s| s.current());
+                let (access, spans) = (info.access_log.as_ref(), spans.as_ref());
                 let mut log = (access.is_some() || spans.is_some()).then(|| {
                     let (m, u, h) = (req.method(), req.uri(), req.headers());
                     HttpEntry::begin(access, spans, info.listener, info.remote, m, u, h)
                 });
-                let res = handle(&info, req, log.as_mut()).await;
+                // Boxed: the request's future is large (routing, retries, hedging, mirroring)
+                // and hyper keeps a slot of the service future's size per connection, idle or
+                // not; boxed, an idle keep-alive connection costs a pointer instead.
+                let res = Box::pin(handle(&info, req, log.as_mut())).await;
                 res.map(|r| {
                     if let Some(log) = &mut log {
                         log.set_status(r.status());

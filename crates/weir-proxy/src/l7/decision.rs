@@ -53,6 +53,8 @@ pub(crate) struct Recorder {
     next_attempt: AtomicUsize,
     /// Set by a hedge just before its attempt starts.
     hedge_next: AtomicBool,
+    /// What session affinity did (`hit`, `new`, `moved`), when the route or cluster has it.
+    affinity: OnceLock<&'static str>,
 }
 
 /// Strips `x-weir-debug` from `headers` and says whether (and how) the record is wanted:
@@ -88,6 +90,11 @@ impl Recorder {
     /// Whether the attempt starting now is a hedge (clears the mark).
     pub(crate) fn take_hedge(&self) -> bool {
         self.hedge_next.swap(false, Ordering::Relaxed)
+    }
+
+    /// Notes what session affinity did for the request.
+    pub(crate) fn affinity(&self, verdict: &'static str) {
+        let _ = self.affinity.set(verdict);
     }
 
     /// Notes a finished attempt.
@@ -162,6 +169,9 @@ impl Recorder {
         }
         if let Some(note) = e.note {
             let _ = write!(out, "; note={note}");
+        }
+        if let Some(verdict) = self.affinity.get() {
+            let _ = write!(out, "; affinity={verdict}");
         }
         self.with_attempts(out)
     }

@@ -32,6 +32,8 @@ pub(crate) struct HttpOptions {
     pub(crate) max_concurrent_streams: u32,
     /// `via` values for HTTP/1.1 and HTTP/2 exchanges, when enabled.
     pub(crate) via: Option<(HeaderValue, HeaderValue)>,
+    /// Whether `x-forwarded-for`/`x-forwarded-proto` are added to forwarded requests.
+    pub(crate) x_forwarded: bool,
     /// Clients whose `x-weir-debug: 1` gets the decision record.
     pub(crate) debug_trusted: weir_config::CidrList,
 }
@@ -104,6 +106,7 @@ impl HttpListener {
                 stream_idle_timeout: h.stream_idle_timeout.get(),
                 max_concurrent_streams: h.max_concurrent_streams,
                 via,
+                x_forwarded: h.x_forwarded,
                 debug_trusted: h.debug_trusted.clone(),
             },
         })

@@ -14,7 +14,7 @@ mod replay;
 pub(crate) mod respond;
 mod retry;
 mod route;
-mod trace;
+pub(crate) mod trace;
 mod upgrade;
 
 pub use fault::FaultStats;

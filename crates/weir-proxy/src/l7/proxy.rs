@@ -27,6 +27,7 @@ use super::replay::Replay;
 use super::route::{Route, RouteAction};
 use super::{decision, fault, grpc, headers, mirror, respond, retry, trace, upgrade};
 use crate::access_log::{CountedBody, HttpEntry};
+use crate::affinity::{SessionAffinity, cookie};
 use crate::body::{ExchangeGuards, IdleTimeout, UpstreamBody, empty};
 use crate::server::ConnInfo;
 use crate::snapshot::Listener;
@@ -170,10 +171,24 @@ async fn answer_route(
             let Some(cluster) = action.cluster(rand::random()) else {
                 return Err(Error::new(ErrorKind::Internal, "route has no cluster"));
             };
+            // The route's affinity overrides the cluster's; its cookie is weir's alone and is
+            // taken out before anything (endpoint or mirror) sees the request.
+            let affinity = route.session_affinity.as_ref().or_else(|| {
+                let c = snapshot.clusters.get(cluster)?;
+                c.session_affinity.as_ref()
+            });
+            let mut req = req;
+            let cookie = affinity
+                .and_then(SessionAffinity::cookie_name)
+                .and_then(|name| cookie::take(req.headers_mut(), name));
             let (req, shadow) =
                 mirror::tee(route, snapshot, listener, conn, req, authority.as_deref());
+            let target = Target {
+                cluster,
+                affinity: affinity.map(|a| (a, cookie)),
+            };
             let forwarded = forward(
-                snapshot, listener, route, cluster, conn, req, authority, grpc, log,
+                snapshot, listener, route, target, conn, req, authority, grpc, log,
             )
             .await;
             shadow.primary_answered(&forwarded);
@@ -192,6 +207,13 @@ async fn answer_route(
     Ok(response)
 }
 
+/// Where a forwarded request goes: the cluster, and the session affinity that applies with the
+/// affinity cookie's value from the request.
+struct Target<'a> {
+    cluster: usize,
+    affinity: Option<(&'a SessionAffinity, Option<String>)>,
+}
+
 #[allow(
     clippy::too_many_arguments,
     reason = "one call site; a struct would only rename them"
@@ -200,7 +222,7 @@ async fn forward(
     snapshot: &Snapshot,
     listener: &HttpListener,
     route: &Route,
-    cluster_index: usize,
+    target: Target<'_>,
     conn: &ConnInfo,
     mut req: Request<ProxyBody>,
     authority: Option<String>,
@@ -209,7 +231,7 @@ async fn forward(
 ) -> Result<Response<ProxyBody>, Error> {
     let cluster = snapshot
         .clusters
-        .get(cluster_index)
+        .get(target.cluster)
         .ok_or_else(|| Error::new(ErrorKind::Internal, "route names a missing cluster"))?;
     if let Some(log) = log.as_deref_mut() {
         log.set_cluster(&cluster.name);
@@ -261,6 +283,10 @@ async fn forward(
         retry.map(|r| r.max_replay_bytes).or(hedge.map(|_| 0)),
     )
     .await?;
+    let affinity = target
+        .affinity
+        .as_ref()
+        .map(|(a, cookie)| a.begin(cluster, cookie.as_deref()));
     let attempts = Attempts {
         cluster,
         retry,
@@ -271,8 +297,18 @@ async fn forward(
         local: conn.local,
         sent: AtomicU32::new(0),
         decision: recorder.as_ref(),
+        affinity: affinity.as_ref(),
+        trace: log.as_deref().and_then(|l| l.attempt_tracer(&cluster.name)),
     };
     let answer = attempts.run(parts, body).await;
+    let mut set_cookie = None;
+    if let (Some(affinity), Ok(a)) = (&affinity, &answer) {
+        let (header, verdict) = affinity.finish(cluster, a.endpoint);
+        set_cookie = header;
+        if let (Some(record), Some(v)) = (&recorder, verdict) {
+            record.affinity(v.as_str());
+        }
+    }
     let record = recorder
         .as_ref()
         .map(|r| r.render(cluster, answer.as_ref().ok().map(|a| a.endpoint)));
@@ -290,6 +326,9 @@ async fn forward(
     let upstream = answer.upstream;
 
     let mut response = upstream.response;
+    if let Some(v) = set_cookie {
+        response.headers_mut().append(http::header::SET_COOKIE, v);
+    }
     if let Some(down) = downstream_upgrade
         && response.status() == StatusCode::SWITCHING_PROTOCOLS
     {
@@ -365,7 +404,7 @@ async fn request_body(
 /// Puts the request in the form the upstream protocol wants: origin-form with `Host` for
 /// HTTP/1.1, absolute-form carrying `:authority` for HTTP/2. The original authority is kept.
 /// Turns a downstream request head into the head sent to `cluster`: hop-by-hop headers out
-/// (the upgrade ones kept when `upgrade`), `x-forwarded-*` and `via` added, the route's header
+/// (the upgrade ones kept when `upgrade`), `x-forwarded-*` (unless turned off) and `via` added, the route's header
 /// rules applied, and the form the upstream protocol wants, carrying `authority`. The primary
 /// request and a mirror's copy both go through here.
 pub(super) fn upstream_head(
@@ -378,7 +417,9 @@ pub(super) fn upstream_head(
     upgrade: bool,
 ) -> Result<(), Error> {
     headers::strip_hop_by_hop(&mut parts.headers, upgrade);
-    headers::add_forwarded(&mut parts.headers, conn.remote.ip(), conn.scheme());
+    if listener.options.x_forwarded {
+        headers::add_forwarded(&mut parts.headers, conn.remote.ip(), conn.scheme());
+    }
     if let Some((via11, via2)) = &listener.options.via {
         let v = if parts.version == Version::HTTP_2 {
             via2

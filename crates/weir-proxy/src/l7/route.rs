@@ -10,6 +10,7 @@ use weir_config::{HeaderRulesConfig, RouteConfig};
 use super::fault::FaultPolicy;
 use super::mirror::MirrorPolicy;
 use super::retry::RetryPolicy;
+use crate::affinity::SessionAffinity;
 use crate::rate_limit::RouteLimiter;
 use crate::{Cluster, CompileError};
 
@@ -34,6 +35,8 @@ pub(crate) struct Route {
     pub(crate) rate_limit: Option<Arc<RouteLimiter>>,
     /// What the route answered (`/metrics`), carried over reloads by position.
     pub(crate) traffic: Arc<crate::stats::RouteTraffic>,
+    /// Session affinity overriding the cluster's.
+    pub(crate) session_affinity: Option<SessionAffinity>,
 }
 
 /// The action of a route.
@@ -162,6 +165,10 @@ impl Route {
                 .map(|r| RouteLimiter::compile_or_keep(r, id, at, previous))
                 .transpose()?,
             traffic,
+            session_affinity: (cfg.session_affinity.as_ref())
+                .map(SessionAffinity::compile)
+                .transpose()
+                .map_err(|reason| err("session_affinity", reason))?,
         })
     }
 }

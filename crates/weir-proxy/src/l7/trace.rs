@@ -2,8 +2,9 @@
 //! start one.
 //!
 //! A request with one valid `traceparent` keeps its trace id and sampled flag; weir is a new
-//! span in it, so the `traceparent` sent upstream carries weir's own span id as the parent id,
-//! and `tracestate` passes through untouched. A request without one (or with an invalid one,
+//! span in it, so the `traceparent` sent upstream carries weir's own span id as the parent id
+//! (when the request is sampled and spans are exported, each upstream attempt's own client
+//! span id instead: `otlp::client`), and `tracestate` passes through untouched. A request without one (or with an invalid one,
 //! or several) starts a new trace: random 16-byte trace id, random 8-byte span id, the sampled
 //! flag set for the configured share of requests; a `tracestate` that came with it belongs to
 //! another trace and is removed. Parsing is strict: lowercase hex only, ids not all zero,
@@ -90,7 +91,7 @@ pub(crate) fn propagate_span(headers: &mut HeaderMap, sampling: f64) -> SpanIds 
             (nonzero(rand::random), None, sampled)
         }
     };
-    let span_id: [u8; 8] = nonzero(rand::random);
+    let span_id = new_span_id();
     headers.insert(&TRACEPARENT, format(trace_id, span_id, sampled));
     SpanIds {
         trace_id,
@@ -141,6 +142,11 @@ pub(crate) fn format(trace_id: [u8; 16], span_id: [u8; 8], sampled: bool) -> Hea
     out[52..].copy_from_slice(if sampled { b"-01" } else { b"-00" });
     // Only ASCII hex digits and dashes: always a valid header value.
     HeaderValue::from_bytes(&out).unwrap_or_else(|_| HeaderValue::from_static(""))
+}
+
+/// A random span id (never all zeros).
+pub(crate) fn new_span_id() -> [u8; 8] {
+    nonzero(rand::random)
 }
 
 /// Draws from `random` until the value is not all zeros (an all-zero id is invalid).

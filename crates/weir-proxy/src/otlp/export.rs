@@ -18,7 +18,7 @@ use tokio::net::TcpStream;
 use tokio::sync::mpsc;
 
 use super::json::Encoder;
-use super::{Counters, SpanRecord};
+use super::{SpanCounters, SpanRecord};
 
 /// How often a persisting export failure is logged again.
 const LOG_EVERY: Duration = Duration::from_secs(60);
@@ -41,7 +41,7 @@ pub(super) struct Exporter {
     pub(super) encoder: Encoder,
     pub(super) batch_size: usize,
     pub(super) flush_interval: Duration,
-    pub(super) counters: Arc<Counters>,
+    pub(super) counters: Arc<SpanCounters>,
 }
 
 /// The connection to the collector and the failure log's state.

@@ -7,15 +7,26 @@
 //! `server.address` (the request's authority), `client.address`, `weir.listener`, `weir.route`
 //! (the route's index), `weir.cluster`, `weir.endpoint` (the endpoint that answered) and
 //! `weir.attempts`. A 5xx answer, or none, sets the span status to error.
+//!
+//! Each upstream attempt becomes a client span (`kind` 3), child of the server span, named
+//! `upstream <cluster>`, with the OpenTelemetry HTTP client attributes `http.request.method`,
+//! `server.address` / `server.port` (the authority sent upstream), `network.peer.address` /
+//! `network.peer.port` (the endpoint), `http.response.status_code` or `error.type`, and
+//! `http.request.resend_count` for a retry or hedge, plus `weir.cluster`, `weir.endpoint`,
+//! `weir.attempt` and `weir.hedge`. A 4xx or 5xx answer, an error or a cancelled attempt sets
+//! the span status to error (the client span convention).
 
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use serde_json::{Value, json};
 
 use super::SpanRecord;
+use super::client::{AttemptOutcome, ClientSpan};
 
 /// OTLP `SPAN_KIND_SERVER`.
 const KIND_SERVER: u8 = 2;
+/// OTLP `SPAN_KIND_CLIENT`.
+const KIND_CLIENT: u8 = 3;
 /// OTLP `STATUS_CODE_ERROR`.
 const STATUS_ERROR: u8 = 2;
 
@@ -51,7 +62,13 @@ impl Encoder {
     }
 
     fn span(&self, s: &SpanRecord) -> Value {
-        let h = &s.http;
+        match s {
+            SpanRecord::Server { ids, http } => self.server_span(ids, http),
+            SpanRecord::Client(c) => client_span(c),
+        }
+    }
+
+    fn server_span(&self, ids: &super::SpanIds, h: &crate::access_log::HttpRecord) -> Value {
         let start = nanos(h.time);
         let end = start.saturating_add(u64::try_from(h.duration.as_nanos()).unwrap_or(u64::MAX));
         let mut attributes = vec![
@@ -89,8 +106,8 @@ impl Encoder {
             attributes.push(string("weir.endpoint", &endpoint.to_string()));
         }
         let mut span = json!({
-            "traceId": hex(&s.ids.trace_id),
-            "spanId": hex(&s.ids.span_id),
+            "traceId": hex(&ids.trace_id),
+            "spanId": hex(&ids.span_id),
             "name": format!("HTTP {}", h.method),
             "kind": KIND_SERVER,
             "startTimeUnixNano": start.to_string(),
@@ -99,13 +116,73 @@ impl Encoder {
             // W3C flags: sampled.
             "flags": 1,
         });
-        if let Some(parent) = s.ids.parent_id {
+        if let Some(parent) = ids.parent_id {
             span["parentSpanId"] = Value::String(hex(&parent));
         }
         if h.status == 0 || h.status >= 500 {
             span["status"] = json!({ "code": STATUS_ERROR });
         }
         span
+    }
+}
+
+/// The client span of one upstream attempt.
+fn client_span(c: &ClientSpan) -> Value {
+    let start = nanos(c.start);
+    let end = start.saturating_add(u64::try_from(c.duration.as_nanos()).unwrap_or(u64::MAX));
+    let (host, port) = match &c.authority {
+        Some(a) => split_authority(a),
+        None => (c.endpoint.ip().to_string(), Some(c.endpoint.port())),
+    };
+    let mut attributes = vec![
+        string("http.request.method", c.method.as_str()),
+        string("server.address", &host),
+        string("network.peer.address", &c.endpoint.ip().to_string()),
+        int("network.peer.port", u64::from(c.endpoint.port())),
+        string("weir.cluster", &c.cluster),
+        string("weir.endpoint", &c.endpoint.to_string()),
+        int("weir.attempt", u64::from(c.attempt)),
+    ];
+    if let Some(port) = port {
+        attributes.push(int("server.port", u64::from(port)));
+    }
+    if c.attempt > 1 {
+        attributes.push(int("http.request.resend_count", u64::from(c.attempt - 1)));
+    }
+    if c.hedge {
+        attributes.push(json!({ "key": "weir.hedge", "value": { "boolValue": true } }));
+    }
+    let error = match c.outcome {
+        AttemptOutcome::Status(status) => {
+            attributes.push(int("http.response.status_code", u64::from(status)));
+            (status >= 400).then(|| status.to_string())
+        }
+        AttemptOutcome::Error(kind) => Some(format!("{kind:?}")),
+        AttemptOutcome::Cancelled => Some("cancelled".to_owned()),
+    };
+    let mut span = json!({
+        "traceId": hex(&c.trace_id),
+        "spanId": hex(&c.span_id),
+        "parentSpanId": hex(&c.parent_id),
+        "name": format!("upstream {}", c.cluster),
+        "kind": KIND_CLIENT,
+        "startTimeUnixNano": start.to_string(),
+        "endTimeUnixNano": end.to_string(),
+        "flags": 1,
+    });
+    if let Some(error) = error {
+        attributes.push(string("error.type", &error));
+        span["status"] = json!({ "code": STATUS_ERROR });
+    }
+    span["attributes"] = Value::Array(attributes);
+    span
+}
+
+/// `host[:port]` as host and port (an IPv6 literal loses its brackets).
+fn split_authority(authority: &str) -> (String, Option<u16>) {
+    match authority.parse::<http::uri::Authority>() {
+        Ok(a) => (a.host().trim_matches(['[', ']']).to_owned(), a.port_u16()),
+        Err(_) => (authority.to_owned(), None),
     }
 }
 
@@ -147,7 +224,7 @@ mod tests {
     #[test]
     fn a_span_has_the_otlp_json_shape() {
         let time = UNIX_EPOCH + Duration::from_secs(1_700_000_000);
-        let record = SpanRecord {
+        let record = SpanRecord::Server {
             ids: SpanIds {
                 trace_id: [0x4b; 16],
                 span_id: [0x01, 0x02, 0x03, 0x04, 0x05, 0x06, 0x07, 0x08],
@@ -206,5 +283,72 @@ mod tests {
         assert_eq!(attr("weir.cluster")["stringValue"], "c");
         assert_eq!(attr("weir.endpoint")["stringValue"], "127.0.0.1:9000");
         assert_eq!(attr("weir.attempts")["intValue"], "2");
+    }
+
+    fn client(outcome: AttemptOutcome, attempt: u32, authority: Option<&str>) -> Value {
+        let record = SpanRecord::Client(ClientSpan {
+            trace_id: [0x4b; 16],
+            span_id: [0x11; 8],
+            parent_id: [0x22; 8],
+            start: UNIX_EPOCH + Duration::from_secs(1_700_000_000),
+            duration: Duration::from_millis(3),
+            cluster: Arc::from("api"),
+            endpoint: "[::1]:9000".parse().unwrap(),
+            attempt,
+            hedge: attempt == 2,
+            method: http::Method::POST,
+            authority: authority.map(str::to_owned),
+            outcome,
+        });
+        let encoder = Encoder::new("edge".into(), vec![]);
+        let v: Value = serde_json::from_slice(&encoder.encode(&[record])).unwrap();
+        v["resourceSpans"][0]["scopeSpans"][0]["spans"][0].clone()
+    }
+
+    fn attr(span: &Value, key: &str) -> Value {
+        span["attributes"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|a| a["key"] == key)
+            .map_or(Value::Null, |a| a["value"].clone())
+    }
+
+    #[test]
+    fn an_attempt_is_a_client_span_with_http_client_attributes() {
+        let s = client(AttemptOutcome::Status(200), 1, Some("api.example.com:8443"));
+        assert_eq!(s["kind"], 3);
+        assert_eq!(s["name"], "upstream api");
+        assert_eq!(s["spanId"], "11".repeat(8));
+        assert_eq!(s["parentSpanId"], "22".repeat(8));
+        assert_eq!(s["endTimeUnixNano"], "1700000000003000000");
+        assert!(s.get("status").is_none());
+        assert_eq!(attr(&s, "http.request.method")["stringValue"], "POST");
+        assert_eq!(attr(&s, "server.address")["stringValue"], "api.example.com");
+        assert_eq!(attr(&s, "server.port")["intValue"], "8443");
+        assert_eq!(attr(&s, "network.peer.address")["stringValue"], "::1");
+        assert_eq!(attr(&s, "network.peer.port")["intValue"], "9000");
+        assert_eq!(attr(&s, "weir.endpoint")["stringValue"], "[::1]:9000");
+        assert_eq!(attr(&s, "weir.attempt")["intValue"], "1");
+        assert_eq!(attr(&s, "http.response.status_code")["intValue"], "200");
+        assert_eq!(attr(&s, "http.request.resend_count"), Value::Null);
+        assert_eq!(attr(&s, "error.type"), Value::Null);
+
+        // A hedge that lost the race; no authority: the endpoint is the server.
+        let s = client(AttemptOutcome::Cancelled, 2, None);
+        assert_eq!(s["status"]["code"], 2);
+        assert_eq!(attr(&s, "error.type")["stringValue"], "cancelled");
+        assert_eq!(attr(&s, "weir.hedge")["boolValue"], true);
+        assert_eq!(attr(&s, "http.request.resend_count")["intValue"], "1");
+        assert_eq!(attr(&s, "server.address")["stringValue"], "::1");
+        let s = client(
+            AttemptOutcome::Error(weir_core::ErrorKind::ConnectFailed),
+            3,
+            None,
+        );
+        assert_eq!(attr(&s, "error.type")["stringValue"], "ConnectFailed");
+        assert_eq!(attr(&s, "http.response.status_code"), Value::Null);
+        let s = client(AttemptOutcome::Status(404), 1, None);
+        assert_eq!(attr(&s, "error.type")["stringValue"], "404");
     }
 }

@@ -1,35 +1,63 @@
-//! Span export over OTLP/HTTP (`tracing.otlp`): one server span per sampled request.
+//! Span export over OTLP/HTTP (`tracing.otlp`): one server span per sampled request, and one
+//! client span per upstream attempt of it ([`client`]).
 //!
 //! The data path does no encoding and no I/O: when a sampled request's response body ends, its
 //! [`HttpEntry`](crate::access_log::HttpEntry) hands a [`SpanRecord`] (the request's values and
-//! the ids weir propagated) to a bounded queue with `try_send`; a full queue drops the span and
-//! counts it ([`SpanExporter::dropped`]). A background tokio task ([`export`]) gathers spans into
+//! the ids weir propagated) to a bounded queue with `try_send` — as each attempt's
+//! [`client::AttemptSpan`] does when the attempt ends; a full queue drops the span and
+//! counts it ([`SpanCounters::dropped`]). A background tokio task ([`export`]) gathers spans into
 //! batches of up to `batch_size` (or whatever arrived within `flush_interval`), encodes them as
 //! OTLP JSON ([`json`]) and POSTs them to the collector with hyper's client. A failed export is
 //! counted and logged (the first of a run, then at most once a minute) and its spans are lost:
 //! the collector's health never affects traffic.
+//!
+//! [`SpanExport`] is the proxy's handle on the current exporter: a reload that changes
+//! `tracing.otlp` starts a new exporter and swaps it in; the old one's task ends once the last
+//! request holding it is done (the queue's senders are gone). The counters live in the handle,
+//! so they keep counting across swaps (`/metrics`).
 
+mod client;
 mod export;
 mod json;
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
+use arc_swap::ArcSwapOption;
+use tokio::runtime::Handle;
 use tokio::sync::mpsc;
-use weir_config::OtlpConfig;
+use weir_config::{OtlpConfig, ValidatedConfig};
 
 use crate::access_log::HttpRecord;
 
-/// A running exporter: the queue into its task and its counters. Shared by every connection.
-#[derive(Debug)]
-pub struct SpanExporter {
-    tx: mpsc::Sender<SpanRecord>,
-    counters: Arc<Counters>,
+pub(crate) use client::{AttemptOutcome, AttemptTracer};
+
+/// The proxy's span export: the exporter of the current `tracing.otlp` (if any), swapped by
+/// [`SpanExport::apply`] on reload, and the counters of every exporter it has run. Cheap to
+/// clone; every clone sees the same exporter.
+#[derive(Debug, Clone)]
+pub struct SpanExport {
+    current: Arc<ArcSwapOption<SpanExporter>>,
+    counters: Arc<SpanCounters>,
+    /// The listener names, by index (they do not change on reload).
+    listeners: Arc<[String]>,
+    /// Where export tasks run: the runtime the proxy started on.
+    runtime: Handle,
 }
 
-/// What the exporter and the data path count.
+/// A running exporter: the queue into its task. Shared by the requests that started while it
+/// was current.
+#[derive(Debug)]
+pub(crate) struct SpanExporter {
+    tx: mpsc::Sender<SpanRecord>,
+    counters: Arc<SpanCounters>,
+    /// What it was started from: a reload with the same settings keeps it.
+    config: OtlpConfig,
+}
+
+/// What the exporters and the data path count, since the proxy started.
 #[derive(Debug, Default)]
-struct Counters {
+pub struct SpanCounters {
     /// Spans dropped because the queue was full.
     dropped: AtomicU64,
     /// Spans the collector accepted (a 2xx answer to their export request).
@@ -51,57 +79,131 @@ pub(crate) struct SpanIds {
     pub(crate) sampled: bool,
 }
 
-/// One finished sampled request, as the data path hands it over.
+/// One finished span, as the data path hands it over.
 #[derive(Debug)]
-pub(crate) struct SpanRecord {
-    pub(crate) ids: SpanIds,
-    pub(crate) http: HttpRecord,
+#[allow(
+    clippy::large_enum_variant,
+    reason = "the queue's slots hold the large variant anyway; boxing adds an allocation per span"
+)]
+pub(crate) enum SpanRecord {
+    /// A sampled request: its values and the ids weir propagated.
+    Server { ids: SpanIds, http: HttpRecord },
+    /// One upstream attempt of a sampled request.
+    Client(client::ClientSpan),
+}
+
+// === impl SpanExport ===
+
+impl SpanExport {
+    /// Span export for `config`, its exporter (if `tracing.otlp` is set) running on the current
+    /// tokio runtime. Fails when the endpoint is not a usable `http://` URL.
+    pub(crate) fn start(config: &ValidatedConfig) -> Result<Self, String> {
+        let export = Self {
+            current: Arc::default(),
+            counters: Arc::default(),
+            listeners: config
+                .config()
+                .listeners
+                .iter()
+                .map(|l| l.name.clone())
+                .collect(),
+            runtime: Handle::current(),
+        };
+        export.apply(config)?;
+        Ok(export)
+    }
+
+    /// Makes `config`'s `tracing.otlp` current: a new exporter when the settings changed (the
+    /// old one finishes what it holds), none when export was turned off, nothing when they are
+    /// the same. On error (an unusable endpoint) nothing changes.
+    pub fn apply(&self, config: &ValidatedConfig) -> Result<(), String> {
+        let wanted = config
+            .config()
+            .tracing
+            .as_ref()
+            .and_then(|t| t.otlp.as_ref());
+        let current = self.current.load();
+        match (wanted, current.as_deref()) {
+            (None, None) => {}
+            (Some(w), Some(c)) if *w == c.config => {}
+            (None, Some(_)) => {
+                self.current.store(None);
+                tracing::info!("OTLP span export stopped");
+            }
+            (Some(w), _) => {
+                let exporter = self.start_exporter(w)?;
+                self.current.store(Some(Arc::new(exporter)));
+                tracing::info!(endpoint = %w.endpoint, "OTLP span export started");
+            }
+        }
+        Ok(())
+    }
+
+    /// The current exporter, for a request starting now.
+    pub(crate) fn current(&self) -> Option<Arc<SpanExporter>> {
+        self.current.load_full()
+    }
+
+    /// Whether spans are being exported now (`tracing.otlp` is set).
+    pub fn is_enabled(&self) -> bool {
+        self.current.load().is_some()
+    }
+
+    /// The counters of every exporter run since the proxy started.
+    pub fn counters(&self) -> &SpanCounters {
+        &self.counters
+    }
+
+    fn start_exporter(&self, config: &OtlpConfig) -> Result<SpanExporter, String> {
+        let target = export::Target::parse(&config.endpoint, config.timeout.0)?;
+        let (tx, rx) = mpsc::channel(config.queue_capacity.max(1) as usize);
+        let batcher = export::Exporter {
+            target,
+            encoder: json::Encoder::new(config.service_name.clone(), self.listeners.to_vec()),
+            batch_size: config.batch_size.max(1) as usize,
+            flush_interval: config.flush_interval.0,
+            counters: Arc::clone(&self.counters),
+        };
+        self.runtime.spawn(batcher.run(rx));
+        Ok(SpanExporter {
+            tx,
+            counters: Arc::clone(&self.counters),
+            config: config.clone(),
+        })
+    }
 }
 
 // === impl SpanExporter ===
 
 impl SpanExporter {
-    /// Starts the export task for `config` on the current tokio runtime. `listeners` are the
-    /// listener names, by index. Fails when the endpoint is not a usable `http://` URL.
-    pub fn start(config: &OtlpConfig, listeners: Vec<String>) -> Result<Self, String> {
-        let target = export::Target::parse(&config.endpoint, config.timeout.0)?;
-        let (tx, rx) = mpsc::channel(config.queue_capacity.max(1) as usize);
-        let counters = Arc::new(Counters::default());
-        let batcher = export::Exporter {
-            target,
-            encoder: json::Encoder::new(config.service_name.clone(), listeners),
-            batch_size: config.batch_size.max(1) as usize,
-            flush_interval: config.flush_interval.0,
-            counters: Arc::clone(&counters),
-        };
-        tokio::spawn(batcher.run(rx));
-        Ok(Self { tx, counters })
-    }
-
-    /// Spans dropped so far because the queue was full: the exporter could not keep up.
-    pub fn dropped(&self) -> u64 {
-        self.counters.dropped.load(Ordering::Relaxed)
-    }
-
-    /// Spans the collector has accepted so far.
-    pub fn exported(&self) -> u64 {
-        self.counters.exported.load(Ordering::Relaxed)
-    }
-
-    /// Export requests that failed so far (each run of failures is also logged).
-    pub fn failed_exports(&self) -> u64 {
-        self.counters.failed_exports.load(Ordering::Relaxed)
-    }
-
-    /// Spans lost in failed export requests so far.
-    pub fn failed_spans(&self) -> u64 {
-        self.counters.failed_spans.load(Ordering::Relaxed)
-    }
-
     /// Queues `span` if there is room, else drops and counts it. Never waits.
     pub(crate) fn submit(&self, span: SpanRecord) {
         if self.tx.try_send(span).is_err() {
             self.counters.dropped.fetch_add(1, Ordering::Relaxed);
         }
+    }
+}
+
+// === impl SpanCounters ===
+
+impl SpanCounters {
+    /// Spans dropped so far because the queue was full: the exporter could not keep up.
+    pub fn dropped(&self) -> u64 {
+        self.dropped.load(Ordering::Relaxed)
+    }
+
+    /// Spans the collector has accepted so far.
+    pub fn exported(&self) -> u64 {
+        self.exported.load(Ordering::Relaxed)
+    }
+
+    /// Export requests that failed so far (each run of failures is also logged).
+    pub fn failed_exports(&self) -> u64 {
+        self.failed_exports.load(Ordering::Relaxed)
+    }
+
+    /// Spans lost in failed export requests so far.
+    pub fn failed_spans(&self) -> u64 {
+        self.failed_spans.load(Ordering::Relaxed)
     }
 }

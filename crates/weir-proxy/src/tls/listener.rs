@@ -1,11 +1,13 @@
 //! TLS termination for one HTTP listener: the rustls server config, the SNI certificate
-//! resolver, and hot certificate rotation.
+//! resolver, and hot rotation of certificates and of the client CA.
 //!
 //! The resolver holds its certificate table in an `ArcSwap`, so a rotated certificate is one
 //! pointer swap: the `ServerConfig` (and with it the session cache and ticket keys) stays, new
 //! handshakes get the new certificate, and connections already open are not touched. The table
 //! is built from the files when the snapshot compiles (every reload) and again by
-//! [`ListenerTls::refresh`] whenever the watcher sees a file change.
+//! [`ListenerTls::refresh`] whenever the watcher sees a file change. The client CA (`client_auth`)
+//! lives in the `ServerConfig`'s verifier, so a changed CA file swaps in a new `ServerConfig`
+//! that shares the resolver of the old one (with a fresh session cache and ticket keys).
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -18,7 +20,7 @@ use rustls::server::{
 use rustls::sign::CertifiedKey;
 use rustls::{ServerConfig, SupportedProtocolVersion};
 use tokio_rustls::TlsAcceptor;
-use weir_config::{CertificateConfig, ListenerTlsConfig, TlsVersion};
+use weir_config::{CertificateConfig, ClientAuthConfig, ListenerTlsConfig, TlsVersion};
 
 use super::certs;
 use crate::CompileError;
@@ -28,8 +30,8 @@ const SESSION_CACHE_ENTRIES: usize = 4096;
 
 /// A listener's TLS: what accepts connections, and what rotates certificates.
 pub(crate) struct ListenerTls {
-    pub(crate) acceptor: TlsAcceptor,
-    config: Arc<ServerConfig>,
+    /// What new handshakes use; swapped when the client CA file changes.
+    config: ArcSwap<ServerConfig>,
     resolver: Arc<SniResolver>,
     /// Header that carries the verified client identity upstream (and is stripped from input).
     pub(crate) client_cert_header: Option<HeaderName>,
@@ -37,6 +39,11 @@ pub(crate) struct ListenerTls {
     /// The file contents the current table was built from, or last failed to build from: a
     /// change is something different from this.
     seen: parking_lot::Mutex<Vec<u8>>,
+    /// The TLS versions and client authentication, to rebuild the `ServerConfig` from.
+    min_version: TlsVersion,
+    client_auth: Option<ClientAuthConfig>,
+    /// The client CA file as the current verifier was built from it (or last failed to be).
+    ca_seen: parking_lot::Mutex<Vec<u8>>,
     /// `listeners[i].tls`, for log lines.
     path: String,
 }
@@ -61,7 +68,7 @@ struct CertTable {
 impl ListenerTls {
     /// Builds the listener's TLS from `cfg` at YAML path `path` (`listeners[i].tls`), reading
     /// every file. The session cache and ticket keys carry over from `previous` so a reload
-    /// does not end resumption.
+    /// does not end resumption (unless the client CA or `client_auth` changed).
     pub(crate) fn compile(
         cfg: &ListenerTlsConfig,
         path: &str,
@@ -72,44 +79,40 @@ impl ListenerTls {
         let resolver = Arc::new(SniResolver {
             table: ArcSwap::from_pointee(table),
         });
-        let provider = certs::provider();
-        let versions: &[&SupportedProtocolVersion] = match cfg.min_version {
-            TlsVersion::Tls12 => &[&rustls::version::TLS13, &rustls::version::TLS12],
-            TlsVersion::Tls13 => &[&rustls::version::TLS13],
-        };
         let err = |at: String, reason: String| CompileError { path: at, reason };
-        let builder = ServerConfig::builder_with_provider(Arc::clone(&provider))
-            .with_protocol_versions(versions)
-            .map_err(|e| err(format!("{path}.min_version"), e.to_string()))?;
-        let builder = match &cfg.client_auth {
+        let ca_pem = match &cfg.client_auth {
             Some(auth) => {
-                let at = format!("{path}.client_auth.ca");
-                let pem = certs::read(&auth.ca).map_err(|r| err(at.clone(), r))?;
-                let roots = certs::roots(&pem, &auth.ca).map_err(|r| err(at.clone(), r))?;
-                let mut verifier =
-                    WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider);
-                if !auth.required {
-                    verifier = verifier.allow_unauthenticated();
-                }
-                let verifier = verifier.build().map_err(|e| err(at, e.to_string()))?;
-                builder.with_client_cert_verifier(verifier)
+                certs::read(&auth.ca).map_err(|r| err(format!("{path}.client_auth.ca"), r))?
             }
-            None => builder.with_no_client_auth(),
+            None => Vec::new(),
         };
-        let mut config = builder.with_cert_resolver(Arc::clone(&resolver) as _);
-        config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
-        match previous {
+        // Resumption carries over a reload unless client verification changed: a session
+        // verified against another CA must not resume.
+        let same_auth = previous.filter(|p| {
+            p.client_auth.as_ref() == cfg.client_auth.as_ref() && *p.ca_seen.lock() == ca_pem
+        });
+        let (session_storage, ticketer) = match same_auth {
             Some(p) => {
-                config.session_storage = Arc::clone(&p.config.session_storage);
-                config.ticketer = Arc::clone(&p.config.ticketer);
+                let config = p.config.load();
+                (
+                    Arc::clone(&config.session_storage),
+                    Arc::clone(&config.ticketer),
+                )
             }
-            None => {
-                config.session_storage = ServerSessionMemoryCache::new(SESSION_CACHE_ENTRIES);
-                config.ticketer = rustls::crypto::ring::Ticketer::new()
-                    .map_err(|e| err(path.to_owned(), format!("session tickets: {e}")))?;
-            }
-        }
-        let config = Arc::new(config);
+            None => (
+                ServerSessionMemoryCache::new(SESSION_CACHE_ENTRIES) as _,
+                rustls::crypto::ring::Ticketer::new()
+                    .map_err(|e| err(path.to_owned(), format!("session tickets: {e}")))?,
+            ),
+        };
+        let config = Arc::new(server_config(
+            cfg.min_version,
+            cfg.client_auth.as_ref().map(|a| (a, ca_pem.as_slice())),
+            path,
+            Arc::clone(&resolver),
+            session_storage,
+            ticketer,
+        )?);
         let client_cert_header = match &cfg.client_cert_header {
             Some(h) => Some(HeaderName::try_from(h.as_str()).map_err(|_| {
                 err(
@@ -120,14 +123,70 @@ impl ListenerTls {
             None => None,
         };
         Ok(Self {
-            acceptor: TlsAcceptor::from(Arc::clone(&config)),
-            config,
+            config: ArcSwap::new(config),
             resolver,
             client_cert_header,
             sources: cfg.certificates.clone(),
             seen: parking_lot::Mutex::new(contents),
+            min_version: cfg.min_version,
+            client_auth: cfg.client_auth.clone(),
+            ca_seen: parking_lot::Mutex::new(ca_pem),
             path: path.to_owned(),
         })
+    }
+
+    /// What accepts the next connection.
+    pub(crate) fn acceptor(&self) -> TlsAcceptor {
+        TlsAcceptor::from(self.config.load_full())
+    }
+
+    /// Reads the client CA file again and, if it changed, swaps in a `ServerConfig` verifying
+    /// client certificates against the new CA (same certificates; a new session cache and new
+    /// ticket keys, so no session resumes past the rotation). A CA file that does not load keeps the old CA and is logged once. Returns whether
+    /// it swapped.
+    pub(crate) async fn refresh_client_ca(&self) -> bool {
+        let Some(auth) = &self.client_auth else {
+            return false;
+        };
+        let Ok(pem) = tokio::fs::read(&auth.ca).await else {
+            // Missing for a moment (a rename in progress): look again next time.
+            return false;
+        };
+        if *self.ca_seen.lock() == pem {
+            return false;
+        }
+        // Fresh session cache and ticket keys: a session verified against the old CA must not
+        // resume past the rotation.
+        let built = rustls::crypto::ring::Ticketer::new()
+            .map_err(|e| CompileError {
+                path: self.path.clone(),
+                reason: format!("session tickets: {e}"),
+            })
+            .and_then(|ticketer| {
+                server_config(
+                    self.min_version,
+                    Some((auth, &pem)),
+                    &self.path,
+                    Arc::clone(&self.resolver),
+                    ServerSessionMemoryCache::new(SESSION_CACHE_ENTRIES),
+                    ticketer,
+                )
+            });
+        *self.ca_seen.lock() = pem;
+        match built {
+            Ok(config) => {
+                self.config.store(Arc::new(config));
+                tracing::info!(at = %self.path, "client CA changed on disk; new handshakes verify against it");
+                true
+            }
+            Err(e) => {
+                tracing::error!(
+                    at = %self.path,
+                    "client CA file changed but does not load; the previous CA stays in use: {e}"
+                );
+                false
+            }
+        }
     }
 
     /// Reads the certificate files again and, if they changed, swaps in the new certificates.
@@ -174,6 +233,47 @@ impl std::fmt::Debug for ListenerTls {
             .field("client_cert_header", &self.client_cert_header)
             .finish()
     }
+}
+
+/// The listener's `ServerConfig`: TLS versions, client verification against `client_auth`'s CA
+/// (its file's contents given), the SNI resolver, ALPN `h2` / `http/1.1`, and the session
+/// cache and ticket keys to use.
+fn server_config(
+    min_version: TlsVersion,
+    client_auth: Option<(&ClientAuthConfig, &[u8])>,
+    path: &str,
+    resolver: Arc<SniResolver>,
+    session_storage: Arc<dyn rustls::server::StoresServerSessions>,
+    ticketer: Arc<dyn rustls::server::ProducesTickets>,
+) -> Result<ServerConfig, CompileError> {
+    let provider = certs::provider();
+    let versions: &[&SupportedProtocolVersion] = match min_version {
+        TlsVersion::Tls12 => &[&rustls::version::TLS13, &rustls::version::TLS12],
+        TlsVersion::Tls13 => &[&rustls::version::TLS13],
+    };
+    let err = |at: String, reason: String| CompileError { path: at, reason };
+    let builder = ServerConfig::builder_with_provider(Arc::clone(&provider))
+        .with_protocol_versions(versions)
+        .map_err(|e| err(format!("{path}.min_version"), e.to_string()))?;
+    let builder = match client_auth {
+        Some((auth, pem)) => {
+            let at = format!("{path}.client_auth.ca");
+            let roots = certs::roots(pem, &auth.ca).map_err(|r| err(at.clone(), r))?;
+            let mut verifier =
+                WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider);
+            if !auth.required {
+                verifier = verifier.allow_unauthenticated();
+            }
+            let verifier = verifier.build().map_err(|e| err(at, e.to_string()))?;
+            builder.with_client_cert_verifier(verifier)
+        }
+        None => builder.with_no_client_auth(),
+    };
+    let mut config = builder.with_cert_resolver(resolver as _);
+    config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
+    config.session_storage = session_storage;
+    config.ticketer = ticketer;
+    Ok(config)
 }
 
 /// Reads every certificate and key file, each framed by its length so that moving bytes from

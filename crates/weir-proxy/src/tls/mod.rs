@@ -42,7 +42,7 @@ pub(crate) async fn accept(
     stream: TcpStream,
     timeout: Duration,
 ) -> Option<(TlsStream<TcpStream>, Peer)> {
-    let stream = match tokio::time::timeout(timeout, tls.acceptor.accept(stream)).await {
+    let stream = match tokio::time::timeout(timeout, tls.acceptor().accept(stream)).await {
         Ok(Ok(s)) => s,
         Ok(Err(error)) => {
             tracing::debug!(%error, "TLS handshake failed");
@@ -63,8 +63,9 @@ pub(crate) async fn accept(
     Some((stream, Peer { identity }))
 }
 
-/// Every [`WATCH_INTERVAL`], re-reads the certificate files of every TLS listener of the
-/// current snapshot and swaps in those that changed, until `shutdown`.
+/// Every [`WATCH_INTERVAL`], re-reads the certificate and client CA files of every TLS listener
+/// and the CA and client certificate files of every TLS cluster of the current snapshot, and
+/// swaps in those that changed, until `shutdown`.
 pub(crate) async fn watch_loop(snapshots: SnapshotHandle, shutdown: CancellationToken) {
     let mut ticks = tokio::time::interval(WATCH_INTERVAL);
     ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -78,6 +79,12 @@ pub(crate) async fn watch_loop(snapshots: SnapshotHandle, shutdown: Cancellation
             if let Listener::Http(http) = listener
                 && let Some(tls) = &http.tls
             {
+                tls.refresh().await;
+                tls.refresh_client_ca().await;
+            }
+        }
+        for cluster in &snapshot.clusters {
+            if let Some(tls) = &cluster.tls {
                 tls.refresh().await;
             }
         }

@@ -1,5 +1,7 @@
 //! TLS from weir to a cluster's endpoints: the client config (roots, optional client
-//! certificate, ALPN for the cluster's protocol) and the handshake step of a connect.
+//! certificate, ALPN for the cluster's protocol) and the handshake step of a connect. The CA
+//! and client certificate files are watched like a listener's certificates
+//! ([`UpstreamTls::refresh`]): a change swaps the config new connections use.
 //!
 //! Default roots are `webpki-roots` (Mozilla's store compiled in): the same trust on every
 //! machine and in every container, with no dependency on whether the image ships
@@ -9,6 +11,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
+use arc_swap::ArcSwap;
 use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
 use rustls::crypto::CryptoProvider;
 use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
@@ -25,10 +28,25 @@ use crate::CompileError;
 /// A cluster's TLS client side. Two are equal when built from the same config and files, so a
 /// reload that changes nothing keeps the pooled connections.
 pub(crate) struct UpstreamTls {
-    connector: TlsConnector,
+    /// The client config new connections (and the cluster's health checks) use; swapped when
+    /// the watcher sees the CA or client certificate files change.
+    config: Arc<ArcSwap<ClientConfig>>,
     /// SNI and the name verified; `None`: each endpoint's IP address.
     server_name: Option<ServerName<'static>>,
-    source: (UpstreamTlsConfig, UpstreamProtocol, Vec<Vec<u8>>),
+    cfg: UpstreamTlsConfig,
+    protocol: UpstreamProtocol,
+    /// `clusters[i].tls`, for errors and log lines.
+    path: String,
+    /// The files the current config was built from (or last failed to be built from).
+    seen: parking_lot::Mutex<Files>,
+}
+
+/// The contents of the files a cluster's `tls:` names.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+struct Files {
+    ca: Option<Vec<u8>>,
+    cert: Option<Vec<u8>>,
+    key: Option<Vec<u8>>,
 }
 
 /// Accepts any endpoint certificate (`insecure_skip_verify: true`); handshake signatures are
@@ -50,65 +68,24 @@ impl UpstreamTls {
             path: format!("{path}.{key}"),
             reason,
         };
-        let provider = certs::provider();
-        let mut files = Vec::new();
-        let builder = ClientConfig::builder_with_provider(Arc::clone(&provider))
-            .with_safe_default_protocol_versions()
-            .map_err(|e| CompileError {
-                path: path.to_owned(),
-                reason: e.to_string(),
-            })?;
-        let builder = if cfg.insecure_skip_verify {
-            builder
-                .dangerous()
-                .with_custom_certificate_verifier(Arc::new(NoVerification(Arc::clone(&provider))))
-        } else {
-            let roots = match &cfg.ca {
-                Some(ca) => {
-                    let pem = certs::read(ca).map_err(|r| err("ca", r))?;
-                    let roots = certs::roots(&pem, ca).map_err(|r| err("ca", r))?;
-                    files.push(pem);
-                    roots
-                }
-                None => RootCertStore {
-                    roots: webpki_roots::TLS_SERVER_ROOTS.to_vec(),
-                },
-            };
-            builder.with_root_certificates(roots)
+        let read = |key: &str, file: &std::path::Path| certs::read(file).map_err(|r| err(key, r));
+        let files = Files {
+            ca: match (&cfg.ca, cfg.insecure_skip_verify) {
+                (Some(ca), false) => Some(read("ca", ca)?),
+                _ => None,
+            },
+            cert: cfg
+                .client_cert
+                .as_ref()
+                .map(|cc| read("client_cert.cert", &cc.cert))
+                .transpose()?,
+            key: cfg
+                .client_cert
+                .as_ref()
+                .map(|cc| read("client_cert.key", &cc.key))
+                .transpose()?,
         };
-        let mut config = match &cfg.client_cert {
-            Some(cc) => {
-                let cert_pem = certs::read(&cc.cert).map_err(|r| err("client_cert.cert", r))?;
-                let key_pem = certs::read(&cc.key).map_err(|r| err("client_cert.key", r))?;
-                let chain =
-                    certs::chain(&cert_pem, &cc.cert).map_err(|r| err("client_cert.cert", r))?;
-                let key = certs::key(&key_pem, &cc.key).map_err(|r| err("client_cert.key", r))?;
-                // Checked like a listener's certificate (expiry, key match) so a bad file is
-                // named at load rather than failing every handshake.
-                certs::certified(chain.clone(), key.clone_key(), &cc.cert, &cc.key, &[]).map_err(
-                    |e| {
-                        err(
-                            if e.in_key {
-                                "client_cert.key"
-                            } else {
-                                "client_cert.cert"
-                            },
-                            e.reason,
-                        )
-                    },
-                )?;
-                files.push(cert_pem);
-                files.push(key_pem);
-                builder
-                    .with_client_auth_cert(chain, key)
-                    .map_err(|e| err("client_cert", e.to_string()))?
-            }
-            None => builder.with_no_client_auth(),
-        };
-        config.alpn_protocols = match protocol {
-            UpstreamProtocol::Http1 => vec![b"http/1.1".to_vec()],
-            UpstreamProtocol::Http2 => vec![b"h2".to_vec()],
-        };
+        let config = client_config(cfg, protocol, path, &files)?;
         let server_name = match &cfg.sni {
             Some(name) => Some(
                 ServerName::try_from(name.clone())
@@ -117,10 +94,60 @@ impl UpstreamTls {
             None => None,
         };
         Ok(Self {
-            connector: TlsConnector::from(Arc::new(config)),
+            config: Arc::new(ArcSwap::from_pointee(config)),
             server_name,
-            source: (cfg.clone(), protocol, files),
+            cfg: cfg.clone(),
+            protocol,
+            path: path.to_owned(),
+            seen: parking_lot::Mutex::new(files),
         })
+    }
+
+    /// The client config (roots or no verification, client certificate, ALPN for the cluster's
+    /// protocol), kept current by the watcher, and the server name (`None`: each endpoint's IP
+    /// address), for whatever else talks to the cluster's endpoints (health checks).
+    pub(crate) fn client(&self) -> (Arc<ArcSwap<ClientConfig>>, Option<ServerName<'static>>) {
+        (Arc::clone(&self.config), self.server_name.clone())
+    }
+
+    /// Reads the CA and client certificate files again and, if they changed, swaps in a client
+    /// config built from them for new connections. Files that do not load keep the old config
+    /// and are logged once. Returns whether it swapped.
+    pub(crate) async fn refresh(&self) -> bool {
+        let cc = self.cfg.client_cert.as_ref();
+        let ca = self
+            .cfg
+            .ca
+            .as_ref()
+            .filter(|_| !self.cfg.insecure_skip_verify);
+        // A file missing for a moment (a rename in progress): look again next time.
+        let (Ok(ca), Ok(cert), Ok(key)) = (
+            read(ca).await,
+            read(cc.map(|c| &c.cert)).await,
+            read(cc.map(|c| &c.key)).await,
+        ) else {
+            return false;
+        };
+        let files = Files { ca, cert, key };
+        if *self.seen.lock() == files {
+            return false;
+        }
+        let built = client_config(&self.cfg, self.protocol, &self.path, &files);
+        *self.seen.lock() = files;
+        match built {
+            Ok(config) => {
+                self.config.store(Arc::new(config));
+                tracing::info!(at = %self.path, "CA or client certificate changed on disk; new connections use them");
+                true
+            }
+            Err(e) => {
+                tracing::error!(
+                    at = %self.path,
+                    "CA or client certificate files changed but do not load; the previous ones stay in use: {e}"
+                );
+                false
+            }
+        }
     }
 
     /// Runs the TLS handshake on `tcp` (connected to `addr`) within `timeout`. A failed or
@@ -135,7 +162,8 @@ impl UpstreamTls {
             .server_name
             .clone()
             .unwrap_or_else(|| ServerName::IpAddress(addr.ip().into()));
-        match tokio::time::timeout(timeout, self.connector.connect(name, tcp)).await {
+        let connector = TlsConnector::from(self.config.load_full());
+        match tokio::time::timeout(timeout, connector.connect(name, tcp)).await {
             Ok(Ok(stream)) => Ok(stream),
             Ok(Err(e)) => Err(Error::new(
                 ErrorKind::ConnectFailed,
@@ -152,7 +180,10 @@ impl UpstreamTls {
 
 impl PartialEq for UpstreamTls {
     fn eq(&self, other: &Self) -> bool {
-        self.source == other.source
+        std::ptr::eq(self, other)
+            || (self.cfg == other.cfg
+                && self.protocol == other.protocol
+                && *self.seen.lock() == *other.seen.lock())
     }
 }
 
@@ -162,8 +193,78 @@ impl std::fmt::Debug for UpstreamTls {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("UpstreamTls")
             .field("server_name", &self.server_name)
-            .field("config", &self.source.0)
+            .field("config", &self.cfg)
             .finish()
+    }
+}
+
+/// Builds the client config of `cfg` from the contents of its `files`.
+fn client_config(
+    cfg: &UpstreamTlsConfig,
+    protocol: UpstreamProtocol,
+    path: &str,
+    files: &Files,
+) -> Result<ClientConfig, CompileError> {
+    let err = |key: &str, reason: String| CompileError {
+        path: format!("{path}.{key}"),
+        reason,
+    };
+    let provider = certs::provider();
+    let builder = ClientConfig::builder_with_provider(Arc::clone(&provider))
+        .with_safe_default_protocol_versions()
+        .map_err(|e| CompileError {
+            path: path.to_owned(),
+            reason: e.to_string(),
+        })?;
+    let builder = if cfg.insecure_skip_verify {
+        builder
+            .dangerous()
+            .with_custom_certificate_verifier(Arc::new(NoVerification(Arc::clone(&provider))))
+    } else {
+        let roots = match (&cfg.ca, &files.ca) {
+            (Some(ca), Some(pem)) => certs::roots(pem, ca).map_err(|r| err("ca", r))?,
+            _ => RootCertStore {
+                roots: webpki_roots::TLS_SERVER_ROOTS.to_vec(),
+            },
+        };
+        builder.with_root_certificates(roots)
+    };
+    let mut config = match (&cfg.client_cert, &files.cert, &files.key) {
+        (Some(cc), Some(cert_pem), Some(key_pem)) => {
+            let chain = certs::chain(cert_pem, &cc.cert).map_err(|r| err("client_cert.cert", r))?;
+            let key = certs::key(key_pem, &cc.key).map_err(|r| err("client_cert.key", r))?;
+            // Checked like a listener's certificate (expiry, key match) so a bad file is
+            // named at load rather than failing every handshake.
+            certs::certified(chain.clone(), key.clone_key(), &cc.cert, &cc.key, &[]).map_err(
+                |e| {
+                    err(
+                        if e.in_key {
+                            "client_cert.key"
+                        } else {
+                            "client_cert.cert"
+                        },
+                        e.reason,
+                    )
+                },
+            )?;
+            builder
+                .with_client_auth_cert(chain, key)
+                .map_err(|e| err("client_cert", e.to_string()))?
+        }
+        _ => builder.with_no_client_auth(),
+    };
+    config.alpn_protocols = match protocol {
+        UpstreamProtocol::Http1 => vec![b"http/1.1".to_vec()],
+        UpstreamProtocol::Http2 => vec![b"h2".to_vec()],
+    };
+    Ok(config)
+}
+
+/// The contents of `file`, when there is one.
+async fn read(file: Option<&std::path::PathBuf>) -> std::io::Result<Option<Vec<u8>>> {
+    match file {
+        Some(f) => tokio::fs::read(f).await.map(Some),
+        None => Ok(None),
     }
 }
 

@@ -99,6 +99,25 @@ async fn hop_by_hop_headers_are_removed_and_forwarding_headers_added() {
 }
 
 #[tokio::test]
+async fn forwarding_headers_can_be_turned_off() {
+    let ep = MockHttp::start("ep").await;
+    let p = proxy_to(&ep, "http1", "    http: { x_forwarded: false }\n").await;
+    let r = get(
+        &h1_client(),
+        &p.url("/headers"),
+        &[("x-forwarded-for", "203.0.113.7")],
+    )
+    .await;
+    let seen = r.text();
+    assert!(
+        seen.lines().any(|l| l == "x-forwarded-for: 203.0.113.7"),
+        "passed as sent: {seen}"
+    );
+    assert!(!seen.contains("127.0.0.1"), "no hop appended: {seen}");
+    assert!(!seen.contains("x-forwarded-proto"), "{seen}");
+}
+
+#[tokio::test]
 async fn upstream_http1_connections_are_reused() {
     let ep = MockHttp::start("ep").await;
     let p = proxy_to(&ep, "http1", "").await;

@@ -2,11 +2,14 @@
 //! against real peers on loopback. One binary links once, which keeps CI fast and small.
 
 mod access_log;
+mod affinity;
 mod balancing;
 mod circuit_breakers;
 mod dashboard;
 mod decision;
 mod discovery;
+mod discovery_etcd;
+mod discovery_file;
 mod drain;
 mod errors;
 mod fault;
@@ -29,7 +32,9 @@ mod routing;
 mod shutdown;
 mod streaming;
 mod tcp;
+mod tls_ca_rotation;
 mod tls_client;
+mod tls_health_check;
 mod tls_mtls_upstream;
 mod tls_passthrough;
 mod tls_termination;

@@ -500,3 +500,50 @@ clusters:
     );
     promtool_check(&scrape_text(admin).await);
 }
+
+/// The access log's drop counter and the span exporter's counters are series: with a
+/// collector that is down, every span of the traffic is counted as lost.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn access_log_and_span_export_counters_are_exposed() {
+    let a = MockHttp::start("a").await;
+    let b = MockHttp::start("b").await;
+    let echo = MockTcp::echo().await;
+    let dir = tempfile::tempdir().unwrap();
+    // A port nothing listens on.
+    let closed = {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        l.local_addr().unwrap()
+    };
+    let yaml = format!(
+        "access_log: {{ path: {} }}
+tracing:
+  sampling: 1.0
+  otlp: {{ endpoint: http://{closed}/v1/traces, batch_size: 1, flush_interval: 10ms, timeout: 1s }}
+{}",
+        dir.path().join("access.log").display(),
+        config(a.addr(), b.addr(), echo.addr(), "")
+    );
+    let p = TestProxy::start(&yaml).await;
+    let admin = p.weir.admin_addr().unwrap();
+    let client = h1_client();
+    for _ in 0..2 {
+        assert_eq!(get(&client, &p.url("/"), &[]).await.status, 200);
+    }
+    // Two server spans and two client spans, each lost in its own failed export.
+    let spans = p.proxy().span_export().counters();
+    assert!(wait_until(Duration::from_secs(10), || spans.failed_spans() == 4).await);
+    let text = scrape_text(admin).await;
+    let s = parse(&text);
+    assert_eq!(value(&s, "weir_access_log_dropped_total"), 0.0);
+    assert_eq!(value(&s, "weir_otlp_spans_exported_total"), 0.0);
+    assert_eq!(value(&s, "weir_otlp_spans_dropped_total"), 0.0);
+    assert_eq!(value(&s, "weir_otlp_spans_failed_total"), 4.0);
+    assert_eq!(value(&s, "weir_otlp_export_failures_total"), 4.0);
+    promtool_check(&text);
+
+    // Without an access log or span export, the series are absent.
+    let p = TestProxy::start(&config(a.addr(), b.addr(), echo.addr(), "")).await;
+    let text = scrape_text(p.weir.admin_addr().unwrap()).await;
+    assert!(!text.contains("weir_access_log_"), "{text}");
+    assert!(!text.contains("weir_otlp_"), "{text}");
+}

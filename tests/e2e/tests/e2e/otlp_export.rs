@@ -1,6 +1,7 @@
 //! OTLP span export (issue #9): an in-process collector (a hyper server decoding the OTLP JSON
-//! body) receives one server span per sampled request, with the ids weir propagated (the
-//! endpoint's `/headers` shows the `traceparent` it got) and the request's attributes. Sampling
+//! body) receives one server span per sampled request and one client span per upstream attempt,
+//! with the ids weir propagated (the endpoint's `/headers` shows the `traceparent` it got: its
+//! parent is the attempt's span) and the request's attributes. Sampling
 //! 0 exports nothing; a collector that is down costs no request, only counted failures.
 #![allow(
     clippy::unwrap_used,
@@ -167,11 +168,12 @@ async fn sampled_requests_are_exported_with_the_propagated_ids() {
     let r = get(&client, &p.url("/status/503"), &[("traceparent", INCOMING)]).await;
     assert_eq!(r.status, 503);
 
-    assert!(wait_until(Duration::from_secs(10), || collector.len() >= 3).await);
+    // Each request: its server span and the client span of its one upstream attempt.
+    assert!(wait_until(Duration::from_secs(10), || collector.len() >= 6).await);
     let spans = collector.spans();
-    assert_eq!(spans.len(), 3, "{spans:#?}");
-    let exporter = p.proxy().span_exporter().unwrap();
-    assert!(wait_until(Duration::from_secs(5), || exporter.exported() == 3).await);
+    assert_eq!(spans.len(), 6, "{spans:#?}");
+    let exporter = p.proxy().span_export().counters();
+    assert!(wait_until(Duration::from_secs(5), || exporter.exported() == 6).await);
     assert_eq!((exporter.dropped(), exporter.failed_exports()), (0, 0));
     assert!(
         collector
@@ -182,7 +184,17 @@ async fn sampled_requests_are_exported_with_the_propagated_ids() {
             .all(|c| c == "application/json")
     );
 
-    let s = span_with_id(&spans, &continued_span);
+    // The endpoint's parent is the attempt's client span, whose parent is weir's server span.
+    let attempt = span_with_id(&spans, &continued_span);
+    assert_eq!(attempt["kind"], 3);
+    assert_eq!(attempt["name"], "upstream c");
+    assert_eq!(attempt["traceId"], TRACE_ID);
+    assert_eq!(attr(attempt, "weir.attempt")["intValue"], "1");
+    assert_eq!(
+        attr(attempt, "http.response.status_code")["intValue"],
+        "200"
+    );
+    let s = span_with_id(&spans, attempt["parentSpanId"].as_str().unwrap());
     assert_eq!(s["traceId"], TRACE_ID);
     assert_eq!(s["parentSpanId"], PARENT_ID);
     assert_eq!(s["name"], "HTTP GET");
@@ -210,13 +222,14 @@ async fn sampled_requests_are_exported_with_the_propagated_ids() {
     assert_eq!(attr(s, "weir.attempts")["intValue"], "1");
     assert!(s.get("status").is_none(), "unset for a 200");
 
-    let s = span_with_id(&spans, &started_span);
+    let attempt = span_with_id(&spans, &started_span);
+    let s = span_with_id(&spans, attempt["parentSpanId"].as_str().unwrap());
     assert_eq!(s["traceId"], started_trace.as_str());
     assert!(s.get("parentSpanId").is_none(), "a root span: {s}");
 
     let failed: Vec<&Value> = spans
         .iter()
-        .filter(|s| attr(s, "http.response.status_code")["intValue"] == "503")
+        .filter(|s| s["kind"] == 2 && attr(s, "http.response.status_code")["intValue"] == "503")
         .collect();
     assert_eq!(failed.len(), 1);
     assert_eq!(failed[0]["traceId"], TRACE_ID);
@@ -235,13 +248,16 @@ async fn unsampled_requests_are_not_exported() {
         let r = get(&client, &p.url("/"), &[("traceparent", &unsampled)]).await;
         assert_eq!(r.status, 200);
     }
-    // The caller's sampled flag stands: this one is exported, and nothing else was.
+    // The caller's sampled flag stands: this one is exported (its server span and its
+    // attempt's client span), and nothing else was.
     get(&client, &p.url("/last"), &[("traceparent", INCOMING)]).await;
-    assert!(wait_until(Duration::from_secs(10), || collector.len() >= 1).await);
+    assert!(wait_until(Duration::from_secs(10), || collector.len() >= 2).await);
     tokio::time::sleep(Duration::from_millis(300)).await;
     let spans = collector.spans();
-    assert_eq!(spans.len(), 1, "{spans:#?}");
-    assert_eq!(attr(&spans[0], "url.path")["stringValue"], "/last");
+    assert_eq!(spans.len(), 2, "{spans:#?}");
+    let server: Vec<&Value> = spans.iter().filter(|s| s["kind"] == 2).collect();
+    assert_eq!(server.len(), 1, "{spans:#?}");
+    assert_eq!(attr(server[0], "url.path")["stringValue"], "/last");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -257,8 +273,181 @@ async fn a_collector_that_is_down_costs_no_request() {
     for _ in 0..6 {
         assert_eq!(get(&client, &p.url("/"), &[]).await.status, 200);
     }
-    let exporter = p.proxy().span_exporter().unwrap();
-    assert!(wait_until(Duration::from_secs(10), || exporter.failed_spans() == 6).await);
-    assert!(exporter.failed_exports() >= 3, "batches of 2");
+    let exporter = p.proxy().span_export().counters();
+    // Six server spans and six client spans.
+    assert!(wait_until(Duration::from_secs(10), || exporter.failed_spans() == 12).await);
+    assert!(exporter.failed_exports() >= 6, "batches of 2");
     assert_eq!(exporter.exported(), 0);
+}
+
+/// A request retried once (the first endpoint answers 503) is one server span and two client
+/// spans, children of it, one per attempt with its endpoint; each endpoint received a
+/// `traceparent` whose parent id is its own attempt's span id.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn each_upstream_attempt_is_a_client_span() {
+    let collector = Collector::start().await;
+    let bad = MockHttp::builder("bad")
+        .fail_with(http::StatusCode::SERVICE_UNAVAILABLE)
+        .start()
+        .await;
+    let good = MockHttp::start("good").await;
+    let yaml = config("1.0", collector.addr, bad.addr())
+        .replace(
+            "      - cluster: c\n",
+            "      - cluster: c\n        retry: { attempts: 2, on: [503], backoff: { base: 1ms } }\n",
+        )
+        .replace(
+            &format!("endpoints: [ {} ]", bad.addr()),
+            &format!(
+                "endpoints: [ {}, {} ]\n    retry_budget: {{ percent: 100 }}",
+                bad.addr(),
+                good.addr()
+            ),
+        );
+    let p = TestProxy::start(&yaml).await;
+    let client = h1_client();
+    // Round robin: of two requests, at least one goes to `bad` first and is retried on `good`.
+    for _ in 0..2 {
+        assert_eq!(get(&client, &p.url("/"), &[]).await.status, 200);
+    }
+    assert!(wait_until(Duration::from_secs(10), || good.requests() == 2).await);
+    let total = 2 + 2 + bad.requests() as usize;
+    assert!(wait_until(Duration::from_secs(10), || collector.len() >= total).await);
+    let spans = collector.spans();
+    assert_eq!(spans.len(), total, "{spans:#?}");
+
+    let retried = spans
+        .iter()
+        .find(|s| s["kind"] == 2 && attr(s, "weir.attempts")["intValue"] == "2")
+        .unwrap_or_else(|| panic!("no retried request in {spans:#?}"));
+    let trace = retried["traceId"].clone();
+    let mut attempts: Vec<&Value> = spans
+        .iter()
+        .filter(|s| s["traceId"] == trace && s["kind"] == 3)
+        .collect();
+    attempts.sort_by_key(|s| {
+        attr(s, "weir.attempt")["intValue"]
+            .as_str()
+            .unwrap()
+            .to_owned()
+    });
+    assert_eq!(attempts.len(), 2, "{spans:#?}");
+    assert_eq!(
+        spans.iter().filter(|s| s["traceId"] == trace).count(),
+        3,
+        "1 server + 2 client spans"
+    );
+    let parent_seen = |tp: &String| tp.split('-').nth(2).unwrap().to_owned();
+    for (attempt, (number, endpoint, status)) in attempts
+        .iter()
+        .zip([("1", &bad, "503"), ("2", &good, "200")])
+    {
+        assert_eq!(attempt["parentSpanId"], retried["spanId"], "{attempt}");
+        assert_eq!(attempt["name"], "upstream c");
+        assert_eq!(attr(attempt, "weir.attempt")["intValue"], number);
+        assert_eq!(
+            attr(attempt, "weir.endpoint")["stringValue"],
+            endpoint.addr().to_string().as_str()
+        );
+        assert_eq!(
+            attr(attempt, "network.peer.address")["stringValue"],
+            "127.0.0.1"
+        );
+        assert_eq!(
+            attr(attempt, "network.peer.port")["intValue"],
+            endpoint.addr().port().to_string().as_str()
+        );
+        assert_eq!(attr(attempt, "server.address")["stringValue"], "127.0.0.1");
+        assert_eq!(
+            attr(attempt, "http.response.status_code")["intValue"],
+            status
+        );
+        let start: u64 = attempt["startTimeUnixNano"]
+            .as_str()
+            .unwrap()
+            .parse()
+            .unwrap();
+        let end: u64 = attempt["endTimeUnixNano"]
+            .as_str()
+            .unwrap()
+            .parse()
+            .unwrap();
+        assert!(end >= start);
+        // The endpoint saw this attempt as its parent.
+        let id = attempt["spanId"].as_str().unwrap();
+        assert!(
+            endpoint
+                .traceparents()
+                .iter()
+                .any(|tp| parent_seen(tp) == id),
+            "{} saw {:?}, not {id}",
+            endpoint.name(),
+            endpoint.traceparents()
+        );
+    }
+    assert_eq!(
+        attempts[0]["status"]["code"], 2,
+        "a 503 attempt is an error"
+    );
+    assert_eq!(attr(attempts[0], "error.type")["stringValue"], "503");
+    assert!(attempts[1].get("status").is_none());
+    assert_eq!(
+        attr(attempts[1], "http.request.resend_count")["intValue"],
+        "1"
+    );
+    // Every traceparent any endpoint saw names a client span, never the server span.
+    let client_ids: Vec<&str> = spans
+        .iter()
+        .filter(|s| s["kind"] == 3)
+        .map(|s| s["spanId"].as_str().unwrap())
+        .collect();
+    for tp in bad.traceparents().iter().chain(&good.traceparents()) {
+        assert!(client_ids.contains(&parent_seen(tp).as_str()), "{tp}");
+    }
+}
+
+/// A reload that changes `tracing.otlp` takes effect: spans go to the new collector, stop when
+/// export is turned off, and come back when it is turned on again; the counters go on.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_reload_switches_the_exporter() {
+    let first = Collector::start().await;
+    let second = Collector::start().await;
+    let mock = MockHttp::start("m").await;
+    let load = |yaml: &str| weir_config::load_str(yaml, "reload.yaml").unwrap();
+    let p = TestProxy::start(&config("1.0", first.addr, mock.addr())).await;
+    let client = h1_client();
+    let url = p.url("/");
+
+    assert_eq!(get(&client, &url, &[]).await.status, 200);
+    assert!(wait_until(Duration::from_secs(10), || first.len() == 2).await);
+
+    p.weir
+        .reload(&load(&config("1.0", second.addr, mock.addr())))
+        .unwrap();
+    assert_eq!(get(&client, &url, &[]).await.status, 200);
+    assert!(wait_until(Duration::from_secs(10), || second.len() == 2).await);
+    assert_eq!(first.len(), 2, "the old exporter got nothing new");
+
+    // Export off: propagation stays (sampling), nothing is exported.
+    let off = format!(
+        "tracing: {{ sampling: 1.0 }}\n{}",
+        config("1.0", second.addr, mock.addr())
+            .split_once("listeners:")
+            .map(|(_, rest)| format!("listeners:{rest}"))
+            .unwrap()
+    );
+    p.weir.reload(&load(&off)).unwrap();
+    assert!(!p.proxy().span_export().is_enabled());
+    assert_eq!(get(&client, &url, &[]).await.status, 200);
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(second.len(), 2);
+
+    // And on again.
+    p.weir
+        .reload(&load(&config("1.0", second.addr, mock.addr())))
+        .unwrap();
+    assert_eq!(get(&client, &url, &[]).await.status, 200);
+    assert!(wait_until(Duration::from_secs(10), || second.len() == 4).await);
+    let counters = p.proxy().span_export().counters();
+    assert!(wait_until(Duration::from_secs(5), || counters.exported() == 6).await);
 }
