@@ -319,6 +319,9 @@ fn markdown(results: &Results) -> String {
     s
 }
 
+/// A scenario's figure of merit for a peer (clippy: type_complexity).
+type Merit<'a> = dyn Fn(&str) -> Option<f64> + 'a;
+
 /// The tables of scenarios 5–7, whose figure is not CPU per request: `None` for the others.
 fn special(sc: &str, all: &[Run]) -> Option<String> {
     let peers = ["weir", "haproxy", "nginx", "direct"];
@@ -337,7 +340,7 @@ fn special(sc: &str, all: &[Run]) -> Option<String> {
     };
     let mut s = String::new();
     // (figure of merit per peer, whether lower is better, its name)
-    let (merit, lower_better, name): (&dyn Fn(&str) -> Option<f64>, bool, &str) = match sc {
+    let (merit, lower_better, name): (&Merit<'_>, bool, &str) = match sc {
         "bulk" => {
             let _ = writeln!(
                 s,
