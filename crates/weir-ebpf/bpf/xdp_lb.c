@@ -393,6 +393,15 @@ static __always_inline int reverse_dnat(struct iphdr *ip, void *l4, void *data_e
 	return XDP_PASS;
 }
 
+// Whether the packet opens a TCP connection (SYN without ACK).
+static __always_inline int tcp_syn(const struct iphdr *ip, void *l4, void *data_end)
+{
+	struct tcphdr *tcp = l4;
+	if (ip->protocol != IPPROTO_TCP || (void *)(tcp + 1) > data_end)
+		return 0;
+	return tcp->syn && !tcp->ack;
+}
+
 SEC("xdp")
 int xdp_lb(struct xdp_md *ctx)
 {
@@ -440,7 +449,10 @@ int xdp_lb(struct xdp_md *ctx)
 	if (known) {
 		__u32 id = *known;
 		ep = bpf_map_lookup_elem(&endpoints, &id);
-		if (ep && (ep->flags & EP_PRESENT))
+		// An established flow stays while its endpoint is listed, even when it is down; a new
+		// TCP connection (SYN) reusing a remembered 5-tuple is balanced afresh if it is down.
+		if (ep && (ep->flags & EP_PRESENT) &&
+		    ((ep->flags & EP_ELIGIBLE) || !tcp_syn(ip, ports, data_end)))
 			ep_id = id;
 	}
 	if (ep_id < 0) {

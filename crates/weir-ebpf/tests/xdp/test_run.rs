@@ -357,3 +357,39 @@ fn established_flows_keep_their_endpoint_and_down_endpoints_get_no_new_flows() {
         );
     }
 }
+
+#[test]
+fn a_down_endpoint_keeps_established_flows_but_not_new_connections() {
+    let eps = endpoints(&["10.1.0.1:8080", "10.1.0.2:8080", "10.1.0.3:8080"]);
+    let Some(mut lb) = balancer(
+        "a_down_endpoint_keeps_established_flows",
+        Forwarding::Ipip,
+        &eps,
+    ) else {
+        return;
+    };
+    let vip = vip(Protocol::Tcp);
+    let syn = frame(client(45_000), vip.address, IPPROTO_TCP, b"");
+    let (v, out) = run(&lb, &syn);
+    let first = ipip_target(&syn, v, &out);
+    let down = eps
+        .iter()
+        .position(|e| e.address == SocketAddr::from((first, 8080)))
+        .unwrap();
+    eps[down].state.set_healthy(false, 0);
+    lb.refresh_health().unwrap();
+    // The flow's next segment (ACK) stays on its endpoint ...
+    let mut ack = syn.clone();
+    ack[ETH_IP + IP_LEN + 13] = 0x10;
+    let (v, out) = run(&lb, &ack);
+    assert_eq!(ipip_target(&ack, v, &out), first, "established flow kept");
+    // ... but a new connection reusing the 5-tuple (a SYN) is balanced afresh.
+    let (v, out) = run(&lb, &syn);
+    let again = ipip_target(&syn, v, &out);
+    assert_ne!(again, first, "a new connection sent to a down endpoint");
+    let want = userspace_pick(&eps, client(45_000), vip.address, IPPROTO_TCP);
+    assert_eq!(SocketAddr::from((again, 8080)), want);
+    // And the connection table now holds the new choice.
+    let (v, out) = run(&lb, &ack);
+    assert_eq!(ipip_target(&ack, v, &out), again);
+}
