@@ -86,19 +86,16 @@ impl Netns {
         run("ip", &all);
     }
 
-    /// Writes `value` to the sysctl `key` (e.g. `net.ipv4.ip_forward`) inside the namespace.
+    /// Writes `value` to the sysctl `key` (e.g. `net.ipv4.ip_forward`) inside the namespace,
+    /// through `/proc/sys` from a thread that entered it (no `sysctl` binary needed).
     pub fn sysctl(&self, key: &str, value: &str) {
-        run(
-            "ip",
-            &[
-                "netns",
-                "exec",
-                &self.name,
-                "sysctl",
-                "-qw",
-                &format!("{key}={value}"),
-            ],
-        );
+        let path = format!("/proc/sys/{}", key.replace('.', "/"));
+        let value = value.to_owned();
+        self.spawn(move || {
+            std::fs::write(&path, value).unwrap_or_else(|e| panic!("write {path}: {e}"));
+        })
+        .join()
+        .unwrap_or_else(|_| panic!("sysctl {key} failed"));
     }
 
     /// Moves the calling thread into the namespace.
