@@ -24,4 +24,4 @@ mod views;
 
 pub use config::RunningConfig;
 pub use server::AdminServer;
-pub use state::{AdminState, ListenerInfo, ReloadSummary, Reloader};
+pub use state::{AdminState, CounterFamily, ExtraMetrics, ListenerInfo, ReloadSummary, Reloader};

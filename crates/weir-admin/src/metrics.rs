@@ -52,6 +52,8 @@ struct SnapshotCollector {
     per_endpoint: bool,
     /// Config reloads applied and rejected, when weir runs from a file.
     reloads: Option<(u64, u64)>,
+    /// Families from outside the proxy (the kernel data plane).
+    extra: Vec<crate::CounterFamily>,
     /// Endpoint records service discovery skipped as unparsable, when discovery is wired.
     discovery_bad_values: Option<u64>,
     /// Access log records dropped, when there is an access log.
@@ -127,6 +129,10 @@ pub(crate) fn render(state: &AdminState, openmetrics: bool) -> Result<String, fm
             .collect(),
         per_endpoint: state.per_endpoint_metrics(),
         reloads: state.reloader().map(|r| r.counts()),
+        extra: state
+            .extra_metrics()
+            .map(|x| x.counter_families())
+            .unwrap_or_default(),
         discovery_bad_values: state.discovery_bad_values(),
         access_log_dropped: state.access_log().map(|l| l.dropped()),
         spans: state.span_export().and_then(|s| {
@@ -216,6 +222,16 @@ impl Collector for SnapshotCollector {
         self.encode_exports(&mut encoder)?;
         if self.per_endpoint {
             self.encode_endpoints(&mut encoder)?;
+        }
+        for f in &self.extra {
+            let unit = f.bytes.then_some(&Unit::Bytes);
+            counters(
+                &mut encoder,
+                f.name,
+                f.help,
+                unit,
+                f.samples.iter().cloned(),
+            )?;
         }
         Ok(())
     }

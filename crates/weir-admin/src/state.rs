@@ -36,6 +36,28 @@ pub struct AdminState {
     access_log: Option<Arc<AccessLog>>,
     /// The span export, for its counters (`/metrics`).
     spans: Option<SpanExport>,
+    /// Counters of components outside the proxy (the kernel data plane) for `/metrics`.
+    extra_metrics: Option<Arc<dyn ExtraMetrics>>,
+}
+
+/// Counter families that a component outside the proxy (weir's kernel data plane) adds to
+/// `/metrics`; read on every scrape.
+pub trait ExtraMetrics: Send + Sync + std::fmt::Debug {
+    /// The families now.
+    fn counter_families(&self) -> Vec<CounterFamily>;
+}
+
+/// One counter family of [`ExtraMetrics`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CounterFamily {
+    /// Metric name without the `_total` suffix (nor `_bytes` when `bytes` is set).
+    pub name: &'static str,
+    /// `# HELP` text.
+    pub help: &'static str,
+    /// Whether the values are bytes (the unit suffix is added).
+    pub bytes: bool,
+    /// Label sets and their values.
+    pub samples: Vec<(Vec<(&'static str, String)>, u64)>,
 }
 
 /// Reloads the running config from its source (`POST /reload`); implemented by whatever owns
@@ -83,6 +105,7 @@ impl AdminState {
             live: None,
             per_endpoint_metrics: true,
             running_config: None,
+            extra_metrics: None,
             discovery_bad_values: None,
             access_log: None,
             spans: None,
@@ -165,6 +188,17 @@ impl AdminState {
     /// Whether `/metrics` exports per-endpoint series.
     pub fn per_endpoint_metrics(&self) -> bool {
         self.per_endpoint_metrics
+    }
+
+    /// Adds `extra`'s counter families to `/metrics`.
+    pub fn with_extra_metrics(mut self, extra: Arc<dyn ExtraMetrics>) -> Self {
+        self.extra_metrics = Some(extra);
+        self
+    }
+
+    /// The extra counter families' source, if any.
+    pub fn extra_metrics(&self) -> Option<&dyn ExtraMetrics> {
+        self.extra_metrics.as_deref()
     }
 
     /// Shows the counters of this access log and span export in `/metrics`.

@@ -332,6 +332,8 @@ fn listener_protocol(p: ListenerProtocol) -> &'static str {
         ListenerProtocol::Tcp => "tcp",
         ListenerProtocol::Udp => "udp",
         ListenerProtocol::TlsPassthrough => "tls_passthrough",
+        ListenerProtocol::Xdp => "xdp",
+        ListenerProtocol::Nftables => "nftables",
     }
 }
 

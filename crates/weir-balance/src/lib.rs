@@ -37,6 +37,7 @@ use weir_core::{Clock, Endpoint};
 pub use explain::{Candidate, Excluded, Explanation};
 pub use least_request::LeastRequest;
 pub use maglev::Maglev;
+pub use members::eligible_endpoints;
 pub use peak_ewma::PeakEwma;
 pub use random::Random;
 pub use ring_hash::RingHash;

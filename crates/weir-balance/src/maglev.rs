@@ -71,6 +71,12 @@ impl Maglev {
     pub fn table(&self) -> &[u32] {
         &self.table
     }
+
+    /// The table length used for a configured `table_size`: the smallest prime ≥ it (0 stays
+    /// 0). The kernel data plane sizes its maps with it.
+    pub fn table_len(table_size: u32) -> usize {
+        self::table_size(table_size)
+    }
 }
 
 impl Balancer for Maglev {

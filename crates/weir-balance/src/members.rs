@@ -316,6 +316,25 @@ fn takes_traffic(flags: HealthFlags, panicking: bool) -> bool {
     flags.is_healthy() || (panicking && !flags.contains(Unhealthy::Drained))
 }
 
+/// Whether endpoints with these health `flags` are in panic mode under `panic_threshold` (%).
+fn panicking(flags: &[HealthFlags], panic_threshold: u32) -> bool {
+    let in_service = flags
+        .iter()
+        .filter(|f| !f.contains(Unhealthy::Drained))
+        .count();
+    let healthy_count = flags.iter().filter(|f| f.is_healthy()).count();
+    in_service > 0 && (healthy_count as u64) * 100 < u64::from(panic_threshold) * in_service as u64
+}
+
+/// Which of `endpoints` a balancer may send new traffic to now: the healthy ones, or all but the
+/// drained ones when fewer than `panic_threshold` % are healthy (panic mode). The kernel data
+/// plane marks endpoints eligible from this, so it agrees with every userspace policy.
+pub fn eligible_endpoints(endpoints: &[Arc<Endpoint>], panic_threshold: u32) -> Vec<bool> {
+    let flags: Vec<HealthFlags> = endpoints.iter().map(|e| e.state.health()).collect();
+    let panicking = panicking(&flags, panic_threshold);
+    flags.iter().map(|&f| takes_traffic(f, panicking)).collect()
+}
+
 /// The view of `members` now: reads the generation first, so a change racing this scan leaves
 /// the view marked stale and it is rebuilt again.
 fn compute_view(members: &[Member], panic_threshold: u32, needs: Needs) -> View {
@@ -324,13 +343,7 @@ fn compute_view(members: &[Member], panic_threshold: u32, needs: Needs) -> View 
     let flags: Vec<HealthFlags> = members.iter().map(|m| m.state.health()).collect();
     // A drained endpoint is out by an operator's decision, not by failing: panic mode never
     // sends it traffic, and it does not count towards the panic threshold.
-    let in_service = flags
-        .iter()
-        .filter(|f| !f.contains(Unhealthy::Drained))
-        .count();
-    let healthy_count = flags.iter().filter(|f| f.is_healthy()).count();
-    let panicking = in_service > 0
-        && (healthy_count as u64) * 100 < u64::from(panic_threshold) * in_service as u64;
+    let panicking = panicking(&flags, panic_threshold);
     let eligible: Vec<u32> = (0..n)
         .filter(|&i| takes_traffic(flags[i], panicking))
         .map(|i| i as u32)

@@ -34,6 +34,7 @@ mod ser;
 mod tls;
 mod traffic;
 mod validate;
+mod xdp;
 mod yaml;
 
 pub use affinity::{
@@ -90,6 +91,9 @@ pub use traffic::{
     MirrorConfig,
 };
 pub use validate::MAX_ENDPOINT_WEIGHT;
+pub use xdp::{
+    KernelTransport, NftablesListenerConfig, XdpForwarding, XdpListenerConfig, parse_mac,
+};
 
 use serde::{Deserialize, Serialize};
 

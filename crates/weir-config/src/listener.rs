@@ -97,6 +97,12 @@ pub struct ListenerConfig {
     /// Terminate TLS (`http` listeners): certificates, versions, client certificates.
     #[serde(default)]
     pub tls: Option<crate::ListenerTlsConfig>,
+    /// The kernel data plane of an `xdp` listener: interfaces, more VIPs, forwarding.
+    #[serde(default)]
+    pub xdp: Option<crate::XdpListenerConfig>,
+    /// More VIPs and the transport of an `nftables` listener.
+    #[serde(default)]
+    pub nftables: Option<crate::NftablesListenerConfig>,
 }
 
 /// Downstream protocol of a listener.
@@ -112,6 +118,12 @@ pub enum ListenerProtocol {
     Udp,
     /// TLS forwarded untouched, routed by the SNI of the ClientHello.
     TlsPassthrough,
+    /// Packets to the VIP `address` (and `xdp.vips`) balanced in the kernel by an XDP program
+    /// over `cluster` (docs/kernel.md); weir binds no socket for it.
+    Xdp,
+    /// Connections to the VIP `address` (and `nftables.vips`) DNAT'ed by netfilter through
+    /// nftables maps over `cluster` (docs/kernel.md); weir binds no socket for it.
+    Nftables,
 }
 
 /// Limits and options for HTTP listeners; the defaults protect the proxy.

@@ -327,7 +327,18 @@ fn plan(
     config: &ValidatedConfig,
     inherited: &mut Vec<(String, ListenSocket)>,
 ) -> Result<Vec<Slot>, ProxyError> {
-    let listeners = &config.config().listeners;
+    // Listeners balanced in the kernel (XDP, nftables) have no socket here.
+    let listeners: Vec<&ListenerConfig> = config
+        .config()
+        .listeners
+        .iter()
+        .filter(|l| {
+            !matches!(
+                l.protocol,
+                ListenerProtocol::Xdp | ListenerProtocol::Nftables
+            )
+        })
+        .collect();
     let kept: Vec<Option<usize>> = listeners
         .iter()
         .map(|l| {
@@ -338,7 +349,7 @@ fn plan(
         .collect();
     let mut taken: Vec<usize> = kept.iter().flatten().copied().collect();
     let mut slots = Vec::new();
-    for (l, kept) in listeners.iter().zip(kept) {
+    for (&l, kept) in listeners.iter().zip(kept) {
         if let Some(i) = kept {
             slots.push(Slot::Kept(i));
             continue;

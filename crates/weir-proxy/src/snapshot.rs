@@ -49,6 +49,9 @@ pub(crate) enum Listener {
     Stream(StreamListener),
     /// UDP sessions.
     Udp(UdpListener),
+    /// An `xdp` or `nftables` listener: balanced by the kernel data plane that weir's wiring runs; the proxy
+    /// holds nothing for it.
+    Kernel,
 }
 
 /// Publishes snapshots to the data plane; cheap to clone and share.
@@ -123,6 +126,7 @@ impl Snapshot {
                     ListenerProtocol::Udp => {
                         Listener::Udp(UdpListener::compile(l, &clusters, &path)?)
                     }
+                    ListenerProtocol::Xdp | ListenerProtocol::Nftables => Listener::Kernel,
                 })
             })
             .collect::<Result<_, CompileError>>()?;

@@ -25,6 +25,7 @@ use weir_discovery::{Discovery, DiscoveryTarget, Source};
 use weir_probe::{CheckTarget, HealthChecker, ProbeTls};
 use weir_proxy::{ListenSocket, Listeners, Proxy, Snapshot, SnapshotHandle, SpanExport};
 
+mod kernel;
 pub mod upgrade;
 mod watch;
 
@@ -40,6 +41,8 @@ pub struct Weir {
     admin: Option<AdminServer>,
     /// Stops the config file watcher, if one runs.
     watching: CancellationToken,
+    /// The XDP balancer and nftables table of `xdp` and `nftables` listeners, if any.
+    kernel: Option<kernel::KernelPlane>,
 }
 
 /// What a reload needs, shared by [`Weir::reload`], the admin API's `POST /reload`, `SIGHUP`
@@ -137,6 +140,7 @@ impl Weir {
             None => None,
         };
         let proxy = Proxy::start_with(config, inherited.listeners).await?;
+        let kernel = kernel::KernelPlane::start(config, proxy.snapshots())?;
         let mut checker = HealthChecker::new(Arc::new(SystemClock));
         checker.reconcile(check_targets(&proxy.snapshots().load()));
         let control = Arc::new_cyclic(|control: &Weak<Control>| {
@@ -174,6 +178,9 @@ impl Weir {
                 if control.source.is_some() {
                     state = state.with_reloader(Arc::clone(&control) as Arc<dyn Reloader>);
                 }
+                if let Some(metrics) = kernel.as_ref().and_then(kernel::KernelPlane::metrics) {
+                    state = state.with_extra_metrics(metrics);
+                }
                 let server = AdminServer::start_on(socket, state).context("admin: cannot serve")?;
                 tracing::info!(address = %server.local_addr(), "admin API listening");
                 Some(server)
@@ -185,6 +192,7 @@ impl Weir {
             control,
             admin,
             watching: CancellationToken::new(),
+            kernel,
         })
     }
 
@@ -263,6 +271,9 @@ impl Weir {
     /// up to `grace`; `true` if everything in flight finished in time.
     pub async fn shutdown(mut self, grace: Duration) -> bool {
         self.watching.cancel();
+        if let Some(mut kernel) = self.kernel.take() {
+            kernel.shutdown();
+        }
         {
             let mut state = self.control.lock();
             state.discovery.shutdown();

@@ -29,6 +29,7 @@ pub mod etcd;
 pub mod grpc;
 pub mod grpc_health;
 pub mod http;
+pub mod netns;
 pub mod tcp;
 pub mod tls;
 pub mod udp;

@@ -50,6 +50,17 @@ impl Checker<'_> {
             .into_iter()
             .flatten()
             .collect(),
+            ListenerProtocol::Xdp | ListenerProtocol::Nftables => [
+                misplaced("routes", !listener.routes.is_empty()),
+                misplaced("sni", !listener.sni.is_empty()),
+                misplaced("default_cluster", listener.default_cluster.is_some()),
+                misplaced("tls", listener.tls.is_some()),
+                misplaced("proxy_protocol", listener.proxy_protocol.is_some()),
+                misplaced("rate_limit", listener.rate_limit.is_some()),
+            ]
+            .into_iter()
+            .flatten()
+            .collect(),
         };
         for key in not_for_this {
             self.report(
@@ -60,7 +71,10 @@ impl Checker<'_> {
         }
         match protocol {
             ListenerProtocol::Http => {}
-            ListenerProtocol::Tcp | ListenerProtocol::Udp => match &listener.cluster {
+            ListenerProtocol::Tcp
+            | ListenerProtocol::Udp
+            | ListenerProtocol::Xdp
+            | ListenerProtocol::Nftables => match &listener.cluster {
                 Some(c) => route::cluster_ref(self, c, &path.key("cluster"), clusters),
                 None => self.report(
                     path,
@@ -186,6 +200,8 @@ fn protocol_name(p: ListenerProtocol) -> &'static str {
         ListenerProtocol::Tcp => "tcp",
         ListenerProtocol::Udp => "udp",
         ListenerProtocol::TlsPassthrough => "tls_passthrough",
+        ListenerProtocol::Xdp => "xdp",
+        ListenerProtocol::Nftables => "nftables",
     }
 }
 
@@ -196,6 +212,10 @@ fn hint_for(p: ListenerProtocol) -> &'static str {
         ListenerProtocol::Udp => "udp listeners use `cluster` and `udp` options; remove the key",
         ListenerProtocol::TlsPassthrough => {
             "tls_passthrough listeners use `sni`, `default_cluster` and `tcp` options; remove the key"
+        }
+        ListenerProtocol::Xdp => "xdp listeners use `cluster` and `xdp` options; remove the key",
+        ListenerProtocol::Nftables => {
+            "nftables listeners use `cluster` and `nftables` options; remove the key"
         }
     }
 }

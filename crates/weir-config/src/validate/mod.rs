@@ -25,6 +25,7 @@ mod route;
 mod syntax;
 mod tls;
 mod traffic;
+mod xdp;
 
 /// Endpoint weights outside this range are rejected.
 pub const MAX_ENDPOINT_WEIGHT: u32 = 10_000;
@@ -52,6 +53,7 @@ pub(crate) fn check(config: &Config, tree: Option<&Node>, file: &str) -> Vec<Con
         errors: Vec::new(),
     };
     checker.listeners(config);
+    checker.xdp_listeners(config);
     checker.clusters(&config.clusters);
     rate_limit::check(&mut checker, config);
     observability::check(&mut checker, config);
@@ -152,7 +154,13 @@ impl Checker<'_> {
         for (i, listener) in config.listeners.iter().enumerate() {
             let path = YamlPath::root().key("listeners").index(i);
             self.unique_name("listener", &listener.name, path.key("name"), &mut names);
-            self.listener_address(listener, &path, &mut addresses);
+            // An `xdp` listener's address is a VIP the kernel balances, not a bound socket.
+            if !matches!(
+                listener.protocol,
+                crate::ListenerProtocol::Xdp | crate::ListenerProtocol::Nftables
+            ) {
+                self.listener_address(listener, &path, &mut addresses);
+            }
             self.http_options(&listener.http, &path.key("http"));
             self.debug_trusted(listener, &path.key("http").key("debug_trusted"));
             self.listener_protocol(listener, &path, &clusters);

@@ -15,3 +15,4 @@ mod retry;
 mod rule_errors;
 mod tls;
 mod traffic;
+mod xdp;

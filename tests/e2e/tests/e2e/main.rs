@@ -42,3 +42,4 @@ mod tls_termination;
 mod trace_context;
 mod udp;
 mod websocket;
+mod xdp;
