@@ -371,23 +371,26 @@ fn special(sc: &str, all: &[Run]) -> Option<String> {
         "idle" => {
             let _ = writeln!(
                 s,
-                "| peer | RSS with the connections held, MiB, median (min–max) | RSS before, MiB | KiB per connection | connections held | failed |\n|---|---|---|---|---|---|"
+                "| peer | RSS with the connections held, MiB, median (min–max) over all rounds | first round (fresh process): RSS before → held, MiB | KiB per connection (first round) | connections held | failed |\n|---|---|---|---|---|---|"
             );
             for peer in ["weir", "haproxy", "nginx"] {
-                let held: u64 = runs(peer).first().map_or(0, |r| r.requests);
+                let first = runs(peer).into_iter().min_by_key(|r| r.round);
+                let held: u64 = first.map_or(0, |r| r.requests);
                 let errors: u64 = runs(peer).into_iter().map(|r| r.errors).sum();
+                let fresh = first
+                    .and_then(|r| Some((r.rss_before_kib?, r.rss_kib?, r.requests.max(1))))
+                    .map_or(("–".to_owned(), "–".to_owned()), |(b, h, n)| {
+                        (
+                            format!("{:.1} → {:.1}", b as f64 / 1024.0, h as f64 / 1024.0),
+                            format!("**{:.2}**", (h as f64 - b as f64) / n as f64),
+                        )
+                    });
                 let _ = writeln!(
                     s,
                     "| {peer} | {} | {} | {} | {held} | {errors} |",
                     cell(med(peer, &|r| Some(r.rss_kib? as f64 / 1024.0)), 1),
-                    cell(med(peer, &|r| Some(r.rss_before_kib? as f64 / 1024.0)), 1),
-                    cell(
-                        med(peer, &|r| Some(
-                            (r.rss_kib? as f64 - r.rss_before_kib? as f64)
-                                / r.requests.max(1) as f64
-                        )),
-                        2
-                    ),
+                    fresh.0,
+                    fresh.1,
                 );
             }
             (
