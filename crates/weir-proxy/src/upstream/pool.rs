@@ -1,9 +1,15 @@
 //! Per-endpoint connection pools.
+//!
+//! HTTP/1.1 connections are lent to one exchange at a time and come back to a bounded idle queue
+//! when the exchange ends. A connection opened while the pool already lends out as many as it can
+//! keep idle would be closed again at its release, so under a burst a request first waits for a
+//! lent connection to come back as long as the pool keeps turning connections over (issue #11,
+//! scenario 7: churning clients must not churn upstream connections).
 
 use std::net::SocketAddr;
 use std::pin::Pin;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
@@ -38,7 +44,7 @@ pub(crate) struct PoolSettings {
 pub(crate) struct EndpointPool {
     addr: SocketAddr,
     settings: PoolSettings,
-    idle: Arc<ArrayQueue<IdleSender>>,
+    shared: Arc<Shared>,
     h2: ArcSwapOption<http2::SendRequest<ProxyBody>>,
     h2_connecting: tokio::sync::Mutex<()>,
     /// Bumped by every HTTP/2 connect attempt, so requests that waited for one share its
@@ -46,10 +52,24 @@ pub(crate) struct EndpointPool {
     h2_attempts: AtomicU64,
 }
 
+/// What the HTTP/1.1 connections lent out share with their pool.
+struct Shared {
+    idle: ArrayQueue<IdleSender>,
+    /// Connections lent to exchanges right now.
+    lent: AtomicUsize,
+    /// Connections returned to `idle` so far: tells a waiting request whether the pool turns over.
+    returned: AtomicU64,
+    /// Wakes a request waiting for a lent connection to come back or end.
+    lent_ended: tokio::sync::Notify,
+}
+
+/// Counts one connection as lent until dropped.
+struct Lent(Arc<Shared>);
+
 /// An HTTP/1.1 connection lent to one exchange; [`PooledSender::release`] returns it.
 pub(crate) struct PooledSender {
     sender: http1::SendRequest<ProxyBody>,
-    idle: Arc<ArrayQueue<IdleSender>>,
+    lent: Lent,
     /// Set once the request body was sent to the end; a connection still sending a body (the
     /// endpoint answered early) must not be reused.
     request_done: Arc<AtomicBool>,
@@ -66,6 +86,10 @@ pin_project_lite::pin_project! {
 
 /// How long a pooled HTTP/1.1 connection may take to report ready before it is dropped.
 const READY_WAIT: Duration = Duration::from_millis(100);
+
+/// How long a request waiting for a lent connection to come back waits without any connection
+/// coming back before it opens one of its own (the pool is not turning over: slow exchanges).
+const TURNOVER_WAIT: Duration = Duration::from_millis(50);
 
 /// The upstream's answer, and the HTTP/1.1 connection to return once its body is read.
 pub(crate) struct UpstreamResponse {
@@ -85,7 +109,12 @@ impl EndpointPool {
     pub(crate) fn new(addr: SocketAddr, settings: PoolSettings) -> Self {
         Self {
             addr,
-            idle: Arc::new(ArrayQueue::new(settings.max_idle.max(1))),
+            shared: Arc::new(Shared {
+                idle: ArrayQueue::new(settings.max_idle.max(1)),
+                lent: AtomicUsize::new(0),
+                returned: AtomicU64::new(0),
+                lent_ended: tokio::sync::Notify::new(),
+            }),
             settings,
             h2: ArcSwapOption::empty(),
             h2_connecting: tokio::sync::Mutex::new(()),
@@ -128,7 +157,12 @@ impl EndpointPool {
         // A pooled connection may have been closed by the endpoint while idle. hyper hands the
         // request back if it was never written, so we can try the next connection safely.
         loop {
-            let (mut sender, fresh) = match self.take_idle().await {
+            let idle = match self.take_idle().await {
+                Some(s) => Some(s),
+                None => self.wait_for_return().await,
+            };
+            let lent = Lent::new(&self.shared);
+            let (mut sender, fresh) = match idle {
                 Some(s) => (s, false),
                 None => {
                     let _pending = breakers.pending()?;
@@ -149,7 +183,7 @@ impl EndpointPool {
                 Ok(response) => {
                     let sender = PooledSender {
                         sender,
-                        idle: Arc::clone(&self.idle),
+                        lent,
                         request_done: Arc::clone(&request_done),
                     };
                     return Ok(UpstreamResponse {
@@ -165,8 +199,42 @@ impl EndpointPool {
         }
     }
 
+    /// With nothing idle and as many connections lent out as the pool can keep, a new connection
+    /// would be closed again when it is released. Waits instead for a lent one to come back, as
+    /// long as connections keep coming back (at least one per [`TURNOVER_WAIT`]) and for no
+    /// longer than the connect timeout. `None`: open a connection.
+    async fn wait_for_return(&self) -> Option<http1::SendRequest<ProxyBody>> {
+        let shared = &*self.shared;
+        if shared.lent.load(Ordering::Acquire) < self.settings.max_idle {
+            return None;
+        }
+        let deadline = tokio::time::Instant::now() + self.settings.connect_timeout;
+        loop {
+            let returned = shared.returned.load(Ordering::Acquire);
+            let signal = shared.lent_ended.notified();
+            tokio::pin!(signal);
+            // Registered before looking at the queue, so a return in between is not missed.
+            // A lent connection that ends without coming back (closed) leaves room: connect.
+            signal.as_mut().enable();
+            if let Some(s) = self.take_idle().await {
+                return Some(s);
+            }
+            let wait_until = deadline.min(tokio::time::Instant::now() + TURNOVER_WAIT);
+            if tokio::time::timeout_at(wait_until, signal).await.is_err()
+                && shared.returned.load(Ordering::Acquire) == returned
+            {
+                return None;
+            }
+            if tokio::time::Instant::now() >= deadline
+                || shared.lent.load(Ordering::Acquire) < self.settings.max_idle
+            {
+                return self.take_idle().await;
+            }
+        }
+    }
+
     async fn take_idle(&self) -> Option<http1::SendRequest<ProxyBody>> {
-        while let Some(IdleSender { mut sender, since }) = self.idle.pop() {
+        while let Some(IdleSender { mut sender, since }) = self.shared.idle.pop() {
             if sender.is_closed() || since.elapsed() > self.settings.idle_timeout {
                 continue;
             }
@@ -270,7 +338,8 @@ impl std::fmt::Debug for EndpointPool {
         f.debug_struct("EndpointPool")
             .field("addr", &self.addr)
             .field("settings", &self.settings)
-            .field("idle", &self.idle.len())
+            .field("idle", &self.shared.idle.len())
+            .field("lent", &self.shared.lent.load(Ordering::Relaxed))
             .finish()
     }
 }
@@ -284,10 +353,35 @@ impl PooledSender {
         if self.sender.is_closed() || !self.request_done.load(Ordering::Acquire) {
             return;
         }
-        let _ = self.idle.push(IdleSender {
-            sender: self.sender,
-            since: Instant::now(),
-        });
+        let shared = &*self.lent.0;
+        if shared
+            .idle
+            .push(IdleSender {
+                sender: self.sender,
+                since: Instant::now(),
+            })
+            .is_ok()
+        {
+            shared.returned.fetch_add(1, Ordering::AcqRel);
+        }
+    }
+}
+
+// === impl Lent ===
+
+impl Lent {
+    fn new(shared: &Arc<Shared>) -> Self {
+        shared.lent.fetch_add(1, Ordering::AcqRel);
+        Self(Arc::clone(shared))
+    }
+}
+
+impl Drop for Lent {
+    fn drop(&mut self) {
+        self.0.lent.fetch_sub(1, Ordering::AcqRel);
+        // Back in the idle queue or gone for good: either way a waiting request can go on
+        // (lock-free while nobody waits).
+        self.0.lent_ended.notify_one();
     }
 }
 

@@ -41,5 +41,6 @@ mod tls_passthrough;
 mod tls_termination;
 mod trace_context;
 mod udp;
+mod upstream_reuse;
 mod websocket;
 mod xdp;
