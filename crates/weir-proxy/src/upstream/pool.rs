@@ -59,6 +59,10 @@ struct Shared {
     lent: AtomicUsize,
     /// Connections returned to `idle` so far: tells a waiting request whether the pool turns over.
     returned: AtomicU64,
+    /// When the last connection came back, in milliseconds since `epoch`: a pool whose
+    /// connections are all held by long exchanges is not worth waiting for.
+    last_return_ms: AtomicU64,
+    epoch: Instant,
     /// Wakes a request waiting for a lent connection to come back or end.
     lent_ended: tokio::sync::Notify,
 }
@@ -113,6 +117,8 @@ impl EndpointPool {
                 idle: ArrayQueue::new(settings.max_idle.max(1)),
                 lent: AtomicUsize::new(0),
                 returned: AtomicU64::new(0),
+                last_return_ms: AtomicU64::new(0),
+                epoch: Instant::now(),
                 lent_ended: tokio::sync::Notify::new(),
             }),
             settings,
@@ -206,6 +212,13 @@ impl EndpointPool {
     async fn wait_for_return(&self) -> Option<http1::SendRequest<ProxyBody>> {
         let shared = &*self.shared;
         if shared.lent.load(Ordering::Acquire) < self.settings.max_idle {
+            return None;
+        }
+        // Nothing came back lately: the lent connections are busy with long exchanges (streams,
+        // long polls), and waiting would only add latency. Connect at once.
+        let since_return =
+            elapsed_ms(shared.epoch).saturating_sub(shared.last_return_ms.load(Ordering::Acquire));
+        if since_return > TURNOVER_WAIT.as_millis() as u64 {
             return None;
         }
         let deadline = tokio::time::Instant::now() + self.settings.connect_timeout;
@@ -354,17 +367,27 @@ impl PooledSender {
             return;
         }
         let shared = &*self.lent.0;
+        let now = Instant::now();
         if shared
             .idle
             .push(IdleSender {
                 sender: self.sender,
-                since: Instant::now(),
+                since: now,
             })
             .is_ok()
         {
+            let ms = now.saturating_duration_since(shared.epoch).as_millis();
+            shared
+                .last_return_ms
+                .store(u64::try_from(ms).unwrap_or(u64::MAX), Ordering::Release);
             shared.returned.fetch_add(1, Ordering::AcqRel);
         }
     }
+}
+
+/// Milliseconds since `epoch`.
+fn elapsed_ms(epoch: Instant) -> u64 {
+    u64::try_from(epoch.elapsed().as_millis()).unwrap_or(u64::MAX)
 }
 
 // === impl Lent ===
