@@ -10,11 +10,17 @@
 //! The other subcommands are the pieces it starts: `endpoint` (the hyper server every peer
 //! forwards to, with the bulk source of scenario 5) and the load generators that wrk and h2load
 //! do not cover: `rate` (scenario 2), `bulk` (5), `idle` (6) and `churn` (7).
+//!
+//! `kernel` (root only) measures the L4 data planes of issue #10 — XDP, nftables and the
+//! userspace UDP proxy — in network namespaces, with its own UDP `flood` and counting `sink`.
 
 mod bulk;
 mod churn;
 mod endpoint;
+mod flood;
 mod idle;
+mod kernel;
+mod kernel_report;
 mod orchestrate;
 mod rate;
 mod report;
@@ -92,6 +98,39 @@ enum Command {
         #[arg(long, default_value_t = 8)]
         duration: u64,
     },
+    /// Kernel data planes (root): pps and CPU per packet of XDP, nftables and userspace UDP
+    /// through a veth balancer namespace, with 1 to 10,000 VIPs; saves `target/bench/kernel.*`.
+    Kernel(kernel::Options),
+    /// A multi-flow UDP flood (one socket per flow, round-robin `send`); prints JSON.
+    Flood {
+        /// Destination, repeated: flow `i` sends to target `i % n`.
+        #[arg(long = "target", required = true)]
+        targets: Vec<String>,
+        /// Flows (sockets, hence source ports).
+        #[arg(long, default_value_t = 256)]
+        flows: u32,
+        /// Payload bytes.
+        #[arg(long, default_value_t = 18)]
+        size: usize,
+        /// Seconds of flooding.
+        #[arg(long, default_value_t = 5.0)]
+        duration: f64,
+    },
+    /// Counts the UDP datagrams arriving on an address; prints JSON.
+    Sink {
+        /// Address to bind.
+        #[arg(long)]
+        addr: SocketAddr,
+        /// Seconds to count.
+        #[arg(long, default_value_t = 5.0)]
+        duration: f64,
+    },
+    /// Rebuild the kernel benchmark's Markdown from a saved `kernel.json`.
+    KernelReport {
+        /// The raw results written by `kernel`.
+        #[arg(default_value = "target/bench/kernel.json")]
+        runs: PathBuf,
+    },
     /// Rebuild the Markdown summary from a saved `runs.json`.
     Report {
         /// The raw results written by `all`.
@@ -127,6 +166,27 @@ fn main() -> ExitCode {
             Ok(())
         }),
         Command::Report { runs } => report::from_file(&runs),
+        Command::Kernel(options) => kernel::run(&options),
+        Command::KernelReport { runs } => kernel_report::from_file(&runs),
+        Command::Flood {
+            targets,
+            flows,
+            size,
+            duration,
+        } => kernel::parse_targets(&targets)
+            .and_then(|t| Ok((t, Duration::try_from_secs_f64(duration)?)))
+            .and_then(|(t, d)| flood::flood(&t, flows, size, d))
+            .and_then(|r| {
+                println!("{}", serde_json::to_string(&r)?);
+                Ok(())
+            }),
+        Command::Sink { addr, duration } => Duration::try_from_secs_f64(duration)
+            .map_err(anyhow::Error::from)
+            .and_then(|d| flood::sink(addr, d))
+            .and_then(|r| {
+                println!("{}", serde_json::to_string(&r)?);
+                Ok(())
+            }),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

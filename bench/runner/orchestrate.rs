@@ -135,12 +135,12 @@ impl Peer {
 }
 
 /// A started process, stopped with SIGTERM (then SIGKILL) when dropped.
-struct Proc {
-    child: Child,
+pub(crate) struct Proc {
+    pub(crate) child: Child,
 }
 
 impl Proc {
-    fn pid(&self) -> u32 {
+    pub(crate) fn pid(&self) -> u32 {
         self.child.id()
     }
 }
@@ -149,6 +149,7 @@ impl Drop for Proc {
     fn drop(&mut self) {
         let _ = Command::new("kill")
             .args(["-TERM", &self.child.id().to_string()])
+            .stderr(Stdio::null())
             .status();
         let deadline = Instant::now() + Duration::from_secs(5);
         while Instant::now() < deadline {
@@ -318,7 +319,7 @@ fn sh(script: &str) -> bool {
         .is_ok_and(|s| s.success())
 }
 
-fn sh_out(script: &str) -> String {
+pub(crate) fn sh_out(script: &str) -> String {
     Command::new("sh")
         .args(["-c", script])
         .output()
@@ -364,7 +365,7 @@ fn wait_listening(port: u16) -> anyhow::Result<()> {
 }
 
 /// Clock ticks per second of procfs' CPU times.
-fn clk_tck() -> f64 {
+pub(crate) fn clk_tck() -> f64 {
     sh_out("getconf CLK_TCK").parse().unwrap_or(100.0)
 }
 
@@ -386,7 +387,7 @@ fn tree(pid: u32) -> Vec<u32> {
 }
 
 /// utime + stime, in clock ticks, of `pid` (all its threads) and of its descendants.
-fn tree_ticks(pid: u32) -> f64 {
+pub(crate) fn tree_ticks(pid: u32) -> f64 {
     let mut total = 0.0;
     for p in tree(pid) {
         if let Ok(stat) = std::fs::read_to_string(format!("/proc/{p}/stat")) {

@@ -155,7 +155,7 @@ pub(crate) fn from_file(path: &Path) -> anyhow::Result<()> {
 }
 
 /// Median, min and max; `None` when empty.
-fn stats(mut v: Vec<f64>) -> Option<(f64, f64, f64)> {
+pub(crate) fn stats(mut v: Vec<f64>) -> Option<(f64, f64, f64)> {
     if v.is_empty() {
         return None;
     }

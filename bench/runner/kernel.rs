@@ -1,0 +1,719 @@
+//! `weir-bench kernel` (root only): packets per second and CPU per packet of weir's three L4
+//! data planes — the XDP balancer (DNAT), the nftables service mode and the userspace `udp`
+//! proxy — on the same veth path, with 1, 1,000 and 10,000 configured VIPs (issue #10).
+//!
+//! The topology is the namespace e2e test's (`tests/e2e/tests/e2e/xdp.rs`): a client namespace,
+//! a balancer namespace and an endpoint namespace joined by veth pairs, the balancer routing
+//! between them. Each run starts weir in the balancer namespace from a generated YAML file,
+//! floods one VIP from the client (256 flows, pinned to CPU 0), counts what reaches the
+//! endpoint (the endpoint namespace's UDP counters, and a counting sink pinned to CPU 1), and
+//! reads the CPU time of the window from `/proc/stat` and weir's `/proc/<pid>/stat`. A
+//! `baseline` run without any balancer (the client floods the endpoints' own addresses, routed
+//! through the balancer namespace) gives the cost of the path itself. The method and what is
+//! counted: `docs/benchmarks.md` ("Kernel data planes") and `docs/kernel.md`.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, bail};
+use serde::{Deserialize, Serialize};
+
+use crate::flood::{FloodReport, SinkReport};
+use crate::orchestrate::{Proc, clk_tck, sh_out};
+
+/// Options of `weir-bench kernel`.
+#[derive(Debug, clap::Args)]
+pub(crate) struct Options {
+    /// VIP counts, comma-separated: every VIP is configured (with the same endpoints); the
+    /// flood targets the first.
+    #[arg(long, default_value = "1,1000,10000", value_delimiter = ',')]
+    vips: Vec<u32>,
+    /// Seconds measured per run (after one second of warm-up).
+    #[arg(long, default_value_t = 5)]
+    duration: u64,
+    /// Interleaved rounds: each runs the baseline and every (plane, VIPs) cell once.
+    #[arg(long, default_value_t = 3)]
+    rounds: u32,
+    /// Flows (source ports) of the flood.
+    #[arg(long, default_value_t = 256)]
+    flows: u32,
+    /// UDP payload bytes per packet.
+    #[arg(long, default_value_t = 18)]
+    size: usize,
+    /// Data planes, comma-separated: xdp, nftables, userspace.
+    #[arg(long, default_value = "xdp,nftables,userspace", value_delimiter = ',')]
+    planes: Vec<Plane>,
+}
+
+/// How packets get from the client to the endpoints.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub(crate) enum Plane {
+    /// No balancer: the client sends to the endpoints' addresses, the balancer ns routes.
+    Baseline,
+    /// weir's XDP program, DNAT forwarding (`protocol: xdp`).
+    Xdp,
+    /// weir's nftables service mode (`protocol: nftables`).
+    Nftables,
+    /// weir's userspace UDP proxy (`protocol: udp`).
+    Userspace,
+}
+
+impl Plane {
+    pub(crate) fn name(self) -> &'static str {
+        match self {
+            Plane::Baseline => "baseline",
+            Plane::Xdp => "xdp",
+            Plane::Nftables => "nftables",
+            Plane::Userspace => "userspace",
+        }
+    }
+}
+
+/// One measured run.
+#[derive(Debug, Serialize, Deserialize)]
+pub(crate) struct KernelRun {
+    pub(crate) plane: Plane,
+    pub(crate) vips: u32,
+    pub(crate) round: u32,
+    /// XDP only: `native` or `generic`, as `ip link` shows it.
+    pub(crate) attach: Option<String>,
+    /// Seconds of the measured window.
+    pub(crate) seconds: f64,
+    /// Packets that reached the endpoint namespace's UDP layer in the window.
+    pub(crate) delivered: u64,
+    /// Packets per second delivered.
+    pub(crate) pps: f64,
+    /// Packets per second the flood got the kernel to accept (whole run).
+    pub(crate) sent_pps: f64,
+    /// Packets the counting sink read (whole run).
+    pub(crate) sink_received: u64,
+    /// Both CPUs' `system` + `irq` + `softirq` time in the window, ns per delivered packet.
+    pub(crate) kernel_ns_per_pkt: f64,
+    /// Both CPUs' `softirq` time alone, ns per delivered packet: where XDP and netfilter run,
+    /// and the column other tenants' work pollutes least.
+    pub(crate) softirq_ns_per_pkt: f64,
+    /// weir's user time in the window, ns per delivered packet (its system time is already in
+    /// `kernel_ns_per_pkt`).
+    pub(crate) weir_user_ns_per_pkt: f64,
+    /// weir's user + system time, ns per delivered packet.
+    pub(crate) weir_ns_per_pkt: f64,
+    /// `kernel_ns_per_pkt + weir_user_ns_per_pkt`: everything but the generators' and other
+    /// tenants' user time.
+    pub(crate) cpu_ns_per_pkt: f64,
+    /// Both CPUs' `user` + `nice` time in the window, ns per delivered packet (information:
+    /// flood, sink, weir and anything else running).
+    pub(crate) user_ns_per_pkt: f64,
+    /// 1-minute load average at the end of the run.
+    pub(crate) loadavg: f64,
+}
+
+/// Everything `kernel` writes to `target/bench/kernel.json`.
+#[derive(Debug, Serialize, Deserialize)]
+pub(crate) struct KernelResults {
+    pub(crate) command: String,
+    pub(crate) date: String,
+    pub(crate) kernel: String,
+    pub(crate) cpu: String,
+    pub(crate) weir: String,
+    pub(crate) flows: u32,
+    pub(crate) size: usize,
+    pub(crate) duration_s: u64,
+    pub(crate) runs: Vec<KernelRun>,
+}
+
+const VIP_ADDR: &str = "10.78.100.1";
+const VIP_PORT0: u16 = 10_000;
+const ENDPOINT_PORT: u16 = 8080;
+/// The endpoints: four addresses on the endpoint namespace's interface, one sink on all.
+const ENDPOINTS: [&str; 4] = ["10.78.10.2", "10.78.10.3", "10.78.10.4", "10.78.10.5"];
+const WARMUP: Duration = Duration::from_secs(1);
+
+/// The whole benchmark; see the module docs.
+pub(crate) fn run(o: &Options) -> anyhow::Result<()> {
+    if !crate_is_root() {
+        bail!(
+            "weir-bench kernel needs root (it creates network namespaces, loads XDP and \
+             nftables rules); run it with sudo"
+        );
+    }
+    if o.vips.iter().any(|&v| v == 0 || v > 50_000) {
+        bail!("--vips: each count must be 1..=50000");
+    }
+    for tool in ["ip", "nft", "taskset", "ss"] {
+        if !sh_ok(&format!("command -v {tool} >/dev/null")) {
+            bail!("{tool} is missing (Debian: iproute2, nftables, util-linux)");
+        }
+    }
+    let stop = Arc::new(AtomicBool::new(false));
+    watch_ctrl_c(Arc::clone(&stop));
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .context("workspace root")?
+        .to_path_buf();
+    let out = root.join("target/bench");
+    let work = out.join("kernel");
+    std::fs::create_dir_all(&work)?;
+    eprintln!("building weir (release)");
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+    if !Command::new(cargo)
+        .args(["build", "--release", "-p", "weir"])
+        .current_dir(&root)
+        .status()?
+        .success()
+    {
+        bail!("cargo build --release -p weir failed");
+    }
+    let weir = root.join("target/release/weir");
+    let me = std::env::current_exe()?;
+    let topo = Topology::new()?;
+    let tick_ns = 1e9 / clk_tck();
+
+    let mut results = KernelResults {
+        command: format!(
+            "sudo target/release/weir-bench kernel --vips {} --duration {} --rounds {} --flows {} --size {}",
+            o.vips
+                .iter()
+                .map(u32::to_string)
+                .collect::<Vec<_>>()
+                .join(","),
+            o.duration,
+            o.rounds,
+            o.flows,
+            o.size
+        ),
+        date: sh_out("date -u +%Y-%m-%dT%H:%MZ"),
+        kernel: sh_out("uname -r"),
+        cpu: sh_out("grep -m1 'model name' /proc/cpuinfo | cut -d: -f2"),
+        weir: sh_out(&format!("git -C {} rev-parse --short HEAD", root.display())),
+        flows: o.flows,
+        size: o.size,
+        duration_s: o.duration,
+        runs: Vec::new(),
+    };
+    let mut cells = vec![(Plane::Baseline, 0)];
+    for &vips in &o.vips {
+        for &plane in &o.planes {
+            // weir holds about two descriptors per UDP listener; weir inherits our limit.
+            let nofile: u64 = sh_out("ulimit -n").parse().unwrap_or(1024);
+            if plane == Plane::Userspace && u64::from(vips) * 2 + 256 > nofile {
+                eprintln!(
+                    "skipping userspace with {vips} VIPs: {vips} UDP listeners need about {} \
+                     descriptors and the open-file limit is {nofile}",
+                    u64::from(vips) * 2 + 256
+                );
+                continue;
+            }
+            if plane != Plane::Baseline {
+                cells.push((plane, vips));
+            }
+        }
+    }
+    // Round 0 is a warm-up (page cache, first XDP load) and is not kept.
+    for round in 0..=o.rounds {
+        for &(plane, vips) in &cells {
+            let run = one(
+                &topo, &weir, &me, &work, o, plane, vips, round, tick_ns, &stop,
+            )
+            .with_context(|| format!("{} with {vips} VIPs, round {round}", plane.name()))?;
+            eprintln!(
+                "{:9} {:>5} VIPs round {round}: {:>9.0} pps delivered (sent {:.0}), CPU {:.0} ns/pkt (kernel {:.0}, softirq {:.0}, weir {:.0}){}",
+                plane.name(),
+                vips,
+                run.pps,
+                run.sent_pps,
+                run.cpu_ns_per_pkt,
+                run.kernel_ns_per_pkt,
+                run.softirq_ns_per_pkt,
+                run.weir_ns_per_pkt,
+                run.attach
+                    .as_ref()
+                    .map_or(String::new(), |a| format!(", XDP {a}"))
+            );
+            if round > 0 {
+                results.runs.push(run);
+            }
+        }
+    }
+    drop(topo);
+    crate::kernel_report::save(&results, &out)
+}
+
+/// The client, balancer and endpoint namespaces; deleted (with their veths, XDP programs and
+/// nftables tables) on drop.
+struct Topology {
+    client: Ns,
+    lb: Ns,
+    endpoint: Ns,
+}
+
+impl Topology {
+    fn new() -> anyhow::Result<Self> {
+        let pid = std::process::id();
+        let client = Ns::new(format!("wkb-c-{pid}"))?;
+        let lb = Ns::new(format!("wkb-lb-{pid}"))?;
+        let endpoint = Ns::new(format!("wkb-e-{pid}"))?;
+        veth(&lb, "xc", "10.78.1.1/24", &client, "eth0", "10.78.1.2/24")?;
+        veth(
+            &lb,
+            "xe",
+            "10.78.10.1/24",
+            &endpoint,
+            "eth0",
+            "10.78.10.2/24",
+        )?;
+        for extra in &ENDPOINTS[1..] {
+            endpoint.ip(&["addr", "add", &format!("{extra}/24"), "dev", "eth0"])?;
+        }
+        client.ip(&["route", "add", "default", "via", "10.78.1.1"])?;
+        endpoint.ip(&["route", "add", "default", "via", "10.78.10.1"])?;
+        // The userspace proxy binds the VIPs; the kernel planes never look at this address.
+        lb.ip(&["addr", "add", &format!("{VIP_ADDR}/32"), "dev", "lo"])?;
+        lb.exec(&["sh", "-c", "echo 1 > /proc/sys/net/ipv4/ip_forward"])?;
+        // Neighbour entries resolved once, so the first run does not measure ARP.
+        let _ = client.exec(&["ping", "-c1", "-W1", "10.78.1.1"]);
+        for ep in ENDPOINTS {
+            let _ = lb.exec(&["ping", "-c1", "-W1", ep]);
+        }
+        Ok(Self {
+            client,
+            lb,
+            endpoint,
+        })
+    }
+}
+
+/// A named network namespace, deleted on drop.
+struct Ns {
+    name: String,
+}
+
+impl Ns {
+    fn new(name: String) -> anyhow::Result<Self> {
+        let _ = Command::new("ip").args(["netns", "del", &name]).output();
+        cmd("ip", &["netns", "add", &name])?;
+        let ns = Self { name };
+        ns.ip(&["link", "set", "lo", "up"])?;
+        Ok(ns)
+    }
+
+    fn ip(&self, args: &[&str]) -> anyhow::Result<String> {
+        let mut all = vec!["-n", self.name.as_str()];
+        all.extend_from_slice(args);
+        cmd("ip", &all)
+    }
+
+    /// Runs `args` inside the namespace; its stdout.
+    fn exec(&self, args: &[&str]) -> anyhow::Result<String> {
+        let mut all = vec!["netns", "exec", self.name.as_str()];
+        all.extend_from_slice(args);
+        cmd("ip", &all)
+    }
+
+    /// Starts `program args` inside the namespace pinned to `cpu`, stdout piped.
+    fn spawn(&self, cpu: &str, program: &Path, args: &[&str], log: &Path) -> anyhow::Result<Proc> {
+        let child = Command::new("ip")
+            .args(["netns", "exec", &self.name, "taskset", "-c", cpu])
+            .arg(program)
+            .args(args)
+            .env("RUST_LOG", "info")
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(std::fs::File::create(log)?)
+            .spawn()
+            .with_context(|| format!("starting {} in {}", program.display(), self.name))?;
+        Ok(Proc { child })
+    }
+}
+
+impl Drop for Ns {
+    fn drop(&mut self) {
+        let _ = Command::new("ip")
+            .args(["netns", "del", &self.name])
+            .output();
+    }
+}
+
+fn veth(
+    a: &Ns,
+    a_name: &str,
+    a_addr: &str,
+    b: &Ns,
+    b_name: &str,
+    b_addr: &str,
+) -> anyhow::Result<()> {
+    a.ip(&[
+        "link", "add", a_name, "type", "veth", "peer", "name", b_name, "netns", &b.name,
+    ])?;
+    a.ip(&["addr", "add", a_addr, "dev", a_name])?;
+    a.ip(&["link", "set", a_name, "up"])?;
+    b.ip(&["addr", "add", b_addr, "dev", b_name])?;
+    b.ip(&["link", "set", b_name, "up"])?;
+    Ok(())
+}
+
+fn cmd(program: &str, args: &[&str]) -> anyhow::Result<String> {
+    let out = Command::new(program)
+        .args(args)
+        .output()
+        .with_context(|| format!("running {program}"))?;
+    if !out.status.success() {
+        bail!(
+            "{program} {}: {}",
+            args.join(" "),
+            String::from_utf8_lossy(&out.stderr).trim()
+        );
+    }
+    Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+}
+
+fn sh_ok(script: &str) -> bool {
+    Command::new("sh")
+        .args(["-c", script])
+        .status()
+        .is_ok_and(|s| s.success())
+}
+
+fn crate_is_root() -> bool {
+    std::fs::read_to_string("/proc/self/status").is_ok_and(|s| {
+        s.lines()
+            .find(|l| l.starts_with("Uid:"))
+            .and_then(|l| l.split_whitespace().nth(2))
+            == Some("0")
+    })
+}
+
+/// Sets `stop` on ctrl-c, so the run in progress ends with an error and every guard (weir,
+/// the flood, the namespaces) is dropped.
+fn watch_ctrl_c(stop: Arc<AtomicBool>) {
+    std::thread::spawn(move || {
+        let Ok(rt) = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+        else {
+            return;
+        };
+        if rt.block_on(tokio::signal::ctrl_c()).is_ok() {
+            stop.store(true, Ordering::SeqCst);
+        }
+    });
+}
+
+/// Sleeps `d`, failing early when ctrl-c was pressed.
+fn sleep(d: Duration, stop: &AtomicBool) -> anyhow::Result<()> {
+    let end = Instant::now() + d;
+    while Instant::now() < end {
+        if stop.load(Ordering::SeqCst) {
+            bail!("interrupted");
+        }
+        std::thread::sleep(Duration::from_millis(20).min(end - Instant::now()));
+    }
+    Ok(())
+}
+
+/// weir's configuration for `plane` with `vips` VIPs on ports 10000, 10001, ...
+fn config(plane: Plane, vips: u32) -> String {
+    let vip = |i: u32| format!("\"{VIP_ADDR}:{}\"", u32::from(VIP_PORT0) + i);
+    let extra = (1..vips).map(vip).collect::<Vec<_>>().join(", ");
+    let endpoints = ENDPOINTS
+        .iter()
+        .map(|e| format!("\"{e}:{ENDPOINT_PORT}\""))
+        .collect::<Vec<_>>()
+        .join(", ");
+    let mut y = String::from("listeners:\n");
+    match plane {
+        Plane::Baseline => {}
+        Plane::Xdp => y.push_str(&format!(
+            "  - {{ name: vip, address: {}, cluster: ep, protocol: xdp, xdp: {{ interfaces: [xc, xe], forwarding: dnat, transport: udp, vips: [{extra}] }} }}\n",
+            vip(0)
+        )),
+        Plane::Nftables => y.push_str(&format!(
+            "  - {{ name: vip, address: {}, cluster: ep, protocol: nftables, nftables: {{ transport: udp, vips: [{extra}] }} }}\n",
+            vip(0)
+        )),
+        Plane::Userspace => {
+            for i in 0..vips {
+                y.push_str(&format!(
+                    "  - {{ name: vip{i}, address: {}, cluster: ep, protocol: udp }}\n",
+                    vip(i)
+                ));
+            }
+        }
+    }
+    // A small Maglev table (the nftables plane's ring size): the XDP plane writes one ring per
+    // VIP, and 10,000 rings of the default 65,537 slots take minutes to program.
+    y.push_str(&format!(
+        "clusters:\n  - name: ep\n    lb_policy: maglev\n    maglev: {{ table_size: 1009 }}\n    endpoints: [{endpoints}]\n"
+    ));
+    y
+}
+
+/// Waits until weir's plane is in place in the balancer namespace; the XDP attach mode.
+fn wait_ready(
+    lb: &Ns,
+    plane: Plane,
+    vips: u32,
+    weir: &mut Proc,
+    log: &Path,
+    stop: &AtomicBool,
+) -> anyhow::Result<Option<String>> {
+    let deadline = Instant::now() + Duration::from_secs(120);
+    loop {
+        if let Ok(Some(status)) = weir.child.try_wait() {
+            let log = std::fs::read_to_string(log).unwrap_or_default();
+            bail!("weir exited ({status}): {}", log.trim());
+        }
+        match plane {
+            Plane::Baseline => return Ok(None),
+            Plane::Xdp => {
+                let link = lb.ip(&["link", "show", "xc"])?;
+                if link.contains("xdpgeneric") {
+                    return Ok(Some("generic".into()));
+                }
+                if link.contains("xdp") {
+                    return Ok(Some("native".into()));
+                }
+            }
+            Plane::Nftables => {
+                if lb.exec(&["nft", "list", "tables"])?.contains("table") {
+                    return Ok(None);
+                }
+            }
+            Plane::Userspace => {
+                let bound = lb.exec(&["ss", "-Hunl"])?.lines().count();
+                if bound >= vips as usize {
+                    return Ok(None);
+                }
+            }
+        }
+        if Instant::now() > deadline {
+            bail!("weir's {} plane not ready after 120 s", plane.name());
+        }
+        sleep(Duration::from_millis(100), stop)?;
+    }
+}
+
+/// A CPU-time snapshot: both CPUs' `/proc/stat` fields and weir's own times, in ticks.
+#[derive(Default, Clone, Copy)]
+struct Cpu {
+    user: f64,
+    kernel: f64,
+    softirq: f64,
+    weir_user: f64,
+    weir_system: f64,
+}
+
+fn cpu(weir: Option<u32>) -> Cpu {
+    let mut c = Cpu::default();
+    if let Ok(stat) = std::fs::read_to_string("/proc/stat") {
+        for line in stat
+            .lines()
+            .filter(|l| l.starts_with("cpu") && l.as_bytes().get(3).is_some_and(u8::is_ascii_digit))
+        {
+            let f: Vec<f64> = line
+                .split_whitespace()
+                .skip(1)
+                .filter_map(|v| v.parse().ok())
+                .collect();
+            let at = |i: usize| f.get(i).copied().unwrap_or(0.0);
+            // user nice system idle iowait irq softirq steal
+            c.user += at(0) + at(1);
+            c.kernel += at(2) + at(5) + at(6);
+            c.softirq += at(6);
+        }
+    }
+    if let Some(pid) = weir
+        && let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat"))
+    {
+        let rest = stat.rsplit_once(')').map_or("", |(_, r)| r);
+        let f: Vec<&str> = rest.split_whitespace().collect();
+        let field = |n: usize| f.get(n - 3).and_then(|v| v.parse::<f64>().ok());
+        c.weir_user = field(14).unwrap_or(0.0);
+        c.weir_system = field(15).unwrap_or(0.0);
+    }
+    c
+}
+
+/// Packets that reached the namespace's UDP layer: `InDatagrams + RcvbufErrors`.
+fn udp_in(ns: &Ns) -> anyhow::Result<u64> {
+    let snmp = ns.exec(&["cat", "/proc/net/snmp"])?;
+    let mut udp = snmp.lines().filter(|l| l.starts_with("Udp:"));
+    let (Some(names), Some(values)) = (udp.next(), udp.next()) else {
+        bail!("no Udp: lines in /proc/net/snmp");
+    };
+    let mut total = 0;
+    for (name, value) in names.split_whitespace().zip(values.split_whitespace()) {
+        if name == "InDatagrams" || name == "RcvbufErrors" {
+            total += value.parse::<u64>().unwrap_or(0);
+        }
+    }
+    Ok(total)
+}
+
+/// One run of `plane` with `vips` VIPs.
+#[allow(
+    clippy::too_many_arguments,
+    reason = "one call site, all of it context"
+)]
+fn one(
+    topo: &Topology,
+    weir: &Path,
+    me: &Path,
+    work: &Path,
+    o: &Options,
+    plane: Plane,
+    vips: u32,
+    round: u32,
+    tick_ns: f64,
+    stop: &AtomicBool,
+) -> anyhow::Result<KernelRun> {
+    let log = work.join(format!("{}-{vips}.log", plane.name()));
+    let mut proxy = None;
+    let mut attach = None;
+    if plane != Plane::Baseline {
+        let file = work.join(format!("{}-{vips}.yaml", plane.name()));
+        std::fs::write(&file, config(plane, vips))?;
+        let path = file.display().to_string();
+        let mut p = topo
+            .lb
+            .spawn("1", weir, &["run", "-c", &path, "--threads", "1"], &log)?;
+        attach = wait_ready(&topo.lb, plane, vips, &mut p, &log, stop)?;
+        proxy = Some(p);
+    }
+    let targets: Vec<String> = if plane == Plane::Baseline {
+        ENDPOINTS
+            .iter()
+            .map(|e| format!("{e}:{ENDPOINT_PORT}"))
+            .collect()
+    } else {
+        vec![format!("{VIP_ADDR}:{VIP_PORT0}")]
+    };
+    let total = WARMUP + Duration::from_secs(o.duration);
+    let secs = |d: Duration| format!("{:.1}", d.as_secs_f64());
+    let sink_log = work.join("sink.log");
+    let mut sink = topo.endpoint.spawn(
+        "1",
+        me,
+        &[
+            "sink",
+            "--addr",
+            &format!("0.0.0.0:{ENDPOINT_PORT}"),
+            "--duration",
+            &secs(total + Duration::from_secs(1)),
+        ],
+        &sink_log,
+    )?;
+    // The sink binds before the flood starts.
+    let bound = Instant::now() + Duration::from_secs(10);
+    while !topo.endpoint.exec(&["ss", "-Hunl"])?.contains(":8080") {
+        if Instant::now() > bound {
+            bail!("the sink did not bind");
+        }
+        sleep(Duration::from_millis(20), stop)?;
+    }
+    let mut args = vec![
+        "flood".to_string(),
+        "--flows".into(),
+        o.flows.to_string(),
+        "--size".into(),
+        o.size.to_string(),
+        "--duration".into(),
+        secs(total),
+    ];
+    for t in &targets {
+        args.push("--target".into());
+        args.push(t.clone());
+    }
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let mut flood = topo.client.spawn("0", me, &args, &work.join("flood.log"))?;
+    let pid = proxy.as_ref().map(Proc::pid);
+    sleep(WARMUP, stop)?;
+    let (c0, u0, t0) = (cpu(pid), udp_in(&topo.endpoint)?, Instant::now());
+    sleep(Duration::from_secs(o.duration), stop)?;
+    let (c1, u1, seconds) = (
+        cpu(pid),
+        udp_in(&topo.endpoint)?,
+        t0.elapsed().as_secs_f64(),
+    );
+    let flood_report: FloodReport = output(&mut flood, "flood", stop)?;
+    let sink_report: SinkReport = output(&mut sink, "sink", stop)?;
+    let loadavg = std::fs::read_to_string("/proc/loadavg")
+        .ok()
+        .and_then(|l| l.split_whitespace().next()?.parse().ok())
+        .unwrap_or(0.0);
+    drop(proxy);
+    // Whatever weir's shutdown left (it detaches and deletes its table; this is insurance so a
+    // run never measures the previous plane).
+    let _ = topo.lb.exec(&["nft", "flush", "ruleset"]);
+    for dev in ["xc", "xe"] {
+        let _ = topo.lb.ip(&["link", "set", dev, "xdp", "off"]);
+    }
+    let delivered = u1.saturating_sub(u0);
+    if delivered == 0 {
+        bail!("no packet reached the endpoint (see {})", log.display());
+    }
+    let per = |ticks: f64| ticks * tick_ns / delivered as f64;
+    let kernel_ns_per_pkt = per(c1.kernel - c0.kernel);
+    let weir_user_ns_per_pkt = per(c1.weir_user - c0.weir_user);
+    Ok(KernelRun {
+        plane,
+        vips,
+        round,
+        attach,
+        seconds,
+        delivered,
+        pps: delivered as f64 / seconds,
+        sent_pps: flood_report.sent as f64 / flood_report.seconds.max(1e-9),
+        sink_received: sink_report.received,
+        kernel_ns_per_pkt,
+        weir_user_ns_per_pkt,
+        softirq_ns_per_pkt: per(c1.softirq - c0.softirq),
+        weir_ns_per_pkt: per(c1.weir_user - c0.weir_user + c1.weir_system - c0.weir_system),
+        cpu_ns_per_pkt: kernel_ns_per_pkt + weir_user_ns_per_pkt,
+        user_ns_per_pkt: per(c1.user - c0.user),
+        loadavg,
+    })
+}
+
+/// Waits for a flood or sink process and parses the JSON line it printed.
+fn output<T: serde::de::DeserializeOwned>(
+    p: &mut Proc,
+    what: &str,
+    stop: &AtomicBool,
+) -> anyhow::Result<T> {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let status = loop {
+        if let Some(status) = p.child.try_wait()? {
+            break status;
+        }
+        if Instant::now() > deadline {
+            bail!("the {what} did not stop");
+        }
+        sleep(Duration::from_millis(20), stop)?;
+    };
+    let mut text = String::new();
+    if let Some(mut out) = p.child.stdout.take() {
+        std::io::Read::read_to_string(&mut out, &mut text)?;
+    }
+    if !status.success() {
+        bail!("the {what} failed ({status})");
+    }
+    serde_json::from_str(text.trim()).with_context(|| format!("the {what}'s output: {text}"))
+}
+
+/// Where `kernel` writes its results.
+pub(crate) fn results_path(out: &Path) -> PathBuf {
+    out.join("kernel.json")
+}
+
+/// Parses `--target` values (helper for the `flood` subcommand).
+pub(crate) fn parse_targets(targets: &[String]) -> anyhow::Result<Vec<SocketAddr>> {
+    targets
+        .iter()
+        .map(|t| t.parse().with_context(|| format!("bad target {t}")))
+        .collect()
+}
