@@ -15,9 +15,9 @@ use std::sync::Arc;
 use aya::maps::{Array, HashMap as BpfHashMap, MapData, PerCpuArray, PerCpuValues};
 use aya::programs::{ProgramError, Xdp, XdpMode, xdp::XdpLinkId};
 use aya::{Ebpf, EbpfLoader};
-use weir_balance::{BuildContext, CommonOptions, Maglev, SeededRandom, eligible_endpoints};
+use weir_balance::{CommonOptions, Maglev, eligible_endpoints};
 use weir_config::MaglevConfig;
-use weir_core::{Endpoint, SystemClock};
+use weir_core::Endpoint;
 
 use crate::flow::{IPPROTO_TCP, IPPROTO_UDP};
 use crate::maps::{
@@ -261,25 +261,14 @@ impl XdpBalancer {
         maglev: &MaglevConfig,
         panic_threshold: u32,
     ) -> Result<(), Error> {
-        let addrs = endpoints
-            .iter()
-            .map(|e| match e.address {
-                SocketAddr::V4(a) => Ok(a),
-                other => Err(Error::NotIpv4(other)),
-            })
-            .collect::<Result<Vec<_>, _>>()?;
-        let table = Maglev::new(
+        let (addrs, table) = crate::table::maglev_table(
             endpoints,
-            &BuildContext {
-                clock: Arc::new(SystemClock),
-                random: Arc::new(SeededRandom::new(0)),
-            },
             &CommonOptions {
                 panic_threshold,
                 ..CommonOptions::default()
             },
             maglev,
-        );
+        )?;
         let size = table.table().len();
         if size > self.limits.ring_capacity as usize {
             return Err(Error::TableTooLarge {

@@ -13,6 +13,7 @@ mod balancer;
 mod flow;
 mod maps;
 mod nftables;
+mod table;
 
 pub use balancer::{AttachMode, Counters, Forwarding, Limits, Protocol, Vip, XdpBalancer};
 pub use flow::{IPPROTO_TCP, IPPROTO_UDP, flow_hash};

@@ -12,13 +12,13 @@
 
 use std::fmt::Write as _;
 use std::io::Write as _;
-use std::net::{SocketAddr, SocketAddrV4};
+use std::net::SocketAddrV4;
 use std::process::{Command, Stdio};
 use std::sync::Arc;
 
-use weir_balance::{BuildContext, CommonOptions, Maglev, SeededRandom, eligible_endpoints};
+use weir_balance::{CommonOptions, eligible_endpoints};
 use weir_config::MaglevConfig;
-use weir_core::{Endpoint, SystemClock};
+use weir_core::Endpoint;
 
 use crate::{Error, Protocol, Vip};
 
@@ -186,24 +186,13 @@ fn proto_name(p: Protocol) -> &'static str {
 /// The endpoint per ring slot: weir-balance's Maglev table, with the slots of ineligible
 /// endpoints dealt to the eligible ones in turn (empty when there are no endpoints).
 fn ring(endpoints: &[Arc<Endpoint>], panic_threshold: u32) -> Result<Vec<SocketAddrV4>, Error> {
-    let addrs = endpoints
-        .iter()
-        .map(|e| match e.address {
-            SocketAddr::V4(a) => Ok(a),
-            other => Err(Error::NotIpv4(other)),
-        })
-        .collect::<Result<Vec<_>, _>>()?;
-    let maglev = Maglev::new(
+    let (addrs, maglev) = crate::table::maglev_table(
         endpoints,
-        &BuildContext {
-            clock: Arc::new(SystemClock),
-            random: Arc::new(SeededRandom::new(0)),
-        },
         &CommonOptions::default(),
         &MaglevConfig {
             table_size: RING_SLOTS,
         },
-    );
+    )?;
     let eligible = eligible_endpoints(endpoints, panic_threshold);
     let takers: Vec<usize> = (0..addrs.len()).filter(|&i| eligible[i]).collect();
     let mut turn = 0;
@@ -251,6 +240,7 @@ fn nft(script: &str) -> Result<(), Error> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::net::SocketAddr;
 
     fn endpoints(n: u8) -> Vec<Arc<Endpoint>> {
         (1..=n)
