@@ -205,6 +205,12 @@ fn markdown(results: &Results) -> String {
         m.wrk,
         m.h2load
     );
+    if results.runs.iter().any(|r| r.scenario == "quality") {
+        s.push_str(
+            "Scenario `quality` (8) ignores the rounds and duration above: one 2 s warm-up and one \
+             run of `--quality-duration` per peer/policy.\n\n",
+        );
+    }
     let mut scenarios: Vec<&str> = Vec::new();
     for r in &results.runs {
         if !scenarios.contains(&r.scenario.as_str()) {
