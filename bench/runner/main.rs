@@ -9,7 +9,9 @@
 //!
 //! The other subcommands are the pieces it starts: `endpoint` (the hyper server every peer
 //! forwards to, with the bulk source of scenario 5) and the load generators that wrk and h2load
-//! do not cover: `rate` (scenario 2), `bulk` (5), `idle` (6) and `churn` (7).
+//! do not cover: `rate` (scenario 2), `bulk` (5), `idle` (6) and `churn` (7); scenario 8 has
+//! its own endpoints (`endpoints`, ten ports, one of which stalls on demand) and client
+//! (`quality`, open-loop with a 1 s timeout per request).
 //!
 //! `kernel` (root only) measures the L4 data planes of issue #10 — XDP, nftables and the
 //! userspace UDP proxy — in network namespaces, with its own UDP `flood` and counting `sink`.
@@ -22,6 +24,8 @@ mod idle;
 mod kernel;
 mod kernel_report;
 mod orchestrate;
+mod quality;
+mod quality_run;
 mod rate;
 mod report;
 
@@ -52,6 +56,35 @@ enum Command {
         /// Address of the bulk source (scenario 5): `<bytes>\n` in, that many bytes out.
         #[arg(long, default_value = "127.0.0.1:18070")]
         bulk_addr: SocketAddr,
+    },
+    /// Scenario 8's endpoints: `count` ports from `first` on, counting requests (`/__count`),
+    /// stalling on demand (`/__stall?after_ms=&for_ms=&delay_ms=`), until killed.
+    Endpoints {
+        /// The first port's address.
+        #[arg(long, default_value = "127.0.0.1:18101")]
+        first: SocketAddr,
+        /// How many consecutive ports.
+        #[arg(long, default_value_t = 10)]
+        count: u16,
+    },
+    /// Open-loop constant-rate HTTP/1.1 with a client timeout per request (scenario 8); prints
+    /// JSON.
+    Quality {
+        /// Address to send `GET /` to.
+        #[arg(long)]
+        addr: SocketAddr,
+        /// Keep-alive connections opened up front (more are opened when all are busy).
+        #[arg(long, default_value_t = 64)]
+        conns: u32,
+        /// Requests per second.
+        #[arg(long, default_value_t = 1000)]
+        rate: u32,
+        /// Seconds of load.
+        #[arg(long, default_value_t = 40)]
+        duration: u64,
+        /// Per-request timeout from its due time, ms.
+        #[arg(long, default_value_t = 1000)]
+        timeout_ms: u64,
     },
     /// One bulk transfer from the endpoint's bulk source (scenario 5); prints JSON.
     Bulk {
@@ -143,6 +176,24 @@ fn main() -> ExitCode {
     let result = match Cli::parse().command {
         Command::All(options) => orchestrate::all(&options),
         Command::Endpoint { addr, bulk_addr } => endpoint::serve(addr, bulk_addr),
+        Command::Endpoints { first, count } => endpoint::serve_many(first, count),
+        Command::Quality {
+            addr,
+            conns,
+            rate,
+            duration,
+            timeout_ms,
+        } => quality::run(
+            addr,
+            conns,
+            rate,
+            Duration::from_secs(duration),
+            Duration::from_millis(timeout_ms),
+        )
+        .and_then(|r| {
+            println!("{}", serde_json::to_string(&r)?);
+            Ok(())
+        }),
         Command::Bulk { addr, bytes } => bulk::run(addr, bytes).and_then(|r| {
             println!("{}", serde_json::to_string(&r)?);
             Ok(())

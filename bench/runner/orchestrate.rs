@@ -19,7 +19,8 @@ pub(crate) struct Options {
     /// Seconds per measured run.
     #[arg(long, default_value_t = 8)]
     duration: u64,
-    /// Scenarios to run, comma-separated: h1, h1-rate, h2, tcp, bulk, idle, churn.
+    /// Scenarios to run, comma-separated: h1, h1-rate, h2, tcp, bulk, idle, churn, quality
+    /// (scenario 8, not in the default list: ~5 min with the default `--quality-duration`).
     #[arg(
         long,
         default_value = "h1,h1-rate,h2,tcp,bulk,idle,churn",
@@ -35,12 +36,18 @@ pub(crate) struct Options {
     /// Concurrent connect-request-close clients in scenario 7 (churn).
     #[arg(long, default_value_t = 1000)]
     churn_conns: u32,
+    /// Seconds per peer and policy in scenario 8 (quality), the stall window included.
+    #[arg(long, default_value_t = 40)]
+    quality_duration: u64,
+    /// Seconds the stalled endpoint answers late in scenario 8, centred in the run.
+    #[arg(long, default_value_t = 30)]
+    quality_stall: u64,
     /// Do not apt-get install missing peers (fail instead).
     #[arg(long)]
     no_install: bool,
 }
 
-/// The scenarios of issue #11 (the balancing-quality scenario 8 is not here yet).
+/// The scenarios of issue #11.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub(crate) enum Scenario {
     /// 1: HTTP/1.1 keep-alive, 64 connections, 12-byte body, saturation (wrk).
@@ -58,6 +65,9 @@ pub(crate) enum Scenario {
     /// 7: upstream reuse: 1,000 clients connecting, making one request and closing, in a loop;
     /// new endpoint connections per 1,000 requests.
     Churn,
+    /// 8: balancing quality: 10 endpoints, one answering 2 s late for a window, clients with a
+    /// 1 s timeout; success rate and p99 per peer and load-balancing policy.
+    Quality,
 }
 
 impl Scenario {
@@ -71,6 +81,7 @@ impl Scenario {
             Scenario::Bulk => "bulk",
             Scenario::Idle => "idle",
             Scenario::Churn => "churn",
+            Scenario::Quality => "quality",
         }
     }
 }
@@ -126,7 +137,11 @@ const PEERS: [Peer; 4] = [
 impl Peer {
     fn port(&self, s: Scenario) -> u16 {
         match s {
-            Scenario::H1 | Scenario::H1Rate | Scenario::Idle | Scenario::Churn => self.h1,
+            Scenario::H1
+            | Scenario::H1Rate
+            | Scenario::Idle
+            | Scenario::Churn
+            | Scenario::Quality => self.h1,
             Scenario::H2 => self.h2,
             Scenario::Tcp => self.tcp,
             Scenario::Bulk => self.bulk,
@@ -183,7 +198,7 @@ pub(crate) fn all(o: &Options) -> anyhow::Result<()> {
         bail!("cargo build --release -p weir failed");
     }
     let me = std::env::current_exe()?;
-    for p in PEERS.iter().flat_map(|p| [p.h1, p.h2, p.tcp, p.bulk]) {
+    for p in all_ports() {
         if TcpListener::bind(("127.0.0.1", p)).is_err() {
             bail!("port {p} is in use (a previous run still alive?)");
         }
@@ -194,6 +209,19 @@ pub(crate) fn all(o: &Options) -> anyhow::Result<()> {
         "1",
         &me,
         &["endpoint", "--addr", ENDPOINT, "--bulk-addr", BULK],
+        &[],
+    )?;
+    let endpoints = spawn(
+        &root,
+        "1",
+        &me,
+        &[
+            "endpoints",
+            "--first",
+            crate::quality_run::FIRST,
+            "--count",
+            &crate::quality_run::COUNT.to_string(),
+        ],
         &[],
     )?;
     let peers = [
@@ -224,7 +252,7 @@ pub(crate) fn all(o: &Options) -> anyhow::Result<()> {
             &[],
         )?,
     ];
-    for p in PEERS.iter().flat_map(|p| [p.h1, p.h2, p.tcp, p.bulk]) {
+    for p in all_ports() {
         wait_listening(p)?;
     }
     let pid_of = |name: &str| match name {
@@ -239,6 +267,14 @@ pub(crate) fn all(o: &Options) -> anyhow::Result<()> {
         runs: Vec::new(),
     };
     for &scenario in &o.scenarios {
+        if scenario == Scenario::Quality {
+            results.runs.extend(crate::quality_run::all(
+                &me,
+                o.quality_duration,
+                o.quality_stall,
+            )?);
+            continue;
+        }
         for round in 0..=o.runs {
             let secs = if round == 0 { 2 } else { o.duration };
             for peer in &PEERS {
@@ -286,8 +322,23 @@ pub(crate) fn all(o: &Options) -> anyhow::Result<()> {
         }
     }
     drop(peers);
+    drop(endpoints);
     drop(endpoint);
     crate::report::save(&results, &out)
+}
+
+/// Every port the runner's processes listen on: the endpoint's, the peers' and scenario 8's.
+fn all_ports() -> Vec<u16> {
+    let first = crate::quality_run::FIRST
+        .rsplit_once(':')
+        .and_then(|(_, p)| p.parse::<u16>().ok())
+        .unwrap_or(18101);
+    PEERS
+        .iter()
+        .flat_map(|p| [p.h1, p.h2, p.tcp, p.bulk])
+        .chain(crate::quality_run::POLICIES.iter().map(|p| p.port))
+        .chain((0..crate::quality_run::COUNT).map(|i| first + i))
+        .collect()
 }
 
 /// Installs the peers and load generators from Debian when one is missing.
@@ -561,7 +612,9 @@ fn load(me: &Path, scenario: Scenario, port: u16, secs: u64, o: &Options) -> any
                 o.bulk_bytes.to_string(),
             ],
         ),
-        Scenario::Idle | Scenario::Churn => bail!("{} has its own runner", scenario.name()),
+        Scenario::Idle | Scenario::Churn | Scenario::Quality => {
+            bail!("{} has its own runner", scenario.name())
+        }
     };
     let output = Command::new("taskset")
         .args(["-c", "1"])
@@ -583,7 +636,7 @@ fn load(me: &Path, scenario: Scenario, port: u16, secs: u64, o: &Options) -> any
         Scenario::H1Rate => parse_rate(&text),
         Scenario::H2 => parse_h2load(&text),
         Scenario::Bulk => parse_bulk(&text),
-        Scenario::Idle | Scenario::Churn => None,
+        Scenario::Idle | Scenario::Churn | Scenario::Quality => None,
     }
     .with_context(|| format!("unexpected output of {}:\n{text}", program.display()))?;
     run.scenario = scenario.name().into();
@@ -698,8 +751,22 @@ fn meta(o: &Options, root: &Path) -> anyhow::Result<Meta> {
     Ok(Meta {
         date: sh_out("date -u '+%Y-%m-%d %H:%M UTC'"),
         command: format!(
-            "cargo run -p weir-bench --release -- all --runs {} --duration {}",
-            o.runs, o.duration
+            "cargo run -p weir-bench --release -- all --runs {} --duration {} --scenarios {}{}",
+            o.runs,
+            o.duration,
+            o.scenarios
+                .iter()
+                .map(|s| s.name())
+                .collect::<Vec<_>>()
+                .join(","),
+            if o.scenarios.contains(&Scenario::Quality) {
+                format!(
+                    " --quality-duration {} --quality-stall {}",
+                    o.quality_duration, o.quality_stall
+                )
+            } else {
+                String::new()
+            }
         ),
         nproc: std::thread::available_parallelism().map_or(0, usize::from),
         cpu,

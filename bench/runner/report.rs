@@ -56,6 +56,21 @@ pub(crate) struct Run {
     /// Connections the endpoint accepted during the run (scenario 7, churn).
     #[serde(default)]
     pub(crate) upstream_conns: Option<u64>,
+    /// 99.9th percentile latency of the answered requests (scenario 8).
+    #[serde(default)]
+    pub(crate) p999_us: Option<f64>,
+    /// Requests not answered within the client timeout (scenario 8).
+    #[serde(default)]
+    pub(crate) timeouts: Option<u64>,
+    /// Answered ÷ scheduled requests (scenario 8).
+    #[serde(default)]
+    pub(crate) success_rate: Option<f64>,
+    /// Requests the stalled endpoint served during the run (scenario 8).
+    #[serde(default)]
+    pub(crate) stalled_requests: Option<u64>,
+    /// Requests each endpoint served during the run, the stalled one first (scenario 8).
+    #[serde(default)]
+    pub(crate) endpoint_requests: Option<Vec<u64>>,
 }
 
 impl Run {
@@ -190,6 +205,12 @@ fn markdown(results: &Results) -> String {
         m.wrk,
         m.h2load
     );
+    if results.runs.iter().any(|r| r.scenario == "quality") {
+        s.push_str(
+            "Scenario `quality` (8) ignores the rounds and duration above: one 2 s warm-up and one \
+             run of `--quality-duration` per peer/policy.\n\n",
+        );
+    }
     let mut scenarios: Vec<&str> = Vec::new();
     for r in &results.runs {
         if !scenarios.contains(&r.scenario.as_str()) {
@@ -218,6 +239,11 @@ fn markdown(results: &Results) -> String {
         };
         let h2 = sc == "h2";
         let _ = writeln!(s, "### Scenario `{sc}`\n");
+        if sc == "quality" {
+            s.push_str(&quality_table(&results.runs));
+            s.push('\n');
+            continue;
+        }
         if let Some(table) = special(sc, &results.runs) {
             s.push_str(&table);
             s.push('\n');
@@ -440,6 +466,32 @@ fn special(sc: &str, all: &[Run]) -> Option<String> {
         );
     }
     Some(s)
+}
+
+/// Scenario 8's table: one row per peer and policy, in run order.
+fn quality_table(all: &[Run]) -> String {
+    let mut s = String::from(
+        "| peer/policy | success rate | p50 / p99 / p99.9 of answered requests | timeouts | other errors | requests to the stalled endpoint (share) | load average |\n|---|---|---|---|---|---|---|\n",
+    );
+    let us = |v: Option<f64>| v.map_or("–".into(), fmt_us);
+    for r in all.iter().filter(|r| r.scenario == "quality") {
+        let timeouts = r.timeouts.unwrap_or(0);
+        let served: u64 = r.endpoint_requests.iter().flatten().sum();
+        let _ = writeln!(
+            s,
+            "| {} | **{:.2} %** | {} / **{}** / {} | {timeouts} | {} | {} ({:.1} %) | {:.1} |",
+            r.peer,
+            r.success_rate.unwrap_or(0.0) * 100.0,
+            us(r.p50_us),
+            us(r.p99_us),
+            us(r.p999_us),
+            r.errors.saturating_sub(timeouts),
+            r.stalled_requests.unwrap_or(0),
+            r.stalled_requests.unwrap_or(0) as f64 * 100.0 / served.max(1) as f64,
+            r.loadavg,
+        );
+    }
+    s
 }
 
 fn fmt_us(v: f64) -> String {
