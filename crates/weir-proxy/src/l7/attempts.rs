@@ -300,6 +300,12 @@ impl<'a> Attempts<'a> {
         let sent = picked
             .pool
             .send(Request::from_parts(head, body), &cluster.breakers);
+        let mut unanswered = Unanswered {
+            cluster,
+            index: picked.index,
+            since: now,
+            armed: true,
+        };
         let result = match timeout {
             Some(d) => tokio::time::timeout(d, sent).await.unwrap_or_else(|_| {
                 Err(Error::new(
@@ -312,6 +318,7 @@ impl<'a> Attempts<'a> {
             }),
             None => sent.await,
         };
+        unanswered.armed = false;
         let elapsed = now.elapsed();
         if let Some(span) = &mut span {
             span.finish(match &result {
@@ -424,4 +431,29 @@ fn clone_head(p: &Parts) -> Parts {
     *req.version_mut() = p.version;
     *req.headers_mut() = p.headers.clone();
     req.into_parts().0
+}
+
+/// An attempt whose answer never came: the client went away or gave up, or its hedge lost. When
+/// dropped still armed it tells the balancer how long the attempt had waited, a lower bound of
+/// the endpoint's latency. Without it a stalled endpoint's latency estimate (peak EWMA) would
+/// only decay while its slow answers are cut off before they arrive, and the stalled endpoint
+/// would look cheaper than the healthy ones.
+struct Unanswered<'c> {
+    cluster: &'c Cluster,
+    index: usize,
+    since: Instant,
+    armed: bool,
+}
+
+impl Drop for Unanswered<'_> {
+    fn drop(&mut self) {
+        if self.armed {
+            let observation = weir_balance::Observation {
+                rtt: self.since.elapsed(),
+                // Not the endpoint's failure: only its slowness is known.
+                outcome: weir_balance::Outcome::Success,
+            };
+            self.cluster.observe(self.index, &observation);
+        }
+    }
 }
