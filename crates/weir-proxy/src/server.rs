@@ -297,7 +297,11 @@ pub(crate) async fn accept_loop(socket: TcpListener, ctx: ListenerCtx) {
         _ => None,
     };
     loop {
+        // Stop first: after a reload hands this socket to a successor (a new protocol or name
+        // on the same address), a connection already queued must go to the successor, never
+        // to this stopped loop.
         let accepted = tokio::select! {
+            biased;
             _ = ctx.shutdown.cancelled() => return,
             accepted = socket.accept() => accepted,
         };
