@@ -113,6 +113,10 @@ pub(crate) fn empty() -> ProxyBody {
 
 /// A downstream request body, boxed for forwarding.
 pub(crate) fn incoming(body: Incoming) -> ProxyBody {
+    // Most requests have no body; an empty one boxes a zero-sized value (no allocation).
+    if body.is_end_stream() {
+        return empty();
+    }
     body.map_err(BoxError::from).boxed_unsync()
 }
 

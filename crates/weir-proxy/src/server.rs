@@ -72,6 +72,9 @@ pub(crate) struct ConnInfo {
     pub(crate) spans: Option<SpanExport>,
     /// What the TLS handshake told about the client; `None` on a plaintext connection.
     pub(crate) tls: Option<crate::tls::Peer>,
+    /// The client's address as a header value (`x-forwarded-for`), made on first use and
+    /// shared by the connection's requests.
+    pub(crate) client_ip: std::sync::OnceLock<http::HeaderValue>,
 }
 
 impl ConnInfo {
@@ -83,6 +86,15 @@ impl ConnInfo {
     /// `https` on a TLS connection, else `http` (`x-forwarded-proto`, redirects).
     pub(crate) fn scheme(&self) -> &'static str {
         if self.tls.is_some() { "https" } else { "http" }
+    }
+
+    /// The client's IP address as a header value.
+    pub(crate) fn client_ip(&self) -> &http::HeaderValue {
+        self.client_ip.get_or_init(|| {
+            let ip = self.remote.ip().to_string();
+            // An IP address is always a valid header value.
+            http::HeaderValue::try_from(ip).unwrap_or(http::HeaderValue::from_static("unknown"))
+        })
     }
 }
 
@@ -329,6 +341,7 @@ pub(crate) async fn accept_loop(socket: TcpListener, ctx: ListenerCtx) {
             access_log: ctx.access_log.clone(),
             spans: ctx.spans.clone(),
             tls: None,
+            client_ip: std::sync::OnceLock::new(),
         };
         // Counted open from accept until the connection's task ends.
         let open = ctx.counters.open();

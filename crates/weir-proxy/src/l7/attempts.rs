@@ -77,6 +77,9 @@ pub(crate) struct Answer {
     pub(crate) elapsed: Duration,
 }
 
+/// The endpoints a request has been sent to, in order (inline up to four: no allocation).
+type TriedEndpoints = smallvec::SmallVec<[usize; 4]>;
+
 /// One finished attempt.
 struct Tried {
     result: Result<UpstreamResponse, Error>,
@@ -135,7 +138,7 @@ impl<'a> Attempts<'a> {
         let cluster = self.cluster;
         cluster.retry_budget.record_request(cluster.clock().now());
         let attempts = self.retry.map_or(1, |r| r.attempts);
-        let mut tried: Vec<usize> = Vec::new();
+        let mut tried = TriedEndpoints::new();
         let mut template = Some(head);
         let mut picked = self.pick(&template, 0, &tried).ok_or_else(|| {
             Error::new(
@@ -162,10 +165,12 @@ impl<'a> Attempts<'a> {
             .ok_or_else(|| Error::new(ErrorKind::Internal, "request head already sent"))?;
             tried.push(picked.index);
             let t = match hedge {
+                // Boxed: two attempts in flight make a large future, and inline it would
+                // size (and be copied with) every request's future, hedged or not.
                 Some(delay) => {
-                    self.hedged(
+                    Box::pin(self.hedged(
                         picked, head, first_body, delay, &mut body, &template, &mut tried,
-                    )
+                    ))
                     .await
                 }
                 None => self.attempt(picked, head, first_body, false).await,
@@ -220,7 +225,7 @@ impl<'a> Attempts<'a> {
         delay: Duration,
         body: &mut RequestBody,
         template: &Option<Parts>,
-        tried: &mut Vec<usize>,
+        tried: &mut TriedEndpoints,
     ) -> Tried {
         let first = self.attempt(picked, head, first_body, false);
         tokio::pin!(first);

@@ -9,8 +9,6 @@
 //! `Transfer-Encoding` and `Content-Length` loses the latter (RFC 9112 §6.3): the length it
 //! claims is not the length of the body we forward.
 
-use std::net::IpAddr;
-
 use http::HeaderMap;
 use http::header::{self, HeaderName, HeaderValue};
 
@@ -21,6 +19,19 @@ static KEEP_ALIVE: HeaderName = HeaderName::from_static("keep-alive");
 
 /// Removes hop-by-hop headers; with `upgrade`, re-adds `connection: upgrade` and keeps `upgrade`.
 pub(crate) fn strip_hop_by_hop(headers: &mut HeaderMap, upgrade: bool) {
+    // Most messages carry none of these: one pass over the names (comparisons, no hashing)
+    // spares the removals, each of which hashes and probes.
+    let hop_by_hop = |name: &HeaderName| {
+        name == header::CONNECTION
+            || name == header::TRANSFER_ENCODING
+            || name == header::TE
+            || name == header::UPGRADE
+            || name == PROXY_CONNECTION
+            || name == KEEP_ALIVE
+    };
+    if !upgrade && !headers.keys().any(hop_by_hop) {
+        return;
+    }
     let named: Vec<HeaderName> = headers
         .get_all(header::CONNECTION)
         .iter()
@@ -71,7 +82,17 @@ pub(crate) fn is_upgrade_request(headers: &HeaderMap) -> bool {
 
 /// Appends the client address to `x-forwarded-for` (keeping every earlier hop, from every
 /// field line) and sets `x-forwarded-proto`.
-pub(crate) fn add_forwarded(headers: &mut HeaderMap, client: IpAddr, proto: &'static str) {
+pub(crate) fn add_forwarded(headers: &mut HeaderMap, client: &HeaderValue, proto: &'static str) {
+    headers.insert(X_FORWARDED_PROTO.clone(), HeaderValue::from_static(proto));
+    // The common case, a client talking to us directly: the value is the client's alone, and
+    // shared (no copy, no allocation).
+    if !headers.contains_key(&X_FORWARDED_FOR) {
+        headers.insert(X_FORWARDED_FOR.clone(), client.clone());
+        return;
+    }
+    let Ok(client) = client.to_str() else {
+        return;
+    };
     let mut hops: Vec<&str> = headers
         .get_all(&X_FORWARDED_FOR)
         .iter()
@@ -79,13 +100,11 @@ pub(crate) fn add_forwarded(headers: &mut HeaderMap, client: IpAddr, proto: &'st
         .map(str::trim)
         .filter(|v| !v.is_empty())
         .collect();
-    let client = client.to_string();
-    hops.push(&client);
+    hops.push(client);
     let value = hops.join(", ");
     if let Ok(v) = HeaderValue::try_from(value) {
         headers.insert(X_FORWARDED_FOR.clone(), v);
     }
-    headers.insert(X_FORWARDED_PROTO.clone(), HeaderValue::from_static(proto));
 }
 
 /// Joins several `cookie` fields into one (RFC 9113 §8.2.3): HTTP/2 clients send one field per
@@ -140,6 +159,36 @@ mod tests {
     }
 
     #[test]
+    fn each_hop_by_hop_header_alone_is_removed_and_others_are_untouched() {
+        for name in [
+            "connection",
+            "keep-alive",
+            "proxy-connection",
+            "transfer-encoding",
+            "te",
+            "upgrade",
+        ] {
+            let mut h = map(&[(name, "x"), ("x-kept", "1"), ("content-length", "3")]);
+            strip_hop_by_hop(&mut h, false);
+            assert!(h.get(name).is_none(), "{name} was kept");
+            assert_eq!(h.get("x-kept").unwrap(), "1", "{name}");
+        }
+        let mut h = map(&[("x-kept", "1"), ("content-length", "3")]);
+        strip_hop_by_hop(&mut h, false);
+        assert_eq!(h.len(), 2);
+        assert_eq!(h.get("content-length").unwrap(), "3");
+    }
+
+    #[test]
+    fn forwarded_for_of_a_direct_client_is_its_address() {
+        let mut h = map(&[("x-forwarded-proto", "gopher")]);
+        add_forwarded(&mut h, &HeaderValue::from_static("192.0.2.7"), "https");
+        assert_eq!(h.get("x-forwarded-for").unwrap(), "192.0.2.7");
+        assert_eq!(h.get_all("x-forwarded-proto").iter().count(), 1);
+        assert_eq!(h.get("x-forwarded-proto").unwrap(), "https");
+    }
+
+    #[test]
     fn keeps_te_trailers_and_upgrade_when_proxying_one() {
         let mut h = map(&[
             ("te", "trailers"),
@@ -178,7 +227,7 @@ mod tests {
             ("x-forwarded-for", "10.0.0.1"),
             ("x-forwarded-for", "10.0.0.2, 10.0.0.3"),
         ]);
-        add_forwarded(&mut h, "127.0.0.1".parse().unwrap(), "http");
+        add_forwarded(&mut h, &HeaderValue::from_static("127.0.0.1"), "http");
         assert_eq!(
             h.get("x-forwarded-for").unwrap(),
             "10.0.0.1, 10.0.0.2, 10.0.0.3, 127.0.0.1"
@@ -188,11 +237,11 @@ mod tests {
     #[test]
     fn forwarded_for_appends() {
         let mut h = map(&[("x-forwarded-for", "10.0.0.1")]);
-        add_forwarded(&mut h, "127.0.0.1".parse().unwrap(), "http");
+        add_forwarded(&mut h, &HeaderValue::from_static("127.0.0.1"), "http");
         assert_eq!(h.get("x-forwarded-for").unwrap(), "10.0.0.1, 127.0.0.1");
         assert_eq!(h.get("x-forwarded-proto").unwrap(), "http");
         let mut h = HeaderMap::new();
-        add_forwarded(&mut h, "::1".parse().unwrap(), "http");
+        add_forwarded(&mut h, &HeaderValue::from_static("::1"), "http");
         assert_eq!(h.get("x-forwarded-for").unwrap(), "::1");
     }
 }

@@ -84,7 +84,7 @@ async fn route_request(
         }
     }
     let authority = request_authority(&req)?;
-    let host = authority.as_deref().map(host_without_port);
+    let host = text(&authority).map(host_without_port);
     let view = RequestView {
         method: req.method(),
         host,
@@ -122,13 +122,13 @@ async fn answer_route(
     route: &Route,
     conn: &ConnInfo,
     req: Request<Incoming>,
-    authority: Option<String>,
+    authority: Option<HeaderValue>,
     grpc: bool,
     log: Option<&mut HttpEntry>,
 ) -> Result<Response<ProxyBody>, Error> {
     let view = RequestView {
         method: req.method(),
-        host: authority.as_deref().map(host_without_port),
+        host: text(&authority).map(host_without_port),
         path: req.uri().path(),
         query: req.uri().query(),
         headers: req.headers(),
@@ -159,7 +159,7 @@ async fn answer_route(
         } => {
             let location = redirect_location(
                 &req,
-                authority.as_deref(),
+                text(&authority),
                 scheme,
                 new_host,
                 path,
@@ -181,8 +181,7 @@ async fn answer_route(
             let cookie = affinity
                 .and_then(SessionAffinity::cookie_name)
                 .and_then(|name| cookie::take(req.headers_mut(), name));
-            let (req, shadow) =
-                mirror::tee(route, snapshot, listener, conn, req, authority.as_deref());
+            let (req, shadow) = mirror::tee(route, snapshot, listener, conn, req, text(&authority));
             let target = Target {
                 cluster,
                 affinity: affinity.map(|a| (a, cookie)),
@@ -225,7 +224,7 @@ async fn forward(
     target: Target<'_>,
     conn: &ConnInfo,
     mut req: Request<ProxyBody>,
-    authority: Option<String>,
+    authority: Option<HeaderValue>,
     grpc: bool,
     mut log: Option<&mut HttpEntry>,
 ) -> Result<Response<ProxyBody>, Error> {
@@ -252,7 +251,8 @@ async fn forward(
 
     let (mut parts, body) = req.into_parts();
     let wanted = parts.extensions.get::<decision::Wanted>().copied();
-    let recorder = wanted.map(|_| decision::Recorder::default());
+    // Boxed: a recorder is 2 KiB, and inline it would size every request's future.
+    let recorder = wanted.map(|_| Box::new(decision::Recorder::default()));
     // Nothing of the downstream exchange (hyper's upgrade handle and such) goes upstream.
     parts.extensions = http::Extensions::new();
     upstream_head(
@@ -261,7 +261,7 @@ async fn forward(
         route,
         conn,
         cluster,
-        authority.as_deref(),
+        text(&authority),
         upgrade,
     )?;
     let stall = listener.options.stream_idle_timeout;
@@ -276,13 +276,18 @@ async fn forward(
         .as_deref_mut()
         .filter(|_| !body.is_end_stream())
         .map(HttpEntry::request_body_counter);
-    let body = request_body(
-        IdleTimeout::new(CountedBody::new(body, counter), stall).boxed_unsync(),
-        &parts.headers,
-        route.buffer,
-        retry.map(|r| r.max_replay_bytes).or(hedge.map(|_| 0)),
-    )
-    .await?;
+    let body = match body.is_end_stream() {
+        true => RequestBody::Empty,
+        false => {
+            request_body(
+                IdleTimeout::new(CountedBody::new(body, counter), stall).boxed_unsync(),
+                &parts.headers,
+                route.buffer,
+                retry.map(|r| r.max_replay_bytes).or(hedge.map(|_| 0)),
+            )
+            .await?
+        }
+    };
     let affinity = target
         .affinity
         .as_ref()
@@ -296,7 +301,7 @@ async fn forward(
         client: conn.remote,
         local: conn.local,
         sent: AtomicU32::new(0),
-        decision: recorder.as_ref(),
+        decision: recorder.as_deref(),
         affinity: affinity.as_ref(),
         trace: log.as_deref().and_then(|l| l.attempt_tracer(&cluster.name)),
     };
@@ -418,7 +423,7 @@ pub(super) fn upstream_head(
 ) -> Result<(), Error> {
     headers::strip_hop_by_hop(&mut parts.headers, upgrade);
     if listener.options.x_forwarded {
-        headers::add_forwarded(&mut parts.headers, conn.remote.ip(), conn.scheme());
+        headers::add_forwarded(&mut parts.headers, conn.client_ip(), conn.scheme());
     }
     if let Some((via11, via2)) = &listener.options.via {
         let v = if parts.version == Version::HTTP_2 {
@@ -447,8 +452,14 @@ fn rewrite_for_upstream(
         UpstreamProtocol::Http1 => {
             parts.version = Version::HTTP_11;
             parts.uri = Uri::from(path);
-            // The endpoint sees the authority weir routed on, never a different Host.
-            if let Some(a) = authority {
+            // The endpoint sees the authority weir routed on, never a different Host (the
+            // client's own Host line, when it is that authority, is kept as it is).
+            if let Some(a) = authority
+                && parts
+                    .headers
+                    .get(HOST)
+                    .is_none_or(|h| h.as_bytes() != a.as_bytes())
+            {
                 let v = HeaderValue::from_str(a).map_err(|_| bad_authority())?;
                 parts.headers.insert(HOST, v);
             }
@@ -474,7 +485,7 @@ fn rewrite_for_upstream(
 /// The authority the request is routed on and forwarded with (RFC 9112 §3.2): the URI's
 /// (`:authority`, absolute-form) when present, else the one `Host` header. Several `Host`
 /// headers, an unreadable one, or an HTTP/1.1 request without any are client errors.
-fn request_authority<B>(req: &Request<B>) -> Result<Option<String>, Error> {
+fn request_authority<B>(req: &Request<B>) -> Result<Option<HeaderValue>, Error> {
     let bad = |why: &'static str| Error::new(ErrorKind::DownstreamProtocol, why);
     let mut hosts = req.headers().get_all(HOST).iter();
     let host = hosts.next();
@@ -482,18 +493,26 @@ fn request_authority<B>(req: &Request<B>) -> Result<Option<String>, Error> {
         return Err(bad("more than one Host header"));
     }
     if let Some(a) = req.uri().authority() {
-        return Ok(Some(a.as_str().to_owned()));
+        return HeaderValue::from_str(a.as_str())
+            .map(Some)
+            .map_err(|_| bad("invalid authority"));
     }
     match host {
-        Some(v) => v
-            .to_str()
-            .map(|h| Some(h.to_owned()))
-            .map_err(|_| bad("Host header is not valid text")),
+        // Shared with the request's own header: no copy.
+        Some(v) => match v.to_str() {
+            Ok(_) => Ok(Some(v.clone())),
+            Err(_) => Err(bad("Host header is not valid text")),
+        },
         None if req.version() == Version::HTTP_11 => {
             Err(bad("HTTP/1.1 request without a Host header"))
         }
         None => Ok(None),
     }
+}
+
+/// The text of a request's authority ([`request_authority`] checked that it is text).
+fn text(authority: &Option<HeaderValue>) -> Option<&str> {
+    authority.as_ref().and_then(|v| v.to_str().ok())
 }
 
 fn redirect_location<B>(

@@ -75,8 +75,8 @@ pub(crate) struct PooledSender {
     sender: http1::SendRequest<ProxyBody>,
     lent: Lent,
     /// Set once the request body was sent to the end; a connection still sending a body (the
-    /// endpoint answered early) must not be reused.
-    request_done: Arc<AtomicBool>,
+    /// endpoint answered early) must not be reused. `None`: the request had no body.
+    request_done: Option<Arc<AtomicBool>>,
 }
 
 pin_project_lite::pin_project! {
@@ -152,14 +152,18 @@ impl EndpointPool {
         req: Request<ProxyBody>,
         breakers: &Breakers,
     ) -> Result<UpstreamResponse, Error> {
-        let request_done = Arc::new(AtomicBool::new(req.body().is_end_stream()));
-        let mut req = req.map(|inner| {
-            RequestBody {
-                inner,
-                done: Arc::clone(&request_done),
-            }
-            .boxed_unsync()
-        });
+        // Most requests have no body: nothing to watch, and no allocation for it.
+        let request_done = (!req.body().is_end_stream()).then(|| Arc::new(AtomicBool::new(false)));
+        let mut req = match &request_done {
+            None => req,
+            Some(done) => req.map(|inner| {
+                RequestBody {
+                    inner,
+                    done: Arc::clone(done),
+                }
+                .boxed_unsync()
+            }),
+        };
         // A pooled connection may have been closed by the endpoint while idle. hyper hands the
         // request back if it was never written, so we can try the next connection safely.
         loop {
@@ -173,16 +177,15 @@ impl EndpointPool {
                 None => {
                     let _pending = breakers.pending()?;
                     let slot = breakers.connection()?;
-                    (
-                        connect::http1(
-                            self.addr,
-                            self.settings.connect_timeout,
-                            self.settings.tls.as_deref(),
-                            slot,
-                        )
-                        .await?,
-                        true,
-                    )
+                    // Boxed: a connect (TLS handshake included) is a large future, and
+                    // inline it would size every request's future, pooled or not.
+                    let connect = Box::pin(connect::http1(
+                        self.addr,
+                        self.settings.connect_timeout,
+                        self.settings.tls.as_deref(),
+                        slot,
+                    ));
+                    (connect.await?, true)
                 }
             };
             match sender.try_send_request(req).await {
@@ -190,7 +193,7 @@ impl EndpointPool {
                     let sender = PooledSender {
                         sender,
                         lent,
-                        request_done: Arc::clone(&request_done),
+                        request_done: request_done.clone(),
                     };
                     return Ok(UpstreamResponse {
                         response,
@@ -334,12 +337,13 @@ impl EndpointPool {
         }
         self.h2_attempts.fetch_add(1, Ordering::AcqRel);
         let slot = breakers.connection()?;
-        let sender = connect::http2(
+        // Boxed, as for HTTP/1.1: a connect (TLS handshake included) is a large future.
+        let sender = Box::pin(connect::http2(
             self.addr,
             self.settings.connect_timeout,
             self.settings.tls.as_deref(),
             slot,
-        )
+        ))
         .await?;
         self.h2.store(Some(Arc::new(sender.clone())));
         Ok(sender)
@@ -363,7 +367,11 @@ impl PooledSender {
     /// Returns the connection to the idle queue once both bodies are done (dropped if the
     /// request body is still being sent, the queue is full or the connection closed).
     pub(crate) fn release(self) {
-        if self.sender.is_closed() || !self.request_done.load(Ordering::Acquire) {
+        let body_sent = self
+            .request_done
+            .as_ref()
+            .is_none_or(|done| done.load(Ordering::Acquire));
+        if self.sender.is_closed() || !body_sent {
             return;
         }
         let shared = &*self.lent.0;
