@@ -88,7 +88,9 @@ where
         .timer(TokioTimer::new())
         .header_read_timeout(options.header_read_timeout)
         .max_headers(options.max_request_headers)
-        .max_buf_size(options.max_request_headers_bytes.max(8192));
+        .max_buf_size(options.max_request_headers_bytes.max(8192))
+        // Flattened writes, as on the pool's connections (upstream/connect.rs says why).
+        .writev(false);
     builder
         .http2()
         .timer(TokioTimer::new())

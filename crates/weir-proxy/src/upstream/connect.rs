@@ -63,7 +63,10 @@ async fn http1_over<I>(
 where
     I: Read + Write + Unpin + Send + 'static,
 {
+    // One flattened buffer per write instead of a vectored write of head and body: measured
+    // 8 % less CPU per request on HTTP/1.1 and 18 % behind HTTP/2 (docs/benchmarks.md).
     let (sender, conn) = http1::Builder::new()
+        .writev(false)
         .handshake(io)
         .await
         .map_err(|e| handshake_error(addr, e))?;
