@@ -45,6 +45,10 @@ pub(crate) struct Options {
     /// Do not apt-get install missing peers (fail instead).
     #[arg(long)]
     no_install: bool,
+    /// Also save the run into `DIR/<YYYY-MM-DD-HHMM>/` and point `DIR/latest.md` at it
+    /// (default DIR: `bench/results`); the raw results always go to `target/bench/`.
+    #[arg(long, value_name = "DIR", num_args = 0..=1)]
+    save: Option<Option<PathBuf>>,
 }
 
 /// The scenarios of issue #11.
@@ -324,7 +328,11 @@ pub(crate) fn all(o: &Options) -> anyhow::Result<()> {
     drop(peers);
     drop(endpoints);
     drop(endpoint);
-    crate::report::save(&results, &out)
+    println!("{}", crate::report::save(&results, &out)?);
+    if let Some(dir) = crate::publish::save_dir(o.save.as_ref()) {
+        crate::publish::publish(&results, &dir)?;
+    }
+    Ok(())
 }
 
 /// Every port the runner's processes listen on: the endpoint's, the peers' and scenario 8's.
