@@ -26,6 +26,7 @@ mod idle;
 mod kernel;
 mod kernel_report;
 mod orchestrate;
+mod prepare;
 mod publish;
 mod quality;
 mod quality_run;
