@@ -45,7 +45,7 @@ struct Panel {
     refs: Vec<(f64, String)>,
     /// Decimal places of the value printed above each bar.
     digits: usize,
-    /// The y axis' lower end when it should not start at 0 (success rates near 100 %).
+    /// The y axis' lower end when it should not start at 0: a percentage near 100 %.
     y_floor: Option<f64>,
 }
 
@@ -53,8 +53,8 @@ struct Panel {
 pub(crate) fn render(results: &Results, dir: &Path) -> anyhow::Result<Vec<PathBuf>> {
     register_fonts()?;
     let mut written = Vec::new();
-    let foot = footer(results);
     for sc in scenarios(&results.runs) {
+        let foot = footer(results, sc);
         let panels = panels(sc, &results.runs);
         if panels.is_empty() {
             continue;
@@ -72,7 +72,8 @@ pub(crate) fn render(results: &Results, dir: &Path) -> anyhow::Result<Vec<PathBu
     let verdicts = bar::verdicts(&results.runs);
     if !verdicts.is_empty() {
         let path = dir.join("overview.png");
-        overview(&path, &verdicts, &foot).with_context(|| format!("{}", path.display()))?;
+        overview(&path, &verdicts, &footer(results, ""))
+            .with_context(|| format!("{}", path.display()))?;
         written.push(path);
     }
     Ok(written)
@@ -128,14 +129,22 @@ fn read_font(p: &Path) -> Result<&'static [u8], String> {
         })
 }
 
-/// The line under every chart: which run this is.
-fn footer(results: &Results) -> String {
+/// The line under every chart: which run this is (scenario 8 has one run per peer/policy).
+fn footer(results: &Results, sc: &str) -> String {
     let m = &results.meta;
+    let runs = if sc == "quality" {
+        "one run per peer/policy".to_owned()
+    } else {
+        format!(
+            "{} runs × {} s per peer, medians, whiskers min–max",
+            m.runs, m.duration_s
+        )
+    };
     let load = stats(results.runs.iter().map(|r| r.loadavg).collect())
         .map_or(String::new(), |(l, _, _)| format!(", load average {l:.1}"));
     format!(
-        "weir {} · {} · {} vCPU · {} runs × {} s per peer, medians, whiskers min–max{load}",
-        m.weir, m.date, m.nproc, m.runs, m.duration_s
+        "weir {} · {} · {} vCPU · {runs}{load}",
+        m.weir, m.date, m.nproc
     )
 }
 
@@ -319,6 +328,36 @@ fn text(size: u32, color: &RGBColor) -> TextStyle<'static> {
     (FAMILY, size).into_font().color(color)
 }
 
+/// Pixels left free on each side of a bar: bars fill 60 % of their slot, 160 px at most.
+fn bar_pad(width: u32, n: usize) -> u32 {
+    let slot = width / n.max(1) as u32;
+    (slot - (slot * 3 / 5).min(160)) / 2
+}
+
+/// The chart's plane: bar `i` centred on x = `i`, values on y.
+type Plane = plotters::coord::cartesian::Cartesian2d<
+    plotters::coord::types::RangedCoordf64,
+    plotters::coord::types::RangedCoordf64,
+>;
+
+/// Writes `labels[i]` under bar `i`, below the x axis at value `y` (plotters' own tick labels
+/// fall where its "nice" numbers are, not under the bars).
+fn under_axis(
+    area: &DrawingArea<BitMapBackend<'_>, Shift>,
+    chart: &ChartContext<'_, BitMapBackend<'_>, Plane>,
+    labels: &[String],
+    y: f64,
+    size: u32,
+) -> anyhow::Result<()> {
+    let (bx, by) = area.get_base_pixel();
+    let style = text(size, &BLACK).pos(Pos::new(HPos::Center, VPos::Top));
+    for (i, label) in labels.iter().enumerate() {
+        let (px, py) = chart.backend_coord(&(i as f64, y));
+        area.draw_text(label, &style, (px - bx, py - by + 8))?;
+    }
+    Ok(())
+}
+
 /// Draws one panel of bars with whiskers, values and reference lines.
 fn panel(area: &DrawingArea<BitMapBackend<'_>, Shift>, p: &Panel) -> anyhow::Result<()> {
     let n = p.bars.len();
@@ -339,48 +378,41 @@ fn panel(area: &DrawingArea<BitMapBackend<'_>, Shift>, p: &Panel) -> anyhow::Res
         .margin(14)
         .x_label_area_size(36)
         .y_label_area_size(64)
-        // Discrete ranges are inclusive: n bars are the segments 0..=n-1.
-        .build_cartesian_2d((0..n.saturating_sub(1)).into_segmented(), floor..ceiling)?;
+        // Bar i is centred on x = i; the labels under the axis are drawn by `x_labels`.
+        .build_cartesian_2d(-0.5..n as f64 - 0.5, floor..ceiling)?;
     let labels: Vec<String> = p.bars.iter().map(|b| b.label.clone()).collect();
     chart
         .configure_mesh()
         .disable_x_mesh()
         .bold_line_style(RGBColor(225, 225, 225))
         .light_line_style(TRANSPARENT)
-        .x_labels(n.max(1))
-        .x_label_formatter(&|x| match x {
-            SegmentValue::CenterOf(i) => labels.get(*i).cloned().unwrap_or_default(),
-            _ => String::new(),
-        })
+        .x_labels(0)
         .y_desc(p.y_desc.as_str())
         .label_style(text(15, &BLACK))
         .axis_desc_style(text(15, &BLACK))
         .draw()?;
+    under_axis(area, &chart, &labels, floor, 15)?;
     let value_style = text(14, &BLACK).pos(Pos::new(HPos::Center, VPos::Bottom));
     for (i, b) in p.bars.iter().enumerate() {
         let color = b.color.unwrap_or_else(|| peer_color(&b.label));
         let mut rect = Rectangle::new(
-            [
-                (SegmentValue::Exact(i), floor),
-                (SegmentValue::Exact(i + 1), b.median),
-            ],
+            [(i as f64 - 0.5, floor), (i as f64 + 0.5, b.median)],
             color.filled(),
         );
-        let pad = (area.dim_in_pixel().0 as i32 / n.max(1) as i32 / 5).clamp(6, 60);
-        rect.set_margin(0, 0, pad as u32, pad as u32);
+        let pad = bar_pad(area.dim_in_pixel().0, n);
+        rect.set_margin(0, 0, pad, pad);
         chart.draw_series(std::iter::once(rect))?;
-        let at = SegmentValue::CenterOf(i);
+        let at = i as f64;
         let mut label_y = b.median;
         if let Some((lo, hi)) = b.range {
             let whisker = ShapeStyle::from(&BLACK).stroke_width(2);
             chart.draw_series(std::iter::once(PathElement::new(
-                vec![(at.clone(), lo), (at.clone(), hi)],
+                vec![(at, lo), (at, hi)],
                 whisker,
             )))?;
             for y in [lo, hi] {
                 chart.draw_series(std::iter::once(
-                    EmptyElement::at((at.clone(), y))
-                        + PathElement::new(vec![(-8, 0), (8, 0)], whisker),
+                    EmptyElement::at((at, y)) + PathElement::new(vec![(-8, 0), (8, 0)], whisker),
                 ))?;
             }
             label_y = hi.max(b.median);
@@ -397,11 +429,11 @@ fn panel(area: &DrawingArea<BitMapBackend<'_>, Shift>, p: &Panel) -> anyhow::Res
     for (y, label) in &p.refs {
         let style = ShapeStyle::from(&RGBColor(200, 0, 0)).stroke_width(2);
         chart.draw_series(std::iter::once(PathElement::new(
-            vec![(SegmentValue::Exact(0), *y), (SegmentValue::Last, *y)],
+            vec![(-0.5, *y), (n as f64 - 0.5, *y)],
             style,
         )))?;
         chart.draw_series(std::iter::once(
-            EmptyElement::at((SegmentValue::Last, *y))
+            EmptyElement::at((n as f64 - 0.5, *y))
                 + Text::new(
                     label.clone(),
                     (-6, -4),
@@ -452,7 +484,7 @@ fn overview(path: &Path, verdicts: &[Verdict], foot: &str) -> anyhow::Result<()>
         .margin(14)
         .x_label_area_size(56)
         .y_label_area_size(64)
-        .build_cartesian_2d((0..n.saturating_sub(1)).into_segmented(), 0.0..cap)?;
+        .build_cartesian_2d(-0.5..n as f64 - 0.5, 0.0..cap)?;
     let labels: Vec<String> = verdicts
         .iter()
         .map(|v| format!("{}: {}", v.scenario, v.figure))
@@ -462,18 +494,15 @@ fn overview(path: &Path, verdicts: &[Verdict], foot: &str) -> anyhow::Result<()>
         .disable_x_mesh()
         .bold_line_style(RGBColor(225, 225, 225))
         .light_line_style(TRANSPARENT)
-        .x_labels(n.max(1))
-        .x_label_formatter(&|x| match x {
-            SegmentValue::CenterOf(i) => labels.get(*i).cloned().unwrap_or_default(),
-            _ => String::new(),
-        })
+        .x_labels(0)
         .y_desc("weir ÷ best of HAProxy and nginx")
         .label_style(text(14, &BLACK))
         .axis_desc_style(text(15, &BLACK))
         .draw()?;
+    under_axis(&main, &chart, &labels, 0.0, 14)?;
     let parity = ShapeStyle::from(&BLACK).stroke_width(1);
     chart.draw_series(DashedLineSeries::new(
-        vec![(SegmentValue::Exact(0), 1.0), (SegmentValue::Last, 1.0)],
+        vec![(-0.5, 1.0), (n as f64 - 0.5, 1.0)],
         8,
         6,
         parity,
@@ -482,20 +511,18 @@ fn overview(path: &Path, verdicts: &[Verdict], foot: &str) -> anyhow::Result<()>
     let tick = ShapeStyle::from(&BLACK).stroke_width(4);
     for (i, (b, v)) in bars.iter().zip(verdicts).enumerate() {
         let mut rect = Rectangle::new(
-            [
-                (SegmentValue::Exact(i), 0.0),
-                (SegmentValue::Exact(i + 1), b.median),
-            ],
+            [(i as f64 - 0.5, 0.0), (i as f64 + 0.5, b.median)],
             b.color.unwrap_or(BLACK).filled(),
         );
-        rect.set_margin(0, 0, 18, 18);
+        let pad = bar_pad(main.dim_in_pixel().0, n);
+        rect.set_margin(0, 0, pad, pad);
         chart.draw_series(std::iter::once(rect))?;
-        let at = SegmentValue::CenterOf(i);
+        let at = i as f64;
         let value = v.ratio.map_or("∞".to_owned(), |r| format!("{r:.2}×"));
         // Above the bar and above its tick, whichever is higher.
         let label_y = v.limit.map_or(b.median, |l| l.min(cap).max(b.median));
         chart.draw_series(std::iter::once(
-            EmptyElement::at((at.clone(), label_y))
+            EmptyElement::at((at, label_y))
                 + Text::new(value, (0, -22), value_style.clone())
                 + Text::new(
                     format!("vs {}", v.best),
