@@ -708,6 +708,31 @@ pub(crate) mod tests {
     }
 
     #[test]
+    fn a_single_bar_is_drawn_in_the_middle() -> anyhow::Result<()> {
+        let mut results = sample();
+        results.runs.retain(|r| r.scenario == "quality");
+        let dir = tempfile::tempdir()?;
+        render(&results, dir.path())?;
+        let img = image::open(dir.path().join("overview.png"))?.to_rgb8();
+        // Red: weir's peak_ewma ties HAProxy's leastconn in the sample, and the bar asks for
+        // better than every peer.
+        let red = [214, 39, 40];
+        let xs: Vec<u32> = img
+            .enumerate_pixels()
+            .filter(|(_, _, p)| p.0 == red)
+            .map(|(x, _, _)| x)
+            .collect();
+        assert!(xs.len() > 1_000, "{} red pixels", xs.len());
+        let mid = xs.iter().map(|&x| u64::from(x)).sum::<u64>() / xs.len() as u64;
+        let centre = u64::from(img.width()) / 2;
+        assert!(
+            mid.abs_diff(centre) < 60,
+            "bar centred at {mid}, image centre {centre}"
+        );
+        Ok(())
+    }
+
+    #[test]
     fn a_missing_font_says_which_package_to_install() {
         let e = read_font(Path::new("/nonexistent/DejaVuSans.ttf"))
             .err()
