@@ -196,12 +196,18 @@ fn panels(sc: &str, all: &[Run]) -> Vec<Panel> {
             out.push(p);
             if sc == "h1-rate" {
                 let p99 = per_peer(&|r| r.p99_us.map(|v| v / 1000.0), &PEERS);
-                out.push(panel(
+                let mut p = panel(
                     "p99 latency at 5,000 req/s",
                     "p99 latency, ms (lower is better)",
                     p99,
                     2,
-                ));
+                );
+                // Added p99 over direct ≤ HAProxy's: weir's p99 ≤ HAProxy's, same direct.
+                if let Some(h) = median(&p.bars, "haproxy") {
+                    p.refs
+                        .push((h, "issue #11 bar: added p99 ≤ HAProxy's".to_owned()));
+                }
+                out.push(p);
             }
         }
         "bulk" => out.push(panel(
@@ -399,7 +405,7 @@ fn panel(area: &DrawingArea<BitMapBackend<'_>, Shift>, p: &Panel) -> anyhow::Res
             [(i as f64 - 0.5, floor), (i as f64 + 0.5, b.median)],
             color.filled(),
         );
-        let pad = bar_pad(area.dim_in_pixel().0, n);
+        let pad = bar_pad(chart.plotting_area().dim_in_pixel().0, n);
         rect.set_margin(0, 0, pad, pad);
         chart.draw_series(std::iter::once(rect))?;
         let at = i as f64;
@@ -514,7 +520,7 @@ fn overview(path: &Path, verdicts: &[Verdict], foot: &str) -> anyhow::Result<()>
             [(i as f64 - 0.5, 0.0), (i as f64 + 0.5, b.median)],
             b.color.unwrap_or(BLACK).filled(),
         );
-        let pad = bar_pad(main.dim_in_pixel().0, n);
+        let pad = bar_pad(chart.plotting_area().dim_in_pixel().0, n);
         rect.set_margin(0, 0, pad, pad);
         chart.draw_series(std::iter::once(rect))?;
         let at = i as f64;
