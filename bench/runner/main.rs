@@ -3,9 +3,9 @@
 //! `cargo run -p weir-bench --release -- all` installs the peers from Debian when missing,
 //! builds weir in release, starts the shared endpoint and every proxy (one thread each, pinned
 //! to CPU 0; endpoint and load generators on CPU 1), runs each scenario through every peer in
-//! interleaved rounds after a warm-up, and writes a Markdown summary plus the raw runs (JSON and
-//! CSV) under `target/bench/`. The method is `../shared/docs/anchors-performance.md` §4–5 and
-//! `docs/benchmarks.md`.
+//! interleaved rounds after a warm-up, and writes a Markdown summary, the raw runs (JSON and
+//! CSV) and PNG charts under `target/bench/` (with `--save`, also under `bench/results/`). The
+//! method is `../shared/docs/anchors-performance.md` §4–5 and `docs/benchmarks.md`.
 //!
 //! The other subcommands are the pieces it starts: `endpoint` (the hyper server every peer
 //! forwards to, with the bulk source of scenario 5) and the load generators that wrk and h2load
@@ -16,7 +16,9 @@
 //! `kernel` (root only) measures the L4 data planes of issue #10 — XDP, nftables and the
 //! userspace UDP proxy — in network namespaces, with its own UDP `flood` and counting `sink`.
 
+mod bar;
 mod bulk;
+mod charts;
 mod churn;
 mod endpoint;
 mod flood;
@@ -24,6 +26,8 @@ mod idle;
 mod kernel;
 mod kernel_report;
 mod orchestrate;
+mod prepare;
+mod publish;
 mod quality;
 mod quality_run;
 mod rate;
@@ -164,11 +168,19 @@ enum Command {
         #[arg(default_value = "target/bench/kernel.json")]
         runs: PathBuf,
     },
-    /// Rebuild the Markdown summary from a saved `runs.json`.
+    /// Rebuild the Markdown summary, the CSV and the PNG charts from a saved `runs.json`.
     Report {
         /// The raw results written by `all`.
         #[arg(default_value = "target/bench/runs.json")]
         runs: PathBuf,
+        /// Directory for `summary.md`, `runs.csv` and the charts (default: the one holding
+        /// `runs`).
+        #[arg(long)]
+        out: Option<PathBuf>,
+        /// Also save the run into `DIR/<YYYY-MM-DD-HHMM>/` and point `DIR/latest.md` at it
+        /// (default DIR: `bench/results`).
+        #[arg(long, value_name = "DIR", num_args = 0..=1)]
+        save: Option<Option<PathBuf>>,
     },
 }
 
@@ -216,7 +228,11 @@ fn main() -> ExitCode {
             println!("{}", serde_json::to_string(&r)?);
             Ok(())
         }),
-        Command::Report { runs } => report::from_file(&runs),
+        Command::Report { runs, out, save } => publish::report(
+            &runs,
+            out.as_deref(),
+            publish::save_dir(save.as_ref()).as_deref(),
+        ),
         Command::Kernel(options) => kernel::run(&options),
         Command::KernelReport { runs } => kernel_report::from_file(&runs),
         Command::Flood {

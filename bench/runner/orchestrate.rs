@@ -45,6 +45,10 @@ pub(crate) struct Options {
     /// Do not apt-get install missing peers (fail instead).
     #[arg(long)]
     no_install: bool,
+    /// Also save the run into `DIR/<YYYY-MM-DD-HHMM>/` and point `DIR/latest.md` at it
+    /// (default DIR: `bench/results`); the raw results always go to `target/bench/`.
+    #[arg(long, value_name = "DIR", num_args = 0..=1)]
+    save: Option<Option<PathBuf>>,
 }
 
 /// The scenarios of issue #11.
@@ -186,17 +190,8 @@ pub(crate) fn all(o: &Options) -> anyhow::Result<()> {
         .to_path_buf();
     let out = root.join("target/bench");
     std::fs::create_dir_all(out.join("nginx/tmp"))?;
-    install(o.no_install)?;
-    eprintln!("building weir (release)");
-    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-    let ok = Command::new(cargo)
-        .args(["build", "--release", "-p", "weir"])
-        .current_dir(&root)
-        .status()?
-        .success();
-    if !ok {
-        bail!("cargo build --release -p weir failed");
-    }
+    crate::prepare::install(o.no_install)?;
+    crate::prepare::build_weir(&root)?;
     let me = std::env::current_exe()?;
     for p in all_ports() {
         if TcpListener::bind(("127.0.0.1", p)).is_err() {
@@ -324,7 +319,11 @@ pub(crate) fn all(o: &Options) -> anyhow::Result<()> {
     drop(peers);
     drop(endpoints);
     drop(endpoint);
-    crate::report::save(&results, &out)
+    println!("{}", crate::report::save(&results, &out)?);
+    if let Some(dir) = crate::publish::save_dir(o.save.as_ref()) {
+        crate::publish::publish(&results, &dir)?;
+    }
+    Ok(())
 }
 
 /// Every port the runner's processes listen on: the endpoint's, the peers' and scenario 8's.
@@ -339,35 +338,6 @@ fn all_ports() -> Vec<u16> {
         .chain(crate::quality_run::POLICIES.iter().map(|p| p.port))
         .chain((0..crate::quality_run::COUNT).map(|i| first + i))
         .collect()
-}
-
-/// Installs the peers and load generators from Debian when one is missing.
-fn install(no_install: bool) -> anyhow::Result<()> {
-    let missing = ["nginx", "haproxy", "wrk", "h2load", "taskset"]
-        .iter()
-        .any(|c| !sh(&format!("command -v {c} >/dev/null")))
-        || !Path::new("/usr/lib/nginx/modules/ngx_stream_module.so").exists();
-    if !missing {
-        return Ok(());
-    }
-    if no_install {
-        bail!("nginx, haproxy, wrk, h2load or nginx's stream module is missing");
-    }
-    eprintln!("installing nginx haproxy wrk nghttp2-client libnginx-mod-stream");
-    if !sh(
-        "apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y \
-            nginx haproxy wrk nghttp2-client libnginx-mod-stream util-linux",
-    ) {
-        bail!("apt-get install failed");
-    }
-    Ok(())
-}
-
-fn sh(script: &str) -> bool {
-    Command::new("sh")
-        .args(["-c", script])
-        .status()
-        .is_ok_and(|s| s.success())
 }
 
 pub(crate) fn sh_out(script: &str) -> String {

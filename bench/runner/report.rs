@@ -4,6 +4,7 @@
 use std::fmt::Write as _;
 use std::path::Path;
 
+use anyhow::Context as _;
 use serde::{Deserialize, Serialize};
 
 /// Where, when and how the runs were made.
@@ -121,12 +122,27 @@ pub(crate) struct Results {
     pub(crate) runs: Vec<Run>,
 }
 
-/// Writes `runs.json`, `runs.csv` and `summary.md` under `out`, and prints the summary.
-pub(crate) fn save(results: &Results, out: &Path) -> anyhow::Result<()> {
+/// Writes `runs.json`, `runs.csv`, `summary.md` and the charts under `out`; returns the summary.
+pub(crate) fn save(results: &Results, out: &Path) -> anyhow::Result<String> {
+    std::fs::create_dir_all(out).with_context(|| format!("creating {}", out.display()))?;
     std::fs::write(
         out.join("runs.json"),
         serde_json::to_string_pretty(results)?,
     )?;
+    std::fs::write(out.join("runs.csv"), csv(results))?;
+    let charts = crate::charts::render(results, out)?;
+    let md = markdown(results, "");
+    std::fs::write(out.join("summary.md"), &md)?;
+    eprintln!(
+        "saved {}/{{runs.json,runs.csv,summary.md}} and {} charts",
+        out.display(),
+        charts.len()
+    );
+    Ok(md)
+}
+
+/// Every run as one CSV line.
+fn csv(results: &Results) -> String {
     let mut csv = String::from(
         "scenario,peer,round,requests,errors,seconds,rps,p50_us,p99_us,mean_us,proxy_cpu_us_per_req,endpoint_cpu_us_per_req,loadavg,bytes,rss_before_kib,rss_kib,upstream_conns\n",
     );
@@ -154,19 +170,14 @@ pub(crate) fn save(results: &Results, out: &Path) -> anyhow::Result<()> {
             r.upstream_conns.map_or(String::new(), |v| v.to_string()),
         );
     }
-    std::fs::write(out.join("runs.csv"), csv)?;
-    let md = markdown(results);
-    std::fs::write(out.join("summary.md"), &md)?;
-    println!("{md}");
-    eprintln!("saved {}/{{runs.json,runs.csv,summary.md}}", out.display());
-    Ok(())
+    csv
 }
 
-/// `weir-bench report`: the summary of a saved `runs.json`.
-pub(crate) fn from_file(path: &Path) -> anyhow::Result<()> {
-    let results: Results = serde_json::from_str(&std::fs::read_to_string(path)?)?;
-    println!("{}", markdown(&results));
-    Ok(())
+/// Reads a `runs.json` written by `all`.
+pub(crate) fn load(path: &Path) -> anyhow::Result<Results> {
+    let text =
+        std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+    serde_json::from_str(&text).with_context(|| format!("parsing {}", path.display()))
 }
 
 /// Median, min and max; `None` when empty.
@@ -184,7 +195,8 @@ pub(crate) fn stats(mut v: Vec<f64>) -> Option<(f64, f64, f64)> {
     Some((median, v[0], v[n - 1]))
 }
 
-fn markdown(results: &Results) -> String {
+/// The Markdown summary; chart links are `images` + `<scenario>.png` (`""` next to the PNGs).
+pub(crate) fn markdown(results: &Results, images: &str) -> String {
     let m = &results.meta;
     let mut s = String::new();
     let _ = writeln!(
@@ -225,8 +237,19 @@ fn markdown(results: &Results) -> String {
              above ~2 other work shared the 2 vCPUs.\n"
         );
     }
+    if !crate::bar::verdicts(&results.runs).is_empty() {
+        let _ = writeln!(
+            s,
+            "![weir ÷ best peer per scenario against the bar of issue #11]({images}overview.png)\n"
+        );
+    }
     let peers = ["weir", "haproxy", "nginx", "direct"];
     for sc in scenarios {
+        let chart = if crate::charts::has_chart(sc, &results.runs) {
+            format!("![scenario {sc}]({images}{sc}.png)\n\n")
+        } else {
+            String::new()
+        };
         let runs = |peer: &str| -> Vec<&Run> {
             results
                 .runs
@@ -242,11 +265,13 @@ fn markdown(results: &Results) -> String {
         if sc == "quality" {
             s.push_str(&quality_table(&results.runs));
             s.push('\n');
+            s.push_str(&chart);
             continue;
         }
         if let Some(table) = special(sc, &results.runs) {
             s.push_str(&table);
             s.push('\n');
+            s.push_str(&chart);
             continue;
         }
         let _ = writeln!(
@@ -341,6 +366,7 @@ fn markdown(results: &Results) -> String {
             }
         }
         s.push('\n');
+        s.push_str(&chart);
     }
     s
 }
