@@ -12,6 +12,7 @@ use std::time::Duration;
 
 use tokio::time::Instant;
 
+use tokio::io::Interest;
 use tokio::net::TcpStream;
 use tokio_util::sync::CancellationToken;
 
@@ -228,10 +229,28 @@ async fn refuse_proxy_header(
 }
 
 /// Reads through a shared reference: both directions use the same sockets at once.
+///
+/// A read that does not fill `buf` took everything the socket had, so the socket's readiness
+/// is cleared then and there: the next read waits for the kernel's next event instead of
+/// asking the socket once more only to be told `EAGAIN` (nginx and HAProxy do the same). The
+/// readiness cleared is the one seen before the read, so data that arrives after it still
+/// wakes the next read.
 async fn read(src: &TcpStream, buf: &mut [u8]) -> std::io::Result<usize> {
+    let len = buf.len();
     loop {
         src.readable().await?;
-        match src.try_read(buf) {
+        let mut short = None;
+        let r = src.try_io(Interest::READABLE, || match src.try_read(&mut *buf) {
+            Ok(n) if n > 0 && n < len => {
+                short = Some(n);
+                Err(std::io::ErrorKind::WouldBlock.into())
+            }
+            r => r,
+        });
+        if let Some(n) = short {
+            return Ok(n);
+        }
+        match r {
             Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => continue,
             r => return r,
         }
