@@ -205,8 +205,8 @@ fn xdp_forwarding_path_kernel_is_accepted_and_unknown_paths_rejected() {
         ]),
         "listeners[0].xdp.forwarding_path",
         9,
-        "unknown value `redirect`; valid values: fib, kernel",
-        "",
+        "unknown value `redirect`",
+        "fib, kernel",
     );
 }
 
