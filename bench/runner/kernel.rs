@@ -5,11 +5,14 @@
 //! The topology is the namespace e2e test's (`tests/e2e/tests/e2e/xdp.rs`): a client namespace,
 //! a balancer namespace and an endpoint namespace joined by veth pairs, the balancer routing
 //! between them. Each run starts weir in the balancer namespace from a generated YAML file,
-//! floods one VIP from the client (256 flows, pinned to CPU 0), counts what reaches the
+//! floods the VIPs from the client (pinned to CPU 0; at least 256 flows, one flow per VIP up to
+//! 4,096 flows spread evenly over all VIPs, `sendmmsg` batches), counts what reaches the
 //! endpoint (the endpoint namespace's UDP counters, and a counting sink pinned to CPU 1), and
-//! reads the CPU time of the window from `/proc/stat` and weir's `/proc/<pid>/stat`. A
-//! `baseline` run without any balancer (the client floods the endpoints' own addresses, routed
-//! through the balancer namespace) gives the cost of the path itself. The method and what is
+//! reads the CPU time of the window from `/proc/stat` and weir's `/proc/<pid>/stat`. A `direct`
+//! run (the client floods the endpoint over a veth of their own) gives the cost of sending and
+//! receiving, which every plane pays too; a `baseline` run (no balancer: the endpoints' own
+//! addresses, routed by the balancer namespace's kernel) the cost of plain routing. The
+//! receiving veth ends have GRO on, so XDP can redirect into them (docs/kernel.md). The method and what is
 //! counted: `docs/benchmarks.md` ("Kernel data planes") and `docs/kernel.md`.
 
 use std::net::SocketAddr;
@@ -44,6 +47,9 @@ pub(crate) struct Options {
     /// UDP payload bytes per packet.
     #[arg(long, default_value_t = 18)]
     size: usize,
+    /// Datagrams per `sendmmsg` call of the flood.
+    #[arg(long, default_value_t = 32)]
+    batch: usize,
     /// Data planes, comma-separated: xdp, nftables, userspace.
     #[arg(long, default_value = "xdp,nftables,userspace", value_delimiter = ',')]
     planes: Vec<Plane>,
@@ -53,6 +59,9 @@ pub(crate) struct Options {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
 #[serde(rename_all = "lowercase")]
 pub(crate) enum Plane {
+    /// No balancer, no balancer namespace: the client sends to the endpoint over a veth of
+    /// their own (the floor every plane pays: sending and receiving).
+    Direct,
     /// No balancer: the client sends to the endpoints' addresses, the balancer ns routes.
     Baseline,
     /// weir's XDP program, DNAT forwarding (`protocol: xdp`).
@@ -66,6 +75,7 @@ pub(crate) enum Plane {
 impl Plane {
     pub(crate) fn name(self) -> &'static str {
         match self {
+            Plane::Direct => "direct",
             Plane::Baseline => "baseline",
             Plane::Xdp => "xdp",
             Plane::Nftables => "nftables",
@@ -80,6 +90,9 @@ pub(crate) struct KernelRun {
     pub(crate) plane: Plane,
     pub(crate) vips: u32,
     pub(crate) round: u32,
+    /// Flows (sockets) of the flood in this run.
+    #[serde(default)]
+    pub(crate) flows: u32,
     /// XDP only: `native` or `generic`, as `ip link` shows it.
     pub(crate) attach: Option<String>,
     /// Seconds of the measured window.
@@ -131,6 +144,10 @@ const VIP_PORT0: u16 = 10_000;
 const ENDPOINT_PORT: u16 = 8080;
 /// The endpoints: four addresses on the endpoint namespace's interface, one sink on all.
 const ENDPOINTS: [&str; 4] = ["10.78.10.2", "10.78.10.3", "10.78.10.4", "10.78.10.5"];
+/// The endpoint's address on the client's direct veth (the `direct` plane).
+const DIRECT: &str = "10.78.20.1";
+/// Most flows the flood opens (one socket each) when spreading over many VIPs.
+const MAX_FLOWS: u32 = 4_096;
 const WARMUP: Duration = Duration::from_secs(1);
 
 /// The whole benchmark; see the module docs.
@@ -144,9 +161,9 @@ pub(crate) fn run(o: &Options) -> anyhow::Result<()> {
     if o.vips.iter().any(|&v| v == 0 || v > 50_000) {
         bail!("--vips: each count must be 1..=50000");
     }
-    for tool in ["ip", "nft", "taskset", "ss"] {
+    for tool in ["ip", "nft", "taskset", "ss", "ethtool"] {
         if !sh_ok(&format!("command -v {tool} >/dev/null")) {
-            bail!("{tool} is missing (Debian: iproute2, nftables, util-linux)");
+            bail!("{tool} is missing (Debian: iproute2, nftables, util-linux, ethtool)");
         }
     }
     let stop = Arc::new(AtomicBool::new(false));
@@ -175,7 +192,7 @@ pub(crate) fn run(o: &Options) -> anyhow::Result<()> {
 
     let mut results = KernelResults {
         command: format!(
-            "sudo target/release/weir-bench kernel --vips {} --duration {} --rounds {} --flows {} --size {}",
+            "sudo target/release/weir-bench kernel --vips {} --duration {} --rounds {} --flows {} --size {} --batch {}",
             o.vips
                 .iter()
                 .map(u32::to_string)
@@ -184,7 +201,8 @@ pub(crate) fn run(o: &Options) -> anyhow::Result<()> {
             o.duration,
             o.rounds,
             o.flows,
-            o.size
+            o.size,
+            o.batch
         ),
         date: sh_out("date -u +%Y-%m-%dT%H:%MZ"),
         kernel: sh_out("uname -r"),
@@ -195,7 +213,7 @@ pub(crate) fn run(o: &Options) -> anyhow::Result<()> {
         duration_s: o.duration,
         runs: Vec::new(),
     };
-    let mut cells = vec![(Plane::Baseline, 0)];
+    let mut cells = vec![(Plane::Direct, 0), (Plane::Baseline, 0)];
     for &vips in &o.vips {
         for &plane in &o.planes {
             // weir holds about two descriptors per UDP listener; weir inherits our limit.
@@ -208,7 +226,7 @@ pub(crate) fn run(o: &Options) -> anyhow::Result<()> {
                 );
                 continue;
             }
-            if plane != Plane::Baseline {
+            if !matches!(plane, Plane::Baseline | Plane::Direct) {
                 cells.push((plane, vips));
             }
         }
@@ -266,6 +284,26 @@ impl Topology {
             "eth0",
             "10.78.10.2/24",
         )?;
+        veth(
+            &client,
+            "ed",
+            "10.78.20.2/24",
+            &endpoint,
+            "ed",
+            &format!("{DIRECT}/24"),
+        )?;
+        // XDP redirects into a veth only reach its peer when the peer runs NAPI (an XDP
+        // program, or GRO on), and a redirected frame loses the "checksum still partial" mark
+        // of a local sender's packet, so senders compute full checksums (transmit checksum
+        // offload off). Set on every end whatever the plane, so all planes pay the same.
+        for (ns, dev) in [
+            (&client, "eth0"),
+            (&client, "ed"),
+            (&endpoint, "eth0"),
+            (&endpoint, "ed"),
+        ] {
+            ns.exec(&["ethtool", "-K", dev, "gro", "on", "tx", "off"])?;
+        }
         for extra in &ENDPOINTS[1..] {
             endpoint.ip(&["addr", "add", &format!("{extra}/24"), "dev", "eth0"])?;
         }
@@ -276,6 +314,7 @@ impl Topology {
         lb.exec(&["sh", "-c", "echo 1 > /proc/sys/net/ipv4/ip_forward"])?;
         // Neighbour entries resolved once, so the first run does not measure ARP.
         let _ = client.exec(&["ping", "-c1", "-W1", "10.78.1.1"]);
+        let _ = client.exec(&["ping", "-c1", "-W1", DIRECT]);
         for ep in ENDPOINTS {
             let _ = lb.exec(&["ping", "-c1", "-W1", ep]);
         }
@@ -426,7 +465,7 @@ fn config(plane: Plane, vips: u32) -> String {
         .join(", ");
     let mut y = String::from("listeners:\n");
     match plane {
-        Plane::Baseline => {}
+        Plane::Baseline | Plane::Direct => {}
         Plane::Xdp => y.push_str(&format!(
             "  - {{ name: vip, address: {}, cluster: ep, protocol: xdp, xdp: {{ interfaces: [xc, xe], forwarding: dnat, transport: udp, vips: [{extra}] }} }}\n",
             vip(0)
@@ -468,7 +507,7 @@ fn wait_ready(
             bail!("weir exited ({status}): {}", log.trim());
         }
         match plane {
-            Plane::Baseline => return Ok(None),
+            Plane::Baseline | Plane::Direct => return Ok(None),
             Plane::Xdp => {
                 let link = lb.ip(&["link", "show", "xc"])?;
                 if link.contains("xdpgeneric") {
@@ -574,7 +613,7 @@ fn one(
     let log = work.join(format!("{}-{vips}.log", plane.name()));
     let mut proxy = None;
     let mut attach = None;
-    if plane != Plane::Baseline {
+    if !matches!(plane, Plane::Baseline | Plane::Direct) {
         let file = work.join(format!("{}-{vips}.yaml", plane.name()));
         std::fs::write(&file, config(plane, vips))?;
         let path = file.display().to_string();
@@ -584,13 +623,23 @@ fn one(
         attach = wait_ready(&topo.lb, plane, vips, &mut p, &log, stop)?;
         proxy = Some(p);
     }
-    let targets: Vec<String> = if plane == Plane::Baseline {
-        ENDPOINTS
-            .iter()
-            .map(|e| format!("{e}:{ENDPOINT_PORT}"))
-            .collect()
-    } else {
-        vec![format!("{VIP_ADDR}:{VIP_PORT0}")]
+    // Every VIP gets traffic (one flow each, up to MAX_FLOWS flows spread evenly over them):
+    // a uniform mix over the configured VIPs, not one hot VIP.
+    let (targets, ports, flows): (Vec<String>, u32, u32) = match plane {
+        Plane::Direct => (vec![format!("{DIRECT}:{ENDPOINT_PORT}")], 1, o.flows),
+        Plane::Baseline => (
+            ENDPOINTS
+                .iter()
+                .map(|e| format!("{e}:{ENDPOINT_PORT}"))
+                .collect(),
+            1,
+            o.flows,
+        ),
+        _ => (
+            vec![format!("{VIP_ADDR}:{VIP_PORT0}")],
+            vips,
+            o.flows.max(vips.min(MAX_FLOWS)),
+        ),
     };
     let total = WARMUP + Duration::from_secs(o.duration);
     let secs = |d: Duration| format!("{:.1}", d.as_secs_f64());
@@ -618,7 +667,11 @@ fn one(
     let mut args = vec![
         "flood".to_string(),
         "--flows".into(),
-        o.flows.to_string(),
+        flows.to_string(),
+        "--ports".into(),
+        ports.to_string(),
+        "--batch".into(),
+        o.batch.to_string(),
         "--size".into(),
         o.size.to_string(),
         "--duration".into(),
@@ -663,6 +716,7 @@ fn one(
         plane,
         vips,
         round,
+        flows,
         attach,
         seconds,
         delivered,
@@ -710,10 +764,19 @@ pub(crate) fn results_path(out: &Path) -> PathBuf {
     out.join("kernel.json")
 }
 
-/// Parses `--target` values (helper for the `flood` subcommand).
-pub(crate) fn parse_targets(targets: &[String]) -> anyhow::Result<Vec<SocketAddr>> {
-    targets
-        .iter()
-        .map(|t| t.parse().with_context(|| format!("bad target {t}")))
-        .collect()
+/// Parses `--target` values, each standing for `ports` consecutive ports (helper for the
+/// `flood` subcommand).
+pub(crate) fn parse_targets(targets: &[String], ports: u16) -> anyhow::Result<Vec<SocketAddr>> {
+    let mut all = Vec::new();
+    for t in targets {
+        let first: SocketAddr = t.parse().with_context(|| format!("bad target {t}"))?;
+        for i in 0..ports.max(1) {
+            let port = first
+                .port()
+                .checked_add(i)
+                .with_context(|| format!("{t} + {ports} ports passes 65535"))?;
+            all.push(SocketAddr::new(first.ip(), port));
+        }
+    }
+    Ok(all)
 }

@@ -1,6 +1,7 @@
 //! Results of `weir-bench kernel`: the raw runs as JSON (`target/bench/kernel.json`) and a
 //! Markdown summary (`target/bench/kernel.md`) with median and min–max per (plane, VIPs) cell,
-//! the balancing cost over the no-balancer baseline, and the ratios issue #10 sets goals for.
+//! the balancing cost over the `direct` floor (sending and receiving without a balancer hop),
+//! and the ratios issue #10 sets goals for.
 
 use std::fmt::Write as _;
 use std::path::Path;
@@ -67,23 +68,25 @@ fn markdown(r: &KernelResults) -> String {
         r.duration_s,
         r.runs.iter().map(|x| x.round).max().unwrap_or(0)
     );
-    let base = cell(r, Plane::Baseline, 0);
-    let base_cpu = med(&base, |x| x.cpu_ns_per_pkt).map_or(0.0, |t| t.0);
+    let floor = cell(r, Plane::Direct, 0);
+    let base_cpu = med(&floor, |x| x.cpu_ns_per_pkt).map_or(0.0, |t| t.0);
     let _ = writeln!(
         s,
         "CPU ns/pkt = both CPUs' system+irq+softirq time (/proc/stat) plus weir's user time, per \
-         packet that reached the endpoint; balancing = that minus the baseline's median \
-         ({base_cpu:.0} ns/pkt: same flood, no balancer, plain routing through the balancer \
-         namespace); Mpps per core = 1000 ÷ balancing ns.\n"
+         packet that reached the endpoint; balancing = that minus the `direct` run's median \
+         ({base_cpu:.0} ns/pkt: the same flood sent to the endpoint over a veth of its own, so \
+         the sending and receiving every plane pays); `baseline` is plain kernel routing through \
+         the balancer namespace without a balancer. Mpps per core = 1000 ÷ balancing ns.\n"
     );
     let _ = writeln!(
         s,
-        "| plane | VIPs | XDP mode | kpps delivered | kpps sent | CPU ns/pkt | balancing ns/pkt | Mpps per balancing core | softirq ns/pkt | weir process ns/pkt | load |\n|---|---|---|---|---|---|---|---|---|---|---|"
+        "| plane | VIPs | flows | XDP mode | kpps delivered | kpps sent | CPU ns/pkt | balancing ns/pkt | Mpps per balancing core | softirq ns/pkt | weir process ns/pkt | load |\n|---|---|---|---|---|---|---|---|---|---|---|---|"
     );
     let mut vips: Vec<u32> = r.runs.iter().map(|x| x.vips).collect();
     vips.sort_unstable();
     vips.dedup();
     let planes = [
+        Plane::Direct,
         Plane::Baseline,
         Plane::Xdp,
         Plane::Nftables,
@@ -104,10 +107,13 @@ fn markdown(r: &KernelResults) -> String {
                 continue;
             };
             let bal = (cpu.0 - base_cpu, cpu.1 - base_cpu, cpu.2 - base_cpu);
-            if plane != Plane::Baseline {
+            let floor_plane = plane == Plane::Direct;
+            let unbalanced = floor_plane || plane == Plane::Baseline;
+            if !unbalanced {
                 balancing.push((plane, v, bal.0, pps.0));
             }
-            let per_core = if plane == Plane::Baseline || bal.0 <= 0.0 {
+            let flows = runs.iter().map(|x| x.flows).max().unwrap_or(0);
+            let per_core = if floor_plane || bal.0 <= 0.0 {
                 "–".to_string()
             } else {
                 format!("{:.2}", 1000.0 / bal.0)
@@ -118,9 +124,9 @@ fn markdown(r: &KernelResults) -> String {
                 .unwrap_or_else(|| "–".into());
             let _ = writeln!(
                 s,
-                "| {} | {} | {attach} | {} | {:.0} | {} | {} | {per_core} | {} | {:.0} | {:.1} |",
+                "| {} | {} | {flows} | {attach} | {} | {:.0} | {} | {} | {per_core} | {} | {:.0} | {:.1} |",
                 plane.name(),
-                if plane == Plane::Baseline {
+                if unbalanced {
                     "–".to_string()
                 } else {
                     v.to_string()
@@ -128,7 +134,7 @@ fn markdown(r: &KernelResults) -> String {
                 fmt3(pps, 1000.0),
                 sent.0 / 1000.0,
                 fmt3(cpu, 1.0),
-                if plane == Plane::Baseline {
+                if floor_plane {
                     "–".to_string()
                 } else {
                     fmt3(bal, 1.0)

@@ -253,6 +253,9 @@ fn plans(config: &ValidatedConfig) -> Vec<VipPlan> {
     plans
 }
 
+/// Ring memory above which loading the XDP program logs a warning (256 MiB).
+const RING_WARN_BYTES: u64 = 256 << 20;
+
 /// Loads the XDP program with maps sized for `plans` and sets the shared settings.
 fn load_xdp(
     config: &ValidatedConfig,
@@ -272,6 +275,18 @@ fn load_xdp(
             .unwrap_or(1),
         ..Limits::default()
     };
+    // Each VIP reserves a ring of the largest Maglev table: 10,000 VIPs × the default 65,537
+    // slots is 2.6 GB of kernel memory. Say so before the kernel refuses or the box swaps.
+    let ring_bytes = u64::from(limits.max_vips) * u64::from(limits.ring_capacity) * 4;
+    if ring_bytes > RING_WARN_BYTES {
+        tracing::warn!(
+            vips = limits.max_vips,
+            slots_per_vip = limits.ring_capacity,
+            mib = ring_bytes >> 20,
+            "xdp: the Maglev rings take much kernel memory; with many VIPs, set the cluster's \
+             maglev.table_size near 100 × its endpoint count (docs/kernel.md)"
+        );
+    }
     let mut lb = XdpBalancer::load(limits).context("xdp: loading the BPF program")?;
     let first = config.config().listeners.iter().find_map(|l| {
         l.xdp
