@@ -68,19 +68,31 @@ fn markdown(r: &KernelResults) -> String {
         r.duration_s,
         r.runs.iter().map(|x| x.round).max().unwrap_or(0)
     );
-    let floor = cell(r, Plane::Direct, 0);
-    let base_cpu = med(&floor, |x| x.cpu_ns_per_pkt).map_or(0.0, |t| t.0);
+    // The floor per VIP count: `direct` with that count's flows (runs saved before the floor
+    // was per count have it at 0 VIPs).
+    let floor_of = |v: u32| {
+        let runs = cell(r, Plane::Direct, v);
+        let runs = if runs.is_empty() {
+            cell(r, Plane::Direct, 0)
+        } else {
+            runs
+        };
+        med(&runs, |x| x.own_ns_per_pkt).map_or(0.0, |t| t.0)
+    };
     let _ = writeln!(
         s,
-        "CPU ns/pkt = both CPUs' system+irq+softirq time (/proc/stat) plus weir's user time, per \
-         packet that reached the endpoint; balancing = that minus the `direct` run's median \
-         ({base_cpu:.0} ns/pkt: the same flood sent to the endpoint over a veth of its own, so \
-         the sending and receiving every plane pays); `baseline` is plain kernel routing through \
-         the balancer namespace without a balancer. Mpps per core = 1000 ÷ balancing ns.\n"
+        "own CPU ns/pkt = user + system time of the flood, the sink, weir and the ksoftirqd \
+         threads (where the path's softirq work is charged), per packet that reached the \
+         endpoint; balancing = that minus the median of the `direct` runs with as many flows \
+         (the same flood sent to the endpoint over a veth of its own: the sending and receiving \
+         every plane pays; `baseline` against the first VIP count's); `baseline` is plain kernel \
+         routing through the balancer namespace without a balancer. Mpps per core = 1000 ÷ balancing ns. system CPU ns/pkt = both \
+         CPUs' system+irq+softirq time from /proc/stat plus weir's user time (includes other \
+         tenants' kernel work).\n"
     );
     let _ = writeln!(
         s,
-        "| plane | VIPs | flows | XDP mode | kpps delivered | kpps sent | CPU ns/pkt | balancing ns/pkt | Mpps per balancing core | softirq ns/pkt | weir process ns/pkt | load |\n|---|---|---|---|---|---|---|---|---|---|---|---|"
+        "| plane | VIPs | flows | XDP mode | kpps delivered | kpps sent | own CPU ns/pkt | balancing ns/pkt | Mpps per balancing core | system CPU ns/pkt | weir process ns/pkt | load |\n|---|---|---|---|---|---|---|---|---|---|---|---|"
     );
     let mut vips: Vec<u32> = r.runs.iter().map(|x| x.vips).collect();
     vips.sort_unstable();
@@ -96,15 +108,20 @@ fn markdown(r: &KernelResults) -> String {
     for &v in &vips {
         for plane in planes {
             let runs = cell(r, plane, v);
-            let (Some(pps), Some(sent), Some(cpu), Some(weir), Some(load), Some(soft)) = (
+            let (Some(pps), Some(sent), Some(cpu), Some(weir), Some(load), Some(system)) = (
                 med(&runs, |x| x.pps),
                 med(&runs, |x| x.sent_pps),
-                med(&runs, |x| x.cpu_ns_per_pkt),
+                med(&runs, |x| x.own_ns_per_pkt),
                 med(&runs, |x| x.weir_ns_per_pkt),
                 med(&runs, |x| x.loadavg),
-                med(&runs, |x| x.softirq_ns_per_pkt),
+                med(&runs, |x| x.cpu_ns_per_pkt),
             ) else {
                 continue;
+            };
+            let base_cpu = if plane == Plane::Baseline {
+                floor_of(vips.iter().copied().find(|&x| x > 0).unwrap_or(0))
+            } else {
+                floor_of(v)
             };
             let bal = (cpu.0 - base_cpu, cpu.1 - base_cpu, cpu.2 - base_cpu);
             let floor_plane = plane == Plane::Direct;
@@ -126,7 +143,7 @@ fn markdown(r: &KernelResults) -> String {
                 s,
                 "| {} | {} | {flows} | {attach} | {} | {:.0} | {} | {} | {per_core} | {} | {:.0} | {:.1} |",
                 plane.name(),
-                if unbalanced {
+                if plane == Plane::Baseline || v == 0 {
                     "–".to_string()
                 } else {
                     v.to_string()
@@ -139,7 +156,7 @@ fn markdown(r: &KernelResults) -> String {
                 } else {
                     fmt3(bal, 1.0)
                 },
-                fmt3(soft, 1.0),
+                fmt3(system, 1.0),
                 weir.0,
                 load.0
             );

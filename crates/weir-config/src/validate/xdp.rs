@@ -117,7 +117,11 @@ impl Checker<'_> {
                 );
             }
             let mine = (
-                (xdp.local_address, xdp.gateway_mac.clone(), xdp.forwarding_path),
+                (
+                    xdp.local_address,
+                    xdp.gateway_mac.clone(),
+                    xdp.forwarding_path,
+                ),
                 i,
             );
             match &shared {

@@ -3,9 +3,7 @@
 
 use std::net::SocketAddr;
 
-use weir_config::{
-    KernelTransport, ListenerProtocol, XdpForwarding, XdpForwardingPath, parse_mac,
-};
+use weir_config::{KernelTransport, ListenerProtocol, XdpForwarding, XdpForwardingPath, parse_mac};
 
 use crate::common::{assert_error, load_ok};
 

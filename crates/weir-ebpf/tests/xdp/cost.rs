@@ -34,7 +34,7 @@ fn ns_per_packet(vips: u32) -> Option<f64> {
         Some([2, 0, 0, 0, 0, 0xfe]),
         weir_ebpf::ForwardingPath::Fib,
     )
-        .unwrap();
+    .unwrap();
     // A one-endpoint table: its size does not change the established path measured.
     let table = MaglevConfig { table_size: 7 };
     for v in 0..vips {

@@ -81,7 +81,16 @@ fn topology(tag: &str) -> Topology {
 fn xdp_peer(ns: &Netns, dev: &str) {
     let out = std::process::Command::new("ip")
         .args([
-            "netns", "exec", ns.name(), "ethtool", "-K", dev, "gro", "on", "tx", "off",
+            "netns",
+            "exec",
+            ns.name(),
+            "ethtool",
+            "-K",
+            dev,
+            "gro",
+            "on",
+            "tx",
+            "off",
         ])
         .output()
         .expect("ethtool (scripts/test installs it)");
@@ -458,7 +467,10 @@ fn xdp_metrics(lb: &Netns, admin: SocketAddr) {
             .unwrap()
     };
     let redirected = sample("weir_xdp_forwarded_packets_total{path=\"redirect\"}");
-    assert!(redirected >= packets, "redirected {redirected} of {packets}");
+    assert!(
+        redirected >= packets,
+        "redirected {redirected} of {packets}"
+    );
     assert_eq!(
         sample("weir_xdp_forwarded_packets_total{path=\"kernel\"}"),
         0
