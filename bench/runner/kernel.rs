@@ -47,6 +47,10 @@ pub(crate) struct Options {
     /// UDP payload bytes per packet.
     #[arg(long, default_value_t = 18)]
     size: usize,
+    /// Most flows (sockets) the flood spreads over many VIPs: one flow per VIP up to this many,
+    /// spread evenly over all VIPs beyond.
+    #[arg(long, default_value_t = 4_096)]
+    max_flows: u32,
     /// Datagrams per `sendmmsg` call of the flood.
     #[arg(long, default_value_t = 32)]
     batch: usize,
@@ -153,8 +157,6 @@ const ENDPOINT_PORT: u16 = 8080;
 const ENDPOINTS: [&str; 4] = ["10.78.10.2", "10.78.10.3", "10.78.10.4", "10.78.10.5"];
 /// The endpoint's address on the client's direct veth (the `direct` plane).
 const DIRECT: &str = "10.78.20.1";
-/// Most flows the flood opens (one socket each) when spreading over many VIPs.
-const MAX_FLOWS: u32 = 4_096;
 const WARMUP: Duration = Duration::from_secs(1);
 
 /// The whole benchmark; see the module docs.
@@ -199,7 +201,7 @@ pub(crate) fn run(o: &Options) -> anyhow::Result<()> {
 
     let mut results = KernelResults {
         command: format!(
-            "sudo target/release/weir-bench kernel --vips {} --duration {} --rounds {} --flows {} --size {} --batch {}",
+            "sudo target/release/weir-bench kernel --vips {} --duration {} --rounds {} --flows {} --max-flows {} --size {} --batch {}",
             o.vips
                 .iter()
                 .map(u32::to_string)
@@ -208,6 +210,7 @@ pub(crate) fn run(o: &Options) -> anyhow::Result<()> {
             o.duration,
             o.rounds,
             o.flows,
+            o.max_flows,
             o.size,
             o.batch
         ),
@@ -669,9 +672,9 @@ fn one(
         attach = wait_ready(&topo.lb, plane, vips, &mut p, &log, stop)?;
         proxy = Some(p);
     }
-    // Every VIP gets traffic (one flow each, up to MAX_FLOWS flows spread evenly over them):
+    // Every VIP gets traffic (one flow each, up to --max-flows flows spread evenly over them):
     // a uniform mix over the configured VIPs, not one hot VIP.
-    let many = o.flows.max(vips.min(MAX_FLOWS));
+    let many = o.flows.max(vips.min(o.max_flows));
     let (targets, ports, flows): (Vec<String>, u32, u32) = match plane {
         Plane::Direct => (vec![format!("{DIRECT}:{ENDPOINT_PORT}")], 1, many),
         Plane::Baseline => (
