@@ -2,17 +2,18 @@
 //! a receiver that counts what arrives.
 //!
 //! The flood opens one connected UDP socket per flow (each on its own ephemeral source port, so
-//! the balancers' flow hash spreads them) and `send`s small datagrams round-robin over them in a
-//! tight loop on one thread — plain `send` rather than `sendmmsg`: the syscall cost is the same
-//! for every data plane and the flood only has to outrun the slowest of them. The runner pins
+//! the balancers' flow hash spreads them) and sends small datagrams round-robin over them in a
+//! tight loop on one thread, `batch` datagrams per `sendmmsg` call, so the source's syscall cost
+//! is a small share of a packet's and the planes, not the source, set the pace. The runner pins
 //! both processes with `taskset` and reads the kernel's counters itself; these print their own
 //! counts as JSON when they stop.
 
-use std::io::ErrorKind;
+use std::io::{ErrorKind, IoSlice};
 use std::net::{SocketAddr, UdpSocket};
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
+use rustix::net::{MMsgHdr, SendAncillaryBuffer, SendFlags, sendmmsg};
 use serde::{Deserialize, Serialize};
 
 /// What the flood did.
@@ -26,22 +27,28 @@ pub(crate) struct FloodReport {
     pub(crate) seconds: f64,
 }
 
-/// Floods `targets` from `flows` sockets for `duration` with `size`-byte datagrams; flow `i`
-/// sends to `targets[i % targets.len()]`.
+/// Floods `targets` from `flows` sockets for `duration` with `size`-byte datagrams, `batch`
+/// per `sendmmsg`; flow `i` sends to `targets[i % targets.len()]`, or, with fewer flows than
+/// targets, to targets spread evenly over the list.
 pub(crate) fn flood(
     targets: &[SocketAddr],
     flows: u32,
     size: usize,
+    batch: usize,
     duration: Duration,
 ) -> anyhow::Result<FloodReport> {
     anyhow::ensure!(!targets.is_empty(), "no target to flood");
-    let mut sockets = Vec::with_capacity(flows as usize);
-    for (i, target) in targets
-        .iter()
-        .cycle()
-        .take(flows.max(1) as usize)
-        .enumerate()
-    {
+    let mut sockets = Vec::new();
+    let flows = flows.max(1) as usize;
+    // Fewer flows than targets: spread them evenly over all targets.
+    let pick = |i: usize| {
+        if flows < targets.len() {
+            &targets[i * targets.len() / flows]
+        } else {
+            &targets[i % targets.len()]
+        }
+    };
+    for (i, target) in (0..flows).map(|i| (i, pick(i))) {
         let socket = UdpSocket::bind("0.0.0.0:0").context("binding a flood socket")?;
         socket
             .connect(target)
@@ -49,16 +56,29 @@ pub(crate) fn flood(
         sockets.push(socket);
     }
     let payload = vec![0x5au8; size];
+    let iov = [IoSlice::new(&payload)];
+    let mut controls: Vec<SendAncillaryBuffer<'_, '_, '_>> = (0..batch.max(1))
+        .map(|_| SendAncillaryBuffer::default())
+        .collect();
+    let mut messages: Vec<MMsgHdr<'_>> = controls
+        .iter_mut()
+        .map(|control| MMsgHdr::new(&iov, control))
+        .collect();
     let (mut sent, mut refused) = (0u64, 0u64);
     let start = Instant::now();
     let deadline = start + duration;
     'outer: loop {
         for socket in &sockets {
-            match socket.send(&payload) {
-                Ok(_) => sent += 1,
+            match sendmmsg(socket, &mut messages, SendFlags::empty()) {
+                Ok(n) => {
+                    sent += n as u64;
+                    refused += (messages.len() - n) as u64;
+                }
                 // A full queue or an ICMP error from an earlier datagram: count and go on.
-                Err(e) if is_transient(&e) => refused += 1,
-                Err(e) => return Err(e).context("flood send"),
+                Err(e) if is_transient(&std::io::Error::from(e)) => {
+                    refused += messages.len() as u64;
+                }
+                Err(e) => return Err(e).context("flood sendmmsg"),
             }
         }
         if Instant::now() >= deadline {

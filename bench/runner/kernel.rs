@@ -5,11 +5,14 @@
 //! The topology is the namespace e2e test's (`tests/e2e/tests/e2e/xdp.rs`): a client namespace,
 //! a balancer namespace and an endpoint namespace joined by veth pairs, the balancer routing
 //! between them. Each run starts weir in the balancer namespace from a generated YAML file,
-//! floods one VIP from the client (256 flows, pinned to CPU 0), counts what reaches the
+//! floods the VIPs from the client (pinned to CPU 0; at least 256 flows, one flow per VIP up to
+//! 4,096 flows spread evenly over all VIPs, `sendmmsg` batches), counts what reaches the
 //! endpoint (the endpoint namespace's UDP counters, and a counting sink pinned to CPU 1), and
-//! reads the CPU time of the window from `/proc/stat` and weir's `/proc/<pid>/stat`. A
-//! `baseline` run without any balancer (the client floods the endpoints' own addresses, routed
-//! through the balancer namespace) gives the cost of the path itself. The method and what is
+//! reads the CPU time of the window from `/proc/stat` and `/proc/<pid>/stat`. A `direct` run
+//! per VIP count (the client floods the endpoint over a veth of their own, with as many flows)
+//! gives the cost of sending and receiving, which every plane pays too; a `baseline` run (no balancer: the endpoints' own
+//! addresses, routed by the balancer namespace's kernel) the cost of plain routing. The
+//! receiving veth ends have GRO on, so XDP can redirect into them (docs/kernel.md). The method and what is
 //! counted: `docs/benchmarks.md` ("Kernel data planes") and `docs/kernel.md`.
 
 use std::net::SocketAddr;
@@ -44,6 +47,13 @@ pub(crate) struct Options {
     /// UDP payload bytes per packet.
     #[arg(long, default_value_t = 18)]
     size: usize,
+    /// Most flows (sockets) the flood spreads over many VIPs: one flow per VIP up to this many,
+    /// spread evenly over all VIPs beyond.
+    #[arg(long, default_value_t = 4_096)]
+    max_flows: u32,
+    /// Datagrams per `sendmmsg` call of the flood.
+    #[arg(long, default_value_t = 32)]
+    batch: usize,
     /// Data planes, comma-separated: xdp, nftables, userspace.
     #[arg(long, default_value = "xdp,nftables,userspace", value_delimiter = ',')]
     planes: Vec<Plane>,
@@ -53,6 +63,9 @@ pub(crate) struct Options {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
 #[serde(rename_all = "lowercase")]
 pub(crate) enum Plane {
+    /// No balancer, no balancer namespace: the client sends to the endpoint over a veth of
+    /// their own (the floor every plane pays: sending and receiving).
+    Direct,
     /// No balancer: the client sends to the endpoints' addresses, the balancer ns routes.
     Baseline,
     /// weir's XDP program, DNAT forwarding (`protocol: xdp`).
@@ -66,6 +79,7 @@ pub(crate) enum Plane {
 impl Plane {
     pub(crate) fn name(self) -> &'static str {
         match self {
+            Plane::Direct => "direct",
             Plane::Baseline => "baseline",
             Plane::Xdp => "xdp",
             Plane::Nftables => "nftables",
@@ -80,6 +94,9 @@ pub(crate) struct KernelRun {
     pub(crate) plane: Plane,
     pub(crate) vips: u32,
     pub(crate) round: u32,
+    /// Flows (sockets) of the flood in this run.
+    #[serde(default)]
+    pub(crate) flows: u32,
     /// XDP only: `native` or `generic`, as `ip link` shows it.
     pub(crate) attach: Option<String>,
     /// Seconds of the measured window.
@@ -108,6 +125,13 @@ pub(crate) struct KernelRun {
     /// Both CPUs' `user` + `nice` time in the window, ns per delivered packet (information:
     /// flood, sink, weir and anything else running).
     pub(crate) user_ns_per_pkt: f64,
+    /// CPU time of the run's own processes — flood, sink, weir — and of the `ksoftirqd`
+    /// threads, ns per delivered packet: the softirq work of the path (veth NAPI, XDP,
+    /// netfilter, routing) is charged to the task it runs on, which is the flood or the sink
+    /// except when ksoftirqd takes over. Unlike the `/proc/stat` columns, other tenants'
+    /// work on the shared machine hardly enters it.
+    #[serde(default)]
+    pub(crate) own_ns_per_pkt: f64,
     /// 1-minute load average at the end of the run.
     pub(crate) loadavg: f64,
 }
@@ -131,6 +155,8 @@ const VIP_PORT0: u16 = 10_000;
 const ENDPOINT_PORT: u16 = 8080;
 /// The endpoints: four addresses on the endpoint namespace's interface, one sink on all.
 const ENDPOINTS: [&str; 4] = ["10.78.10.2", "10.78.10.3", "10.78.10.4", "10.78.10.5"];
+/// The endpoint's address on the client's direct veth (the `direct` plane).
+const DIRECT: &str = "10.78.20.1";
 const WARMUP: Duration = Duration::from_secs(1);
 
 /// The whole benchmark; see the module docs.
@@ -144,9 +170,9 @@ pub(crate) fn run(o: &Options) -> anyhow::Result<()> {
     if o.vips.iter().any(|&v| v == 0 || v > 50_000) {
         bail!("--vips: each count must be 1..=50000");
     }
-    for tool in ["ip", "nft", "taskset", "ss"] {
+    for tool in ["ip", "nft", "taskset", "ss", "ethtool"] {
         if !sh_ok(&format!("command -v {tool} >/dev/null")) {
-            bail!("{tool} is missing (Debian: iproute2, nftables, util-linux)");
+            bail!("{tool} is missing (Debian: iproute2, nftables, util-linux, ethtool)");
         }
     }
     let stop = Arc::new(AtomicBool::new(false));
@@ -175,7 +201,7 @@ pub(crate) fn run(o: &Options) -> anyhow::Result<()> {
 
     let mut results = KernelResults {
         command: format!(
-            "sudo target/release/weir-bench kernel --vips {} --duration {} --rounds {} --flows {} --size {}",
+            "sudo target/release/weir-bench kernel --vips {} --duration {} --rounds {} --flows {} --max-flows {} --size {} --batch {}",
             o.vips
                 .iter()
                 .map(u32::to_string)
@@ -184,7 +210,9 @@ pub(crate) fn run(o: &Options) -> anyhow::Result<()> {
             o.duration,
             o.rounds,
             o.flows,
-            o.size
+            o.max_flows,
+            o.size,
+            o.batch
         ),
         date: sh_out("date -u +%Y-%m-%dT%H:%MZ"),
         kernel: sh_out("uname -r"),
@@ -195,7 +223,14 @@ pub(crate) fn run(o: &Options) -> anyhow::Result<()> {
         duration_s: o.duration,
         runs: Vec::new(),
     };
+    // `direct` once per VIP count: the flood opens as many flows as for that count's planes, so
+    // the floor includes the same sender-side socket working set.
     let mut cells = vec![(Plane::Baseline, 0)];
+    for &vips in &o.vips {
+        if !cells.contains(&(Plane::Direct, vips)) {
+            cells.push((Plane::Direct, vips));
+        }
+    }
     for &vips in &o.vips {
         for &plane in &o.planes {
             // weir holds about two descriptors per UDP listener; weir inherits our limit.
@@ -208,7 +243,7 @@ pub(crate) fn run(o: &Options) -> anyhow::Result<()> {
                 );
                 continue;
             }
-            if plane != Plane::Baseline {
+            if !matches!(plane, Plane::Baseline | Plane::Direct) {
                 cells.push((plane, vips));
             }
         }
@@ -221,11 +256,12 @@ pub(crate) fn run(o: &Options) -> anyhow::Result<()> {
             )
             .with_context(|| format!("{} with {vips} VIPs, round {round}", plane.name()))?;
             eprintln!(
-                "{:9} {:>5} VIPs round {round}: {:>9.0} pps delivered (sent {:.0}), CPU {:.0} ns/pkt (kernel {:.0}, softirq {:.0}, weir {:.0}){}",
+                "{:9} {:>5} VIPs round {round}: {:>9.0} pps delivered (sent {:.0}), own CPU {:.0} ns/pkt, CPU {:.0} ns/pkt (kernel {:.0}, softirq {:.0}, weir {:.0}){}",
                 plane.name(),
                 vips,
                 run.pps,
                 run.sent_pps,
+                run.own_ns_per_pkt,
                 run.cpu_ns_per_pkt,
                 run.kernel_ns_per_pkt,
                 run.softirq_ns_per_pkt,
@@ -266,6 +302,26 @@ impl Topology {
             "eth0",
             "10.78.10.2/24",
         )?;
+        veth(
+            &client,
+            "ed",
+            "10.78.20.2/24",
+            &endpoint,
+            "ed",
+            &format!("{DIRECT}/24"),
+        )?;
+        // XDP redirects into a veth only reach its peer when the peer runs NAPI (an XDP
+        // program, or GRO on), and a redirected frame loses the "checksum still partial" mark
+        // of a local sender's packet, so senders compute full checksums (transmit checksum
+        // offload off). Set on every end whatever the plane, so all planes pay the same.
+        for (ns, dev) in [
+            (&client, "eth0"),
+            (&client, "ed"),
+            (&endpoint, "eth0"),
+            (&endpoint, "ed"),
+        ] {
+            ns.exec(&["ethtool", "-K", dev, "gro", "on", "tx", "off"])?;
+        }
         for extra in &ENDPOINTS[1..] {
             endpoint.ip(&["addr", "add", &format!("{extra}/24"), "dev", "eth0"])?;
         }
@@ -276,6 +332,7 @@ impl Topology {
         lb.exec(&["sh", "-c", "echo 1 > /proc/sys/net/ipv4/ip_forward"])?;
         // Neighbour entries resolved once, so the first run does not measure ARP.
         let _ = client.exec(&["ping", "-c1", "-W1", "10.78.1.1"]);
+        let _ = client.exec(&["ping", "-c1", "-W1", DIRECT]);
         for ep in ENDPOINTS {
             let _ = lb.exec(&["ping", "-c1", "-W1", ep]);
         }
@@ -426,7 +483,7 @@ fn config(plane: Plane, vips: u32) -> String {
         .join(", ");
     let mut y = String::from("listeners:\n");
     match plane {
-        Plane::Baseline => {}
+        Plane::Baseline | Plane::Direct => {}
         Plane::Xdp => y.push_str(&format!(
             "  - {{ name: vip, address: {}, cluster: ep, protocol: xdp, xdp: {{ interfaces: [xc, xe], forwarding: dnat, transport: udp, vips: [{extra}] }} }}\n",
             vip(0)
@@ -468,7 +525,7 @@ fn wait_ready(
             bail!("weir exited ({status}): {}", log.trim());
         }
         match plane {
-            Plane::Baseline => return Ok(None),
+            Plane::Baseline | Plane::Direct => return Ok(None),
             Plane::Xdp => {
                 let link = lb.ip(&["link", "show", "xc"])?;
                 if link.contains("xdpgeneric") {
@@ -538,6 +595,37 @@ fn cpu(weir: Option<u32>) -> Cpu {
     c
 }
 
+/// User + system ticks of `pids` (processes or threads), summed.
+fn task_ticks(pids: &[u32]) -> f64 {
+    pids.iter()
+        .filter_map(|pid| std::fs::read_to_string(format!("/proc/{pid}/stat")).ok())
+        .map(|stat| {
+            let rest = stat.rsplit_once(')').map_or("", |(_, r)| r);
+            let f: Vec<&str> = rest.split_whitespace().collect();
+            let field = |n: usize| {
+                f.get(n - 3)
+                    .and_then(|v| v.parse::<f64>().ok())
+                    .unwrap_or(0.0)
+            };
+            field(14) + field(15)
+        })
+        .sum()
+}
+
+/// The pids of the `ksoftirqd/N` threads.
+fn ksoftirqd() -> Vec<u32> {
+    let Ok(dir) = std::fs::read_dir("/proc") else {
+        return Vec::new();
+    };
+    dir.filter_map(Result::ok)
+        .filter_map(|e| e.file_name().to_str()?.parse::<u32>().ok())
+        .filter(|pid| {
+            std::fs::read_to_string(format!("/proc/{pid}/comm"))
+                .is_ok_and(|c| c.starts_with("ksoftirqd/"))
+        })
+        .collect()
+}
+
 /// Packets that reached the namespace's UDP layer: `InDatagrams + RcvbufErrors`.
 fn udp_in(ns: &Ns) -> anyhow::Result<u64> {
     let snmp = ns.exec(&["cat", "/proc/net/snmp"])?;
@@ -574,7 +662,7 @@ fn one(
     let log = work.join(format!("{}-{vips}.log", plane.name()));
     let mut proxy = None;
     let mut attach = None;
-    if plane != Plane::Baseline {
+    if !matches!(plane, Plane::Baseline | Plane::Direct) {
         let file = work.join(format!("{}-{vips}.yaml", plane.name()));
         std::fs::write(&file, config(plane, vips))?;
         let path = file.display().to_string();
@@ -584,13 +672,20 @@ fn one(
         attach = wait_ready(&topo.lb, plane, vips, &mut p, &log, stop)?;
         proxy = Some(p);
     }
-    let targets: Vec<String> = if plane == Plane::Baseline {
-        ENDPOINTS
-            .iter()
-            .map(|e| format!("{e}:{ENDPOINT_PORT}"))
-            .collect()
-    } else {
-        vec![format!("{VIP_ADDR}:{VIP_PORT0}")]
+    // Every VIP gets traffic (one flow each, up to --max-flows flows spread evenly over them):
+    // a uniform mix over the configured VIPs, not one hot VIP.
+    let many = o.flows.max(vips.min(o.max_flows));
+    let (targets, ports, flows): (Vec<String>, u32, u32) = match plane {
+        Plane::Direct => (vec![format!("{DIRECT}:{ENDPOINT_PORT}")], 1, many),
+        Plane::Baseline => (
+            ENDPOINTS
+                .iter()
+                .map(|e| format!("{e}:{ENDPOINT_PORT}"))
+                .collect(),
+            1,
+            o.flows,
+        ),
+        _ => (vec![format!("{VIP_ADDR}:{VIP_PORT0}")], vips, many),
     };
     let total = WARMUP + Duration::from_secs(o.duration);
     let secs = |d: Duration| format!("{:.1}", d.as_secs_f64());
@@ -618,7 +713,11 @@ fn one(
     let mut args = vec![
         "flood".to_string(),
         "--flows".into(),
-        o.flows.to_string(),
+        flows.to_string(),
+        "--ports".into(),
+        ports.to_string(),
+        "--batch".into(),
+        o.batch.to_string(),
         "--size".into(),
         o.size.to_string(),
         "--duration".into(),
@@ -631,11 +730,20 @@ fn one(
     let args: Vec<&str> = args.iter().map(String::as_str).collect();
     let mut flood = topo.client.spawn("0", me, &args, &work.join("flood.log"))?;
     let pid = proxy.as_ref().map(Proc::pid);
+    let mut own: Vec<u32> = vec![flood.pid(), sink.pid()];
+    own.extend(pid);
+    own.extend(ksoftirqd());
     sleep(WARMUP, stop)?;
-    let (c0, u0, t0) = (cpu(pid), udp_in(&topo.endpoint)?, Instant::now());
-    sleep(Duration::from_secs(o.duration), stop)?;
-    let (c1, u1, seconds) = (
+    let (c0, o0, u0, t0) = (
         cpu(pid),
+        task_ticks(&own),
+        udp_in(&topo.endpoint)?,
+        Instant::now(),
+    );
+    sleep(Duration::from_secs(o.duration), stop)?;
+    let (c1, o1, u1, seconds) = (
+        cpu(pid),
+        task_ticks(&own),
         udp_in(&topo.endpoint)?,
         t0.elapsed().as_secs_f64(),
     );
@@ -663,6 +771,7 @@ fn one(
         plane,
         vips,
         round,
+        flows,
         attach,
         seconds,
         delivered,
@@ -675,6 +784,7 @@ fn one(
         weir_ns_per_pkt: per(c1.weir_user - c0.weir_user + c1.weir_system - c0.weir_system),
         cpu_ns_per_pkt: kernel_ns_per_pkt + weir_user_ns_per_pkt,
         user_ns_per_pkt: per(c1.user - c0.user),
+        own_ns_per_pkt: per(o1 - o0),
         loadavg,
     })
 }
@@ -710,10 +820,19 @@ pub(crate) fn results_path(out: &Path) -> PathBuf {
     out.join("kernel.json")
 }
 
-/// Parses `--target` values (helper for the `flood` subcommand).
-pub(crate) fn parse_targets(targets: &[String]) -> anyhow::Result<Vec<SocketAddr>> {
-    targets
-        .iter()
-        .map(|t| t.parse().with_context(|| format!("bad target {t}")))
-        .collect()
+/// Parses `--target` values, each standing for `ports` consecutive ports (helper for the
+/// `flood` subcommand).
+pub(crate) fn parse_targets(targets: &[String], ports: u16) -> anyhow::Result<Vec<SocketAddr>> {
+    let mut all = Vec::new();
+    for t in targets {
+        let first: SocketAddr = t.parse().with_context(|| format!("bad target {t}"))?;
+        for i in 0..ports.max(1) {
+            let port = first
+                .port()
+                .checked_add(i)
+                .with_context(|| format!("{t} + {ports} ports passes 65535"))?;
+            all.push(SocketAddr::new(first.ip(), port));
+        }
+    }
+    Ok(all)
 }

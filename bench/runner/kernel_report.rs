@@ -1,6 +1,7 @@
 //! Results of `weir-bench kernel`: the raw runs as JSON (`target/bench/kernel.json`) and a
 //! Markdown summary (`target/bench/kernel.md`) with median and min–max per (plane, VIPs) cell,
-//! the balancing cost over the no-balancer baseline, and the ratios issue #10 sets goals for.
+//! the balancing cost over the `direct` floor (sending and receiving without a balancer hop),
+//! and the ratios issue #10 sets goals for.
 
 use std::fmt::Write as _;
 use std::path::Path;
@@ -67,23 +68,37 @@ fn markdown(r: &KernelResults) -> String {
         r.duration_s,
         r.runs.iter().map(|x| x.round).max().unwrap_or(0)
     );
-    let base = cell(r, Plane::Baseline, 0);
-    let base_cpu = med(&base, |x| x.cpu_ns_per_pkt).map_or(0.0, |t| t.0);
+    // The floor per VIP count: `direct` with that count's flows (runs saved before the floor
+    // was per count have it at 0 VIPs).
+    let floor_of = |v: u32| {
+        let runs = cell(r, Plane::Direct, v);
+        let runs = if runs.is_empty() {
+            cell(r, Plane::Direct, 0)
+        } else {
+            runs
+        };
+        med(&runs, |x| x.own_ns_per_pkt).map_or(0.0, |t| t.0)
+    };
     let _ = writeln!(
         s,
-        "CPU ns/pkt = both CPUs' system+irq+softirq time (/proc/stat) plus weir's user time, per \
-         packet that reached the endpoint; balancing = that minus the baseline's median \
-         ({base_cpu:.0} ns/pkt: same flood, no balancer, plain routing through the balancer \
-         namespace); Mpps per core = 1000 ÷ balancing ns.\n"
+        "own CPU ns/pkt = user + system time of the flood, the sink, weir and the ksoftirqd \
+         threads (where the path's softirq work is charged), per packet that reached the \
+         endpoint; balancing = that minus the median of the `direct` runs with as many flows \
+         (the same flood sent to the endpoint over a veth of its own: the sending and receiving \
+         every plane pays; `baseline` against the first VIP count's); `baseline` is plain kernel \
+         routing through the balancer namespace without a balancer. Mpps per core = 1000 ÷ balancing ns. system CPU ns/pkt = both \
+         CPUs' system+irq+softirq time from /proc/stat plus weir's user time (includes other \
+         tenants' kernel work).\n"
     );
     let _ = writeln!(
         s,
-        "| plane | VIPs | XDP mode | kpps delivered | kpps sent | CPU ns/pkt | balancing ns/pkt | Mpps per balancing core | softirq ns/pkt | weir process ns/pkt | load |\n|---|---|---|---|---|---|---|---|---|---|---|"
+        "| plane | VIPs | flows | XDP mode | kpps delivered | kpps sent | own CPU ns/pkt | balancing ns/pkt | Mpps per balancing core | system CPU ns/pkt | weir process ns/pkt | load |\n|---|---|---|---|---|---|---|---|---|---|---|---|"
     );
     let mut vips: Vec<u32> = r.runs.iter().map(|x| x.vips).collect();
     vips.sort_unstable();
     vips.dedup();
     let planes = [
+        Plane::Direct,
         Plane::Baseline,
         Plane::Xdp,
         Plane::Nftables,
@@ -93,21 +108,29 @@ fn markdown(r: &KernelResults) -> String {
     for &v in &vips {
         for plane in planes {
             let runs = cell(r, plane, v);
-            let (Some(pps), Some(sent), Some(cpu), Some(weir), Some(load), Some(soft)) = (
+            let (Some(pps), Some(sent), Some(cpu), Some(weir), Some(load), Some(system)) = (
                 med(&runs, |x| x.pps),
                 med(&runs, |x| x.sent_pps),
-                med(&runs, |x| x.cpu_ns_per_pkt),
+                med(&runs, |x| x.own_ns_per_pkt),
                 med(&runs, |x| x.weir_ns_per_pkt),
                 med(&runs, |x| x.loadavg),
-                med(&runs, |x| x.softirq_ns_per_pkt),
+                med(&runs, |x| x.cpu_ns_per_pkt),
             ) else {
                 continue;
             };
+            let base_cpu = if plane == Plane::Baseline {
+                floor_of(vips.iter().copied().find(|&x| x > 0).unwrap_or(0))
+            } else {
+                floor_of(v)
+            };
             let bal = (cpu.0 - base_cpu, cpu.1 - base_cpu, cpu.2 - base_cpu);
-            if plane != Plane::Baseline {
+            let floor_plane = plane == Plane::Direct;
+            let unbalanced = floor_plane || plane == Plane::Baseline;
+            if !unbalanced {
                 balancing.push((plane, v, bal.0, pps.0));
             }
-            let per_core = if plane == Plane::Baseline || bal.0 <= 0.0 {
+            let flows = runs.iter().map(|x| x.flows).max().unwrap_or(0);
+            let per_core = if floor_plane || bal.0 <= 0.0 {
                 "–".to_string()
             } else {
                 format!("{:.2}", 1000.0 / bal.0)
@@ -118,9 +141,9 @@ fn markdown(r: &KernelResults) -> String {
                 .unwrap_or_else(|| "–".into());
             let _ = writeln!(
                 s,
-                "| {} | {} | {attach} | {} | {:.0} | {} | {} | {per_core} | {} | {:.0} | {:.1} |",
+                "| {} | {} | {flows} | {attach} | {} | {:.0} | {} | {} | {per_core} | {} | {:.0} | {:.1} |",
                 plane.name(),
-                if plane == Plane::Baseline {
+                if plane == Plane::Baseline || v == 0 {
                     "–".to_string()
                 } else {
                     v.to_string()
@@ -128,12 +151,12 @@ fn markdown(r: &KernelResults) -> String {
                 fmt3(pps, 1000.0),
                 sent.0 / 1000.0,
                 fmt3(cpu, 1.0),
-                if plane == Plane::Baseline {
+                if floor_plane {
                     "–".to_string()
                 } else {
                     fmt3(bal, 1.0)
                 },
-                fmt3(soft, 1.0),
+                fmt3(system, 1.0),
                 weir.0,
                 load.0
             );

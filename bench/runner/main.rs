@@ -138,11 +138,17 @@ enum Command {
     /// Kernel data planes (root): pps and CPU per packet of XDP, nftables and userspace UDP
     /// through a veth balancer namespace, with 1 to 10,000 VIPs; saves `target/bench/kernel.*`.
     Kernel(kernel::Options),
-    /// A multi-flow UDP flood (one socket per flow, round-robin `send`); prints JSON.
+    /// A multi-flow UDP flood (one socket per flow, round-robin `sendmmsg`); prints JSON.
     Flood {
         /// Destination, repeated: flow `i` sends to target `i % n`.
         #[arg(long = "target", required = true)]
         targets: Vec<String>,
+        /// Each `--target` stands for this many consecutive ports from its own (many VIPs).
+        #[arg(long, default_value_t = 1)]
+        ports: u16,
+        /// Datagrams per `sendmmsg` call.
+        #[arg(long, default_value_t = 32)]
+        batch: usize,
         /// Flows (sockets, hence source ports).
         #[arg(long, default_value_t = 256)]
         flows: u32,
@@ -237,12 +243,14 @@ fn main() -> ExitCode {
         Command::KernelReport { runs } => kernel_report::from_file(&runs),
         Command::Flood {
             targets,
+            ports,
+            batch,
             flows,
             size,
             duration,
-        } => kernel::parse_targets(&targets)
+        } => kernel::parse_targets(&targets, ports)
             .and_then(|t| Ok((t, Duration::try_from_secs_f64(duration)?)))
-            .and_then(|(t, d)| flood::flood(&t, flows, size, d))
+            .and_then(|(t, d)| flood::flood(&t, flows, size, batch, d))
             .and_then(|r| {
                 println!("{}", serde_json::to_string(&r)?);
                 Ok(())

@@ -92,7 +92,8 @@ pub use traffic::{
 };
 pub use validate::MAX_ENDPOINT_WEIGHT;
 pub use xdp::{
-    KernelTransport, NftablesListenerConfig, XdpForwarding, XdpListenerConfig, parse_mac,
+    KernelTransport, NftablesListenerConfig, XdpForwarding, XdpForwardingPath, XdpListenerConfig,
+    parse_mac,
 };
 
 use serde::{Deserialize, Serialize};

@@ -27,10 +27,29 @@ pub struct XdpListenerConfig {
     #[serde(default)]
     pub local_address: Option<IpAddr>,
     /// The next hop's MAC (`aa:bb:cc:dd:ee:ff`): balanced packets are sent back out of the
-    /// interface they came in on, to it (`XDP_TX`, one-arm like Katran). Unset: the kernel
-    /// routes them. Every `xdp` listener must give the same one.
+    /// interface they came in on, to it (`XDP_TX`, one-arm like Katran). Unset: the next hop
+    /// is chosen by `forwarding_path`. Every `xdp` listener must give the same one.
     #[serde(default)]
     pub gateway_mac: Option<String>,
+    /// Without `gateway_mac`, how balanced packets leave. Default `fib`: the program asks the
+    /// kernel's routing table and neighbours and sends the packet itself. Every `xdp` listener
+    /// must give the same one.
+    #[serde(default)]
+    pub forwarding_path: XdpForwardingPath,
+}
+
+/// How an `xdp` listener without `gateway_mac` sends balanced packets on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum XdpForwardingPath {
+    /// The program looks the new destination up in the kernel's FIB (`bpf_fib_lookup`) and
+    /// redirects the frame to the egress interface itself; what the FIB cannot answer at once
+    /// (no neighbour entry yet, fragmentation needed, expiring TTL) is passed to the kernel.
+    #[default]
+    Fib,
+    /// The program hands every balanced packet to the kernel (`XDP_PASS`), which routes it:
+    /// for egress devices that cannot receive XDP redirects.
+    Kernel,
 }
 
 /// The `nftables` block of an `nftables` listener (optional).

@@ -5,6 +5,14 @@
 // to forward: IP-in-IP encapsulation (direct server return, as Katran does) or DNAT with
 // incremental checksum updates (replies are translated back by the same program).
 //
+// The program sends the packets it balances itself: back out with XDP_TX to a configured next
+// hop (`gateway_mac`, one-arm), or, by default, to the next hop the kernel's FIB names
+// (bpf_fib_lookup: route + neighbour) with bpf_redirect, or XDP_TX when that is the ingress
+// interface. Whatever the FIB cannot answer at once (no neighbour entry yet, fragmentation
+// needed, TTL expiring, no route, forwarding disabled) is passed to the kernel, which handles it
+// (resolves the neighbour for the next packets, sends the ICMP error); each outcome is counted
+// in `fwd_stats` so an operator sees when the fast path is not taken.
+//
 // The Maglev table and the probe walk are the ones weir-balance computes and walks in userspace
 // (crates/weir-balance/src/maglev.rs): key = mix64(flow hash); home slot = key mod M; while the
 // slot's endpoint is not eligible, probe slot rehash(key, k) mod M for k = 1..64. The flow hash
@@ -82,11 +90,26 @@ struct nat_value {
 	__u16 pad;
 };
 
+#define CFG_KERNEL_PATH 1 // lb_config.flags: XDP_PASS balanced packets instead of the FIB
+
 struct lb_config {
 	__be32 local_addr; // outer source of IP-in-IP packets
-	__u8 gw_mac[6];    // next hop for XDP_TX; all zero: hand the packet to the kernel
-	__u16 pad;
+	__u8 gw_mac[6];    // next hop for XDP_TX; all zero: the FIB's next hop (or the kernel)
+	__u16 flags;       // CFG_*
 };
+
+// Indices of `fwd_stats`: how balanced (and reverse-translated) packets left the program.
+#define FWD_REDIRECT 0      // bpf_redirect to the FIB's egress interface
+#define FWD_TX 1            // XDP_TX: the FIB's egress is the ingress interface
+#define FWD_GATEWAY 2       // XDP_TX to gateway_mac
+#define FWD_KERNEL 3        // XDP_PASS by configuration (forwarding_path: kernel)
+#define FB_TTL 4            // fallbacks to XDP_PASS: TTL would expire (kernel sends ICMP)
+#define FB_NO_NEIGH 5       // no neighbour entry yet (the kernel resolves it)
+#define FB_FRAG_NEEDED 6    // larger than the egress MTU
+#define FB_NO_ROUTE 7       // blackhole, unreachable, prohibit, not forwarded
+#define FB_FWD_DISABLED 8   // forwarding disabled on the ingress interface
+#define FB_OTHER 9          // unsupported route type, lookup error
+#define FWD_REASONS 10
 
 struct counters {
 	__u64 packets;
@@ -148,6 +171,13 @@ struct map_def SEC("maps") endpoint_stats = {
 	.key_size = sizeof(__u32),
 	.value_size = sizeof(struct counters),
 	.max_entries = 4096, // loader
+};
+
+struct map_def SEC("maps") fwd_stats = {
+	.type = BPF_MAP_TYPE_PERCPU_ARRAY,
+	.key_size = sizeof(__u32),
+	.value_size = sizeof(__u64),
+	.max_entries = FWD_REASONS,
 };
 
 #define MAX_PROBES 64
@@ -262,8 +292,70 @@ static __always_inline __sum16 ip_checksum(const struct iphdr *ip)
 	return ~csum_fold(sum);
 }
 
-// Sends the packet on: back out of the interface to the configured next hop (XDP_TX), or to
-// the kernel's routing (XDP_PASS) when none is configured.
+static __always_inline int verdict(__u32 reason, int action)
+{
+	__u64 *n = bpf_map_lookup_elem(&fwd_stats, &reason);
+	if (n)
+		*n += 1;
+	return action;
+}
+
+#define AF_INET 2
+
+// Forwards the (already rewritten) IPv4 packet to the next hop the kernel's FIB names, as the
+// kernel's forwarding would: TTL decremented, Ethernet addresses of the egress interface and the
+// neighbour. Anything the FIB cannot answer goes to the kernel (XDP_PASS), counted by reason.
+static __always_inline int fib_forward(struct xdp_md *ctx)
+{
+	void *data = (void *)(long)ctx->data;
+	void *data_end = (void *)(long)ctx->data_end;
+	struct ethhdr *eth = data;
+	struct iphdr *ip = (void *)(eth + 1);
+	if ((void *)(ip + 1) > data_end)
+		return XDP_PASS;
+	if (ip->ttl <= 1)
+		return verdict(FB_TTL, XDP_PASS);
+	struct bpf_fib_lookup fib = {
+		.family = AF_INET,
+		.tos = ip->tos,
+		.l4_protocol = ip->protocol,
+		.tot_len = bpf_ntohs(ip->tot_len),
+		.ifindex = ctx->ingress_ifindex,
+		.ipv4_src = ip->saddr,
+		.ipv4_dst = ip->daddr,
+	};
+	long rc = bpf_fib_lookup(ctx, &fib, sizeof(fib), 0);
+	switch (rc) {
+	case BPF_FIB_LKUP_RET_SUCCESS:
+		break;
+	case BPF_FIB_LKUP_RET_NO_NEIGH:
+		return verdict(FB_NO_NEIGH, XDP_PASS);
+	case BPF_FIB_LKUP_RET_FRAG_NEEDED:
+		return verdict(FB_FRAG_NEEDED, XDP_PASS);
+	case BPF_FIB_LKUP_RET_BLACKHOLE:
+	case BPF_FIB_LKUP_RET_UNREACHABLE:
+	case BPF_FIB_LKUP_RET_PROHIBIT:
+	case BPF_FIB_LKUP_RET_NOT_FWDED:
+		return verdict(FB_NO_ROUTE, XDP_PASS);
+	case BPF_FIB_LKUP_RET_FWD_DISABLED:
+		return verdict(FB_FWD_DISABLED, XDP_PASS);
+	default:
+		return verdict(FB_OTHER, XDP_PASS);
+	}
+	// ip_decrease_ttl: TTL is the high byte of its 16-bit word, so the checksum gains 0x0100.
+	__u32 check = ip->check;
+	check += bpf_htons(0x0100);
+	ip->check = (__sum16)(check + (check >= 0xFFFF));
+	ip->ttl -= 1;
+	__builtin_memcpy(eth->h_dest, fib.dmac, ETH_ALEN);
+	__builtin_memcpy(eth->h_source, fib.smac, ETH_ALEN);
+	if (fib.ifindex == ctx->ingress_ifindex)
+		return verdict(FWD_TX, XDP_TX);
+	return verdict(FWD_REDIRECT, bpf_redirect(fib.ifindex, 0));
+}
+
+// Sends the packet on: back out of the interface to the configured next hop (XDP_TX), to the
+// kernel's routing when so configured (XDP_PASS), else to the FIB's next hop (fib_forward).
 static __always_inline int forward(struct xdp_md *ctx, const struct lb_config *cfg)
 {
 	void *data = (void *)(long)ctx->data;
@@ -272,11 +364,14 @@ static __always_inline int forward(struct xdp_md *ctx, const struct lb_config *c
 	if ((void *)(eth + 1) > data_end)
 		return XDP_DROP;
 	if (!(cfg->gw_mac[0] | cfg->gw_mac[1] | cfg->gw_mac[2] | cfg->gw_mac[3] | cfg->gw_mac[4] |
-	      cfg->gw_mac[5]))
-		return XDP_PASS;
+	      cfg->gw_mac[5])) {
+		if (cfg->flags & CFG_KERNEL_PATH)
+			return verdict(FWD_KERNEL, XDP_PASS);
+		return fib_forward(ctx);
+	}
 	__builtin_memcpy(eth->h_source, eth->h_dest, ETH_ALEN);
 	__builtin_memcpy(eth->h_dest, cfg->gw_mac, ETH_ALEN);
-	return XDP_TX;
+	return verdict(FWD_GATEWAY, XDP_TX);
 }
 
 static __always_inline int encap_ipip(struct xdp_md *ctx, const struct lb_config *cfg,
@@ -353,8 +448,8 @@ static __always_inline int dnat(struct xdp_md *ctx, const struct lb_config *cfg,
 }
 
 // Translates an endpoint's reply to a DNAT'ed flow back to the VIP's address and port.
-static __always_inline int reverse_dnat(struct iphdr *ip, void *l4, void *data_end,
-					const struct flow_key *flow)
+static __always_inline int reverse_dnat(struct xdp_md *ctx, struct iphdr *ip, void *l4,
+					void *data_end, const struct flow_key *flow)
 {
 	struct nat_key nk = {
 		.ep_addr = flow->src,
@@ -390,7 +485,13 @@ static __always_inline int reverse_dnat(struct iphdr *ip, void *l4, void *data_e
 	csum_replace4(&ip->check, ip->saddr, nv->vip_addr);
 	ip->saddr = nv->vip_addr;
 	*sport = nv->vip_port;
-	return XDP_PASS;
+	// Replies go to the client by the FIB too, unless the kernel path is configured (a
+	// gateway_mac is the next hop towards the endpoints, not necessarily towards clients).
+	__u32 zero = 0;
+	struct lb_config *cfg = bpf_map_lookup_elem(&config, &zero);
+	if (!cfg || (cfg->flags & CFG_KERNEL_PATH))
+		return verdict(FWD_KERNEL, XDP_PASS);
+	return fib_forward(ctx);
 }
 
 // Whether the packet opens a TCP connection (SYN without ACK).
@@ -437,7 +538,7 @@ int xdp_lb(struct xdp_md *ctx)
 	struct vip_key vk = {.addr = ip->daddr, .port = ports->dest, .proto = ip->protocol};
 	struct vip_info *vip = bpf_map_lookup_elem(&vips, &vk);
 	if (!vip)
-		return reverse_dnat(ip, ports, data_end, &flow);
+		return reverse_dnat(ctx, ip, ports, data_end, &flow);
 	__u32 zero = 0;
 	struct lb_config *cfg = bpf_map_lookup_elem(&config, &zero);
 	if (!cfg)

@@ -21,8 +21,8 @@ use weir_core::Endpoint;
 
 use crate::flow::{IPPROTO_TCP, IPPROTO_UDP};
 use crate::maps::{
-    CountersValue, EP_ELIGIBLE, EP_PRESENT, EndpointValue, FlowKey, LbConfig, VIP_MODE_DNAT,
-    VipInfo, VipKey,
+    CFG_KERNEL_PATH, CountersValue, EP_ELIGIBLE, EP_PRESENT, EndpointValue, FWD_REASONS, FlowKey,
+    LbConfig, VIP_MODE_DNAT, VipInfo, VipKey,
 };
 use crate::{Error, OBJECT, PROGRAM};
 
@@ -86,6 +86,47 @@ pub enum Forwarding {
     /// Destination rewrite to the endpoint's address and port; replies must come back through
     /// the balancer, which rewrites their source back to the VIP.
     Dnat,
+}
+
+/// Without a gateway MAC, how balanced packets leave the program.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+pub enum ForwardingPath {
+    /// Look the new destination up in the kernel's FIB (`bpf_fib_lookup`) and send the frame
+    /// from XDP (`bpf_redirect`, or `XDP_TX` when the egress is the ingress interface); what
+    /// the FIB cannot answer at once is passed to the kernel and counted as a fallback.
+    #[default]
+    Fib,
+    /// Hand every balanced packet to the kernel (`XDP_PASS`), which routes it.
+    Kernel,
+}
+
+/// How packets left the program after balancing (or reverse translation), by `fwd_stats`
+/// index: a label and whether it is a fallback to the kernel.
+pub const FORWARD_OUTCOMES: [(ForwardOutcome, &str); FWD_REASONS as usize] = [
+    (ForwardOutcome::Forwarded, "redirect"),
+    (ForwardOutcome::Forwarded, "tx"),
+    (ForwardOutcome::Forwarded, "gateway"),
+    (ForwardOutcome::Forwarded, "kernel"),
+    (ForwardOutcome::Fallback, "ttl"),
+    (ForwardOutcome::Fallback, "no_neighbour"),
+    (ForwardOutcome::Fallback, "frag_needed"),
+    (ForwardOutcome::Fallback, "no_route"),
+    (ForwardOutcome::Fallback, "forwarding_disabled"),
+    (ForwardOutcome::Fallback, "other"),
+];
+
+/// Whether a [`FORWARD_OUTCOMES`] entry is the intended path or a fallback to the kernel.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum ForwardOutcome {
+    /// Sent as configured: `redirect` and `tx` (FIB), `gateway` (`gateway_mac`), `kernel`
+    /// (`ForwardingPath::Kernel`).
+    Forwarded,
+    /// The FIB path could not be taken; the packet was passed to the kernel. Labels: `ttl`
+    /// (TTL ≤ 1: the kernel sends the ICMP error), `no_neighbour` (the kernel resolves it for
+    /// the next packets), `frag_needed` (larger than the egress MTU), `no_route` (blackhole,
+    /// unreachable, prohibit, not forwarded), `forwarding_disabled` (on the ingress interface),
+    /// `other`.
+    Fallback,
 }
 
 /// A virtual IP: the address, port and protocol clients connect to.
@@ -182,15 +223,32 @@ impl XdpBalancer {
 
     /// Sets the balancer's own address (the outer source of IP-in-IP packets) and the next
     /// hop's MAC: with one, balanced packets leave by the interface they came in on (`XDP_TX`);
-    /// without, they are handed to the kernel, which routes them (`XDP_PASS`).
+    /// without, `path` says whether the program forwards them itself to the FIB's next hop
+    /// or hands them to the kernel (`XDP_PASS`). DNAT replies follow `path` too.
     pub fn set_local(
         &mut self,
         local: std::net::Ipv4Addr,
         gateway_mac: Option<[u8; 6]>,
+        path: ForwardingPath,
     ) -> Result<(), Error> {
+        let flags = match path {
+            ForwardingPath::Fib => 0,
+            ForwardingPath::Kernel => CFG_KERNEL_PATH,
+        };
         let mut config: Array<&mut MapData, LbConfig> = Array::try_from(self.map_mut("config")?)?;
-        config.set(0, LbConfig::new(local, gateway_mac), 0)?;
+        config.set(0, LbConfig::new(local, gateway_mac, flags), 0)?;
         Ok(())
+    }
+
+    /// Packets per way out of the program ([`FORWARD_OUTCOMES`], same order), summed over
+    /// CPUs: how many took the FIB fast path and how many fell back to the kernel, and why.
+    pub fn forward_counters(&self) -> Result<Vec<(ForwardOutcome, &'static str, u64)>, Error> {
+        let stats: PerCpuArray<&MapData, u64> = PerCpuArray::try_from(self.map("fwd_stats")?)?;
+        FORWARD_OUTCOMES
+            .iter()
+            .zip(0u32..)
+            .map(|(&(outcome, label), i)| Ok((outcome, label, stats.get(&i, 0)?.iter().sum())))
+            .collect()
     }
 
     /// The loaded XDP program (for attaching elsewhere or `BPF_PROG_TEST_RUN`).

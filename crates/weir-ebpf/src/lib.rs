@@ -15,7 +15,10 @@ mod maps;
 mod nftables;
 mod table;
 
-pub use balancer::{AttachMode, Counters, Forwarding, Limits, Protocol, Vip, XdpBalancer};
+pub use balancer::{
+    AttachMode, Counters, FORWARD_OUTCOMES, ForwardOutcome, Forwarding, ForwardingPath, Limits,
+    Protocol, Vip, XdpBalancer,
+};
 pub use flow::{IPPROTO_TCP, IPPROTO_UDP, flow_hash};
 pub use nftables::{NftBalancer, RING_SLOTS};
 

@@ -12,6 +12,10 @@ use std::net::{Ipv4Addr, SocketAddrV4};
 
 /// `struct vip_info`'s `flags`: rewrite the destination (DNAT) instead of encapsulating.
 pub(crate) const VIP_MODE_DNAT: u32 = 1;
+/// `struct lb_config`'s `flags`: hand balanced packets to the kernel instead of the FIB.
+pub(crate) const CFG_KERNEL_PATH: u16 = 1;
+/// Entries of `fwd_stats` (`FWD_REASONS`): how many ways a balanced packet leaves.
+pub(crate) const FWD_REASONS: u32 = 10;
 /// `struct endpoint`'s `flags`: the slot is in use (conntrack may keep flows on it).
 pub(crate) const EP_PRESENT: u16 = 1;
 /// `struct endpoint`'s `flags`: new flows may be sent to it (healthy, or the cluster panics).
@@ -67,21 +71,22 @@ impl EndpointValue {
     }
 }
 
-/// `struct lb_config`: the balancer's own address (IP-in-IP outer source) and next hop.
+/// `struct lb_config`: the balancer's own address (IP-in-IP outer source), next hop and
+/// `CFG_*` flags.
 #[repr(C)]
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub(crate) struct LbConfig {
     pub(crate) local_addr: [u8; 4],
     pub(crate) gw_mac: [u8; 6],
-    pub(crate) pad: u16,
+    pub(crate) flags: u16,
 }
 
 impl LbConfig {
-    pub(crate) fn new(local: Ipv4Addr, gateway_mac: Option<[u8; 6]>) -> Self {
+    pub(crate) fn new(local: Ipv4Addr, gateway_mac: Option<[u8; 6]>, flags: u16) -> Self {
         Self {
             local_addr: local.octets(),
             gw_mac: gateway_mac.unwrap_or_default(),
-            pad: 0,
+            flags,
         }
     }
 }

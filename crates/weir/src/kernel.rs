@@ -20,10 +20,13 @@ use std::time::Duration;
 use anyhow::Context;
 use weir_admin::{CounterFamily, ExtraMetrics};
 use weir_config::{
-    KernelTransport, ListenerProtocol, MaglevConfig, ValidatedConfig, XdpForwarding, parse_mac,
+    KernelTransport, ListenerProtocol, MaglevConfig, ValidatedConfig, XdpForwarding,
+    XdpForwardingPath, parse_mac,
 };
 use weir_core::health_generation;
-use weir_ebpf::{Forwarding, Limits, NftBalancer, Protocol, Vip, XdpBalancer};
+use weir_ebpf::{
+    ForwardOutcome, Forwarding, ForwardingPath, Limits, NftBalancer, Protocol, Vip, XdpBalancer,
+};
 use weir_proxy::{Snapshot, SnapshotHandle};
 
 /// How often the sync thread looks for endpoint and health changes: well under any health
@@ -250,6 +253,9 @@ fn plans(config: &ValidatedConfig) -> Vec<VipPlan> {
     plans
 }
 
+/// Ring memory above which loading the XDP program logs a warning (256 MiB).
+const RING_WARN_BYTES: u64 = 256 << 20;
+
 /// Loads the XDP program with maps sized for `plans` and sets the shared settings.
 fn load_xdp(
     config: &ValidatedConfig,
@@ -269,6 +275,18 @@ fn load_xdp(
             .unwrap_or(1),
         ..Limits::default()
     };
+    // Each VIP reserves a ring of the largest Maglev table: 10,000 VIPs × the default 65,537
+    // slots is 2.6 GB of kernel memory. Say so before the kernel refuses or the box swaps.
+    let ring_bytes = u64::from(limits.max_vips) * u64::from(limits.ring_capacity) * 4;
+    if ring_bytes > RING_WARN_BYTES {
+        tracing::warn!(
+            vips = limits.max_vips,
+            slots_per_vip = limits.ring_capacity,
+            mib = ring_bytes >> 20,
+            "xdp: the Maglev rings take much kernel memory; with many VIPs, set the cluster's \
+             maglev.table_size near 100 × its endpoint count (docs/kernel.md)"
+        );
+    }
     let mut lb = XdpBalancer::load(limits).context("xdp: loading the BPF program")?;
     let first = config.config().listeners.iter().find_map(|l| {
         l.xdp
@@ -282,7 +300,11 @@ fn load_xdp(
     let gateway = first
         .and_then(|x| x.gateway_mac.as_deref())
         .and_then(parse_mac);
-    lb.set_local(local, gateway)?;
+    let path = match first.map(|x| x.forwarding_path).unwrap_or_default() {
+        XdpForwardingPath::Fib => ForwardingPath::Fib,
+        XdpForwardingPath::Kernel => ForwardingPath::Kernel,
+    };
+    lb.set_local(local, gateway, path)?;
     Ok(lb)
 }
 
@@ -435,8 +457,19 @@ fn sync_loop(
 impl ExtraMetrics for XdpMetrics {
     fn counter_families(&self) -> Vec<CounterFamily> {
         let lb = lock(&self.balancer);
-        let (Ok(vips), Ok(endpoints)) = (lb.vip_counters(), lb.endpoint_counters()) else {
+        let (Ok(vips), Ok(endpoints), Ok(paths)) = (
+            lb.vip_counters(),
+            lb.endpoint_counters(),
+            lb.forward_counters(),
+        ) else {
             return Vec::new();
+        };
+        let by_outcome = |outcome: ForwardOutcome, label: &'static str| {
+            paths
+                .iter()
+                .filter(|(o, _, _)| *o == outcome)
+                .map(|(_, name, n)| (vec![(label, (*name).to_owned())], *n))
+                .collect()
         };
         let labels = |vip: &Vip| {
             vec![
@@ -490,6 +523,21 @@ impl ExtraMetrics for XdpMetrics {
                     .iter()
                     .map(|(v, e, c)| (with_endpoint(v, e), c.bytes))
                     .collect(),
+            ),
+            family(
+                "weir_xdp_forwarded_packets",
+                "Packets the XDP balancer sent on as configured, by path: redirect or tx (the \
+                 FIB's next hop), gateway (gateway_mac), kernel (forwarding_path: kernel).",
+                false,
+                by_outcome(ForwardOutcome::Forwarded, "path"),
+            ),
+            family(
+                "weir_xdp_fallback_packets",
+                "Packets the XDP balancer passed to the kernel because the FIB path could not \
+                 be taken, by reason (ttl, no_neighbour, frag_needed, no_route, \
+                 forwarding_disabled, other).",
+                false,
+                by_outcome(ForwardOutcome::Fallback, "reason"),
             ),
         ]
     }

@@ -6,7 +6,11 @@ use std::net::{IpAddr, SocketAddr};
 
 use super::Checker;
 use crate::path::YamlPath;
-use crate::{Config, ListenerProtocol, XdpForwarding, parse_mac};
+use crate::{Config, ListenerProtocol, XdpForwarding, XdpForwardingPath, parse_mac};
+
+/// The settings every `xdp` listener must agree on: `local_address`, `gateway_mac`,
+/// `forwarding_path`.
+type Shared = (Option<IpAddr>, Option<String>, XdpForwardingPath);
 
 /// Longest interface name Linux accepts (IFNAMSIZ − 1).
 const MAX_INTERFACE_NAME: usize = 15;
@@ -16,7 +20,7 @@ const MAX_INTERFACE_NAME: usize = 15;
 impl Checker<'_> {
     /// Checks every listener's `xdp` block, and that `xdp` listeners agree on shared settings.
     pub(super) fn xdp_listeners(&mut self, config: &Config) {
-        let mut shared: Option<(Option<IpAddr>, Option<String>, usize)> = None;
+        let mut shared: Option<(Shared, usize)> = None;
         let mut vips: HashMap<(SocketAddr, crate::KernelTransport), usize> = HashMap::new();
         let mut nft_vips: HashMap<(SocketAddr, crate::KernelTransport), usize> = HashMap::new();
         for (i, listener) in config.listeners.iter().enumerate() {
@@ -112,16 +116,24 @@ impl Checker<'_> {
                     "write six hex bytes, e.g. 02:42:ac:11:00:01",
                 );
             }
-            let mine = (xdp.local_address, xdp.gateway_mac.clone(), i);
+            let mine = (
+                (
+                    xdp.local_address,
+                    xdp.gateway_mac.clone(),
+                    xdp.forwarding_path,
+                ),
+                i,
+            );
             match &shared {
                 None => shared = Some(mine),
-                Some((local, mac, first)) if (local, mac) != (&mine.0, &mine.1) => self.report(
+                Some((settings, first)) if settings != &mine.0 => self.report(
                     &p,
                     format!(
-                        "local_address and gateway_mac differ from listeners[{first}]'s; one \
-                         kernel program serves every xdp listener"
+                        "local_address, gateway_mac or forwarding_path differ from \
+                         listeners[{first}]'s; one kernel program serves every xdp listener"
                     ),
-                    "give every xdp listener the same local_address and gateway_mac",
+                    "give every xdp listener the same local_address, gateway_mac and \
+                     forwarding_path",
                 ),
                 Some(_) => {}
             }

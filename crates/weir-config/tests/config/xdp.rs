@@ -3,7 +3,7 @@
 
 use std::net::SocketAddr;
 
-use weir_config::{KernelTransport, ListenerProtocol, XdpForwarding, parse_mac};
+use weir_config::{KernelTransport, ListenerProtocol, XdpForwarding, XdpForwardingPath, parse_mac};
 
 use crate::common::{assert_error, load_ok};
 
@@ -52,6 +52,11 @@ fn xdp_listeners_load_with_defaults_and_options() {
         (KernelTransport::Udp, XdpForwarding::Dnat)
     );
     assert_eq!(y.vips, vec!["10.0.0.101:53".parse::<SocketAddr>().unwrap()]);
+    assert_eq!(
+        (x.forwarding_path, y.forwarding_path),
+        (XdpForwardingPath::Fib, XdpForwardingPath::Fib),
+        "the program forwards through the FIB by default"
+    );
     assert_eq!(
         parse_mac("02:42:ac:11:00:01"),
         Some([2, 0x42, 0xac, 0x11, 0, 1])
@@ -154,6 +159,16 @@ fn ipip_needs_a_local_address_and_settings_are_shared() {
     );
     assert_error(
         &with_listener(&[
+            "  - { name: a, protocol: xdp, address: 10.0.0.100:80, cluster: c, xdp: { interfaces: [eth0], forwarding: dnat } }",
+            "  - { name: b, protocol: xdp, address: 10.0.0.100:81, cluster: c, xdp: { interfaces: [eth0], forwarding: dnat, forwarding_path: kernel } }",
+        ]),
+        "listeners[1].xdp",
+        3,
+        "forwarding_path differ from listeners[0]'s",
+        "same local_address, gateway_mac and forwarding_path",
+    );
+    assert_error(
+        &with_listener(&[
             "  - { name: a, protocol: xdp, address: 10.0.0.100:80, cluster: c, xdp: { interfaces: [eth0], local_address: 10.0.0.2 } }",
             "  - { name: b, protocol: xdp, address: 10.0.0.101:80, cluster: c, xdp: { interfaces: [eth0], local_address: 10.0.0.2, vips: [ \"10.0.0.100:80\" ] } }",
         ]),
@@ -161,6 +176,35 @@ fn ipip_needs_a_local_address_and_settings_are_shared() {
         3,
         "already balanced by listeners[0]",
         "one listener",
+    );
+}
+
+#[test]
+fn xdp_forwarding_path_kernel_is_accepted_and_unknown_paths_rejected() {
+    let config = load_ok(&with_listener(&[
+        "  - name: fast",
+        "    protocol: xdp",
+        "    address: 10.0.0.100:80",
+        "    cluster: c",
+        "    xdp: { interfaces: [eth0], forwarding: dnat, forwarding_path: kernel }",
+    ]));
+    let x = config.config().listeners[0].xdp.as_ref().unwrap();
+    assert_eq!(x.forwarding_path, XdpForwardingPath::Kernel);
+    assert_error(
+        &with_listener(&[
+            "  - name: fast",
+            "    protocol: xdp",
+            "    address: 10.0.0.100:80",
+            "    cluster: c",
+            "    xdp:",
+            "      interfaces: [eth0]",
+            "      forwarding: dnat",
+            "      forwarding_path: redirect",
+        ]),
+        "listeners[0].xdp.forwarding_path",
+        9,
+        "unknown value `redirect`",
+        "fib, kernel",
     );
 }
 

@@ -29,8 +29,12 @@ fn ns_per_packet(vips: u32) -> Option<f64> {
         conntrack_entries: 4_096,
     })
     .expect("load");
-    lb.set_local(Ipv4Addr::new(10, 99, 0, 1), Some([2, 0, 0, 0, 0, 0xfe]))
-        .unwrap();
+    lb.set_local(
+        Ipv4Addr::new(10, 99, 0, 1),
+        Some([2, 0, 0, 0, 0, 0xfe]),
+        weir_ebpf::ForwardingPath::Fib,
+    )
+    .unwrap();
     // A one-endpoint table: its size does not change the established path measured.
     let table = MaglevConfig { table_size: 7 };
     for v in 0..vips {

@@ -9,6 +9,7 @@
 )]
 
 mod cost;
+mod fib;
 mod object;
 mod packet;
 mod privileged;

@@ -9,34 +9,35 @@ use weir_balance::{Balancer, BuildContext, CommonOptions, Maglev, PickContext, S
 use weir_config::MaglevConfig;
 use weir_core::{Endpoint, SystemClock};
 use weir_ebpf::{
-    Forwarding, IPPROTO_TCP, IPPROTO_UDP, Limits, Protocol, Vip, XdpBalancer, flow_hash,
+    Forwarding, ForwardingPath, IPPROTO_TCP, IPPROTO_UDP, Limits, Protocol, Vip, XdpBalancer,
+    flow_hash,
 };
 
 use crate::packet::{self, ETH_IP, IP_LEN, LB_MAC, addr, be16, checksums_valid, edit_ip, frame};
 use crate::privileged;
 
 const XDP_DROP: u32 = 1;
-const XDP_PASS: u32 = 2;
+pub(crate) const XDP_PASS: u32 = 2;
 const XDP_TX: u32 = 3;
 const GATEWAY_MAC: [u8; 6] = [0x02, 0, 0, 0, 0, 0xfe];
-const LOCAL: Ipv4Addr = Ipv4Addr::new(10, 99, 0, 1);
-const TABLE: MaglevConfig = MaglevConfig { table_size: 251 };
+pub(crate) const LOCAL: Ipv4Addr = Ipv4Addr::new(10, 99, 0, 1);
+pub(crate) const TABLE: MaglevConfig = MaglevConfig { table_size: 251 };
 
-fn vip(proto: Protocol) -> Vip {
+pub(crate) fn vip(proto: Protocol) -> Vip {
     Vip {
         address: "10.0.0.100:80".parse().unwrap(),
         protocol: proto,
     }
 }
 
-fn endpoints(addrs: &[&str]) -> Vec<Arc<Endpoint>> {
+pub(crate) fn endpoints(addrs: &[&str]) -> Vec<Arc<Endpoint>> {
     addrs
         .iter()
         .map(|a| Arc::new(Endpoint::new(a.parse().unwrap(), 1)))
         .collect()
 }
 
-fn client(port: u16) -> SocketAddrV4 {
+pub(crate) fn client(port: u16) -> SocketAddrV4 {
     SocketAddrV4::new(Ipv4Addr::new(192, 0, 2, 7), port)
 }
 
@@ -52,7 +53,10 @@ fn balancer(test: &str, forwarding: Forwarding, eps: &[Arc<Endpoint>]) -> Option
         conntrack_entries: 4_096,
     })
     .expect("load the XDP object");
-    lb.set_local(LOCAL, Some(GATEWAY_MAC)).unwrap();
+    // DNAT replies follow the forwarding path, not the gateway: the kernel path keeps their
+    // verdict independent of this machine's routes (the FIB path is tested in fib.rs).
+    lb.set_local(LOCAL, Some(GATEWAY_MAC), ForwardingPath::Kernel)
+        .unwrap();
     for proto in [Protocol::Tcp, Protocol::Udp] {
         lb.set_vip(vip(proto), forwarding, eps, &TABLE, 50).unwrap();
     }
@@ -60,7 +64,7 @@ fn balancer(test: &str, forwarding: Forwarding, eps: &[Arc<Endpoint>]) -> Option
 }
 
 /// Runs the program once on `input`: the verdict and the frame it left.
-fn run(lb: &XdpBalancer, input: &[u8]) -> (u32, Vec<u8>) {
+pub(crate) fn run(lb: &XdpBalancer, input: &[u8]) -> (u32, Vec<u8>) {
     let mut out = vec![0u8; input.len() + 256];
     let result = lb
         .program()

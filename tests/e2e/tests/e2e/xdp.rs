@@ -4,7 +4,9 @@
 //! nftables table; real TCP connections from a client namespace to the VIP reach endpoint
 //! namespaces through it. Checks the shares, that an established flow keeps its endpoint while
 //! one is added, that an endpoint its health check marks down gets no new flows, the `/metrics`
-//! counters (XDP), and that shutdown detaches the program or deletes the table.
+//! counters (XDP), and that shutdown detaches the program or deletes the table. The XDP
+//! program forwards through the kernel's FIB itself (`bpf_redirect` to the egress veth, both
+//! directions); the counters show that path was taken and fallbacks to the kernel stayed rare.
 //! Needs root (privileged-test rule); the namespaces go away even when the test fails.
 #![allow(
     clippy::unwrap_used,
@@ -60,11 +62,43 @@ fn topology(tag: &str) -> Topology {
         })
         .collect();
     lb.sysctl("net.ipv4.ip_forward", "1");
+    // The client's and the endpoints' ends send what the balancer redirects and receive it
+    // (docs/kernel.md, "What the devices need").
+    for ns in std::iter::once(&client).chain(&endpoints) {
+        xdp_peer(ns, "eth0");
+    }
     Topology {
         client,
         lb,
         endpoints,
     }
+}
+
+/// Sets up `dev` in `ns`, a veth end facing the balancer, for XDP redirects (`ethtool -K`):
+/// GRO on, so a frame the balancer redirects into the veth is delivered (the receiving end
+/// must run NAPI); transmit checksum offload off, so what it sends carries full checksums —
+/// a redirected frame loses the "checksum still partial" mark a local stack's packet has.
+fn xdp_peer(ns: &Netns, dev: &str) {
+    let out = std::process::Command::new("ip")
+        .args([
+            "netns",
+            "exec",
+            ns.name(),
+            "ethtool",
+            "-K",
+            dev,
+            "gro",
+            "on",
+            "tx",
+            "off",
+        ])
+        .output()
+        .expect("ethtool (scripts/test installs it)");
+    assert!(
+        out.status.success(),
+        "ethtool -K {dev} gro on tx off: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
 }
 
 /// An endpoint server: answers each connection with its index byte, then echoes.
@@ -419,6 +453,37 @@ fn xdp_metrics(lb: &Netns, admin: SocketAddr) {
         .unwrap_or_else(|| panic!("no XDP VIP counter in /metrics:\n{metrics}"));
     let packets: u64 = vip_packets.rsplit(' ').next().unwrap().parse().unwrap();
     assert!(packets > 3_000 * 3, "{vip_packets}");
+    // Both directions took the program's FIB path; fallbacks to the kernel (a neighbour not
+    // yet resolved) are at most a few first packets.
+    let sample = |line_start: &str| -> u64 {
+        metrics
+            .lines()
+            .find(|l| l.starts_with(line_start))
+            .unwrap_or_else(|| panic!("no {line_start} in /metrics:\n{metrics}"))
+            .rsplit(' ')
+            .next()
+            .unwrap()
+            .parse()
+            .unwrap()
+    };
+    let redirected = sample("weir_xdp_forwarded_packets_total{path=\"redirect\"}");
+    assert!(
+        redirected >= packets,
+        "redirected {redirected} of {packets}"
+    );
+    assert_eq!(
+        sample("weir_xdp_forwarded_packets_total{path=\"kernel\"}"),
+        0
+    );
+    let fallbacks: u64 = metrics
+        .lines()
+        .filter(|l| l.starts_with("weir_xdp_fallback_packets_total{"))
+        .map(|l| l.rsplit(' ').next().unwrap().parse::<u64>().unwrap())
+        .sum();
+    assert!(
+        fallbacks <= 20,
+        "{fallbacks} packets fell back to the kernel:\n{metrics}"
+    );
     for family in [
         "weir_xdp_endpoint_packets_total{",
         "weir_xdp_vip_received_bytes_total{",
