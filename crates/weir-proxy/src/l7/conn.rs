@@ -137,7 +137,8 @@ where
                 .serve_connection(io, service.clone())
                 .with_upgrades(),
         );
-        if !driver.drive(Pin::new(&mut *conn), Some(&flags)).await {
+        // Boxed too: only the wait below should size the task of a parked connection.
+        if !Box::pin(driver.drive(Pin::new(&mut *conn), Some(&flags))).await {
             return;
         }
         // Parked: hyper has closed its side without touching the socket.
