@@ -217,3 +217,94 @@ impl<I: Read + Write + Unpin> Write for ParkIo<I> {
         Pin::new(&mut self.io).poll_shutdown(cx)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use hyper_util::rt::TokioIo;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt, DuplexStream, duplex};
+
+    use super::*;
+
+    fn server() -> (DuplexStream, ParkIo<TokioIo<DuplexStream>>, Arc<ParkFlags>) {
+        let (client, server) = duplex(1024);
+        let flags = Arc::new(ParkFlags::default());
+        (
+            client,
+            ParkIo::new(TokioIo::new(server), Arc::clone(&flags)),
+            flags,
+        )
+    }
+
+    /// Everything hyper would read from `io` until the client closes.
+    async fn read_all(io: ParkIo<TokioIo<DuplexStream>>) -> Vec<u8> {
+        let mut out = Vec::new();
+        TokioIo::new(io).read_to_end(&mut out).await.unwrap();
+        out
+    }
+
+    #[tokio::test]
+    async fn the_http2_preface_is_recognised_across_reads_and_replayed() {
+        let (mut client, mut io, _) = server();
+        let writer = tokio::spawn(async move {
+            client.write_all(&H2_PREFACE[..10]).await.unwrap();
+            tokio::task::yield_now().await;
+            client.write_all(&H2_PREFACE[10..]).await.unwrap();
+            client.write_all(b"frames").await.unwrap();
+        });
+        assert_eq!(io.sniff().await.unwrap(), Some(Protocol::Http2));
+        writer.await.unwrap();
+        let mut want = H2_PREFACE.to_vec();
+        want.extend_from_slice(b"frames");
+        assert_eq!(read_all(io).await, want);
+    }
+
+    #[tokio::test]
+    async fn anything_else_is_http1_and_nothing_read_is_lost() {
+        let (mut client, mut io, _) = server();
+        client
+            .write_all(b"GET / HTTP/1.1\r\nhost: a\r\n\r\n")
+            .await
+            .unwrap();
+        assert_eq!(io.sniff().await.unwrap(), Some(Protocol::Http1));
+        drop(client);
+        assert_eq!(read_all(io).await, b"GET / HTTP/1.1\r\nhost: a\r\n\r\n");
+    }
+
+    #[tokio::test]
+    async fn a_client_that_closes_first_is_no_protocol() {
+        let (client, mut io, _) = server();
+        drop(client);
+        assert_eq!(io.sniff().await.unwrap(), None);
+        let (client, mut io, _) = server();
+        drop(client);
+        assert!(!io.wait_for_data().await.unwrap());
+    }
+
+    #[tokio::test]
+    async fn rewound_bytes_come_before_the_sockets() {
+        let (mut client, mut io, _) = server();
+        io.rewind(&Bytes::from_static(b"GET / HT"));
+        client.write_all(b"TP/1.1\r\n\r\n").await.unwrap();
+        drop(client);
+        assert!(io.wait_for_data().await.unwrap(), "the rewound bytes count");
+        assert_eq!(read_all(io).await, b"GET / HTTP/1.1\r\n\r\n");
+    }
+
+    #[tokio::test]
+    async fn hypers_shutdown_does_not_reach_a_parking_socket() {
+        let (mut client, io, flags) = server();
+        let mut io = TokioIo::new(io);
+        flags.set_parking(true);
+        io.shutdown().await.unwrap();
+        // Still open: the next response goes out on the same socket.
+        io.write_all(b"still here").await.unwrap();
+        let mut buf = [0u8; 10];
+        client.read_exact(&mut buf).await.unwrap();
+        assert_eq!(&buf, b"still here");
+        flags.set_parking(false);
+        io.shutdown().await.unwrap();
+        let mut rest = Vec::new();
+        client.read_to_end(&mut rest).await.unwrap();
+        assert!(rest.is_empty(), "closed once not parking");
+    }
+}
