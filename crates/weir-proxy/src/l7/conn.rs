@@ -1,7 +1,7 @@
 //! One downstream HTTP connection: the TLS handshake when the listener terminates TLS, then
-//! hyper's automatic HTTP/1.1-or-HTTP/2 server with the listener's limits, an idle timer and
-//! graceful shutdown. Over TLS the protocol is the one ALPN chose (hyper's auto server reads
-//! the preface either way).
+//! hyper's HTTP/2 or HTTP/1.1 server (weir reads the first bytes itself to tell them apart, over
+//! TLS too) with the listener's limits, an idle timer and graceful shutdown. An HTTP/1.1
+//! connection that idles parks between requests, holding no hyper buffers ([`super::park`]).
 //!
 //! A connection is closed gracefully when it has had no request in flight for the listener's
 //! idle timeout (Envoy's meaning of `idle_timeout`), or when it drains (the proxy shuts down,
