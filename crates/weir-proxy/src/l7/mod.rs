@@ -9,6 +9,7 @@ mod headers;
 mod listener;
 mod mirror;
 mod outcome;
+mod park;
 mod proxy;
 mod replay;
 pub(crate) mod respond;

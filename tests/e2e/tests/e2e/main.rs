@@ -16,6 +16,7 @@ mod fault;
 mod grpc;
 mod health_check;
 mod http_proxy;
+mod idle_park;
 mod limits;
 mod listener_reload;
 mod metrics;
