@@ -20,10 +20,11 @@ pub(crate) struct Options {
     #[arg(long, default_value_t = 8)]
     duration: u64,
     /// Scenarios to run, comma-separated: h1, h1-rate, h2, tcp, bulk, idle, churn, quality
-    /// (scenario 8, not in the default list: ~5 min with the default `--quality-duration`).
+    /// (all by default; quality, scenario 8, takes ~5 min with the default
+    /// `--quality-duration` and ignores `--runs`).
     #[arg(
         long,
-        default_value = "h1,h1-rate,h2,tcp,bulk,idle,churn",
+        default_value = "h1,h1-rate,h2,tcp,bulk,idle,churn,quality",
         value_delimiter = ','
     )]
     scenarios: Vec<Scenario>,
