@@ -11,29 +11,13 @@
 
 use std::time::{Duration, Instant};
 
+use crate::limits::proxy;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
-use weir_e2e::TestProxy;
 use weir_test_support::MockHttp;
 
 /// Longer than the idle time after which weir parks a connection (250 ms), with margin.
 const PARKED: Duration = Duration::from_millis(700);
-
-async fn proxy(ep: &MockHttp, http: &str) -> TestProxy {
-    TestProxy::start(&format!(
-        "listeners:
-  - name: l
-    address: 127.0.0.1:0
-    http: {http}
-    routes: [ {{ cluster: c }} ]
-clusters:
-  - name: c
-    endpoints: [ {} ]
-",
-        ep.addr()
-    ))
-    .await
-}
 
 /// Reads `count` whole HTTP/1.1 responses (content-length bodies) and returns their heads.
 async fn read_responses(stream: &mut TcpStream, count: usize) -> Vec<String> {

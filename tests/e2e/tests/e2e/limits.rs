@@ -15,7 +15,8 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use weir_e2e::TestProxy;
 use weir_test_support::MockHttp;
 
-async fn proxy(ep: &MockHttp, http: &str) -> TestProxy {
+/// A proxy with one HTTP listener (its `http:` settings given) in front of `ep`.
+pub(crate) async fn proxy(ep: &MockHttp, http: &str) -> TestProxy {
     TestProxy::start(&format!(
         "listeners:
   - name: l
