@@ -226,7 +226,14 @@ pub(crate) fn all(o: &Options) -> anyhow::Result<()> {
             "0",
             &root.join("target/release/weir"),
             &["run", "-c", "bench/peers/weir.yaml", "--threads", "1"],
-            &[("RUST_LOG", "warn")],
+            // mimalloc's purge settings recommended for many idle connections
+            // (docs/architecture.md, "Allocator"): RSS follows the live heap.
+            &[
+                ("RUST_LOG", "warn"),
+                ("MIMALLOC_PURGE_DECOMMITS", "1"),
+                ("MIMALLOC_PURGE_DELAY", "50"),
+                ("MIMALLOC_ARENA_EAGER_COMMIT", "0"),
+            ],
         )?,
         spawn(
             &root,
