@@ -398,7 +398,13 @@ impl Ns {
     }
 
     /// Starts `program args` inside the namespace pinned to `cpu`, stdout piped.
-    pub(crate) fn spawn(&self, cpu: &str, program: &Path, args: &[&str], log: &Path) -> anyhow::Result<Proc> {
+    pub(crate) fn spawn(
+        &self,
+        cpu: &str,
+        program: &Path,
+        args: &[&str],
+        log: &Path,
+    ) -> anyhow::Result<Proc> {
         let child = Command::new("ip")
             .args(["netns", "exec", &self.name, "taskset", "-c", cpu])
             .arg(program)

@@ -54,12 +54,7 @@ pub(crate) fn run(
     let out = root.join("target/bench");
     let work = out.join("kernel");
     std::fs::create_dir_all(&work)?;
-    let list = |v: &[u32]| {
-        v.iter()
-            .map(u32::to_string)
-            .collect::<Vec<_>>()
-            .join(",")
-    };
+    let list = |v: &[u32]| v.iter().map(u32::to_string).collect::<Vec<_>>().join(",");
     let mut results = LiveResults {
         command: format!(
             "sudo target/release/weir-bench kernel --source live --vips {} --duration {} --rounds {} --flows {} --max-flows {} --size {} --repeat {} --live-small {}",

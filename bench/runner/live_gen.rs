@@ -9,10 +9,11 @@
 //! locally built packet. The calling thread's CPU time (plus its CPU's `ksoftirqd`, should the
 //! kernel defer softirq work there) per frame is the per-core cost of a plane. The kernel
 //! recycles a page without rewriting its content (Documentation/bpf/bpf_prog_run.rst), and the
-//! planes rewrite frames (DNAT, TTL), so each test run sends `repeat` copies of one frame with a
-//! batch of the same size: every frame gets a fresh page from a page pool created for that run,
-//! and the pool's setup is part of every plane's cost. Runs cycle over the distinct frames
-//! (flows spread over the VIPs as the flood spreads them).
+//! planes rewrite frames (DNAT, MACs, TTL), so a test run sends at most one batch of copies of
+//! one frame: every frame gets a fresh page from a page pool created for that run. That pool's
+//! setup is a fixed cost per run; runs of `small` and `repeat` frames alternate, and the slope
+//! of the thread's CPU between them is the cost of one more frame. Runs cycle over the
+//! distinct frames (flows spread over the VIPs as the flood spreads them).
 
 use std::net::{Ipv4Addr, SocketAddrV4};
 use std::sync::Arc;
@@ -183,7 +184,10 @@ pub(crate) fn generate(o: &GenOptions) -> anyhow::Result<()> {
         let run = runner.measure(Plane::Baseline, &no_vips, &base_frames, round, flows)?;
         keep(&mut runs, run);
     }
-    eprintln!("live: installing weir's nftables service mode with {} VIPs", o.vips);
+    eprintln!(
+        "live: installing weir's nftables service mode with {} VIPs",
+        o.vips
+    );
     let mut nft = NftBalancer::new("weir_live");
     let vips: Vec<Vip> = (0..o.vips).map(vip).collect::<anyhow::Result<_>>()?;
     let programmed: Vec<(Vip, &[Arc<Endpoint>], u32)> = vips
@@ -276,7 +280,7 @@ impl Gen<'_> {
             let data = frames
                 .get(next % frames.len().max(1))
                 .context("no frames")?;
-            let (k, repeat) = if next % 2 == 0 {
+            let (k, repeat) = if next.is_multiple_of(2) {
                 (0, self.o.small)
             } else {
                 (1, self.o.repeat)
@@ -438,7 +442,11 @@ mod tests {
         let dst: SocketAddrV4 = "10.78.100.1:10007".parse().unwrap();
         let f = frame([2, 0, 0, 0, 0, 9], src, dst, &[0x5a; 19]);
         assert_eq!(f.len(), 14 + 20 + 8 + 19);
-        assert_eq!(fold(sum16(&f[14..34])), 0xffff, "IP header sums to all ones");
+        assert_eq!(
+            fold(sum16(&f[14..34])),
+            0xffff,
+            "IP header sums to all ones"
+        );
         let udp = &f[34..];
         let pseudo = sum16(&f[26..34]) + 17 + udp.len() as u32;
         assert_eq!(fold(pseudo + sum16(udp)), 0xffff, "UDP checksum");
