@@ -34,29 +34,51 @@ pub(crate) struct Options {
     /// VIP counts, comma-separated: every VIP is configured (with the same endpoints); the
     /// flood targets the first.
     #[arg(long, default_value = "1,1000,10000", value_delimiter = ',')]
-    vips: Vec<u32>,
+    pub(crate) vips: Vec<u32>,
     /// Seconds measured per run (after one second of warm-up).
     #[arg(long, default_value_t = 5)]
-    duration: u64,
+    pub(crate) duration: u64,
     /// Interleaved rounds: each runs the baseline and every (plane, VIPs) cell once.
     #[arg(long, default_value_t = 3)]
-    rounds: u32,
+    pub(crate) rounds: u32,
     /// Flows (source ports) of the flood.
     #[arg(long, default_value_t = 256)]
-    flows: u32,
+    pub(crate) flows: u32,
     /// UDP payload bytes per packet.
     #[arg(long, default_value_t = 18)]
-    size: usize,
+    pub(crate) size: usize,
     /// Most flows (sockets) the flood spreads over many VIPs: one flow per VIP up to this many,
     /// spread evenly over all VIPs beyond.
     #[arg(long, default_value_t = 4_096)]
-    max_flows: u32,
+    pub(crate) max_flows: u32,
     /// Datagrams per `sendmmsg` call of the flood.
     #[arg(long, default_value_t = 32)]
     batch: usize,
-    /// Data planes, comma-separated: xdp, nftables, userspace.
+    /// Data planes, comma-separated: xdp, nftables, userspace (flood source only).
     #[arg(long, default_value = "xdp,nftables,userspace", value_delimiter = ',')]
     planes: Vec<Plane>,
+    /// Packet source: `flood` (UDP sockets in a client namespace, through veth's native XDP)
+    /// or `live` (frames generated in the kernel by `BPF_PROG_TEST_RUN` live-frames mode,
+    /// CPU per frame of the generating thread; see `kernel_live`).
+    #[arg(long, value_enum, default_value_t = Source::Flood)]
+    pub(crate) source: Source,
+    /// Live source: frames of the large test runs (and their live batch: ≤ 256, so every
+    /// frame gets a fresh page).
+    #[arg(long, default_value_t = 256)]
+    pub(crate) repeat: u32,
+    /// Live source: frames of the small test runs, alternating with the large ones (the
+    /// slope between the two is the per-frame cost without a test run's fixed cost).
+    #[arg(long, default_value_t = 32)]
+    pub(crate) live_small: u32,
+}
+
+/// Where the packets of `weir-bench kernel` come from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub(crate) enum Source {
+    /// A UDP flood from the client namespace.
+    Flood,
+    /// `BPF_PROG_TEST_RUN` live frames, injected on the balancer's client-side veth.
+    Live,
 }
 
 /// How packets get from the client to the endpoints.
@@ -150,11 +172,11 @@ pub(crate) struct KernelResults {
     pub(crate) runs: Vec<KernelRun>,
 }
 
-const VIP_ADDR: &str = "10.78.100.1";
-const VIP_PORT0: u16 = 10_000;
-const ENDPOINT_PORT: u16 = 8080;
+pub(crate) const VIP_ADDR: &str = "10.78.100.1";
+pub(crate) const VIP_PORT0: u16 = 10_000;
+pub(crate) const ENDPOINT_PORT: u16 = 8080;
 /// The endpoints: four addresses on the endpoint namespace's interface, one sink on all.
-const ENDPOINTS: [&str; 4] = ["10.78.10.2", "10.78.10.3", "10.78.10.4", "10.78.10.5"];
+pub(crate) const ENDPOINTS: [&str; 4] = ["10.78.10.2", "10.78.10.3", "10.78.10.4", "10.78.10.5"];
 /// The endpoint's address on the client's direct veth (the `direct` plane).
 const DIRECT: &str = "10.78.20.1";
 const WARMUP: Duration = Duration::from_secs(1);
@@ -181,6 +203,10 @@ pub(crate) fn run(o: &Options) -> anyhow::Result<()> {
         .parent()
         .context("workspace root")?
         .to_path_buf();
+    if o.source == Source::Live {
+        let topo = Topology::new()?;
+        return crate::kernel_live::run(o, &topo, &std::env::current_exe()?, &root, &stop);
+    }
     let out = root.join("target/bench");
     let work = out.join("kernel");
     std::fs::create_dir_all(&work)?;
@@ -281,10 +307,10 @@ pub(crate) fn run(o: &Options) -> anyhow::Result<()> {
 
 /// The client, balancer and endpoint namespaces; deleted (with their veths, XDP programs and
 /// nftables tables) on drop.
-struct Topology {
+pub(crate) struct Topology {
     client: Ns,
-    lb: Ns,
-    endpoint: Ns,
+    pub(crate) lb: Ns,
+    pub(crate) endpoint: Ns,
 }
 
 impl Topology {
@@ -345,7 +371,7 @@ impl Topology {
 }
 
 /// A named network namespace, deleted on drop.
-struct Ns {
+pub(crate) struct Ns {
     name: String,
 }
 
@@ -365,14 +391,20 @@ impl Ns {
     }
 
     /// Runs `args` inside the namespace; its stdout.
-    fn exec(&self, args: &[&str]) -> anyhow::Result<String> {
+    pub(crate) fn exec(&self, args: &[&str]) -> anyhow::Result<String> {
         let mut all = vec!["netns", "exec", self.name.as_str()];
         all.extend_from_slice(args);
         cmd("ip", &all)
     }
 
     /// Starts `program args` inside the namespace pinned to `cpu`, stdout piped.
-    fn spawn(&self, cpu: &str, program: &Path, args: &[&str], log: &Path) -> anyhow::Result<Proc> {
+    pub(crate) fn spawn(
+        &self,
+        cpu: &str,
+        program: &Path,
+        args: &[&str],
+        log: &Path,
+    ) -> anyhow::Result<Proc> {
         let child = Command::new("ip")
             .args(["netns", "exec", &self.name, "taskset", "-c", cpu])
             .arg(program)
@@ -461,7 +493,7 @@ fn watch_ctrl_c(stop: Arc<AtomicBool>) {
 }
 
 /// Sleeps `d`, failing early when ctrl-c was pressed.
-fn sleep(d: Duration, stop: &AtomicBool) -> anyhow::Result<()> {
+pub(crate) fn sleep(d: Duration, stop: &AtomicBool) -> anyhow::Result<()> {
     let end = Instant::now() + d;
     while Instant::now() < end {
         if stop.load(Ordering::SeqCst) {

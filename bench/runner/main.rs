@@ -24,7 +24,9 @@ mod endpoint;
 mod flood;
 mod idle;
 mod kernel;
+mod kernel_live;
 mod kernel_report;
+mod live_gen;
 mod orchestrate;
 mod prepare;
 mod publish;
@@ -138,6 +140,10 @@ enum Command {
     /// Kernel data planes (root): pps and CPU per packet of XDP, nftables and userspace UDP
     /// through a veth balancer namespace, with 1 to 10,000 VIPs; saves `target/bench/kernel.*`.
     Kernel(kernel::Options),
+    /// The live-frames generator of `kernel --source live` (run inside the balancer
+    /// namespace); prints its runs as JSON.
+    #[command(hide = true)]
+    KernelLiveGen(live_gen::GenOptions),
     /// A multi-flow UDP flood (one socket per flow, round-robin `sendmmsg`); prints JSON.
     Flood {
         /// Destination, repeated: flow `i` sends to target `i % n`.
@@ -240,6 +246,7 @@ fn main() -> ExitCode {
             publish::save_dir(save.as_ref()).as_deref(),
         ),
         Command::Kernel(options) => kernel::run(&options),
+        Command::KernelLiveGen(options) => live_gen::generate(&options),
         Command::KernelReport { runs } => kernel_report::from_file(&runs),
         Command::Flood {
             targets,
