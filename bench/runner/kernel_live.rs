@@ -23,7 +23,8 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, bail};
 use serde::{Deserialize, Serialize};
 
-use crate::kernel::{ENDPOINT_PORT, Options, Plane, Topology, sleep};
+use crate::kernel::{ENDPOINT_PORT, Options, Plane};
+use crate::kernel_topo::{Topology, sleep};
 use crate::live_gen::LiveRun;
 use crate::orchestrate::sh_out;
 use crate::report::stats;

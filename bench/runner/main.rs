@@ -26,6 +26,7 @@ mod idle;
 mod kernel;
 mod kernel_live;
 mod kernel_report;
+mod kernel_topo;
 mod live_gen;
 mod orchestrate;
 mod prepare;
