@@ -162,15 +162,35 @@ pub(crate) struct KernelRun {
 /// Everything `kernel` writes to `target/bench/kernel.json`.
 #[derive(Debug, Serialize, Deserialize)]
 pub(crate) struct KernelResults {
+    #[serde(flatten)]
+    pub(crate) machine: Machine,
+    pub(crate) flows: u32,
+    pub(crate) size: usize,
+    pub(crate) duration_s: u64,
+    pub(crate) runs: Vec<KernelRun>,
+}
+
+/// The command, date, kernel, CPU and weir commit a kernel-bench result file was made with.
+#[derive(Debug, Serialize, Deserialize)]
+pub(crate) struct Machine {
     pub(crate) command: String,
     pub(crate) date: String,
     pub(crate) kernel: String,
     pub(crate) cpu: String,
     pub(crate) weir: String,
-    pub(crate) flows: u32,
-    pub(crate) size: usize,
-    pub(crate) duration_s: u64,
-    pub(crate) runs: Vec<KernelRun>,
+}
+
+impl Machine {
+    /// This machine now, for a run started with `command` from the checkout at `root`.
+    pub(crate) fn now(command: String, root: &Path) -> Self {
+        Self {
+            command,
+            date: sh_out("date -u +%Y-%m-%dT%H:%MZ"),
+            kernel: sh_out("uname -r"),
+            cpu: sh_out("grep -m1 'model name' /proc/cpuinfo | cut -d: -f2"),
+            weir: sh_out(&format!("git -C {} rev-parse --short HEAD", root.display())),
+        }
+    }
 }
 
 pub(crate) const VIP_ADDR: &str = "10.78.100.1";
@@ -227,24 +247,23 @@ pub(crate) fn run(o: &Options) -> anyhow::Result<()> {
     let tick_ns = 1e9 / clk_tck();
 
     let mut results = KernelResults {
-        command: format!(
-            "sudo target/release/weir-bench kernel --vips {} --duration {} --rounds {} --flows {} --max-flows {} --size {} --batch {}",
-            o.vips
-                .iter()
-                .map(u32::to_string)
-                .collect::<Vec<_>>()
-                .join(","),
-            o.duration,
-            o.rounds,
-            o.flows,
-            o.max_flows,
-            o.size,
-            o.batch
+        machine: Machine::now(
+            format!(
+                "sudo target/release/weir-bench kernel --vips {} --duration {} --rounds {} --flows {} --max-flows {} --size {} --batch {}",
+                o.vips
+                    .iter()
+                    .map(u32::to_string)
+                    .collect::<Vec<_>>()
+                    .join(","),
+                o.duration,
+                o.rounds,
+                o.flows,
+                o.max_flows,
+                o.size,
+                o.batch
+            ),
+            &root,
         ),
-        date: sh_out("date -u +%Y-%m-%dT%H:%MZ"),
-        kernel: sh_out("uname -r"),
-        cpu: sh_out("grep -m1 'model name' /proc/cpuinfo | cut -d: -f2"),
-        weir: sh_out(&format!("git -C {} rev-parse --short HEAD", root.display())),
         flows: o.flows,
         size: o.size,
         duration_s: o.duration,

@@ -23,20 +23,16 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, bail};
 use serde::{Deserialize, Serialize};
 
-use crate::kernel::{ENDPOINT_PORT, Options, Plane};
+use crate::kernel::{ENDPOINT_PORT, Machine, Options, Plane};
 use crate::kernel_topo::{Topology, sleep};
 use crate::live_gen::LiveRun;
-use crate::orchestrate::sh_out;
 use crate::report::stats;
 
 /// Everything `kernel --source live` writes to `target/bench/kernel-live.json`.
 #[derive(Debug, Serialize, Deserialize)]
 pub(crate) struct LiveResults {
-    pub(crate) command: String,
-    pub(crate) date: String,
-    pub(crate) kernel: String,
-    pub(crate) cpu: String,
-    pub(crate) weir: String,
+    #[serde(flatten)]
+    pub(crate) machine: Machine,
     pub(crate) repeat: u32,
     pub(crate) small: u32,
     pub(crate) size: usize,
@@ -57,21 +53,20 @@ pub(crate) fn run(
     std::fs::create_dir_all(&work)?;
     let list = |v: &[u32]| v.iter().map(u32::to_string).collect::<Vec<_>>().join(",");
     let mut results = LiveResults {
-        command: format!(
-            "sudo target/release/weir-bench kernel --source live --vips {} --duration {} --rounds {} --flows {} --max-flows {} --size {} --repeat {} --live-small {}",
-            list(&o.vips),
-            o.duration,
-            o.rounds,
-            o.flows,
-            o.max_flows,
-            o.size,
-            o.repeat,
-            o.live_small
+        machine: Machine::now(
+            format!(
+                "sudo target/release/weir-bench kernel --source live --vips {} --duration {} --rounds {} --flows {} --max-flows {} --size {} --repeat {} --live-small {}",
+                list(&o.vips),
+                o.duration,
+                o.rounds,
+                o.flows,
+                o.max_flows,
+                o.size,
+                o.repeat,
+                o.live_small
+            ),
+            root,
         ),
-        date: sh_out("date -u +%Y-%m-%dT%H:%MZ"),
-        kernel: sh_out("uname -r"),
-        cpu: sh_out("grep -m1 'model name' /proc/cpuinfo | cut -d: -f2"),
-        weir: sh_out(&format!("git -C {} rev-parse --short HEAD", root.display())),
         repeat: o.repeat,
         small: o.live_small,
         size: o.size,
@@ -170,11 +165,11 @@ fn markdown(r: &LiveResults) -> String {
          All-in = the generating thread's CPU + its CPU's ksoftirqd over all frames; marginal = \
          the thread's CPU slope between large and small test runs (without a run's fixed \
          setup cost).\n",
-        r.command,
-        r.date,
-        r.kernel,
-        r.cpu.trim(),
-        r.weir,
+        r.machine.command,
+        r.machine.date,
+        r.machine.kernel,
+        r.machine.cpu.trim(),
+        r.machine.weir,
         r.repeat,
         r.small,
         r.size,

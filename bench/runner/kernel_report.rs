@@ -58,11 +58,11 @@ fn markdown(r: &KernelResults) -> String {
         "# weir kernel data planes: UDP flood through a veth balancer namespace\n\n\
          `{}` — {}, kernel {}, {} — weir {}; {} flows, {}-byte payload, {} s measured per run; \
          median (min–max) of {} interleaved rounds.\n",
-        r.command,
-        r.date,
-        r.kernel,
-        r.cpu.trim(),
-        r.weir,
+        r.machine.command,
+        r.machine.date,
+        r.machine.kernel,
+        r.machine.cpu.trim(),
+        r.machine.weir,
         r.flows,
         r.size,
         r.duration_s,
