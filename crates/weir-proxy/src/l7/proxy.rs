@@ -126,9 +126,10 @@ async fn answer_route(
     grpc: bool,
     log: Option<&mut HttpEntry>,
 ) -> Result<Response<ProxyBody>, Error> {
+    let authority_text = text(&authority);
     let view = RequestView {
         method: req.method(),
-        host: text(&authority).map(host_without_port),
+        host: authority_text.map(host_without_port),
         path: req.uri().path(),
         query: req.uri().query(),
         headers: req.headers(),
@@ -157,14 +158,8 @@ async fn answer_route(
             host: new_host,
             path,
         } => {
-            let location = redirect_location(
-                &req,
-                text(&authority),
-                scheme,
-                new_host,
-                path,
-                conn.scheme(),
-            );
+            let location =
+                redirect_location(&req, authority_text, scheme, new_host, path, conn.scheme());
             respond::redirect(*status, &location)
         }
         action => {
@@ -181,7 +176,7 @@ async fn answer_route(
             let cookie = affinity
                 .and_then(SessionAffinity::cookie_name)
                 .and_then(|name| cookie::take(req.headers_mut(), name));
-            let (req, shadow) = mirror::tee(route, snapshot, listener, conn, req, text(&authority));
+            let (req, shadow) = mirror::tee(route, snapshot, listener, conn, req, authority_text);
             let target = Target {
                 cluster,
                 affinity: affinity.map(|a| (a, cookie)),
