@@ -37,7 +37,7 @@ fn l4_copy(c: &mut Criterion) {
         let sink = weir_bench::sink().await;
         let yaml = format!(
             "listeners:
-  - {{ name: splice, address: 127.0.0.1:0, protocol: tcp, cluster: sink }}
+  - {{ name: splice, address: 127.0.0.1:0, protocol: tcp, cluster: sink, tcp: {{ zero_copy: true }} }}
   - {{ name: buffered, address: 127.0.0.1:0, protocol: tcp, cluster: sink, tcp: {{ zero_copy: false }} }}
 clusters:
   - {{ name: sink, endpoints: [ {sink} ] }}

@@ -4,8 +4,8 @@
 //! the other, so half-closed protocols keep working (a client that has sent everything still
 //! receives the whole answer). A reset on one side becomes a reset on the other (SO_LINGER 0),
 //! so peers see the failure instead of a clean end. No bytes moving in either direction for the
-//! idle timeout closes both. On Linux, bytes move with `splice(2)` (see `splice.rs`) unless the
-//! listener turns `zero_copy` off; elsewhere they go through a buffer.
+//! idle timeout closes both. Bytes go through a buffer unless the listener sets `zero_copy`; then,
+//! on Linux, they move with `splice(2)` through a pipe (see `splice.rs`).
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;

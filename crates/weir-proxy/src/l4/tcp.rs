@@ -80,7 +80,18 @@ async fn forward(
     // One budget for everything weir must read before it can forward.
     let deadline = tokio::time::Instant::now() + listener.first_bytes_timeout;
     if trusted {
-        let header = read_first_bytes(deadline, read_proxy_header(&mut down, &mut read)).await?;
+        let header = match read_first_bytes(deadline, read_proxy_header(&mut down, &mut read)).await
+        {
+            Ok(header) => header,
+            Err(e) => {
+                // A trusted peer must announce its client; anything else is refused.
+                listener
+                    .stats
+                    .rejected_proxy_headers
+                    .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                return Err(e);
+            }
+        };
         if let Some(source) = header {
             client = source;
             if let Some(log) = log.as_deref_mut() {
@@ -97,10 +108,20 @@ async fn forward(
         match name {
             Ok(name) => name,
             Err(e) => {
-                listener
-                    .stats
-                    .rejected_client_hellos
-                    .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                // An untrusted peer claiming another address with a PROXY header is refused as
+                // such (reset and counted), not as a broken ClientHello.
+                let forged_header = listener.accept_proxy.is_some()
+                    && !trusted
+                    && proxy_protocol::classify_first(&read) == proxy_protocol::FirstBytes::Header;
+                let rejected = if forged_header {
+                    if let Err(e) = down.set_zero_linger() {
+                        tracing::debug!(error = %e, "could not set SO_LINGER 0");
+                    }
+                    &listener.stats.rejected_proxy_headers
+                } else {
+                    &listener.stats.rejected_client_hellos
+                };
+                rejected.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                 return Err(e);
             }
         }

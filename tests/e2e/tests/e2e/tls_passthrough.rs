@@ -197,3 +197,73 @@ async fn a_client_hello_trickling_in_is_still_routed() {
         .unwrap();
     assert_eq!(read_some(&mut tls).await, "a");
 }
+
+#[tokio::test]
+async fn an_oversized_client_hello_is_closed_and_counted() {
+    let s = Setup::start().await;
+    let mut stream = TcpStream::connect(s.proxy.addr).await.unwrap();
+    // A handshake message announcing 1 MiB, sent as full TLS records: past weir's 64 KiB bound.
+    let mut first = vec![0x16, 0x03, 0x01, 0x40, 0x00, 0x01, 0x10, 0x00, 0x00];
+    first.resize(5 + 0x4000, 0xAB);
+    let mut record = vec![0x16, 0x03, 0x01, 0x40, 0x00];
+    record.resize(5 + 0x4000, 0xAB);
+    let writer = tokio::spawn(async move {
+        if stream.write_all(&first).await.is_err() {
+            return stream;
+        }
+        for _ in 0..8 {
+            if stream.write_all(&record).await.is_err() {
+                break;
+            }
+        }
+        stream
+    });
+    let mut stream = tokio::time::timeout(STEP, writer)
+        .await
+        .expect("weir kept reading past its bound")
+        .unwrap();
+    closed_by_proxy(&mut stream).await;
+    assert!(wait_until(STEP, || s.rejected_client_hellos() == 1).await);
+    assert_eq!(s.endpoint_connections(), 0, "no endpoint was dialled");
+}
+
+#[tokio::test]
+async fn a_proxy_header_from_an_untrusted_peer_is_refused_as_one() {
+    let ca = TestCa::new();
+    let a = MockTls::start("a", &["a.test"], &ca).await;
+    let proxy = TestProxy::start(&format!(
+        "listeners:
+  - name: l
+    address: 127.0.0.1:0
+    protocol: tls_passthrough
+    sni: [ {{ server_names: [a.test], cluster: a }} ]
+    proxy_protocol: {{ trusted: [ 10.0.0.0/8 ] }}
+clusters:
+  - {{ name: a, endpoints: [ {} ] }}
+",
+        a.addr()
+    ))
+    .await;
+    let mut stream = TcpStream::connect(proxy.addr).await.unwrap();
+    stream
+        .write_all(b"PROXY TCP4 192.0.2.10 127.0.0.1 40000 443\r\n")
+        .await
+        .unwrap();
+    closed_by_proxy(&mut stream).await;
+    let stats = proxy.proxy().listener_stats("l").unwrap();
+    assert!(
+        wait_until(STEP, || stats
+            .rejected_proxy_headers
+            .load(Ordering::Relaxed)
+            == 1)
+        .await
+    );
+    assert_eq!(stats.rejected_client_hellos.load(Ordering::Relaxed), 0);
+    assert_eq!(a.connections(), 0, "no endpoint was dialled");
+    // An untrusted client speaking TLS is served as usual.
+    let mut tls = tokio::time::timeout(STEP, tls_connect(proxy.addr, "a.test", &ca))
+        .await
+        .expect("handshake timed out")
+        .unwrap();
+    assert_eq!(read_some(&mut tls).await, "a");
+}

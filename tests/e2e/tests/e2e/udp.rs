@@ -246,9 +246,10 @@ async fn idle_sessions_expire_after_the_idle_timeout() {
         "sessions expired"
     );
     let waited = started.elapsed();
+    // On time: not before the timeout, and not long after it (room for a loaded CI machine).
     assert!(
-        waited >= Duration::from_millis(300),
-        "expired after only {waited:?}"
+        waited >= Duration::from_millis(300) && waited < Duration::from_secs(2),
+        "expired after {waited:?} for a 300ms idle timeout"
     );
     // A returning client simply gets a new session.
     echo(&clients[0], b"back").await;
