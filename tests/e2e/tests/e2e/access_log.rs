@@ -304,6 +304,19 @@ clusters:
         idle["duration_ms"].as_f64().unwrap() >= 500.0,
         "lived at least the idle timeout: {idle}"
     );
+
+    // A session still open when weir shuts down is logged as ended by the shutdown.
+    let third = tokio::net::UdpSocket::bind("127.0.0.1:0").await.unwrap();
+    third.connect(p.addr).await.unwrap();
+    udp_echo(&third, vec![3u8; 10]).await;
+    let log = p.proxy().access_log().unwrap();
+    assert!(p.weir.shutdown(SECS_10).await);
+    assert!(wait_until(SECS_10, || log.written() >= 3).await);
+    log.flush().await.unwrap();
+    let shut = &lines(&path)[2];
+    assert_eq!(shut["client"], third.local_addr().unwrap().to_string());
+    assert_eq!(shut["datagrams_in"], 1);
+    assert_eq!(shut["end"], "shutdown");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
