@@ -15,6 +15,7 @@
 mod config;
 mod dashboard;
 mod metrics;
+mod ready;
 mod routes;
 mod server;
 mod state;
@@ -23,5 +24,6 @@ mod timefmt;
 mod views;
 
 pub use config::RunningConfig;
+pub use ready::{INITIAL_DISCOVERY_TIMEOUT, NotReady, Readiness};
 pub use server::AdminServer;
 pub use state::{AdminState, CounterFamily, ExtraMetrics, ListenerInfo, ReloadSummary, Reloader};

@@ -126,7 +126,22 @@ fn method_not_allowed(
 fn answer(state: &AdminState, read: &Read<'_>, headers: &http::HeaderMap) -> Response<AdminBody> {
     match read {
         Read::Dashboard => crate::dashboard::respond(),
-        Read::Ready => json(StatusCode::OK, &ReadyView { ready: true }),
+        Read::Ready => match state.readiness().check() {
+            Ok(()) => json(
+                StatusCode::OK,
+                &ReadyView {
+                    ready: true,
+                    reason: None,
+                },
+            ),
+            Err(why) => json(
+                StatusCode::SERVICE_UNAVAILABLE,
+                &ReadyView {
+                    ready: false,
+                    reason: Some(why.to_string()),
+                },
+            ),
+        },
         Read::Clusters => {
             let snapshot = state.snapshots().load();
             json(

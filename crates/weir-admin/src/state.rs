@@ -10,9 +10,11 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use weir_config::{ListenerProtocol, ValidatedConfig};
-use weir_proxy::{AccessLog, ListenerCounters, Listeners, Proxy, SnapshotHandle, SpanExport};
+use weir_proxy::{
+    AccessLog, AccessLogs, ListenerCounters, Listeners, Proxy, SnapshotHandle, SpanExport,
+};
 
-use crate::RunningConfig;
+use crate::{Readiness, RunningConfig};
 
 /// Read access to everything the admin API shows; cheap to clone.
 #[derive(Debug, Clone)]
@@ -20,6 +22,10 @@ pub struct AdminState {
     snapshots: SnapshotHandle,
     listeners: Arc<[ListenerInfo]>,
     token: Option<Arc<str>>,
+    /// Whether the token and `per_endpoint` come from the running config (and so follow
+    /// reloads) rather than from [`AdminState::with_token`] / `with_per_endpoint_metrics`.
+    token_from_config: bool,
+    per_endpoint_from_config: bool,
     reloader: Option<Arc<dyn Reloader>>,
     /// Each listener's connection counters (`/metrics`); empty without a [`Proxy`].
     listener_counters: Arc<[(String, Arc<ListenerCounters>)]>,
@@ -32,12 +38,14 @@ pub struct AdminState {
     running_config: Option<RunningConfig>,
     /// Records service discovery skipped as unparsable (`/metrics`), when discovery runs.
     discovery_bad_values: Option<Arc<AtomicU64>>,
-    /// The access log, for its drop counter (`/metrics`).
-    access_log: Option<Arc<AccessLog>>,
+    /// The access log, for its drop counter (`/metrics`); follows reloads.
+    access_log: Option<AccessLogs>,
     /// The span export, for its counters (`/metrics`).
     spans: Option<SpanExport>,
     /// Counters of components outside the proxy (the kernel data plane) for `/metrics`.
     extra_metrics: Option<Arc<dyn ExtraMetrics>>,
+    /// What `/ready` answers.
+    readiness: Readiness,
 }
 
 /// Counter families that a component outside the proxy (weir's kernel data plane) adds to
@@ -72,12 +80,16 @@ pub trait Reloader: Send + Sync + std::fmt::Debug {
 }
 
 /// What a reload applied.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 pub struct ReloadSummary {
     /// Clusters in the new config.
     pub clusters: usize,
     /// Endpoints with an active health check after the reload.
     pub checked_endpoints: usize,
+    /// Settings the reload changed that only take effect after a restart (`admin.address`),
+    /// each with a short explanation; left out when empty.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub needs_restart: Vec<String>,
 }
 
 /// One listener as the admin API shows it.
@@ -100,6 +112,8 @@ impl AdminState {
             snapshots,
             listeners: listeners.into(),
             token: None,
+            token_from_config: false,
+            per_endpoint_from_config: false,
             reloader: None,
             listener_counters: Arc::new([]),
             live: None,
@@ -109,7 +123,19 @@ impl AdminState {
             discovery_bad_values: None,
             access_log: None,
             spans: None,
+            readiness: Readiness::default(),
         }
+    }
+
+    /// Answers `/ready` from `readiness` (ready at once without one).
+    pub fn with_readiness(mut self, readiness: Readiness) -> Self {
+        self.readiness = readiness;
+        self
+    }
+
+    /// What `/ready` answers.
+    pub fn readiness(&self) -> &Readiness {
+        &self.readiness
     }
 
     /// Exports `counter` (service discovery's skipped, unparsable endpoint records) in
@@ -150,15 +176,26 @@ impl AdminState {
         self.reloader.as_deref()
     }
 
-    /// Requires `authorization: Bearer <token>` on requests that change state.
+    /// Requires `authorization: Bearer <token>` on requests that change state (`None`: no
+    /// token), whatever the running config says.
     pub fn with_token(mut self, token: Option<&str>) -> Self {
         self.token = token.map(Arc::from);
+        self.token_from_config = false;
         self
     }
 
-    /// The bearer token state-changing requests must carry, if one is configured.
-    pub fn token(&self) -> Option<&str> {
-        self.token.as_deref()
+    /// The bearer token state-changing requests must carry, if one is configured: the running
+    /// config's `admin.token` (as of the last reload) for state made by
+    /// [`AdminState::for_proxy`], else what [`AdminState::with_token`] set.
+    pub fn token(&self) -> Option<Arc<str>> {
+        match (&self.running_config, self.token_from_config) {
+            (Some(running), true) => {
+                let config = running.get();
+                let admin = config.config().admin.as_ref()?;
+                admin.token.as_deref().map(Arc::from)
+            }
+            _ => self.token.clone(),
+        }
     }
 
     /// Shows these listener counters (name, counters — what [`Proxy::listener_counters`]
@@ -171,9 +208,11 @@ impl AdminState {
         self
     }
 
-    /// Whether `/metrics` exports per-endpoint series (on unless turned off).
+    /// Whether `/metrics` exports per-endpoint series (on unless turned off), whatever the
+    /// running config says.
     pub fn with_per_endpoint_metrics(mut self, on: bool) -> Self {
         self.per_endpoint_metrics = on;
+        self.per_endpoint_from_config = false;
         self
     }
 
@@ -185,9 +224,19 @@ impl AdminState {
         }
     }
 
-    /// Whether `/metrics` exports per-endpoint series.
+    /// Whether `/metrics` exports per-endpoint series: the running config's
+    /// `admin.metrics.per_endpoint` (as of the last reload) for state made by
+    /// [`AdminState::for_proxy`], else what `with_per_endpoint_metrics` set.
     pub fn per_endpoint_metrics(&self) -> bool {
-        self.per_endpoint_metrics
+        match (&self.running_config, self.per_endpoint_from_config) {
+            (Some(running), true) => running
+                .get()
+                .config()
+                .admin
+                .as_ref()
+                .is_none_or(|a| a.metrics.per_endpoint),
+            _ => self.per_endpoint_metrics,
+        }
     }
 
     /// Adds `extra`'s counter families to `/metrics`.
@@ -204,7 +253,7 @@ impl AdminState {
     /// Shows the counters of this access log and span export in `/metrics`.
     pub fn with_export_counters(
         mut self,
-        access_log: Option<Arc<AccessLog>>,
+        access_log: Option<AccessLogs>,
         spans: Option<SpanExport>,
     ) -> Self {
         self.access_log = access_log;
@@ -212,9 +261,10 @@ impl AdminState {
         self
     }
 
-    /// The access log whose drop counter `/metrics` shows.
-    pub fn access_log(&self) -> Option<&AccessLog> {
-        self.access_log.as_deref()
+    /// The current access log (if one is configured now), whose drop counter `/metrics`
+    /// shows (the count goes on across reloads that swap the log).
+    pub fn access_log(&self) -> Option<Arc<AccessLog>> {
+        self.access_log.as_ref()?.current()
     }
 
     /// The span export whose counters `/metrics` shows.
@@ -223,9 +273,9 @@ impl AdminState {
     }
 
     /// State for a running `proxy` started from `config`: its snapshot handle, its listeners
-    /// with their bound addresses and counters, the admin options of `config`, and `config`
-    /// itself for `/config` (replace it with [`AdminState::with_running_config`] to follow
-    /// reloads).
+    /// with their bound addresses and counters, and `config` itself for `/config` and for the
+    /// admin options (`admin.token`, `admin.metrics.per_endpoint`); replace it with
+    /// [`AdminState::with_running_config`] to make all of them follow reloads.
     pub fn for_proxy(proxy: &Proxy, config: &ValidatedConfig) -> Self {
         let admin = config.config().admin.as_ref();
         Self::new(
@@ -236,11 +286,20 @@ impl AdminState {
         .with_listener_counters(proxy.listener_counters())
         .with_per_endpoint_metrics(admin.is_none_or(|a| a.metrics.per_endpoint))
         .with_running_config(RunningConfig::new(config))
+        .with_settings_from_config()
         .with_export_counters(
-            proxy.access_log().cloned(),
+            Some(proxy.access_logs().clone()),
             Some(proxy.span_export().clone()),
         )
         .with_live_listeners(proxy.listeners().clone())
+    }
+
+    /// Takes `admin.token` and `admin.metrics.per_endpoint` from the running config on every
+    /// request, so they follow reloads ([`RunningConfig::set`]).
+    pub fn with_settings_from_config(mut self) -> Self {
+        self.token_from_config = true;
+        self.per_endpoint_from_config = true;
+        self
     }
 
     /// Shows `listeners` as they run (names, bound addresses, protocols, counters), following

@@ -17,8 +17,11 @@ use crate::timefmt;
 /// Body of `GET /ready`.
 #[derive(Debug, Serialize)]
 pub(crate) struct ReadyView {
-    /// Always `true` for now: the process is up and serving the admin API.
+    /// Whether weir takes traffic ([`crate::Readiness`]).
     pub(crate) ready: bool,
+    /// Why not, when not ready.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(crate) reason: Option<String>,
 }
 
 /// Body of every error answer.

@@ -1,6 +1,6 @@
 //! Observability settings at the top level: the access log and W3C trace context.
 //!
-//! `access_log:` says where one JSON line per HTTP request and per L4 connection goes and which
+//! `access_log:` says where one JSON line per HTTP request, L4 connection and UDP session goes and which
 //! fields it carries; `tracing:` turns on trace context propagation (`traceparent`,
 //! `tracestate`) with a sampling ratio for the traces weir starts, and `tracing.otlp:` exports
 //! the spans of sampled requests to an OTLP/HTTP collector. The user-facing reference is
@@ -35,7 +35,7 @@ pub struct AccessLogConfig {
 pub enum AccessLogField {
     /// When the request (or connection) started, RFC 3339 in UTC with microseconds.
     Time,
-    /// `http` or `tcp`.
+    /// `http`, `tcp` or `udp`.
     Kind,
     /// The listener's name.
     Listener,
@@ -57,6 +57,10 @@ pub enum AccessLogField {
     BytesIn,
     /// Body bytes sent to the client (HTTP: response body; L4: bytes to the client).
     BytesOut,
+    /// (UDP) datagrams received from the client.
+    DatagramsIn,
+    /// (UDP) datagrams sent to the client.
+    DatagramsOut,
     /// Milliseconds from the request's start to the end of its response body (L4: the
     /// connection's lifetime).
     DurationMs,
@@ -69,7 +73,8 @@ pub enum AccessLogField {
     /// The client's address (`ip:port`; from a trusted PROXY header on L4 when one was sent).
     Client,
     /// (L4) how the connection ended: `closed`, `downstream_reset`, `upstream_reset`, `idle`,
-    /// `shutdown`, `forbidden_proxy_header`, `rate_limited` or the error that stopped it.
+    /// `shutdown`, `forbidden_proxy_header`, `rate_limited` or the error that stopped it; (UDP)
+    /// how the session ended: `idle`, `evicted`, `refused`, `failed` or `shutdown`.
     End,
 }
 
@@ -138,6 +143,8 @@ impl AccessLogField {
             Status,
             BytesIn,
             BytesOut,
+            DatagramsIn,
+            DatagramsOut,
             DurationMs,
             UpstreamDurationMs,
             Retries,
@@ -163,6 +170,8 @@ impl AccessLogField {
             Status => "status",
             BytesIn => "bytes_in",
             BytesOut => "bytes_out",
+            DatagramsIn => "datagrams_in",
+            DatagramsOut => "datagrams_out",
             DurationMs => "duration_ms",
             UpstreamDurationMs => "upstream_duration_ms",
             Retries => "retries",

@@ -29,12 +29,14 @@ pub(crate) struct UpstreamBody {
     sender: Option<PooledSender>,
 }
 
-/// What one exchange holds until its response is done: the endpoint's in-flight count and the
-/// cluster's `max_requests` unit. Only their `Drop` matters.
+/// What one exchange holds until its response is done: the endpoint's in-flight count, the
+/// cluster's `max_requests` unit and, for a sampled request, the answering attempt's client
+/// span (which ends then). Only their `Drop` matters.
 #[derive(Debug)]
 pub(crate) struct ExchangeGuards {
     _in_flight: InFlightGuard,
     _request: crate::breakers::Slot,
+    _span: Option<crate::otlp::AttemptSpan>,
 }
 
 impl ExchangeGuards {
@@ -43,7 +45,14 @@ impl ExchangeGuards {
         Self {
             _in_flight: in_flight,
             _request: request,
+            _span: None,
         }
+    }
+
+    /// Also holds `span` (exported when dropped).
+    pub(crate) fn with_span(mut self, span: Option<crate::otlp::AttemptSpan>) -> Self {
+        self._span = span;
+        self
     }
 }
 

@@ -23,6 +23,8 @@ pub struct Cluster {
     pub name: Arc<str>,
     /// Protocol spoken to its endpoints.
     pub protocol: UpstreamProtocol,
+    /// The balancing policy's config name (`round_robin`, `maglev`, ...), for the route span.
+    pub(crate) lb_policy: &'static str,
     /// The endpoints, in config order; the balancer returns indices into this list.
     pub endpoints: Vec<Arc<Endpoint>>,
     pools: Vec<Arc<EndpointPool>>,
@@ -142,6 +144,7 @@ impl Cluster {
         Self {
             name: Arc::from(cfg.name.as_str()),
             protocol: cfg.protocol,
+            lb_policy: policy_name(cfg.lb_policy),
             endpoints,
             pools,
             balancer,
@@ -316,6 +319,19 @@ impl Cluster {
 
     fn position(&self, address: std::net::SocketAddr) -> Option<usize> {
         self.endpoints.iter().position(|e| e.address == address)
+    }
+}
+
+/// The config name of a balancing policy.
+fn policy_name(policy: weir_config::LbPolicyConfig) -> &'static str {
+    use weir_config::LbPolicyConfig::*;
+    match policy {
+        RoundRobin => "round_robin",
+        Random => "random",
+        LeastRequest => "least_request",
+        PeakEwma => "peak_ewma",
+        RingHash => "ring_hash",
+        Maglev => "maglev",
     }
 }
 

@@ -28,7 +28,7 @@ mod stats;
 mod tls;
 mod upstream;
 
-pub use access_log::AccessLog;
+pub use access_log::{AccessLog, AccessLogChange, AccessLogs};
 pub use body::ProxyBody;
 pub use breakers::BreakerStats;
 pub use cluster::Cluster;

@@ -15,7 +15,7 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use weir_config::ValidatedConfig;
 
-use crate::access_log::AccessLog;
+use crate::access_log::{AccessLog, AccessLogs};
 use crate::listeners::{ListenSocket, ListenerRef, Listeners};
 use crate::otlp::SpanExport;
 use crate::snapshot::{CompileError, Listener, Snapshot, SnapshotHandle};
@@ -66,8 +66,9 @@ pub(crate) struct ConnInfo {
     pub(crate) tasks: TaskTracker,
     /// The listener's connection and byte counters (`/metrics`).
     pub(crate) counters: Arc<ListenerCounters>,
-    /// Where the connection's requests are logged, when `access_log` is configured.
-    pub(crate) access_log: Option<Arc<AccessLog>>,
+    /// Where the connection's requests are logged (the current log of each request, when
+    /// `access_log` is configured).
+    pub(crate) access_log: AccessLogs,
     /// Where sampled requests' spans go (when `tracing.otlp` is configured).
     pub(crate) spans: Option<SpanExport>,
     /// What the TLS handshake told about the client; `None` on a plaintext connection.
@@ -112,7 +113,7 @@ pub(crate) struct Shared {
     pub(crate) shutdown: CancellationToken,
     pub(crate) hard_stop: CancellationToken,
     pub(crate) tasks: TaskTracker,
-    pub(crate) access_log: Option<Arc<AccessLog>>,
+    pub(crate) access_log: AccessLogs,
     pub(crate) spans: SpanExport,
 }
 
@@ -177,15 +178,22 @@ impl Proxy {
         &self.shared.spans
     }
 
-    /// The access log, when `access_log` is configured: its counters (records dropped because
-    /// the writer fell behind), [`AccessLog::reopen`] and [`AccessLog::flush`].
-    pub fn access_log(&self) -> Option<&Arc<AccessLog>> {
-        self.shared.access_log.as_ref()
+    /// The current access log, when `access_log` is configured: its counters (records dropped
+    /// because the writer fell behind, over every log since start), [`AccessLog::reopen`] and
+    /// [`AccessLog::flush`].
+    pub fn access_log(&self) -> Option<Arc<AccessLog>> {
+        self.shared.access_log.current()
+    }
+
+    /// The proxy's handle on its access log, which a reload that changes `access_log` swaps
+    /// ([`AccessLogs::prepare`], [`AccessLogs::commit`]).
+    pub fn access_logs(&self) -> &AccessLogs {
+        &self.shared.access_log
     }
 
     /// Reopens the access log file (after logrotate moved it away); a no-op without one.
     pub async fn reopen_access_log(&self) -> std::io::Result<()> {
-        match &self.shared.access_log {
+        match self.shared.access_log.current() {
             Some(log) => log.reopen().await,
             None => Ok(()),
         }
@@ -251,7 +259,7 @@ impl Proxy {
             let _ = tokio::time::timeout(Duration::from_secs(1), s.tasks.wait()).await;
         }
         // The last lines reach the file before the process goes.
-        if let Some(log) = &s.access_log {
+        if let Some(log) = s.access_log.current() {
             let _ = tokio::time::timeout(Duration::from_secs(1), log.flush()).await;
         }
         drained
@@ -280,24 +288,23 @@ pub(crate) struct ListenerCtx {
     pub(crate) tasks: TaskTracker,
     /// The listener's connection and byte counters.
     pub(crate) counters: Arc<ListenerCounters>,
-    /// The proxy's access log, when configured.
-    pub(crate) access_log: Option<Arc<AccessLog>>,
+    /// The proxy's access log (its current log, when configured).
+    pub(crate) access_log: AccessLogs,
     /// The proxy's span export.
     pub(crate) spans: Option<SpanExport>,
 }
 
 /// Opens the configured access log.
-fn open_access_log(config: &ValidatedConfig) -> Result<Option<Arc<AccessLog>>, ProxyError> {
-    let cfg = config.config();
-    let Some(log) = &cfg.access_log else {
-        return Ok(None);
-    };
-    AccessLog::open(log)
-        .map(|l| Some(Arc::new(l)))
-        .map_err(|source| ProxyError::AccessLog {
-            path: log.path.clone(),
-            source,
-        })
+fn open_access_log(config: &ValidatedConfig) -> Result<AccessLogs, ProxyError> {
+    AccessLogs::open(config).map_err(|source| ProxyError::AccessLog {
+        path: config
+            .config()
+            .access_log
+            .as_ref()
+            .map(|l| l.path.clone())
+            .unwrap_or_default(),
+        source,
+    })
 }
 
 /// Accepts connections on `socket` until the listener stops, serving each by the listener's

@@ -9,7 +9,7 @@
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -18,12 +18,17 @@ use std::sync::Weak;
 
 use anyhow::Context;
 use tokio_util::sync::CancellationToken;
-use weir_admin::{AdminServer, AdminState, ReloadSummary, Reloader, RunningConfig};
+use weir_admin::{
+    AdminServer, AdminState, INITIAL_DISCOVERY_TIMEOUT, Readiness, ReloadSummary, Reloader,
+    RunningConfig,
+};
 use weir_config::{DiscoveryConfig, EndpointConfig, ValidatedConfig};
 use weir_core::SystemClock;
 use weir_discovery::{Discovery, DiscoveryTarget, Source};
 use weir_probe::{CheckTarget, HealthChecker, ProbeTls};
-use weir_proxy::{ListenSocket, Listeners, Proxy, Snapshot, SnapshotHandle, SpanExport};
+use weir_proxy::{
+    AccessLogs, ListenSocket, Listeners, Proxy, Snapshot, SnapshotHandle, SpanExport,
+};
 
 mod kernel;
 pub mod upgrade;
@@ -43,6 +48,10 @@ pub struct Weir {
     watching: CancellationToken,
     /// The XDP balancer and nftables table of `xdp` and `nftables` listeners, if any.
     kernel: Option<kernel::KernelPlane>,
+    /// Set once [`Weir::sockets`] handed the sockets to a successor: the admin socket is
+    /// shared, so the admin API stops at once on shutdown instead of answering `/ready` with
+    /// 503 through the drain (the successor is ready).
+    handed_over: AtomicBool,
 }
 
 /// What a reload needs, shared by [`Weir::reload`], the admin API's `POST /reload`, `SIGHUP`
@@ -52,6 +61,10 @@ struct Control {
     snapshots: SnapshotHandle,
     /// The proxy's span export: a reload may change `tracing.otlp`.
     spans: SpanExport,
+    /// The proxy's access log: a reload may change `access_log`.
+    access_logs: AccessLogs,
+    /// What `/ready` answers: waits for initial discovery, fails once shutdown begins.
+    readiness: Readiness,
     /// The running listeners, which a reload adds to and removes from.
     listeners: Listeners,
     /// The config file, when weir was started from one.
@@ -89,6 +102,8 @@ pub struct ReloadReport {
     pub clusters: usize,
     /// Endpoints with an active health check running after the reload.
     pub checked_endpoints: usize,
+    /// Changed settings that only a restart applies (`admin.address`), each explained.
+    pub needs_restart: Vec<String>,
 }
 
 /// Reloads so far: applied, and rejected (the old config kept serving).
@@ -153,6 +168,16 @@ impl Weir {
             Control {
                 snapshots: proxy.snapshots().clone(),
                 spans: proxy.span_export().clone(),
+                access_logs: proxy.access_logs().clone(),
+                readiness: Readiness::waiting_for(
+                    config
+                        .config()
+                        .clusters
+                        .iter()
+                        .filter(|c| c.discovery.is_some())
+                        .map(|c| c.name.clone()),
+                    INITIAL_DISCOVERY_TIMEOUT,
+                ),
                 listeners: proxy.listeners().clone(),
                 source,
                 state: Mutex::new(ControlState {
@@ -174,6 +199,7 @@ impl Weir {
             Some(socket) => {
                 let mut state = AdminState::for_proxy(&proxy, config)
                     .with_running_config(control.running.clone())
+                    .with_readiness(control.readiness.clone())
                     .with_discovery_bad_values(control.lock().discovery.bad_values_counter());
                 if control.source.is_some() {
                     state = state.with_reloader(Arc::clone(&control) as Arc<dyn Reloader>);
@@ -193,6 +219,7 @@ impl Weir {
             admin,
             watching: CancellationToken::new(),
             kernel,
+            handed_over: AtomicBool::new(false),
         })
     }
 
@@ -200,10 +227,14 @@ impl Weir {
     /// (endpoints that remain keep their health, ejections, latency and pools), publishes it
     /// atomically — requests in flight finish on the snapshot they started with — and
     /// reconciles the health checks. Routes, clusters, endpoints, policies, span export
-    /// (`tracing`) and listeners may change: an added listener starts accepting, a removed one stops and its connections
+    /// (`tracing`), the access log (`access_log`: path, fields, queue; requests already running
+    /// finish on the old one), the admin token and `admin.metrics.per_endpoint`, and listeners
+    /// may change: an added listener starts accepting, a removed one stops and its connections
     /// drain for up to [`LISTENER_DRAIN_GRACE`], one whose address or protocol changed is
-    /// both. The admin address is kept. On any error — including a new listener that cannot
-    /// bind — nothing changes and the old config keeps serving.
+    /// both. The admin address is kept until a restart (said in
+    /// [`ReloadReport::needs_restart`] and logged). On any error — including a new listener
+    /// that cannot bind or an access log file that cannot be opened — nothing changes and the
+    /// old config keeps serving.
     pub fn reload(&self, config: &ValidatedConfig) -> anyhow::Result<ReloadReport> {
         self.control.apply(config)
     }
@@ -246,6 +277,7 @@ impl Weir {
     /// A duplicate of every listening socket (listeners by name, and the admin API's), to hand
     /// to the weir that takes over in a binary upgrade.
     pub fn sockets(&self) -> std::io::Result<Inherited> {
+        self.handed_over.store(true, Ordering::Release);
         Ok(Inherited {
             listeners: self.proxy.listeners().sockets()?,
             admin: self.admin.as_ref().map(AdminServer::socket).transpose()?,
@@ -267,9 +299,13 @@ impl Weir {
         self.control.lock().checker.len()
     }
 
-    /// Stops the file watcher, the health checks and the admin API, then drains the proxy for
-    /// up to `grace`; `true` if everything in flight finished in time.
+    /// Stops the file watcher and the health checks, drains the proxy for up to `grace`, then
+    /// stops the admin API; `true` if everything in flight finished in time. `/ready` answers
+    /// 503 from the start, and the admin API keeps answering through the drain — unless the
+    /// sockets were handed to a successor ([`Weir::sockets`]), whose admin API then takes the
+    /// shared socket at once.
     pub async fn shutdown(mut self, grace: Duration) -> bool {
+        self.control.readiness.shut_down();
         self.watching.cancel();
         if let Some(mut kernel) = self.kernel.take() {
             kernel.shutdown();
@@ -279,10 +315,16 @@ impl Weir {
             state.discovery.shutdown();
             state.checker.shutdown();
         }
+        if self.handed_over.load(Ordering::Acquire)
+            && let Some(admin) = self.admin.take()
+        {
+            admin.shutdown().await;
+        }
+        let drained = self.proxy.shutdown(grace).await;
         if let Some(admin) = self.admin.take() {
             admin.shutdown().await;
         }
-        self.proxy.shutdown(grace).await
+        drained
     }
 }
 
@@ -341,6 +383,11 @@ impl Control {
         let merged = with_discovered(config, &state.discovered)?;
         let current = self.snapshots.load();
         let snapshot = Snapshot::compile(&merged, Some(&current))?;
+        // Opened before anything changes; made current only once the reload has succeeded.
+        let log_change = self.access_logs.prepare(config).map_err(|e| {
+            let path = config.config().access_log.as_ref().map(|l| l.path.as_str());
+            anyhow::anyhow!("access_log: cannot open {}: {e}", path.unwrap_or(""))
+        })?;
         self.spans
             .apply(config)
             .map_err(|e| anyhow::anyhow!("tracing.otlp: {e}"))?;
@@ -348,6 +395,12 @@ impl Control {
         let clusters = snapshot.clusters().len();
         self.listeners
             .swap(config, snapshot, LISTENER_DRAIN_GRACE)?;
+        self.access_logs.commit(log_change);
+        let needs_restart = restart_notes(&state.base, config);
+        for note in &needs_restart {
+            tracing::warn!("{note}");
+        }
+        // The admin API reads its token and `per_endpoint` from here on every request.
         self.running.set(config);
         state.checker.reconcile(targets);
         state.base = config.clone();
@@ -357,6 +410,7 @@ impl Control {
         let report = ReloadReport {
             clusters,
             checked_endpoints: state.checker.len(),
+            needs_restart,
         };
         tracing::info!(
             clusters = report.clusters,
@@ -371,6 +425,7 @@ impl Control {
     /// Swaps in a snapshot where `cluster` has its static endpoints plus `endpoints` (service
     /// discovery's latest set); endpoints that stay keep their state. Logged, never fatal.
     fn apply_discovered(&self, cluster: &str, endpoints: Vec<EndpointConfig>) {
+        self.readiness.discovered(cluster);
         let mut state = self.lock();
         if discovery_of(&state.base, cluster).is_none() {
             return;
@@ -390,6 +445,22 @@ impl Control {
             Err(e) => tracing::error!(%cluster, "discovered endpoints not applied: {e:#}"),
         }
     }
+}
+
+/// What a reload from `old` to `new` changed that only a restart applies: the admin API's
+/// address (its socket is bound once, at start).
+fn restart_notes(old: &ValidatedConfig, new: &ValidatedConfig) -> Vec<String> {
+    let address = |c: &ValidatedConfig| c.config().admin.as_ref().map(|a| a.address);
+    let (was, now) = (address(old), address(new));
+    if was == now {
+        return Vec::new();
+    }
+    let show = |a: Option<SocketAddr>| a.map_or_else(|| "none".to_owned(), |a| a.to_string());
+    vec![format!(
+        "admin.address changed from {} to {}: the admin API stays as it was until weir restarts",
+        show(was),
+        show(now)
+    )]
 }
 
 /// The discovery block of `cluster` in `config`, if it has one.
@@ -458,6 +529,7 @@ impl Reloader for Control {
             .map(|r| ReloadSummary {
                 clusters: r.clusters,
                 checked_endpoints: r.checked_endpoints,
+                needs_restart: r.needs_restart,
             })
             .map_err(|e| format!("{e:#}"))
     }

@@ -1,5 +1,6 @@
-//! The `weir` binary as users run it: `--help`, `--version`, `check` on good and bad files, and
-//! `demo` probed with real curl.
+//! The `weir` binary as users run it: `--help`, `--version`, `check` on good and bad files,
+//! `demo` probed with real curl (its dashboard and the `/stats` the dashboard polls included),
+//! and `weir run`'s signals and access log (to a file and to stdout).
 #![allow(
     clippy::unwrap_used,
     clippy::expect_used,
@@ -133,15 +134,23 @@ fn demo_prints_urls_that_curl_can_use() {
         .unwrap();
     let stdout = child.stdout.take().unwrap();
     let mut lines = BufReader::new(stdout).lines();
-    let url = loop {
+    let (mut url, mut dashboard) = (None, None);
+    while url.is_none() || dashboard.is_none() {
         let line = lines
             .next()
-            .expect("demo exited before printing its URL")
+            .expect("demo exited before printing its URLs")
             .unwrap();
         if let Some(rest) = line.strip_prefix("weir demo is running. weir listens on ") {
-            break rest.trim().to_owned();
+            url = Some(rest.trim().to_owned());
         }
-    };
+        if let Some(rest) = line.trim().strip_prefix("dashboard at ") {
+            dashboard = rest.split_whitespace().next().map(str::to_owned);
+        }
+        assert!(line != "Try:", "the banner has no dashboard line");
+    }
+    let (url, dashboard) = (url.unwrap(), dashboard.unwrap());
+    // The demo keeps printing its traffic report: drained so it never blocks on the pipe.
+    std::thread::spawn(move || for _ in lines.map_while(Result::ok) {});
     let curl = |args: &[&str]| {
         let out = Command::new("curl")
             .args(["-s", "--max-time", "10"])
@@ -175,8 +184,118 @@ fn demo_prints_urls_that_curl_can_use() {
         &format!("{url}/old"),
     ]);
     assert_eq!(redirect, format!("301 {url}/"));
+
+    // The dashboard: its page, and the `/stats` it polls showing both demo clusters served.
+    assert!(
+        dashboard.starts_with("http://") && dashboard.ends_with('/'),
+        "{dashboard}"
+    );
+    let page = curl(&[&dashboard]);
+    assert!(
+        page.to_ascii_lowercase().starts_with("<!doctype html"),
+        "{page:.200}"
+    );
+    assert!(page.contains("fetch(\"stats\""), "the page polls /stats");
+    let served = |stats: &serde_json::Value, cluster: &str| -> u64 {
+        stats["clusters"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .find(|c| c["name"] == cluster)
+            .map_or(0, |c| c["responses"]["2xx"].as_u64().unwrap_or(0))
+    };
+    let stats = || {
+        let body = curl(&[&format!("{dashboard}stats")]);
+        serde_json::from_str::<serde_json::Value>(&body)
+            .unwrap_or_else(|e| panic!("/stats is not JSON ({e}): {body:.200}"))
+    };
+    // The test's own requests are counted already; the demo's trickle of traffic (a request
+    // a second to each cluster) must move both counts on from there.
+    let first = stats();
+    let (web, api) = (served(&first, "web"), served(&first, "api"));
+    assert!(web > 0 && api > 0, "both clusters served the test: {first}");
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let last = loop {
+        let now = stats();
+        if served(&now, "web") > web && served(&now, "api") > api || Instant::now() > deadline {
+            break now;
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    };
+    assert!(served(&last, "web") > web, "web keeps serving: {last}");
+    assert!(served(&last, "api") > api, "api keeps serving: {last}");
     child.kill().unwrap();
     child.wait().unwrap();
+}
+
+/// `weir run` with `access_log: { path: stdout }` writes one JSON line per request on its
+/// standard output, next to what it prints itself.
+#[test]
+fn run_writes_the_access_log_to_stdout() {
+    if Command::new("curl").arg("--version").output().is_err() {
+        panic!("curl is required (scripts/test installs it)");
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("weir.yaml");
+    std::fs::write(
+        &path,
+        "access_log: { path: stdout, fields: [kind, listener, route, method, path, status] }
+listeners:
+  - name: l
+    address: 127.0.0.1:0
+    routes:
+      - direct_response: { status: 202, body: ok }
+",
+    )
+    .unwrap();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_weir"))
+        .args(["run", "-c", path.to_str().unwrap()])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let stdout = child.stdout.take().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+            let _ = tx.send(line);
+        }
+    });
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let next = || {
+        rx.recv_timeout(deadline.saturating_duration_since(Instant::now()))
+            .expect("weir printed what the test waits for")
+    };
+    let url = loop {
+        if let Some(url) = next().strip_prefix("listener l on ") {
+            break url.to_owned();
+        }
+    };
+    let out = Command::new("curl")
+        .args(["-s", "--max-time", "5", &format!("{url}/seen?x=1")])
+        .output()
+        .unwrap();
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "ok");
+    let line = loop {
+        let line = next();
+        if line.starts_with('{') {
+            break line;
+        }
+    };
+    let v: serde_json::Value =
+        serde_json::from_str(&line).unwrap_or_else(|e| panic!("{e}: {line}"));
+    assert_eq!(
+        v,
+        serde_json::json!({
+            "kind": "http", "listener": "l", "route": 0, "method": "GET",
+            "path": "/seen?x=1", "status": 202,
+        })
+    );
+    let _ = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status();
+    let status = child.wait().unwrap();
+    assert!(status.success(), "graceful exit after SIGTERM: {status}");
 }
 
 /// `weir run` reloads its file on SIGHUP; a broken file is reported with its path and line and

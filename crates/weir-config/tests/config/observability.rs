@@ -9,7 +9,7 @@ fn full_schema_loads_and_defaults_apply() {
     let config = load_ok(&[
         "access_log:",
         "  path: /var/log/weir/access.log",
-        "  fields: [time, status, trace_id]",
+        "  fields: [time, status, trace_id, datagrams_in, datagrams_out]",
         "  queue_capacity: 100",
         "tracing: { sampling: 0.1 }",
     ]);
@@ -22,7 +22,9 @@ fn full_schema_loads_and_defaults_apply() {
         [
             AccessLogField::Time,
             AccessLogField::Status,
-            AccessLogField::TraceId
+            AccessLogField::TraceId,
+            AccessLogField::DatagramsIn,
+            AccessLogField::DatagramsOut,
         ]
     );
     assert_eq!(log.queue_capacity, 100);

@@ -1,12 +1,13 @@
 //! The records being filled in on the data path: an [`HttpEntry`] per request, a [`TcpEntry`]
-//! per L4 connection. Each is submitted by its `Drop`, so every way a request or connection can
-//! end — response body done, client gone, task cancelled — leaves exactly one line. An
+//! per L4 connection, a [`UdpEntry`] per UDP session. Each is submitted by its `Drop`, so every
+//! way a request, connection or session can end — response body done, client gone, task
+//! cancelled, session evicted — leaves exactly one line. An
 //! [`HttpEntry`] also feeds the OTLP exporter: a sampled request's record goes there as a span.
 
 use std::net::SocketAddr;
 use std::pin::Pin;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU8, AtomicU64, Ordering};
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant, SystemTime};
 
@@ -15,8 +16,8 @@ use http::{HeaderMap, Method, StatusCode, Uri};
 use http_body::{Body, Frame, SizeHint};
 use weir_core::{BoxError, ErrorKind};
 
-use super::{AccessLog, HttpRecord, Record, TcpEnd, TcpRecord};
-use crate::otlp::{AttemptTracer, SpanExporter, SpanIds, SpanRecord};
+use super::{AccessLog, HttpRecord, Record, TcpEnd, TcpRecord, UdpRecord};
+use crate::otlp::{AttemptTracer, RouteSpan, RouteSpanStart, SpanExporter, SpanIds, SpanRecord};
 
 /// An HTTP request's record while the request runs; submitted when dropped (by the downstream
 /// response body wrapper, once the body has ended).
@@ -30,6 +31,8 @@ pub(crate) struct HttpEntry {
     /// The span exporter, and weir's span ids once trace context has been handled.
     spans: Option<Arc<SpanExporter>>,
     span: Option<SpanIds>,
+    /// The route span, once a route matched (sampled requests with an exporter only).
+    route_span: Option<RouteSpanStart>,
 }
 
 /// An L4 connection's record while it is open; submitted when dropped.
@@ -38,6 +41,40 @@ pub(crate) struct TcpEntry {
     record: TcpRecord,
     start: Instant,
     log: Arc<AccessLog>,
+}
+
+/// A UDP session's record while the session lives: counters the relay adds to per datagram
+/// (relaxed atomics: the listener task and the session task both write), and how it ended.
+/// Submitted when dropped, with the last owner of the session.
+#[derive(Debug)]
+pub(crate) struct UdpEntry {
+    time: SystemTime,
+    start: Instant,
+    listener: Arc<str>,
+    cluster: Arc<str>,
+    endpoint: SocketAddr,
+    client: SocketAddr,
+    bytes_in: AtomicU64,
+    bytes_out: AtomicU64,
+    datagrams_in: AtomicU64,
+    datagrams_out: AtomicU64,
+    /// A [`UdpEnd`] as its number; 0 until one is known (then `shutdown`).
+    end: AtomicU8,
+    log: Arc<AccessLog>,
+}
+
+/// Why a UDP session ended (the first reason given wins).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[repr(u8)]
+pub(crate) enum UdpEnd {
+    /// No datagram either way for the idle timeout.
+    Idle = 1,
+    /// The table was full and this was the least recently used session.
+    Evicted = 2,
+    /// The endpoint answered with ICMP port unreachable.
+    Refused = 3,
+    /// The session socket failed.
+    Failed = 4,
 }
 
 pin_project_lite::pin_project! {
@@ -88,6 +125,7 @@ impl HttpEntry {
             log: log.map(Arc::clone),
             spans: spans.map(Arc::clone),
             span: None,
+            route_span: None,
         }
     }
 
@@ -97,10 +135,12 @@ impl HttpEntry {
         self.span = Some(ids);
     }
 
-    /// What gives each upstream attempt to `cluster` its own client span: `Some` only when
-    /// the request is sampled and spans are exported.
+    /// What gives each upstream attempt to `cluster` its own client span, a child of the
+    /// route span: `Some` only when the request is sampled and spans are exported.
     pub(crate) fn attempt_tracer(&self, cluster: &Arc<str>) -> Option<AttemptTracer> {
-        AttemptTracer::new(self.spans.as_ref()?, self.span?, cluster)
+        let server = self.span?;
+        let parent = self.route_span.map_or(server.span_id, |r| r.span_id);
+        AttemptTracer::new(self.spans.as_ref()?, server, parent, cluster)
     }
 
     /// The trace the request belongs to.
@@ -108,14 +148,21 @@ impl HttpEntry {
         self.record.trace_id = id;
     }
 
-    /// The index of the route that matched, in its listener's `routes`.
+    /// The index of the route that matched, in its listener's `routes`; starts the route span
+    /// of a sampled request whose spans are exported.
     pub(crate) fn set_route(&mut self, index: usize) {
         self.record.route = Some(index);
+        if self.spans.is_some() && self.span.is_some_and(|s| s.sampled) {
+            self.route_span = Some(RouteSpanStart::now());
+        }
     }
 
-    /// The cluster the request is sent to.
-    pub(crate) fn set_cluster(&mut self, name: &Arc<str>) {
+    /// The cluster the request is sent to, and its balancing policy (for the route span).
+    pub(crate) fn set_cluster(&mut self, name: &Arc<str>, lb_policy: &'static str) {
         self.record.cluster = Some(Arc::clone(name));
+        if let Some(route) = &mut self.route_span {
+            route.lb_policy = Some(lb_policy);
+        }
     }
 
     /// How many upstream attempts were made (retries and hedges included).
@@ -147,6 +194,7 @@ impl HttpEntry {
 
 impl Drop for HttpEntry {
     fn drop(&mut self) {
+        let now = Instant::now();
         let r = &mut self.record;
         let record = HttpRecord {
             time: r.time,
@@ -163,13 +211,29 @@ impl Drop for HttpEntry {
                 .as_ref()
                 .map_or(0, |c| c.load(Ordering::Relaxed)),
             bytes_out: r.bytes_out,
-            duration: self.start.elapsed(),
+            duration: now.saturating_duration_since(self.start),
             upstream_duration: r.upstream_duration,
             attempts: r.attempts,
             trace_id: r.trace_id,
             client: r.client,
         };
         if let (Some(spans), Some(ids)) = (&self.spans, self.span.filter(|s| s.sampled)) {
+            if let (Some(route), Some(index)) = (self.route_span, record.route) {
+                let (start, duration) = route.times(record.time, self.start, now);
+                spans.submit(SpanRecord::Route(RouteSpan {
+                    trace_id: ids.trace_id,
+                    span_id: route.span_id,
+                    parent_id: ids.span_id,
+                    start,
+                    duration,
+                    listener: Arc::clone(&record.listener),
+                    route: index,
+                    cluster: record.cluster.clone(),
+                    lb_policy: route.lb_policy,
+                    retries: record.attempts.saturating_sub(1),
+                    status: record.status,
+                }));
+            }
             let http = match self.log {
                 Some(_) => record.clone(),
                 None => {
@@ -256,6 +320,79 @@ impl Drop for TcpEntry {
             end: r.end,
         };
         self.log.submit(Record::Tcp(record));
+    }
+}
+
+// === impl UdpEntry ===
+
+impl UdpEntry {
+    /// Starts the record of a session from `client` on `listener`, relayed to `endpoint` of
+    /// `cluster`.
+    pub(crate) fn begin(
+        log: &Arc<AccessLog>,
+        listener: &Arc<str>,
+        cluster: &Arc<str>,
+        endpoint: SocketAddr,
+        client: SocketAddr,
+    ) -> Self {
+        Self {
+            time: SystemTime::now(),
+            start: Instant::now(),
+            listener: Arc::clone(listener),
+            cluster: Arc::clone(cluster),
+            endpoint,
+            client,
+            bytes_in: AtomicU64::new(0),
+            bytes_out: AtomicU64::new(0),
+            datagrams_in: AtomicU64::new(0),
+            datagrams_out: AtomicU64::new(0),
+            end: AtomicU8::new(0),
+            log: Arc::clone(log),
+        }
+    }
+
+    /// A datagram of `len` bytes from the client went to the endpoint.
+    pub(crate) fn client_sent(&self, len: usize) {
+        self.datagrams_in.fetch_add(1, Ordering::Relaxed);
+        self.bytes_in.fetch_add(len as u64, Ordering::Relaxed);
+    }
+
+    /// A datagram of `len` bytes from the endpoint went to the client.
+    pub(crate) fn endpoint_sent(&self, len: usize) {
+        self.datagrams_out.fetch_add(1, Ordering::Relaxed);
+        self.bytes_out.fetch_add(len as u64, Ordering::Relaxed);
+    }
+
+    /// Why the session ends, unless a reason was given already.
+    pub(crate) fn set_end(&self, end: UdpEnd) {
+        let _ = self
+            .end
+            .compare_exchange(0, end as u8, Ordering::AcqRel, Ordering::Acquire);
+    }
+}
+
+impl Drop for UdpEntry {
+    fn drop(&mut self) {
+        let end = match self.end.load(Ordering::Acquire) {
+            1 => "idle",
+            2 => "evicted",
+            3 => "refused",
+            4 => "failed",
+            _ => "shutdown",
+        };
+        self.log.submit(Record::Udp(UdpRecord {
+            time: self.time,
+            listener: Arc::clone(&self.listener),
+            cluster: Arc::clone(&self.cluster),
+            endpoint: self.endpoint,
+            client: self.client,
+            bytes_in: self.bytes_in.load(Ordering::Relaxed),
+            bytes_out: self.bytes_out.load(Ordering::Relaxed),
+            datagrams_in: self.datagrams_in.load(Ordering::Relaxed),
+            datagrams_out: self.datagrams_out.load(Ordering::Relaxed),
+            duration: self.start.elapsed(),
+            end,
+        }));
     }
 }
 

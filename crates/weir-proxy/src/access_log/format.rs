@@ -11,7 +11,7 @@ use serde::Serialize;
 use serde::ser::{SerializeMap, Serializer};
 use weir_config::AccessLogField;
 
-use super::{HttpRecord, Record, TcpEnd, TcpRecord};
+use super::{HttpRecord, Record, TcpEnd, TcpRecord, UdpRecord};
 
 /// Appends `record` as a JSON object and a newline to `out`.
 pub(crate) fn write_line(
@@ -26,6 +26,7 @@ pub(crate) fn write_line(
         match record {
             Record::Http(r) => http_field(&mut map, key, field, r)?,
             Record::Tcp(r) => tcp_field(&mut map, key, field, r)?,
+            Record::Udp(r) => udp_field(&mut map, key, field, r)?,
         }
     }
     map.end()?;
@@ -67,7 +68,7 @@ fn http_field<M: SerializeMap>(
         Retries => map.serialize_entry(key, &r.attempts.saturating_sub(1)),
         TraceId => map.serialize_entry(key, &r.trace_id.map(|id| Shown(Hex(id)))),
         Client => map.serialize_entry(key, &Shown(r.client)),
-        End => Ok(()),
+        End | DatagramsIn | DatagramsOut => Ok(()),
     }
 }
 
@@ -92,6 +93,31 @@ fn tcp_field<M: SerializeMap>(
             TcpEnd::Reason(reason) => map.serialize_entry(key, reason),
             TcpEnd::Error(kind) => map.serialize_entry(key, &snake_case(&format!("{kind:?}"))),
         },
+        Route | Method | Authority | Path | Status | UpstreamDurationMs | Retries | TraceId
+        | DatagramsIn | DatagramsOut => Ok(()),
+    }
+}
+
+fn udp_field<M: SerializeMap>(
+    map: &mut M,
+    key: &str,
+    field: AccessLogField,
+    r: &UdpRecord,
+) -> Result<(), M::Error> {
+    use AccessLogField::*;
+    match field {
+        Time => map.serialize_entry(key, &Shown(Rfc3339(r.time))),
+        Kind => map.serialize_entry(key, "udp"),
+        Listener => map.serialize_entry(key, &*r.listener),
+        Cluster => map.serialize_entry(key, &*r.cluster),
+        Endpoint => map.serialize_entry(key, &Shown(r.endpoint)),
+        BytesIn => map.serialize_entry(key, &r.bytes_in),
+        BytesOut => map.serialize_entry(key, &r.bytes_out),
+        DatagramsIn => map.serialize_entry(key, &r.datagrams_in),
+        DatagramsOut => map.serialize_entry(key, &r.datagrams_out),
+        DurationMs => map.serialize_entry(key, &millis(r.duration)),
+        Client => map.serialize_entry(key, &Shown(r.client)),
+        End => map.serialize_entry(key, r.end),
         Route | Method | Authority | Path | Status | UpstreamDurationMs | Retries | TraceId => {
             Ok(())
         }

@@ -126,7 +126,8 @@ async fn an_http_line_has_every_field_with_its_value() {
     let text = String::from_utf8(line).unwrap();
     let mut at = 0;
     let names = AccessLogField::all().into_iter().map(AccessLogField::name);
-    for key in names.filter(|k| *k != "end") {
+    let l4_only = ["end", "datagrams_in", "datagrams_out"];
+    for key in names.filter(|k| !l4_only.contains(k)) {
         let found = text.find(&format!("\"{key}\":")).unwrap();
         assert!(found >= at, "{key} out of order in {text}");
         at = found;
@@ -185,11 +186,57 @@ fn a_tcp_line_has_the_l4_fields_only() {
     assert_eq!(v["bytes_out"], 2000);
     assert_eq!(v["duration_ms"], 3.0);
     assert_eq!(v["end"], "closed");
+    for other in [
+        "route",
+        "method",
+        "path",
+        "status",
+        "retries",
+        "trace_id",
+        "datagrams_in",
+    ] {
+        assert!(v.get(other).is_none(), "{other}");
+    }
     for http_only in ["route", "method", "path", "status", "retries", "trace_id"] {
         assert!(v.get(http_only).is_none(), "{http_only}");
     }
     let v = parse(&h.lines.recv_timeout(Duration::from_secs(5)).unwrap());
     assert_eq!(v["end"], "connect_failed");
+}
+
+#[test]
+fn a_udp_line_has_datagrams_and_bytes_both_ways() {
+    let h = harness(16, AccessLogField::all());
+    h.log.submit(Record::Udp(UdpRecord {
+        time: SystemTime::now(),
+        listener: "dns".into(),
+        cluster: Arc::from("resolvers"),
+        endpoint: addr("10.0.2.53:53"),
+        client: addr("192.0.2.4:53011"),
+        bytes_in: 120,
+        bytes_out: 912,
+        datagrams_in: 3,
+        datagrams_out: 2,
+        duration: Duration::from_millis(30),
+        end: "idle",
+    }));
+    let v = parse(&h.lines.recv_timeout(Duration::from_secs(5)).unwrap());
+    assert_eq!(v["kind"], "udp");
+    assert_eq!(v["listener"], "dns");
+    assert_eq!(v["cluster"], "resolvers");
+    assert_eq!(v["endpoint"], "10.0.2.53:53");
+    assert_eq!(v["client"], "192.0.2.4:53011");
+    assert_eq!(
+        (v["bytes_in"].clone(), v["bytes_out"].clone()),
+        (120.into(), 912.into())
+    );
+    assert_eq!(v["datagrams_in"], 3);
+    assert_eq!(v["datagrams_out"], 2);
+    assert_eq!(v["duration_ms"], 30.0);
+    assert_eq!(v["end"], "idle");
+    for http_only in ["route", "method", "path", "status", "retries", "trace_id"] {
+        assert!(v.get(http_only).is_none(), "{http_only}");
+    }
 }
 
 #[tokio::test]

@@ -34,8 +34,8 @@ pub(crate) async fn serve(stream: TcpStream, info: ConnInfo, permit: OwnedSemaph
     // Written when dropped, however the connection ends.
     let mut log = info
         .access_log
-        .as_ref()
-        .map(|l| TcpEntry::begin(l, std::sync::Arc::clone(&info.listener.name), info.remote));
+        .current()
+        .map(|l| TcpEntry::begin(&l, std::sync::Arc::clone(&info.listener.name), info.remote));
     let snapshot = info.snapshot();
     let Some(Listener::Stream(listener)) = info.listener.get(&snapshot) else {
         return;

@@ -36,6 +36,12 @@
 //! the listener's stamp is an atomic `fetch_max`, so a datagram racing the expiry either keeps
 //! the session alive or sees `DEAD` and opens a new session. Nothing is ever sent into a session
 //! that has stopped reading.
+//!
+//! **Access log.** With `access_log` configured, each session carries a [`UdpEntry`] in its
+//! shared state: both loops add to its counters (relaxed atomics) and the reason the session
+//! ended is noted where it is known (the session task's end, an eviction, a refused send). The
+//! line is written when the last owner of the shared state lets go, so exactly once per
+//! session, whichever way it ends.
 
 use std::cell::RefCell;
 use std::collections::hash_map::RandomState;
@@ -56,6 +62,7 @@ use tokio::time::Instant;
 use weir_core::{Endpoint, InFlightGuard};
 
 use crate::Cluster;
+use crate::access_log::{UdpEnd, UdpEntry};
 use crate::hash_key::HashInput;
 use crate::server::ListenerCtx;
 use crate::snapshot::Listener;
@@ -120,6 +127,8 @@ struct SessionShared {
     /// Microseconds since the listener's epoch of the last datagram either way, or [`DEAD`].
     last_seen: AtomicU64,
     endpoint: Arc<Endpoint>,
+    /// The session's access log record, when the proxy has an access log.
+    log: Option<UdpEntry>,
 }
 
 /// A session task's own state.
@@ -286,10 +295,20 @@ impl Relay {
         };
         let (endpoint, upstream) = connect(cluster, &input)?;
         let in_flight = endpoint.state.begin_request();
+        let log = self.ctx.access_log.current().map(|log| {
+            UdpEntry::begin(
+                &log,
+                &self.ctx.listener.name,
+                &cluster.name,
+                endpoint.address,
+                client,
+            )
+        });
         let shared = Arc::new(SessionShared {
             upstream,
             last_seen: AtomicU64::new(now),
             endpoint,
+            log,
         });
         let id = self.next_id;
         self.next_id += 1;
@@ -347,6 +366,13 @@ impl Relay {
                 session.touched = seen;
             }
         }
+        if let Some(log) = self
+            .sessions
+            .get(&victim)
+            .and_then(|s| s.shared.log.as_ref())
+        {
+            log.set_end(UdpEnd::Evicted);
+        }
         self.sessions.remove(&victim);
         tracing::debug!(client = %victim, "udp session evicted: table full");
     }
@@ -379,6 +405,13 @@ impl SessionTask {
     async fn run(self) {
         let end = self.relay().await;
         self.shared.last_seen.store(DEAD, Ordering::Release);
+        if let Some(log) = &self.shared.log {
+            log.set_end(match end {
+                End::Idle => UdpEnd::Idle,
+                End::Refused => UdpEnd::Refused,
+                End::Failed(_) => UdpEnd::Failed,
+            });
+        }
         let endpoint = self.shared.endpoint.address;
         match &end {
             End::Idle => tracing::debug!(client = %self.client, %endpoint, "udp session idle"),
@@ -463,8 +496,11 @@ impl SessionTask {
                 Step::Relayed => {}
                 Step::Drained => return None,
                 Step::Blocked(datagram) => {
-                    if let Err(e) = self.downstream.send_to(&datagram, self.client).await {
-                        tracing::debug!(client = %self.client, error = %e, "udp reply not sent");
+                    match self.downstream.send_to(&datagram, self.client).await {
+                        Ok(n) => self.relayed(n),
+                        Err(e) => {
+                            tracing::debug!(client = %self.client, error = %e, "udp reply not sent");
+                        }
                     }
                 }
                 Step::End(end) => return Some(end),
@@ -487,13 +523,23 @@ impl SessionTask {
             .fetch_max(micros_since(self.epoch), Ordering::AcqRel);
         let datagram = &buf[..n];
         match self.downstream.try_send_to(datagram, self.client) {
-            Ok(_) => Step::Relayed,
+            Ok(n) => {
+                self.relayed(n);
+                Step::Relayed
+            }
             Err(e) if e.kind() == io::ErrorKind::WouldBlock => Step::Blocked(datagram.to_vec()),
             Err(e) => {
                 // The client may be unreachable for a moment; the session lives on until idle.
                 tracing::debug!(client = %self.client, error = %e, "udp reply not sent");
                 Step::Relayed
             }
+        }
+    }
+
+    /// Counts a datagram of `len` bytes sent to the client (access log).
+    fn relayed(&self, len: usize) {
+        if let Some(log) = &self.shared.log {
+            log.endpoint_sent(len);
         }
     }
 
@@ -536,10 +582,18 @@ fn send_upstream(shared: &SessionShared, client: SocketAddr, datagram: &[u8]) ->
     // tokio's `try_send` fails without a syscall until its reactor has seen the socket
     // writable, which would drop the first datagrams of every new session.
     match socket2::SockRef::from(&shared.upstream).send(datagram) {
-        Ok(_) => true,
+        Ok(n) => {
+            if let Some(log) = &shared.log {
+                log.client_sent(n);
+            }
+            true
+        }
         Err(e) if e.kind() == io::ErrorKind::ConnectionRefused => {
             // The endpoint's ICMP error surfaced on this send instead of the session's receive.
             shared.endpoint.state.record_connect_failure();
+            if let Some(log) = &shared.log {
+                log.set_end(UdpEnd::Refused);
+            }
             tracing::debug!(%client, endpoint = %shared.endpoint.address, "udp session ended: endpoint refused");
             false
         }

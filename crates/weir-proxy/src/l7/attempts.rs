@@ -30,7 +30,7 @@ use crate::ProxyBody;
 use crate::affinity::RequestAffinity;
 use crate::cluster::Picked;
 use crate::hash_key::HashInput;
-use crate::otlp::{AttemptOutcome, AttemptTracer};
+use crate::otlp::{AttemptOutcome, AttemptSpan, AttemptTracer};
 use crate::upstream::UpstreamResponse;
 
 /// The request body, in the form the attempts need.
@@ -75,6 +75,8 @@ pub(crate) struct Answer {
     pub(crate) endpoint: SocketAddr,
     /// From sending the attempt to its response headers.
     pub(crate) elapsed: Duration,
+    /// The attempt's client span (sampled requests), to end with the response body.
+    pub(crate) span: Option<AttemptSpan>,
 }
 
 /// The endpoints a request has been sent to, in order (inline up to four: no allocation).
@@ -86,6 +88,8 @@ struct Tried {
     in_flight: InFlightGuard,
     endpoint: SocketAddr,
     elapsed: Duration,
+    /// Its client span: ends when this is dropped, or with the response body of the answer.
+    span: Option<AttemptSpan>,
 }
 
 // === impl RequestBody ===
@@ -350,6 +354,7 @@ impl<'a> Attempts<'a> {
             in_flight,
             endpoint: picked.endpoint.address,
             elapsed,
+            span,
         }
     }
 
@@ -423,6 +428,7 @@ impl Tried {
             in_flight: self.in_flight,
             endpoint: self.endpoint,
             elapsed: self.elapsed,
+            span: self.span,
         })
     }
 }

@@ -219,7 +219,8 @@ fn service(
             // The access log entry ends with the response body (or with this future).
             // The exporter current when the request starts serves it to the end.
             let spans = info.spans.as_ref().and_then(|s| s.current());
-            let (access, spans) = (info.access_log.as_ref(), spans.as_ref());
+            let access = info.access_log.current();
+            let (access, spans) = (access.as_ref(), spans.as_ref());
             let mut log = (access.is_some() || spans.is_some()).then(|| {
                 let (m, u, h) = (req.method(), req.uri(), req.headers());
                 HttpEntry::begin(

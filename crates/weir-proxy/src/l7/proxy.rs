@@ -228,7 +228,7 @@ async fn forward(
         .get(target.cluster)
         .ok_or_else(|| Error::new(ErrorKind::Internal, "route names a missing cluster"))?;
     if let Some(log) = log.as_deref_mut() {
-        log.set_cluster(&cluster.name);
+        log.set_cluster(&cluster.name, cluster.lb_policy);
     }
     // The limit applies before any work is done for the request.
     let request_slot = cluster.breakers.request()?;
@@ -322,7 +322,8 @@ async fn forward(
         }
     }
     let answer = answer?;
-    let held = ExchangeGuards::new(answer.in_flight, request_slot);
+    // The answering attempt's client span ends with the response body.
+    let held = ExchangeGuards::new(answer.in_flight, request_slot).with_span(answer.span);
     let upstream = answer.upstream;
 
     let mut response = upstream.response;

@@ -1,12 +1,15 @@
 //! One CLIENT span per upstream attempt of a sampled request (retries and hedges included).
 //!
-//! The server span stands for the whole request as the client saw it; each attempt weir sends
-//! upstream is a child of it with its own span id, and that id is the parent id in the
-//! `traceparent` the endpoint receives, so an endpoint's own spans hang under the attempt that
-//! reached it (OpenTelemetry's HTTP client span conventions). An [`AttemptTracer`] exists only
-//! for a sampled request with an exporter, so an unsampled request allocates nothing here. The
-//! [`AttemptSpan`] guard submits its span when dropped: an attempt cut short (a hedge that lost
-//! the race, a client that went away) is still exported, as `cancelled`.
+//! The server span stands for the whole request as the client saw it, the route span (`route`)
+//! for the matched route's work; each attempt weir sends upstream is a child of the route span
+//! with its own span id, and that id is the parent id in the `traceparent` the endpoint
+//! receives, so an endpoint's own spans hang under the attempt that reached it (OpenTelemetry's
+//! HTTP client span conventions). An [`AttemptTracer`] exists only for a sampled request with an
+//! exporter, so an unsampled request allocates nothing here. The [`AttemptSpan`] guard submits
+//! its span when dropped: the attempt whose answer goes to the client hands its guard to the
+//! response body, so its span ends when that body ends (or is dropped), as the HTTP client
+//! conventions ask; an attempt cut short (a hedge that lost the race, a client that went away)
+//! is still exported, as `cancelled`.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -23,15 +26,18 @@ use crate::l7::trace;
 #[derive(Debug)]
 pub(crate) struct AttemptTracer {
     exporter: Arc<SpanExporter>,
-    /// The request's server span: the parent of every attempt.
+    /// The request's server span (its trace id is every attempt's).
     server: SpanIds,
+    /// The parent of every attempt: the request's route span.
+    parent: [u8; 8],
     cluster: Arc<str>,
 }
 
-/// One attempt's span while the attempt runs; exported when dropped.
+/// One attempt's span while the attempt runs (and, for the answer, while its response body
+/// streams); exported when dropped.
 #[derive(Debug)]
-pub(crate) struct AttemptSpan<'t> {
-    exporter: &'t SpanExporter,
+pub(crate) struct AttemptSpan {
+    exporter: Arc<SpanExporter>,
     span: Option<ClientSpan>,
     started: Instant,
 }
@@ -41,10 +47,10 @@ pub(crate) struct AttemptSpan<'t> {
 pub(crate) struct ClientSpan {
     pub(crate) trace_id: [u8; 16],
     pub(crate) span_id: [u8; 8],
-    /// The server span of the request.
+    /// The route span of the request.
     pub(crate) parent_id: [u8; 8],
     pub(crate) start: SystemTime,
-    /// From sending the attempt to its response headers (or its error).
+    /// From sending the attempt to the end of its response body (or its error, or its drop).
     pub(crate) duration: Duration,
     pub(crate) cluster: Arc<str>,
     pub(crate) endpoint: SocketAddr,
@@ -73,15 +79,18 @@ pub(crate) enum AttemptOutcome {
 
 impl AttemptTracer {
     /// A tracer for the attempts of a request whose server span is `server`, sent to
-    /// `cluster`; `None` unless the request is sampled.
+    /// `cluster`, each attempt a child of span `parent` (the route span); `None` unless the
+    /// request is sampled.
     pub(crate) fn new(
         exporter: &Arc<SpanExporter>,
         server: SpanIds,
+        parent: [u8; 8],
         cluster: &Arc<str>,
     ) -> Option<Self> {
         server.sampled.then(|| Self {
             exporter: Arc::clone(exporter),
             server,
+            parent,
             cluster: Arc::clone(cluster),
         })
     }
@@ -94,7 +103,7 @@ impl AttemptTracer {
         attempt: u32,
         endpoint: SocketAddr,
         hedge: bool,
-    ) -> AttemptSpan<'_> {
+    ) -> AttemptSpan {
         let span_id = trace::new_span_id();
         head.headers.insert(
             &trace::TRACEPARENT,
@@ -111,11 +120,11 @@ impl AttemptTracer {
                     .map(str::to_owned)
             });
         AttemptSpan {
-            exporter: &self.exporter,
+            exporter: Arc::clone(&self.exporter),
             span: Some(ClientSpan {
                 trace_id: self.server.trace_id,
                 span_id,
-                parent_id: self.server.span_id,
+                parent_id: self.parent,
                 start: SystemTime::now(),
                 duration: Duration::ZERO,
                 cluster: Arc::clone(&self.cluster),
@@ -133,22 +142,20 @@ impl AttemptTracer {
 
 // === impl AttemptSpan ===
 
-impl AttemptSpan<'_> {
-    /// Records how the attempt ended, now.
+impl AttemptSpan {
+    /// Records how the attempt's exchange went (its response headers or its error); the span
+    /// itself ends when this guard is dropped.
     pub(crate) fn finish(&mut self, outcome: AttemptOutcome) {
         if let Some(span) = &mut self.span {
             span.outcome = outcome;
-            span.duration = self.started.elapsed();
         }
     }
 }
 
-impl Drop for AttemptSpan<'_> {
+impl Drop for AttemptSpan {
     fn drop(&mut self) {
         if let Some(mut span) = self.span.take() {
-            if span.outcome == AttemptOutcome::Cancelled {
-                span.duration = self.started.elapsed();
-            }
+            span.duration = self.started.elapsed();
             self.exporter.submit(SpanRecord::Client(span));
         }
     }

@@ -8,7 +8,12 @@
 //! (the route's index), `weir.cluster`, `weir.endpoint` (the endpoint that answered) and
 //! `weir.attempts`. A 5xx answer, or none, sets the span status to error.
 //!
-//! Each upstream attempt becomes a client span (`kind` 3), child of the server span, named
+//! The matched route becomes an internal span (`kind` 1), child of the server span, named
+//! `route <listener>/<index>`, with `weir.listener`, `weir.route`, `weir.cluster`,
+//! `weir.lb_policy` (the balancing policy that picked the endpoints) and `weir.retries`; no
+//! answer or a 5xx one sets its status to error.
+//!
+//! Each upstream attempt becomes a client span (`kind` 3), child of the route span, named
 //! `upstream <cluster>`, with the OpenTelemetry HTTP client attributes `http.request.method`,
 //! `server.address` / `server.port` (the authority sent upstream), `network.peer.address` /
 //! `network.peer.port` (the endpoint), `http.response.status_code` or `error.type`, and
@@ -20,9 +25,11 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use serde_json::{Value, json};
 
-use super::SpanRecord;
 use super::client::{AttemptOutcome, ClientSpan};
+use super::{RouteSpan, SpanRecord};
 
+/// OTLP `SPAN_KIND_INTERNAL`.
+const KIND_INTERNAL: u8 = 1;
 /// OTLP `SPAN_KIND_SERVER`.
 const KIND_SERVER: u8 = 2;
 /// OTLP `SPAN_KIND_CLIENT`.
@@ -60,6 +67,7 @@ impl Encoder {
     fn span(&self, s: &SpanRecord) -> Value {
         match s {
             SpanRecord::Server { ids, http } => self.server_span(ids, http),
+            SpanRecord::Route(r) => route_span(r),
             SpanRecord::Client(c) => client_span(c),
         }
     }
@@ -118,6 +126,38 @@ impl Encoder {
         }
         span
     }
+}
+
+/// The internal span of a request's matched route.
+fn route_span(r: &RouteSpan) -> Value {
+    let start = nanos(r.start);
+    let end = start.saturating_add(u64::try_from(r.duration.as_nanos()).unwrap_or(u64::MAX));
+    let mut attributes = vec![
+        string("weir.listener", &r.listener),
+        int("weir.route", r.route as u64),
+        int("weir.retries", u64::from(r.retries)),
+    ];
+    if let Some(cluster) = &r.cluster {
+        attributes.push(string("weir.cluster", cluster));
+    }
+    if let Some(policy) = r.lb_policy {
+        attributes.push(string("weir.lb_policy", policy));
+    }
+    let mut span = json!({
+        "traceId": hex(&r.trace_id),
+        "spanId": hex(&r.span_id),
+        "parentSpanId": hex(&r.parent_id),
+        "name": format!("route {}/{}", r.listener, r.route),
+        "kind": KIND_INTERNAL,
+        "startTimeUnixNano": start.to_string(),
+        "endTimeUnixNano": end.to_string(),
+        "attributes": attributes,
+        "flags": 1,
+    });
+    if r.status == 0 || r.status >= 500 {
+        span["status"] = json!({ "code": STATUS_ERROR });
+    }
+    span
 }
 
 /// The client span of one upstream attempt.
@@ -277,6 +317,36 @@ mod tests {
         assert_eq!(attr("weir.cluster")["stringValue"], "c");
         assert_eq!(attr("weir.endpoint")["stringValue"], "127.0.0.1:9000");
         assert_eq!(attr("weir.attempts")["intValue"], "2");
+    }
+
+    #[test]
+    fn a_route_is_an_internal_span_under_the_server_span() {
+        let record = SpanRecord::Route(RouteSpan {
+            trace_id: [0x4b; 16],
+            span_id: [0x33; 8],
+            parent_id: [0x01; 8],
+            start: UNIX_EPOCH + Duration::from_secs(1_700_000_000),
+            duration: Duration::from_millis(5),
+            listener: Arc::from("front"),
+            route: 2,
+            cluster: Some(Arc::from("api")),
+            lb_policy: Some("maglev"),
+            retries: 1,
+            status: 200,
+        });
+        let encoder = Encoder::new("edge".into());
+        let v: Value = serde_json::from_slice(&encoder.encode(&[record])).unwrap();
+        let s = &v["resourceSpans"][0]["scopeSpans"][0]["spans"][0];
+        assert_eq!(s["kind"], 1);
+        assert_eq!(s["name"], "route front/2");
+        assert_eq!(s["spanId"], "33".repeat(8));
+        assert_eq!(s["parentSpanId"], "01".repeat(8));
+        assert_eq!(s["endTimeUnixNano"], "1700000000005000000");
+        assert!(s.get("status").is_none());
+        assert_eq!(attr(s, "weir.route")["intValue"], "2");
+        assert_eq!(attr(s, "weir.cluster")["stringValue"], "api");
+        assert_eq!(attr(s, "weir.lb_policy")["stringValue"], "maglev");
+        assert_eq!(attr(s, "weir.retries")["intValue"], "1");
     }
 
     fn client(outcome: AttemptOutcome, attempt: u32, authority: Option<&str>) -> Value {

@@ -1,10 +1,11 @@
-//! Span export over OTLP/HTTP (`tracing.otlp`): one server span per sampled request, and one
-//! client span per upstream attempt of it ([`client`]).
+//! Span export over OTLP/HTTP (`tracing.otlp`): one server span per sampled request, one
+//! internal span for its matched route ([`route`]), and one client span per upstream attempt,
+//! children of the route span ([`client`]).
 //!
 //! The data path does no encoding and no I/O: when a sampled request's response body ends, its
 //! [`HttpEntry`](crate::access_log::HttpEntry) hands a [`SpanRecord`] (the request's values and
-//! the ids weir propagated) to a bounded queue with `try_send` — as each attempt's
-//! [`client::AttemptSpan`] does when the attempt ends; a full queue drops the span and
+//! the ids weir propagated), after its route span, to a bounded queue with `try_send` — as each
+//! attempt's [`client::AttemptSpan`] does when the attempt ends; a full queue drops the span and
 //! counts it ([`SpanCounters::dropped`]). A background tokio task ([`export`]) gathers spans into
 //! batches of up to `batch_size` (or whatever arrived within `flush_interval`), encodes them as
 //! OTLP JSON ([`json`]) and POSTs them to the collector with hyper's client. A failed export is
@@ -19,6 +20,7 @@
 mod client;
 mod export;
 mod json;
+mod route;
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -30,7 +32,8 @@ use weir_config::{OtlpConfig, ValidatedConfig};
 
 use crate::access_log::HttpRecord;
 
-pub(crate) use client::{AttemptOutcome, AttemptTracer};
+pub(crate) use client::{AttemptOutcome, AttemptSpan, AttemptTracer};
+pub(crate) use route::{RouteSpan, RouteSpanStart};
 
 /// The proxy's span export: the exporter of the current `tracing.otlp` (if any), swapped by
 /// [`SpanExport::apply`] on reload, and the counters of every exporter it has run. Cheap to
@@ -86,6 +89,8 @@ pub(crate) struct SpanIds {
 pub(crate) enum SpanRecord {
     /// A sampled request: its values and the ids weir propagated.
     Server { ids: SpanIds, http: HttpRecord },
+    /// The matched route of a sampled request.
+    Route(RouteSpan),
     /// One upstream attempt of a sampled request.
     Client(client::ClientSpan),
 }

@@ -1,6 +1,6 @@
-//! The access log through the running proxy (issue #9): one JSON line per HTTP request and per
-//! TCP connection with the values the traffic produced; a stalled log makes lines drop, never
-//! requests wait; a reopen after a rename sends new lines to the new file.
+//! The access log through the running proxy (issue #9): one JSON line per HTTP request, per
+//! TCP connection and per UDP session with the values the traffic produced; a stalled log makes
+//! lines drop, never requests wait; a reopen after a rename sends new lines to the new file.
 #![allow(
     clippy::unwrap_used,
     clippy::expect_used,
@@ -17,7 +17,7 @@ use http_body_util::Full;
 use serde_json::Value;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use weir_e2e::{TestProxy, get, h1_client, h2_client, send};
-use weir_test_support::{MockHttp, MockTcp, wait_until};
+use weir_test_support::{MockHttp, MockTcp, MockUdp, wait_until};
 
 const SECS_10: Duration = Duration::from_secs(10);
 
@@ -224,6 +224,99 @@ clusters:
     assert_eq!(failed["endpoint"], Value::Null);
     assert_eq!(failed["end"], "connect_failed");
     assert_eq!(failed["bytes_in"], 0);
+}
+
+/// Sends `payload` on the connected `socket` and expects it back.
+async fn udp_echo(socket: &tokio::net::UdpSocket, payload: Vec<u8>) {
+    socket.send(&payload).await.unwrap();
+    let mut buf = vec![0u8; 2048];
+    let n = tokio::time::timeout(SECS_10, socket.recv(&mut buf))
+        .await
+        .expect("reply lost")
+        .unwrap();
+    assert_eq!(&buf[..n], &payload[..]);
+}
+
+/// A UDP session is one line when it ends, evicted from a full table or idle, with its
+/// endpoint, client, and datagrams and bytes both ways.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn udp_sessions_are_one_line_each_when_they_end() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("access.log");
+    let ep = MockUdp::echo("ep").await;
+    let yaml = format!(
+        "access_log: {{ path: {}, fields: [kind, listener, cluster, endpoint, client, bytes_in, bytes_out, datagrams_in, datagrams_out, duration_ms, end, method] }}
+listeners:
+  - name: dns
+    address: 127.0.0.1:0
+    protocol: udp
+    cluster: c
+    udp: {{ max_sessions: 1, idle_timeout: 500ms }}
+clusters:
+  - name: c
+    endpoints: [ {} ]
+",
+        path.display(),
+        ep.addr(),
+    );
+    let p = TestProxy::start(&yaml).await;
+    let first = tokio::net::UdpSocket::bind("127.0.0.1:0").await.unwrap();
+    first.connect(p.addr).await.unwrap();
+    for n in [100, 200, 300] {
+        udp_echo(&first, vec![1u8; n]).await;
+    }
+    // The table holds one session: the second client's evicts the first's.
+    let second = tokio::net::UdpSocket::bind("127.0.0.1:0").await.unwrap();
+    second.connect(p.addr).await.unwrap();
+    udp_echo(&second, vec![2u8; 50]).await;
+    written(&p, 1).await;
+    let evicted = &lines(&path)[0];
+    assert_eq!(evicted["kind"], "udp");
+    assert_eq!(evicted["listener"], "dns");
+    assert_eq!(evicted["cluster"], "c");
+    assert_eq!(evicted["endpoint"], ep.addr().to_string());
+    assert_eq!(evicted["client"], first.local_addr().unwrap().to_string());
+    assert_eq!(evicted["datagrams_in"], 3);
+    assert_eq!(evicted["datagrams_out"], 3);
+    assert_eq!(evicted["bytes_in"], 600);
+    assert_eq!(evicted["bytes_out"], 600);
+    assert_eq!(evicted["end"], "evicted");
+    assert!(evicted["duration_ms"].as_f64().unwrap() > 0.0);
+    assert!(
+        evicted.get("method").is_none(),
+        "not a UDP field: {evicted}"
+    );
+
+    // The second session ends idle after 500 ms without a datagram.
+    written(&p, 2).await;
+    let idle = &lines(&path)[1];
+    assert_eq!(idle["client"], second.local_addr().unwrap().to_string());
+    assert_eq!(
+        (idle["datagrams_in"].clone(), idle["datagrams_out"].clone()),
+        (1.into(), 1.into())
+    );
+    assert_eq!(
+        (idle["bytes_in"].clone(), idle["bytes_out"].clone()),
+        (50.into(), 50.into())
+    );
+    assert_eq!(idle["end"], "idle");
+    assert!(
+        idle["duration_ms"].as_f64().unwrap() >= 500.0,
+        "lived at least the idle timeout: {idle}"
+    );
+
+    // A session still open when weir shuts down is logged as ended by the shutdown.
+    let third = tokio::net::UdpSocket::bind("127.0.0.1:0").await.unwrap();
+    third.connect(p.addr).await.unwrap();
+    udp_echo(&third, vec![3u8; 10]).await;
+    let log = p.proxy().access_log().unwrap();
+    assert!(p.weir.shutdown(SECS_10).await);
+    assert!(wait_until(SECS_10, || log.written() >= 3).await);
+    log.flush().await.unwrap();
+    let shut = &lines(&path)[2];
+    assert_eq!(shut["client"], third.local_addr().unwrap().to_string());
+    assert_eq!(shut["datagrams_in"], 1);
+    assert_eq!(shut["end"], "shutdown");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -2,6 +2,7 @@
 //! against real peers on loopback. One binary links once, which keeps CI fast and small.
 
 mod access_log;
+mod admin_reload;
 mod affinity;
 mod balancing;
 mod circuit_breakers;
@@ -25,6 +26,7 @@ mod otlp_export;
 mod outlier;
 mod policies;
 mod rate_limit;
+mod ready;
 mod redis;
 mod reload;
 mod reload_live;

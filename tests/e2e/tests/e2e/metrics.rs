@@ -529,16 +529,17 @@ tracing:
     for _ in 0..2 {
         assert_eq!(get(&client, &p.url("/"), &[]).await.status, 200);
     }
-    // Two server spans and two client spans, each lost in its own failed export.
+    // Two server spans, two route spans and two client spans, each lost in its own failed
+    // export.
     let spans = p.proxy().span_export().counters();
-    assert!(wait_until(Duration::from_secs(10), || spans.failed_spans() == 4).await);
+    assert!(wait_until(Duration::from_secs(10), || spans.failed_spans() == 6).await);
     let text = scrape_text(admin).await;
     let s = parse(&text);
     assert_eq!(value(&s, "weir_access_log_dropped_total"), 0.0);
     assert_eq!(value(&s, "weir_otlp_spans_exported_total"), 0.0);
     assert_eq!(value(&s, "weir_otlp_spans_dropped_total"), 0.0);
-    assert_eq!(value(&s, "weir_otlp_spans_failed_total"), 4.0);
-    assert_eq!(value(&s, "weir_otlp_export_failures_total"), 4.0);
+    assert_eq!(value(&s, "weir_otlp_spans_failed_total"), 6.0);
+    assert_eq!(value(&s, "weir_otlp_export_failures_total"), 6.0);
     promtool_check(&text);
 
     // Without an access log or span export, the series are absent.

@@ -1,8 +1,9 @@
 //! OTLP span export (issue #9): an in-process collector (a hyper server decoding the OTLP JSON
-//! body) receives one server span per sampled request and one client span per upstream attempt,
-//! with the ids weir propagated (the endpoint's `/headers` shows the `traceparent` it got: its
-//! parent is the attempt's span) and the request's attributes. Sampling
-//! 0 exports nothing; a collector that is down costs no request, only counted failures.
+//! body) receives, per sampled request, a server span, an internal route span under it and one
+//! client span per upstream attempt under that, with the ids weir propagated (the endpoint's
+//! `/headers` shows the `traceparent` it got: its parent is the attempt's span) and the
+//! request's attributes. A client span lasts until its response body ends. Sampling 0 exports
+//! nothing; a collector that is down costs no request, only counted failures.
 #![allow(
     clippy::unwrap_used,
     clippy::expect_used,
@@ -168,12 +169,12 @@ async fn sampled_requests_are_exported_with_the_propagated_ids() {
     let r = get(&client, &p.url("/status/503"), &[("traceparent", INCOMING)]).await;
     assert_eq!(r.status, 503);
 
-    // Each request: its server span and the client span of its one upstream attempt.
-    assert!(wait_until(Duration::from_secs(10), || collector.len() >= 6).await);
+    // Each request: its server span, its route span and the client span of its one attempt.
+    assert!(wait_until(Duration::from_secs(10), || collector.len() >= 9).await);
     let spans = collector.spans();
-    assert_eq!(spans.len(), 6, "{spans:#?}");
+    assert_eq!(spans.len(), 9, "{spans:#?}");
     let exporter = p.proxy().span_export().counters();
-    assert!(wait_until(Duration::from_secs(5), || exporter.exported() == 6).await);
+    assert!(wait_until(Duration::from_secs(5), || exporter.exported() == 9).await);
     assert_eq!((exporter.dropped(), exporter.failed_exports()), (0, 0));
     assert!(
         collector
@@ -184,7 +185,8 @@ async fn sampled_requests_are_exported_with_the_propagated_ids() {
             .all(|c| c == "application/json")
     );
 
-    // The endpoint's parent is the attempt's client span, whose parent is weir's server span.
+    // The endpoint's parent is the attempt's client span, whose parent is the route span,
+    // whose parent is weir's server span.
     let attempt = span_with_id(&spans, &continued_span);
     assert_eq!(attempt["kind"], 3);
     assert_eq!(attempt["name"], "upstream c");
@@ -194,7 +196,21 @@ async fn sampled_requests_are_exported_with_the_propagated_ids() {
         attr(attempt, "http.response.status_code")["intValue"],
         "200"
     );
-    let s = span_with_id(&spans, attempt["parentSpanId"].as_str().unwrap());
+    let route = span_with_id(&spans, attempt["parentSpanId"].as_str().unwrap());
+    assert_eq!(route["kind"], 1, "internal: {route}");
+    assert_eq!(route["name"], "route front/0");
+    assert_eq!(route["traceId"], TRACE_ID);
+    assert_eq!(attr(route, "weir.route")["intValue"], "0");
+    assert_eq!(attr(route, "weir.cluster")["stringValue"], "c");
+    assert_eq!(attr(route, "weir.lb_policy")["stringValue"], "round_robin");
+    assert_eq!(attr(route, "weir.retries")["intValue"], "0");
+    let nanos = |s: &Value, key: &str| -> u64 { s[key].as_str().unwrap().parse().unwrap() };
+    let s = span_with_id(&spans, route["parentSpanId"].as_str().unwrap());
+    // Nested in time: server ⊇ route ⊇ attempt.
+    assert!(nanos(s, "startTimeUnixNano") <= nanos(route, "startTimeUnixNano"));
+    assert!(nanos(route, "startTimeUnixNano") <= nanos(attempt, "startTimeUnixNano"));
+    assert!(nanos(attempt, "endTimeUnixNano") <= nanos(route, "endTimeUnixNano"));
+    assert!(nanos(route, "endTimeUnixNano") <= nanos(s, "endTimeUnixNano"));
     assert_eq!(s["traceId"], TRACE_ID);
     assert_eq!(s["parentSpanId"], PARENT_ID);
     assert_eq!(s["name"], "HTTP GET");
@@ -223,7 +239,9 @@ async fn sampled_requests_are_exported_with_the_propagated_ids() {
     assert!(s.get("status").is_none(), "unset for a 200");
 
     let attempt = span_with_id(&spans, &started_span);
-    let s = span_with_id(&spans, attempt["parentSpanId"].as_str().unwrap());
+    let route = span_with_id(&spans, attempt["parentSpanId"].as_str().unwrap());
+    let s = span_with_id(&spans, route["parentSpanId"].as_str().unwrap());
+    assert_eq!(s["kind"], 2);
     assert_eq!(s["traceId"], started_trace.as_str());
     assert!(s.get("parentSpanId").is_none(), "a root span: {s}");
 
@@ -234,6 +252,11 @@ async fn sampled_requests_are_exported_with_the_propagated_ids() {
     assert_eq!(failed.len(), 1);
     assert_eq!(failed[0]["traceId"], TRACE_ID);
     assert_eq!(failed[0]["status"]["code"], 2, "5xx is an error");
+    let failed_route = spans
+        .iter()
+        .find(|r| r["kind"] == 1 && r["parentSpanId"] == failed[0]["spanId"])
+        .unwrap();
+    assert_eq!(failed_route["status"]["code"], 2, "its route span too");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -248,13 +271,13 @@ async fn unsampled_requests_are_not_exported() {
         let r = get(&client, &p.url("/"), &[("traceparent", &unsampled)]).await;
         assert_eq!(r.status, 200);
     }
-    // The caller's sampled flag stands: this one is exported (its server span and its
-    // attempt's client span), and nothing else was.
+    // The caller's sampled flag stands: this one is exported (its server span, its route
+    // span and its attempt's client span), and nothing else was.
     get(&client, &p.url("/last"), &[("traceparent", INCOMING)]).await;
-    assert!(wait_until(Duration::from_secs(10), || collector.len() >= 2).await);
+    assert!(wait_until(Duration::from_secs(10), || collector.len() >= 3).await);
     tokio::time::sleep(Duration::from_millis(300)).await;
     let spans = collector.spans();
-    assert_eq!(spans.len(), 2, "{spans:#?}");
+    assert_eq!(spans.len(), 3, "{spans:#?}");
     let server: Vec<&Value> = spans.iter().filter(|s| s["kind"] == 2).collect();
     assert_eq!(server.len(), 1, "{spans:#?}");
     assert_eq!(attr(server[0], "url.path")["stringValue"], "/last");
@@ -274,15 +297,16 @@ async fn a_collector_that_is_down_costs_no_request() {
         assert_eq!(get(&client, &p.url("/"), &[]).await.status, 200);
     }
     let exporter = p.proxy().span_export().counters();
-    // Six server spans and six client spans.
-    assert!(wait_until(Duration::from_secs(10), || exporter.failed_spans() == 12).await);
+    // Six server spans, six route spans and six client spans.
+    assert!(wait_until(Duration::from_secs(10), || exporter.failed_spans() == 18).await);
     assert!(exporter.failed_exports() >= 6, "batches of 2");
     assert_eq!(exporter.exported(), 0);
 }
 
-/// A request retried once (the first endpoint answers 503) is one server span and two client
-/// spans, children of it, one per attempt with its endpoint; each endpoint received a
-/// `traceparent` whose parent id is its own attempt's span id.
+/// A request retried once (the first endpoint answers 503) is one server span, one route span
+/// under it (`weir.retries` 1) and two client spans under that, one per attempt with its
+/// endpoint; each endpoint received a `traceparent` whose parent id is its own attempt's span
+/// id.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn each_upstream_attempt_is_a_client_span() {
     let collector = Collector::start().await;
@@ -311,7 +335,8 @@ async fn each_upstream_attempt_is_a_client_span() {
         assert_eq!(get(&client, &p.url("/"), &[]).await.status, 200);
     }
     assert!(wait_until(Duration::from_secs(10), || good.requests() == 2).await);
-    let total = 2 + 2 + bad.requests() as usize;
+    // Two server spans, two route spans, one client span per attempt.
+    let total = 2 + 2 + 2 + bad.requests() as usize;
     assert!(wait_until(Duration::from_secs(10), || collector.len() >= total).await);
     let spans = collector.spans();
     assert_eq!(spans.len(), total, "{spans:#?}");
@@ -334,15 +359,21 @@ async fn each_upstream_attempt_is_a_client_span() {
     assert_eq!(attempts.len(), 2, "{spans:#?}");
     assert_eq!(
         spans.iter().filter(|s| s["traceId"] == trace).count(),
-        3,
-        "1 server + 2 client spans"
+        4,
+        "1 server + 1 route + 2 client spans"
     );
+    let route = spans
+        .iter()
+        .find(|s| s["traceId"] == trace && s["kind"] == 1)
+        .unwrap();
+    assert_eq!(route["parentSpanId"], retried["spanId"]);
+    assert_eq!(attr(route, "weir.retries")["intValue"], "1");
     let parent_seen = |tp: &String| tp.split('-').nth(2).unwrap().to_owned();
     for (attempt, (number, endpoint, status)) in attempts
         .iter()
         .zip([("1", &bad, "503"), ("2", &good, "200")])
     {
-        assert_eq!(attempt["parentSpanId"], retried["spanId"], "{attempt}");
+        assert_eq!(attempt["parentSpanId"], route["spanId"], "{attempt}");
         assert_eq!(attempt["name"], "upstream c");
         assert_eq!(attr(attempt, "weir.attempt")["intValue"], number);
         assert_eq!(
@@ -395,7 +426,7 @@ async fn each_upstream_attempt_is_a_client_span() {
         attr(attempts[1], "http.request.resend_count")["intValue"],
         "1"
     );
-    // Every traceparent any endpoint saw names a client span, never the server span.
+    // Every traceparent any endpoint saw names a client span, never the server or route span.
     let client_ids: Vec<&str> = spans
         .iter()
         .filter(|s| s["kind"] == 3)
@@ -419,14 +450,15 @@ async fn a_reload_switches_the_exporter() {
     let url = p.url("/");
 
     assert_eq!(get(&client, &url, &[]).await.status, 200);
-    assert!(wait_until(Duration::from_secs(10), || first.len() == 2).await);
+    // Server, route and client span.
+    assert!(wait_until(Duration::from_secs(10), || first.len() == 3).await);
 
     p.weir
         .reload(&load(&config("1.0", second.addr, mock.addr())))
         .unwrap();
     assert_eq!(get(&client, &url, &[]).await.status, 200);
-    assert!(wait_until(Duration::from_secs(10), || second.len() == 2).await);
-    assert_eq!(first.len(), 2, "the old exporter got nothing new");
+    assert!(wait_until(Duration::from_secs(10), || second.len() == 3).await);
+    assert_eq!(first.len(), 3, "the old exporter got nothing new");
 
     // Export off: propagation stays (sampling), nothing is exported.
     let off = format!(
@@ -440,14 +472,42 @@ async fn a_reload_switches_the_exporter() {
     assert!(!p.proxy().span_export().is_enabled());
     assert_eq!(get(&client, &url, &[]).await.status, 200);
     tokio::time::sleep(Duration::from_millis(300)).await;
-    assert_eq!(second.len(), 2);
+    assert_eq!(second.len(), 3);
 
     // And on again.
     p.weir
         .reload(&load(&config("1.0", second.addr, mock.addr())))
         .unwrap();
     assert_eq!(get(&client, &url, &[]).await.status, 200);
-    assert!(wait_until(Duration::from_secs(10), || second.len() == 4).await);
+    assert!(wait_until(Duration::from_secs(10), || second.len() == 6).await);
     let counters = p.proxy().span_export().counters();
-    assert!(wait_until(Duration::from_secs(5), || counters.exported() == 6).await);
+    assert!(wait_until(Duration::from_secs(5), || counters.exported() == 9).await);
+}
+
+/// A client span lasts until its response body ends, not just to the response headers: a body
+/// the endpoint drips over 600 ms makes an attempt span at least that long, and the route span
+/// covers it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_span_ends_with_the_response_body() {
+    let collector = Collector::start().await;
+    let mock = MockHttp::start("m").await;
+    let p = TestProxy::start(&config("1.0", collector.addr, mock.addr())).await;
+    let client = h1_client();
+    // Seven chunks, 100 ms apart: the body takes at least 600 ms after the headers.
+    let r = get(&client, &p.url("/drip/7/100"), &[]).await;
+    assert_eq!(r.status, 200);
+    assert_eq!(r.body.len(), 7 * weir_test_support::DRIP_CHUNK);
+    assert!(wait_until(Duration::from_secs(10), || collector.len() >= 3).await);
+    let spans = collector.spans();
+    let nanos = |s: &Value, key: &str| -> u64 { s[key].as_str().unwrap().parse().unwrap() };
+    let duration = |s: &Value| nanos(s, "endTimeUnixNano") - nanos(s, "startTimeUnixNano");
+    let attempt = spans.iter().find(|s| s["kind"] == 3).unwrap();
+    let route = spans.iter().find(|s| s["kind"] == 1).unwrap();
+    assert!(
+        duration(attempt) >= 600_000_000,
+        "the attempt span lasted {} ns",
+        duration(attempt)
+    );
+    assert_eq!(attempt["parentSpanId"], route["spanId"]);
+    assert!(nanos(attempt, "endTimeUnixNano") <= nanos(route, "endTimeUnixNano"));
 }

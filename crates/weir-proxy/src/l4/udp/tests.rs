@@ -41,7 +41,7 @@ clusters:
             hard_stop: shutdown.clone(),
             tasks: tasks.clone(),
             counters: Default::default(),
-            access_log: None,
+            access_log: crate::AccessLogs::default(),
             spans: None,
         };
         tasks.spawn(serve(socket, ctx));
