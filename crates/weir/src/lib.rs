@@ -262,6 +262,12 @@ impl Weir {
         self.admin.as_ref().map(AdminServer::local_addr)
     }
 
+    /// How long [`Weir::shutdown`] should let in-flight work finish: the running config's
+    /// `shutdown.drain_timeout` (a reload may have changed it), 30 s by default.
+    pub fn drain_timeout(&self) -> Duration {
+        self.control.lock().base.config().drain_timeout()
+    }
+
     /// Endpoints whose health checks are running.
     pub fn checked_endpoints(&self) -> usize {
         self.control.lock().checker.len()
@@ -303,7 +309,9 @@ impl Control {
             anyhow::bail!("weir was not started from a config file");
         };
         let result = match weir_config::load_file(path) {
-            Ok(config) => self.apply(&config),
+            // What fails after the file loaded (compiling, binding a new listener) is named
+            // after the file as `weir check` names it, so both print the same message.
+            Ok(config) => self.apply(&config).map_err(|e| in_file(path, e)),
             Err(e) => {
                 self.rejected.fetch_add(1, Ordering::Relaxed);
                 Err(e.into())
@@ -468,6 +476,21 @@ impl Reloader for Control {
             self.rejected.load(Ordering::Relaxed),
         )
     }
+}
+
+/// Loads `path` and compiles it as `weir run` would, without binding anything: what `weir
+/// check` runs. A compile error (a certificate that does not load, …) is named after the file
+/// exactly as a rejected reload of the same file names it.
+pub fn check_file(path: &Path) -> anyhow::Result<ValidatedConfig> {
+    let config = weir_config::load_file(path)?;
+    Snapshot::compile(&config, None).map_err(|e| in_file(path, e.into()))?;
+    Ok(config)
+}
+
+/// `error`, found after `path` loaded and validated, prefixed with the file's name (validation
+/// errors carry it already).
+fn in_file(path: &Path, error: anyhow::Error) -> anyhow::Error {
+    error.context(path.display().to_string())
 }
 
 /// Whether the inherited `socket` is bound where the config says (any port for port 0).

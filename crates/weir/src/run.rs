@@ -6,15 +6,10 @@ use std::time::Duration;
 use anyhow::Context;
 use weir::upgrade::{self, UpgradeSocket};
 use weir::{Inherited, Weir};
-use weir_proxy::Snapshot;
-
-/// How long in-flight requests may take to finish after a shutdown signal.
-const SHUTDOWN_GRACE: Duration = Duration::from_secs(30);
 
 /// Validates `path` as `weir run` would, without binding anything.
 pub(crate) fn check(path: &Path) -> anyhow::Result<()> {
-    let config = weir_config::load_file(path)?;
-    Snapshot::compile(&config, None).with_context(|| format!("{}", path.display()))?;
+    let config = weir::check_file(path)?;
     let c = config.config();
     let routes: usize = c.listeners.iter().map(|l| l.routes.len()).sum();
     println!(
@@ -36,10 +31,14 @@ pub(crate) struct RunOptions {
     pub(crate) upgrade_socket: Option<PathBuf>,
     /// Take over from the weir waiting on this Unix socket.
     pub(crate) takeover: Option<PathBuf>,
+    /// How long in-flight work may take to finish when stopping (`--drain-timeout`); the
+    /// running config's `shutdown.drain_timeout` when `None`.
+    pub(crate) drain_timeout: Option<Duration>,
 }
 
 /// Serves `path` until SIGINT or SIGTERM, or until a new weir took over (`upgrade_socket`),
-/// then drains. `SIGHUP`, `POST /reload` on the admin API and (with `watch`) a change of the
+/// then drains for up to the drain timeout (`--drain-timeout`, else the running config's
+/// `shutdown.drain_timeout`, 30 s by default). `SIGHUP`, `POST /reload` on the admin API and (with `watch`) a change of the
 /// file reload it; a config that fails to load, validate or compile is logged with the same
 /// precise error as `weir check` and the old one keeps serving. `SIGUSR1` reopens the access
 /// log file (logrotate's `postrotate`). With `takeover`, the listening sockets come from the
@@ -114,9 +113,16 @@ pub(crate) async fn run(path: &Path, options: RunOptions) -> anyhow::Result<()> 
             }
         }
     }
-    tracing::info!("shutting down: draining in-flight requests");
-    if !weir.shutdown(SHUTDOWN_GRACE).await {
-        tracing::warn!(grace = ?SHUTDOWN_GRACE, "some connections were still open after the grace period");
+    // Read now: a reload may have changed it since the start.
+    let grace = options
+        .drain_timeout
+        .unwrap_or_else(|| weir.drain_timeout());
+    tracing::info!(?grace, "shutting down: draining in-flight requests");
+    if !weir.shutdown(grace).await {
+        tracing::warn!(
+            ?grace,
+            "some connections were still open after the drain timeout; closed them"
+        );
     }
     Ok(())
 }
