@@ -23,7 +23,9 @@ use weir_config::{DiscoveryConfig, EndpointConfig, ValidatedConfig};
 use weir_core::SystemClock;
 use weir_discovery::{Discovery, DiscoveryTarget, Source};
 use weir_probe::{CheckTarget, HealthChecker, ProbeTls};
-use weir_proxy::{ListenSocket, Listeners, Proxy, Snapshot, SnapshotHandle, SpanExport};
+use weir_proxy::{
+    CompileError, ListenSocket, Listeners, Proxy, ProxyError, Snapshot, SnapshotHandle, SpanExport,
+};
 
 mod kernel;
 pub mod upgrade;
@@ -121,7 +123,10 @@ impl Weir {
     /// closed in this process.
     pub async fn start_file_with(path: &Path, inherited: Inherited) -> anyhow::Result<Self> {
         let config = weir_config::load_file(path)?;
-        Self::start_with_source(&config, Some(path.to_path_buf()), inherited).await
+        // Errors past validation are told as `weir check` and a rejected reload tell them.
+        Self::start_with_source(&config, Some(path.to_path_buf()), inherited)
+            .await
+            .map_err(|e| in_file(path, &config, e))
     }
 
     async fn start_with_source(
@@ -311,7 +316,7 @@ impl Control {
         let result = match weir_config::load_file(path) {
             // What fails after the file loaded (compiling, binding a new listener) is named
             // after the file as `weir check` names it, so both print the same message.
-            Ok(config) => self.apply(&config).map_err(|e| in_file(path, e)),
+            Ok(config) => self.apply(&config).map_err(|e| in_file(path, &config, e)),
             Err(e) => {
                 self.rejected.fetch_add(1, Ordering::Relaxed);
                 Err(e.into())
@@ -483,14 +488,39 @@ impl Reloader for Control {
 /// exactly as a rejected reload of the same file names it.
 pub fn check_file(path: &Path) -> anyhow::Result<ValidatedConfig> {
     let config = weir_config::load_file(path)?;
-    Snapshot::compile(&config, None).map_err(|e| in_file(path, e.into()))?;
+    Snapshot::compile(&config, None).map_err(|e| in_file(path, &config, e.into()))?;
     Ok(config)
 }
 
-/// `error`, found after `path` loaded and validated, prefixed with the file's name (validation
-/// errors carry it already).
-fn in_file(path: &Path, error: anyhow::Error) -> anyhow::Error {
-    error.context(path.display().to_string())
+/// `error`, found after `config` loaded from `path` and validated, told the way a validation
+/// error is: the file, the YAML path and its line for a compile error and for a listener that
+/// cannot bind; anything else prefixed with the file.
+fn in_file(path: &Path, config: &ValidatedConfig, error: anyhow::Error) -> anyhow::Error {
+    let compile = |e: &CompileError| config.error_at(&e.path, e.reason.clone(), None);
+    let located = match error.downcast_ref::<ProxyError>() {
+        Some(ProxyError::Compile(e)) => Some(compile(e)),
+        Some(ProxyError::Bind {
+            name,
+            address,
+            source,
+        }) => config
+            .config()
+            .listeners
+            .iter()
+            .position(|l| l.name == *name)
+            .map(|i| {
+                config.error_at(
+                    &format!("listeners[{i}].address"),
+                    format!("listener {name}: cannot bind {address}: {source}"),
+                    Some("free the address or give the listener another one".into()),
+                )
+            }),
+        _ => error.downcast_ref::<CompileError>().map(compile),
+    };
+    match located {
+        Some(e) => e.into(),
+        None => error.context(path.display().to_string()),
+    }
 }
 
 /// Whether the inherited `socket` is bound where the config says (any port for port 0).

@@ -557,16 +557,23 @@ listeners:
     });
 
     let missing = dir.path().join("missing.pem");
+    // (the file, where the error is)
     let cases = [
         // Compile stage: validation passes, loading the certificate fails.
-        listener(&format!(
-            "    tls: {{ certificates: [ {{ cert: \"{0}\", key: \"{0}\" }} ] }}\n",
-            missing.display()
-        )),
+        (
+            listener(&format!(
+                "    tls: {{ certificates: [ {{ cert: \"{0}\", key: \"{0}\" }} ] }}\n",
+                missing.display()
+            )),
+            "listeners[0].tls.certificates[0].cert (line 6): ",
+        ),
         // Validation stage.
-        listener("    protocol: htp\n"),
+        (
+            listener("    protocol: htp\n"),
+            "listeners[0].protocol (line 6): ",
+        ),
     ];
-    for yaml in &cases {
+    for (yaml, place) in &cases {
         std::fs::write(&path, yaml).unwrap();
         let out = weir(&["check", "-c", path.to_str().unwrap()]);
         assert!(!out.status.success());
@@ -577,8 +584,8 @@ listeners:
             .expect("weir check prints `error: <message>`")
             .to_owned();
         assert!(
-            checked.starts_with(&format!("{}", path.display())),
-            "{checked}"
+            checked.starts_with(&format!("{}: {place}", path.display())),
+            "want the file, path and line {place:?}: {checked}"
         );
 
         let out = Command::new("curl")

@@ -28,6 +28,7 @@ mod rate_limit;
 mod redis;
 mod reload;
 mod reload_live;
+mod reload_state;
 mod request_hygiene;
 mod retries;
 mod routing;
