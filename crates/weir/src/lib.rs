@@ -32,7 +32,8 @@ pub mod upgrade;
 mod watch;
 
 /// How long the connections of a listener that a reload removed may take to finish their
-/// requests before they are closed (the same as `weir run`'s shutdown grace).
+/// requests before they are closed (the default of `shutdown.drain_timeout`, which bounds the
+/// drain when weir stops).
 pub const LISTENER_DRAIN_GRACE: Duration = Duration::from_secs(30);
 
 /// A running weir instance.
@@ -123,7 +124,7 @@ impl Weir {
     /// closed in this process.
     pub async fn start_file_with(path: &Path, inherited: Inherited) -> anyhow::Result<Self> {
         let config = weir_config::load_file(path)?;
-        // Errors past validation are told as `weir check` and a rejected reload tell them.
+        // An error found past validation reads as `weir check` and a rejected reload word it.
         Self::start_with_source(&config, Some(path.to_path_buf()), inherited)
             .await
             .map_err(|e| in_file(path, &config, e))

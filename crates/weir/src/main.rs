@@ -27,7 +27,7 @@ static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
         weir check -c weir.yaml        validate a config file (exit 0 when valid)\n  \
         weir run -c weir.yaml          serve traffic as the config says\n  \
         weir run -c weir.yaml --watch  ... and reload when the file changes\n  \
-        weir run -c weir.yaml --drain-timeout 10s   ... and let requests finish for 10 s on SIGTERM\n  \
+        weir run -c weir.yaml --drain-timeout 10s   ... and drain at most 10 s on SIGTERM\n  \
         weir run -c weir.yaml --upgrade-socket /run/weir.sock   ... and accept binary upgrades\n  \
         weir run -c weir.yaml --upgrade-socket /run/weir.sock --takeover /run/weir.sock\n  \
         \x20                              a new binary takes over from the running one\n  \

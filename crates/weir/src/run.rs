@@ -38,11 +38,11 @@ pub(crate) struct RunOptions {
 
 /// Serves `path` until SIGINT or SIGTERM, or until a new weir took over (`upgrade_socket`),
 /// then drains for up to the drain timeout (`--drain-timeout`, else the running config's
-/// `shutdown.drain_timeout`, 30 s by default). `SIGHUP`, `POST /reload` on the admin API and (with `watch`) a change of the
-/// file reload it; a config that fails to load, validate or compile is logged with the same
-/// precise error as `weir check` and the old one keeps serving. `SIGUSR1` reopens the access
-/// log file (logrotate's `postrotate`). With `takeover`, the listening sockets come from the
-/// running weir, which drains once this one serves.
+/// `shutdown.drain_timeout`, 30 s by default). `SIGHUP`, `POST /reload` on the admin API and
+/// (with `watch`) a change of the file reload it; a config that fails to load, validate or
+/// compile is logged with the same precise error as `weir check` and the old one keeps
+/// serving. `SIGUSR1` reopens the access log file (logrotate's `postrotate`). With `takeover`,
+/// the listening sockets come from the running weir, which drains once this one serves.
 pub(crate) async fn run(path: &Path, options: RunOptions) -> anyhow::Result<()> {
     let (inherited, handover) = match &options.takeover {
         Some(from) => {
