@@ -73,7 +73,9 @@ pub(crate) async fn run(path: &Path, options: RunOptions) -> anyhow::Result<()> 
             tracing::error!("{e:#}; upgrades wait on {} instead", u.path().display());
         }
     }
-    // Installed before the addresses are printed, so a SIGHUP sent after seeing them reloads.
+    // Installed before the addresses are printed, so a SIGHUP sent after seeing them reloads
+    // and a SIGTERM drains (rather than killing the process outright).
+    let stop = stop_signals()?;
     let mut hangup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())
         .context("installing the SIGHUP handler")?;
     let mut usr1 = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::user_defined1())
@@ -90,7 +92,6 @@ pub(crate) async fn run(path: &Path, options: RunOptions) -> anyhow::Result<()> 
     if let Some(interval) = options.watch {
         weir.watch(interval);
     }
-    let stop = wait_for_signal();
     tokio::pin!(stop);
     {
         let handed_over = async {
@@ -102,7 +103,7 @@ pub(crate) async fn run(path: &Path, options: RunOptions) -> anyhow::Result<()> 
         tokio::pin!(handed_over);
         loop {
             tokio::select! {
-                r = &mut stop => { r?; break; }
+                () = &mut stop => break,
                 r = &mut handed_over => { r?; break; }
                 // Outcomes are logged and counted by the reload itself.
                 _ = hangup.recv() => { let _ = weir.reload_file(); }
@@ -127,13 +128,16 @@ pub(crate) async fn run(path: &Path, options: RunOptions) -> anyhow::Result<()> 
     Ok(())
 }
 
-/// Resolves on SIGINT (Ctrl-C) or SIGTERM.
-pub(crate) async fn wait_for_signal() -> anyhow::Result<()> {
-    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
-        .context("installing the SIGTERM handler")?;
-    tokio::select! {
-        r = tokio::signal::ctrl_c() => r.context("waiting for Ctrl-C")?,
-        _ = term.recv() => {}
-    }
-    Ok(())
+/// Installs the SIGINT (Ctrl-C) and SIGTERM handlers now — from here on either signal stops
+/// weir gracefully instead of killing it — and returns what resolves when one arrives.
+pub(crate) fn stop_signals() -> anyhow::Result<impl std::future::Future<Output = ()>> {
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut int = signal(SignalKind::interrupt()).context("installing the SIGINT handler")?;
+    let mut term = signal(SignalKind::terminate()).context("installing the SIGTERM handler")?;
+    Ok(async move {
+        tokio::select! {
+            _ = int.recv() => {}
+            _ = term.recv() => {}
+        }
+    })
 }
