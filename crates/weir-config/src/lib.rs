@@ -31,6 +31,7 @@ mod rate_limit;
 mod retry;
 mod route;
 mod ser;
+mod shutdown;
 mod tls;
 mod traffic;
 mod validate;
@@ -82,6 +83,7 @@ pub use route::{
     DirectResponseConfig, HeaderRulesConfig, RedirectConfig, RouteConfig, RouteMatchConfig,
     StringMatchConfig, StringMatchRuleConfig, WeightedClusterConfig,
 };
+pub use shutdown::{DEFAULT_DRAIN_TIMEOUT, ShutdownConfig};
 pub use tls::{
     CertificateConfig, ClientAuthConfig, ClientCertConfig, ListenerTlsConfig, TlsVersion,
     UpstreamTlsConfig,
@@ -120,4 +122,19 @@ pub struct Config {
     /// W3C trace context propagation; absent means trace headers pass through untouched.
     #[serde(default)]
     pub tracing: Option<TracingConfig>,
+    /// How a stopping weir drains; absent means the defaults (`drain_timeout: 30s`).
+    #[serde(default)]
+    pub shutdown: Option<ShutdownConfig>,
+}
+
+// === impl Config ===
+
+impl Config {
+    /// How long in-flight work may take to finish when weir stops: `shutdown.drain_timeout`,
+    /// else [`DEFAULT_DRAIN_TIMEOUT`].
+    pub fn drain_timeout(&self) -> std::time::Duration {
+        self.shutdown
+            .as_ref()
+            .map_or(DEFAULT_DRAIN_TIMEOUT, |s| s.drain_timeout.get())
+    }
 }

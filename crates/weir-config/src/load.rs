@@ -5,21 +5,46 @@
 
 use std::io;
 use std::path::Path;
+use std::sync::Arc;
 
 use crate::path::{Segment, YamlPath};
 use crate::yaml::Node;
 use crate::{Config, ConfigError, ConfigErrors, EndpointConfig, EndpointsFile, validate};
 
 /// A [`Config`] that passed every check.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone)]
 pub struct ValidatedConfig {
     config: Config,
     source_name: String,
+    /// The positioned YAML the config was read from (none when built in code): locates what a
+    /// later stage (compiling, binding) finds wrong.
+    tree: Option<Arc<Node>>,
 }
 
 // === impl ValidatedConfig ===
 
+impl PartialEq for ValidatedConfig {
+    /// The same settings from the same source; how the YAML was laid out does not count.
+    fn eq(&self, other: &Self) -> bool {
+        self.config == other.config && self.source_name == other.source_name
+    }
+}
+
 impl ValidatedConfig {
+    /// An error about the value at `path` (`listeners[1].address`), found after validation —
+    /// while compiling or binding — in the form of a validation error: the source, the path,
+    /// its line when the config came from YAML, the message and the hint.
+    pub fn error_at(
+        &self,
+        path: &str,
+        message: impl Into<String>,
+        hint: Option<String>,
+    ) -> ConfigError {
+        let path = YamlPath::parse(path);
+        let line = self.tree.as_ref().map(|tree| tree.line_of(&path));
+        ConfigError::new(&self.source_name, &path, line, message, hint)
+    }
+
     /// The checked configuration.
     pub fn config(&self) -> &Config {
         &self.config
@@ -60,7 +85,7 @@ pub fn load_file_all(path: &Path) -> Result<ValidatedConfig, ConfigErrors> {
 pub fn load_str_all(text: &str, file_name: &str) -> Result<ValidatedConfig, ConfigErrors> {
     let tree = Node::parse(text, file_name)?;
     let config = deserialize(&tree, file_name)?;
-    finish(config, Some(&tree), file_name)
+    finish(config, Some(Arc::new(tree)), file_name)
 }
 
 /// Parses and checks an endpoints file (file discovery): YAML or JSON holding
@@ -85,14 +110,15 @@ pub fn validate_config(config: Config, source_name: &str) -> Result<ValidatedCon
 
 fn finish(
     config: Config,
-    tree: Option<&Node>,
+    tree: Option<Arc<Node>>,
     source_name: &str,
 ) -> Result<ValidatedConfig, ConfigErrors> {
-    match ConfigErrors::from_vec(validate::check(&config, tree, source_name)) {
+    match ConfigErrors::from_vec(validate::check(&config, tree.as_deref(), source_name)) {
         Some(errors) => Err(errors),
         None => Ok(ValidatedConfig {
             config,
             source_name: source_name.to_owned(),
+            tree,
         }),
     }
 }

@@ -49,6 +49,25 @@ impl YamlPath {
     pub(crate) fn segments(&self) -> &[Segment] {
         &self.0
     }
+
+    /// Reads a path back from its rendering (`listeners[0].routes[2].cluster`); a part that is
+    /// not a key or an index ends the path there.
+    pub(crate) fn parse(text: &str) -> Self {
+        let mut segments = Vec::new();
+        for part in text.split('.') {
+            let mut pieces = part.split('[');
+            if let Some(key) = pieces.next().filter(|k| !k.is_empty()) {
+                segments.push(Segment::Key(key.to_owned()));
+            }
+            for index in pieces {
+                match index.strip_suffix(']').and_then(|i| i.parse().ok()) {
+                    Some(i) => segments.push(Segment::Index(i)),
+                    None => return Self(segments),
+                }
+            }
+        }
+        Self(segments)
+    }
 }
 
 impl fmt::Display for YamlPath {
@@ -78,5 +97,13 @@ mod tests {
             .key("cluster");
         assert_eq!(path.to_string(), "listeners[0].routes[2].cluster");
         assert_eq!(YamlPath::root().to_string(), "");
+    }
+
+    #[test]
+    fn parses_back_what_it_renders() {
+        for text in ["listeners[0].routes[2].cluster", "a[1][2].b", "admin", ""] {
+            assert_eq!(YamlPath::parse(text).to_string(), text);
+        }
+        assert_eq!(YamlPath::parse("a[x].b").to_string(), "a");
     }
 }

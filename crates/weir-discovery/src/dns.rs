@@ -1,8 +1,10 @@
-//! DNS discovery: resolve, report a changed set, sleep for the TTL, repeat.
+//! DNS discovery: resolve, report a changed set, wait until the answer expires, repeat.
 //!
 //! hickory's cache is turned off so that every re-resolution asks the name server: weir
-//! schedules the next question itself from the answer's TTL, bounded by `min_ttl` and
-//! `max_ttl`. An SRV answer gives targets, ports and weights; each target is then resolved to
+//! schedules the next question itself for the moment the answer's TTL runs out (counted from
+//! when the question was asked, so the time a lookup takes does not add up), bounded by
+//! `min_ttl` and `max_ttl`. A change on the name server is therefore seen at most one TTL
+//! later. An SRV answer gives targets, ports and weights; each target is then resolved to
 //! its addresses (A and AAAA).
 
 use std::collections::BTreeMap;
@@ -38,6 +40,7 @@ pub(crate) async fn run(
     let mut last: Option<Vec<EndpointConfig>> = None;
     let mut failures = 0u32;
     loop {
+        let asked = tokio::time::Instant::now();
         let wait = match resolve(&resolver, &dns).await {
             Ok((endpoints, ttl)) => {
                 failures = 0;
@@ -54,7 +57,6 @@ pub(crate) async fn run(
                 ttl.clamp(min, max)
             }
             Err(e) => {
-                failures = failures.saturating_add(1);
                 tracing::warn!(
                     %cluster,
                     name = %dns.name,
@@ -62,14 +64,22 @@ pub(crate) async fn run(
                     "DNS discovery failed; keeping the last good endpoint set"
                 );
                 // Retry sooner than a TTL, backing off: min, 2 × min, … up to max.
-                min.saturating_mul(1 << failures.min(8)).min(max)
+                let backoff = retry_after(failures, min, max);
+                failures = failures.saturating_add(1);
+                backoff
             }
         };
         tokio::select! {
             () = stop.cancelled() => return,
-            () = tokio::time::sleep(wait) => {}
+            () = tokio::time::sleep_until(asked + wait) => {}
         }
     }
+}
+
+/// How long after a failed question to ask again, when `failures` questions had failed in a
+/// row before it: `min`, then 2 × `min`, 4 × `min`, … up to `max`.
+fn retry_after(failures: u32, min: Duration, max: Duration) -> Duration {
+    min.saturating_mul(1 << failures.min(16)).min(max)
 }
 
 /// A resolver for `dns`: its name servers (system's when none), no cache.
@@ -101,7 +111,7 @@ fn resolver(dns: &DnsDiscoveryConfig) -> Result<TokioResolver, ResolveError> {
 }
 
 /// Resolves `dns` once: the endpoints (sorted, one per address) and how long the answer is
-/// valid.
+/// valid, counted from when this call began.
 pub(crate) async fn resolve(
     resolver: &TokioResolver,
     dns: &DnsDiscoveryConfig,
@@ -137,4 +147,17 @@ pub(crate) async fn resolve(
         .map(|(address, weight)| EndpointConfig { address, weight })
         .collect();
     Ok((endpoints, valid_until.saturating_duration_since(now)))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_first_retry_waits_min_ttl_then_backs_off_to_max_ttl() {
+        let (min, max) = (Duration::from_secs(1), Duration::from_secs(30));
+        let waits: Vec<u64> = (0..7).map(|n| retry_after(n, min, max).as_secs()).collect();
+        assert_eq!(waits, [1, 2, 4, 8, 16, 30, 30]);
+        assert_eq!(retry_after(u32::MAX, min, max), max);
+    }
 }

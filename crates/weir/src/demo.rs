@@ -51,9 +51,12 @@ pub(crate) async fn demo(port: u16, duration: Option<u64>) -> anyhow::Result<()>
         match duration {
             Some(secs) => {
                 tokio::time::sleep(Duration::from_secs(secs)).await;
+                anyhow::Ok(())
+            }
+            None => {
+                crate::run::stop_signals()?.await;
                 Ok(())
             }
-            None => crate::run::wait_for_signal().await,
         }
     };
     let mut report = tokio::time::interval(Duration::from_secs(5));

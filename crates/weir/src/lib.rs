@@ -27,16 +27,13 @@ use weir_core::SystemClock;
 use weir_discovery::{Discovery, DiscoveryTarget, Source};
 use weir_probe::{CheckTarget, HealthChecker, ProbeTls};
 use weir_proxy::{
-    AccessLogs, ListenSocket, Listeners, Proxy, Snapshot, SnapshotHandle, SpanExport,
+    AccessLogs, CompileError, ListenSocket, Listeners, Proxy, ProxyError, Snapshot, SnapshotHandle,
+    SpanExport,
 };
 
 mod kernel;
 pub mod upgrade;
 mod watch;
-
-/// How long the connections of a listener that a reload removed may take to finish their
-/// requests before they are closed (the same as `weir run`'s shutdown grace).
-pub const LISTENER_DRAIN_GRACE: Duration = Duration::from_secs(30);
 
 /// A running weir instance.
 #[derive(Debug)]
@@ -136,7 +133,10 @@ impl Weir {
     /// closed in this process.
     pub async fn start_file_with(path: &Path, inherited: Inherited) -> anyhow::Result<Self> {
         let config = weir_config::load_file(path)?;
-        Self::start_with_source(&config, Some(path.to_path_buf()), inherited).await
+        // An error found past validation reads as `weir check` and a rejected reload word it.
+        Self::start_with_source(&config, Some(path.to_path_buf()), inherited)
+            .await
+            .map_err(|e| in_file(path, &config, e))
     }
 
     async fn start_with_source(
@@ -230,7 +230,7 @@ impl Weir {
     /// (`tracing`), the access log (`access_log`: path, fields, queue; requests already running
     /// finish on the old one), the admin token and `admin.metrics.per_endpoint`, and listeners
     /// may change: an added listener starts accepting, a removed one stops and its connections
-    /// drain for up to [`LISTENER_DRAIN_GRACE`], one whose address or protocol changed is
+    /// drain for up to the new config's `shutdown.drain_timeout`, one whose address or protocol changed is
     /// both. The admin address is kept until a restart (said in
     /// [`ReloadReport::needs_restart`] and logged). On any error — including a new listener
     /// that cannot bind or an access log file that cannot be opened — nothing changes and the
@@ -294,6 +294,12 @@ impl Weir {
         self.admin.as_ref().map(AdminServer::local_addr)
     }
 
+    /// How long [`Weir::shutdown`] should let in-flight work finish: the running config's
+    /// `shutdown.drain_timeout` (a reload may have changed it), 30 s by default.
+    pub fn drain_timeout(&self) -> Duration {
+        self.control.lock().base.config().drain_timeout()
+    }
+
     /// Endpoints whose health checks are running.
     pub fn checked_endpoints(&self) -> usize {
         self.control.lock().checker.len()
@@ -345,7 +351,9 @@ impl Control {
             anyhow::bail!("weir was not started from a config file");
         };
         let result = match weir_config::load_file(path) {
-            Ok(config) => self.apply(&config),
+            // What fails after the file loaded (compiling, binding a new listener) is named
+            // after the file as `weir check` names it, so both print the same message.
+            Ok(config) => self.apply(&config).map_err(|e| in_file(path, &config, e)),
             Err(e) => {
                 self.rejected.fetch_add(1, Ordering::Relaxed);
                 Err(e.into())
@@ -394,7 +402,7 @@ impl Control {
         let targets = check_targets(&snapshot);
         let clusters = snapshot.clusters().len();
         self.listeners
-            .swap(config, snapshot, LISTENER_DRAIN_GRACE)?;
+            .swap(config, snapshot, config.config().drain_timeout())?;
         self.access_logs.commit(log_change);
         let needs_restart = restart_notes(&state.base, config);
         for note in &needs_restart {
@@ -539,6 +547,46 @@ impl Reloader for Control {
             self.applied.load(Ordering::Relaxed),
             self.rejected.load(Ordering::Relaxed),
         )
+    }
+}
+
+/// Loads `path` and compiles it as `weir run` would, without binding anything: what `weir
+/// check` runs. A compile error (a certificate that does not load, …) is named after the file
+/// exactly as a rejected reload of the same file names it.
+pub fn check_file(path: &Path) -> anyhow::Result<ValidatedConfig> {
+    let config = weir_config::load_file(path)?;
+    Snapshot::compile(&config, None).map_err(|e| in_file(path, &config, e.into()))?;
+    Ok(config)
+}
+
+/// `error`, found after `config` loaded from `path` and validated, told the way a validation
+/// error is: the file, the YAML path and its line for a compile error and for a listener that
+/// cannot bind; anything else prefixed with the file.
+fn in_file(path: &Path, config: &ValidatedConfig, error: anyhow::Error) -> anyhow::Error {
+    let compile = |e: &CompileError| config.error_at(&e.path, e.reason.clone(), None);
+    let located = match error.downcast_ref::<ProxyError>() {
+        Some(ProxyError::Compile(e)) => Some(compile(e)),
+        Some(ProxyError::Bind {
+            name,
+            address,
+            source,
+        }) => config
+            .config()
+            .listeners
+            .iter()
+            .position(|l| l.name == *name)
+            .map(|i| {
+                config.error_at(
+                    &format!("listeners[{i}].address"),
+                    format!("listener {name}: cannot bind {address}: {source}"),
+                    Some("free the address or give the listener another one".into()),
+                )
+            }),
+        _ => error.downcast_ref::<CompileError>().map(compile),
+    };
+    match located {
+        Some(e) => e.into(),
+        None => error.context(path.display().to_string()),
     }
 }
 

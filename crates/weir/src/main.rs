@@ -27,6 +27,7 @@ static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
         weir check -c weir.yaml        validate a config file (exit 0 when valid)\n  \
         weir run -c weir.yaml          serve traffic as the config says\n  \
         weir run -c weir.yaml --watch  ... and reload when the file changes\n  \
+        weir run -c weir.yaml --drain-timeout 10s   ... and drain at most 10 s on SIGTERM\n  \
         weir run -c weir.yaml --upgrade-socket /run/weir.sock   ... and accept binary upgrades\n  \
         weir run -c weir.yaml --upgrade-socket /run/weir.sock --takeover /run/weir.sock\n  \
         \x20                              a new binary takes over from the running one\n  \
@@ -62,6 +63,11 @@ enum Command {
         /// old one keeps serving.
         #[arg(long, value_name = "PATH")]
         takeover: Option<PathBuf>,
+        /// How long in-flight requests and connections may take to finish after SIGTERM/SIGINT
+        /// (or a takeover) before they are closed, e.g. `10s`; overrides the config's
+        /// `shutdown.drain_timeout` (default 30s).
+        #[arg(long, value_name = "DURATION", value_parser = drain_timeout)]
+        drain_timeout: Option<std::time::Duration>,
     },
     /// Validate a config file and exit: 0 when valid, 1 with the error otherwise.
     #[command(after_help = "Example:\n  weir check -c weir.yaml && echo valid")]
@@ -96,6 +102,15 @@ fn build_runtime(threads: Option<u16>) -> std::io::Result<tokio::runtime::Runtim
     }
 }
 
+/// Parses `--drain-timeout` as the config writes durations (`500ms`, `10s`, `1m`); not zero.
+fn drain_timeout(text: &str) -> Result<std::time::Duration, String> {
+    let d = weir_config::ConfigDuration::parse(text)?.get();
+    if d.is_zero() {
+        return Err("0 would cut every request in flight; give e.g. 30s".into());
+    }
+    Ok(d)
+}
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     tracing_subscriber::fmt()
@@ -123,12 +138,14 @@ fn main() -> ExitCode {
                 watch,
                 upgrade_socket,
                 takeover,
+                drain_timeout,
                 ..
             } => {
                 let options = run::RunOptions {
                     watch: watch.then_some(std::time::Duration::from_secs(1)),
                     upgrade_socket,
                     takeover,
+                    drain_timeout,
                 };
                 run::run(&config, options).await
             }

@@ -6,15 +6,10 @@ use std::time::Duration;
 use anyhow::Context;
 use weir::upgrade::{self, UpgradeSocket};
 use weir::{Inherited, Weir};
-use weir_proxy::Snapshot;
-
-/// How long in-flight requests may take to finish after a shutdown signal.
-const SHUTDOWN_GRACE: Duration = Duration::from_secs(30);
 
 /// Validates `path` as `weir run` would, without binding anything.
 pub(crate) fn check(path: &Path) -> anyhow::Result<()> {
-    let config = weir_config::load_file(path)?;
-    Snapshot::compile(&config, None).with_context(|| format!("{}", path.display()))?;
+    let config = weir::check_file(path)?;
     let c = config.config();
     let routes: usize = c.listeners.iter().map(|l| l.routes.len()).sum();
     println!(
@@ -36,14 +31,18 @@ pub(crate) struct RunOptions {
     pub(crate) upgrade_socket: Option<PathBuf>,
     /// Take over from the weir waiting on this Unix socket.
     pub(crate) takeover: Option<PathBuf>,
+    /// How long in-flight work may take to finish when stopping (`--drain-timeout`); the
+    /// running config's `shutdown.drain_timeout` when `None`.
+    pub(crate) drain_timeout: Option<Duration>,
 }
 
 /// Serves `path` until SIGINT or SIGTERM, or until a new weir took over (`upgrade_socket`),
-/// then drains. `SIGHUP`, `POST /reload` on the admin API and (with `watch`) a change of the
-/// file reload it; a config that fails to load, validate or compile is logged with the same
-/// precise error as `weir check` and the old one keeps serving. `SIGUSR1` reopens the access
-/// log file (logrotate's `postrotate`). With `takeover`, the listening sockets come from the
-/// running weir, which drains once this one serves.
+/// then drains for up to the drain timeout (`--drain-timeout`, else the running config's
+/// `shutdown.drain_timeout`, 30 s by default). `SIGHUP`, `POST /reload` on the admin API and
+/// (with `watch`) a change of the file reload it; a config that fails to load, validate or
+/// compile is logged with the same precise error as `weir check` and the old one keeps
+/// serving. `SIGUSR1` reopens the access log file (logrotate's `postrotate`). With `takeover`,
+/// the listening sockets come from the running weir, which drains once this one serves.
 pub(crate) async fn run(path: &Path, options: RunOptions) -> anyhow::Result<()> {
     let (inherited, handover) = match &options.takeover {
         Some(from) => {
@@ -74,7 +73,9 @@ pub(crate) async fn run(path: &Path, options: RunOptions) -> anyhow::Result<()> 
             tracing::error!("{e:#}; upgrades wait on {} instead", u.path().display());
         }
     }
-    // Installed before the addresses are printed, so a SIGHUP sent after seeing them reloads.
+    // Installed before the addresses are printed, so a SIGHUP sent after seeing them reloads
+    // and a SIGTERM drains (rather than killing the process outright).
+    let stop = stop_signals()?;
     let mut hangup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())
         .context("installing the SIGHUP handler")?;
     let mut usr1 = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::user_defined1())
@@ -91,7 +92,6 @@ pub(crate) async fn run(path: &Path, options: RunOptions) -> anyhow::Result<()> 
     if let Some(interval) = options.watch {
         weir.watch(interval);
     }
-    let stop = wait_for_signal();
     tokio::pin!(stop);
     {
         let handed_over = async {
@@ -103,7 +103,7 @@ pub(crate) async fn run(path: &Path, options: RunOptions) -> anyhow::Result<()> 
         tokio::pin!(handed_over);
         loop {
             tokio::select! {
-                r = &mut stop => { r?; break; }
+                () = &mut stop => break,
                 r = &mut handed_over => { r?; break; }
                 // Outcomes are logged and counted by the reload itself.
                 _ = hangup.recv() => { let _ = weir.reload_file(); }
@@ -114,20 +114,30 @@ pub(crate) async fn run(path: &Path, options: RunOptions) -> anyhow::Result<()> 
             }
         }
     }
-    tracing::info!("shutting down: draining in-flight requests");
-    if !weir.shutdown(SHUTDOWN_GRACE).await {
-        tracing::warn!(grace = ?SHUTDOWN_GRACE, "some connections were still open after the grace period");
+    // Read now: a reload may have changed it since the start.
+    let grace = options
+        .drain_timeout
+        .unwrap_or_else(|| weir.drain_timeout());
+    tracing::info!(?grace, "shutting down: draining in-flight requests");
+    if !weir.shutdown(grace).await {
+        tracing::warn!(
+            ?grace,
+            "some connections were still open after the drain timeout; closed them"
+        );
     }
     Ok(())
 }
 
-/// Resolves on SIGINT (Ctrl-C) or SIGTERM.
-pub(crate) async fn wait_for_signal() -> anyhow::Result<()> {
-    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
-        .context("installing the SIGTERM handler")?;
-    tokio::select! {
-        r = tokio::signal::ctrl_c() => r.context("waiting for Ctrl-C")?,
-        _ = term.recv() => {}
-    }
-    Ok(())
+/// Installs the SIGINT (Ctrl-C) and SIGTERM handlers now — from here on either signal stops
+/// weir gracefully instead of killing it — and returns what resolves when one arrives.
+pub(crate) fn stop_signals() -> anyhow::Result<impl std::future::Future<Output = ()>> {
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut int = signal(SignalKind::interrupt()).context("installing the SIGINT handler")?;
+    let mut term = signal(SignalKind::terminate()).context("installing the SIGTERM handler")?;
+    Ok(async move {
+        tokio::select! {
+            _ = int.recv() => {}
+            _ = term.recv() => {}
+        }
+    })
 }

@@ -1,6 +1,7 @@
 //! The `weir` binary as users run it: `--help`, `--version`, `check` on good and bad files,
 //! `demo` probed with real curl (its dashboard and the `/stats` the dashboard polls included),
-//! and `weir run`'s signals and access log (to a file and to stdout).
+//! reloads by SIGHUP and `POST /reload` rejected with exactly the `weir check` message, and
+//! `weir run`'s signals and access log (to a file, to stdout, reopened on SIGUSR1).
 #![allow(
     clippy::unwrap_used,
     clippy::expect_used,
@@ -632,4 +633,118 @@ clusters:
             "check said {stderr:?}, run said {started:?}"
         );
     }
+}
+
+/// A rejected reload says exactly what `weir check` says about the same file, for an error
+/// found while validating (a bad value) and for one found only when compiling (a certificate
+/// file that does not exist): through `POST /reload` and in the log line of a SIGHUP reload.
+#[test]
+fn a_rejected_reload_says_what_weir_check_says() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("weir.yaml");
+    let listener = |tls: &str| {
+        format!(
+            "admin: {{ address: 127.0.0.1:0 }}
+listeners:
+  - name: l
+    address: 127.0.0.1:0
+    routes: [ {{ direct_response: {{ status: 200, body: ok }} }} ]
+{tls}"
+        )
+    };
+    std::fs::write(&path, listener("")).unwrap();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_weir"))
+        .args(["run", "-c", path.to_str().unwrap()])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let admin = BufReader::new(child.stdout.take().unwrap())
+        .lines()
+        .map_while(Result::ok)
+        .find_map(|l| {
+            l.strip_prefix("admin API on ")
+                .map(|u| u.trim_end_matches("/clusters").to_owned())
+        })
+        .expect("weir printed its admin API");
+    let stderr = child.stderr.take().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+            let _ = tx.send(line);
+        }
+    });
+
+    let missing = dir.path().join("missing.pem");
+    // (the file, where the error is)
+    let cases = [
+        // Compile stage: validation passes, loading the certificate fails.
+        (
+            listener(&format!(
+                "    tls: {{ certificates: [ {{ cert: \"{0}\", key: \"{0}\" }} ] }}\n",
+                missing.display()
+            )),
+            "listeners[0].tls.certificates[0].cert (line 6): ",
+        ),
+        // Validation stage.
+        (
+            listener("    protocol: htp\n"),
+            "listeners[0].protocol (line 6): ",
+        ),
+    ];
+    for (yaml, place) in &cases {
+        std::fs::write(&path, yaml).unwrap();
+        let out = weir(&["check", "-c", path.to_str().unwrap()]);
+        assert!(!out.status.success());
+        let checked = String::from_utf8_lossy(&out.stderr);
+        let checked = checked
+            .trim_end()
+            .strip_prefix("error: ")
+            .expect("weir check prints `error: <message>`")
+            .to_owned();
+        assert!(
+            checked.starts_with(&format!("{}: {place}", path.display())),
+            "want the file, path and line {place:?}: {checked}"
+        );
+
+        let out = Command::new("curl")
+            .args(["-s", "--max-time", "10", "-X", "POST"])
+            .arg(format!("{admin}/reload"))
+            .output()
+            .unwrap();
+        let answer: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+        assert_eq!(
+            answer["error"].as_str().unwrap(),
+            checked,
+            "POST /reload and weir check disagree"
+        );
+
+        let ok = Command::new("kill")
+            .args(["-HUP", &child.id().to_string()])
+            .status()
+            .unwrap()
+            .success();
+        assert!(ok, "kill -HUP");
+        // Two rejections logged: the POST's and the SIGHUP's.
+        let deadline = Instant::now() + Duration::from_secs(20);
+        let mut logged = Vec::new();
+        while logged.len() < 2 {
+            let line = rx
+                .recv_timeout(deadline.saturating_duration_since(Instant::now()))
+                .expect("weir logged both rejected reloads");
+            if line.contains("reload rejected, the running config keeps serving") {
+                logged.push(line);
+            }
+        }
+        for line in logged {
+            assert!(
+                line.contains(&format!("keeps serving: {checked}")),
+                "the log line {line:?} lacks {checked:?}"
+            );
+        }
+    }
+    let _ = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status();
+    assert!(child.wait().unwrap().success());
 }

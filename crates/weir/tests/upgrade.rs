@@ -1,7 +1,9 @@
 //! Hitless binary upgrade with the real `weir` binary: five successive takeovers
 //! (`weir run --takeover`) under ~500 requests/s refuse no connection and fail no request, and
 //! each old process drains and exits 0; a takeover with a bad config exits non-zero with the
-//! reason while the running weir keeps serving.
+//! reason while the running weir keeps serving. Under the same load, `SIGHUP` reloads of three
+//! invalid files (bad YAML, a bad value, a listener that cannot bind) are rejected and counted
+//! without failing a request.
 //!
 //! The load is three clients, each sending its next request every 4 ms:
 //! - a keep-alive HTTP/1.1 client and an HTTP/2 client (hyper-util's pooled client, as
@@ -310,4 +312,96 @@ async fn five_upgrades_under_load_refuse_nothing_and_fail_nothing() {
     let pid = current.child.id().unwrap().to_string();
     let _ = Command::new("kill").args(["-TERM", &pid]).status().await;
     assert!(exited_ok(&mut current.child, Duration::from_secs(60)).await);
+}
+
+/// `GET http://{admin}/metrics`: the count of rejected reloads.
+async fn rejected_reloads(admin: SocketAddr) -> u64 {
+    let client = Client::builder(TokioExecutor::new()).build_http::<Full<Bytes>>();
+    let req = http::Request::get(format!("http://{admin}/metrics"))
+        .body(Full::default())
+        .unwrap();
+    let body = client.request(req).await.unwrap().into_body();
+    let text = String::from_utf8(body.collect().await.unwrap().to_bytes().to_vec()).unwrap();
+    text.lines()
+        .find_map(|l| l.strip_prefix("weir_config_reloads_total{result=\"rejected\"} "))
+        .and_then(|n| n.trim().parse().ok())
+        .unwrap_or(0)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sighup_with_invalid_files_under_load_fails_nothing() {
+    let endpoint = MockHttp::start("app").await;
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("weir.yaml");
+    write_config(&config, endpoint.addr());
+    let good = std::fs::read_to_string(&config).unwrap();
+    let socket = dir.path().join("weir.sock");
+    let mut weir = spawn(&[
+        "-c",
+        config.to_str().unwrap(),
+        "--upgrade-socket",
+        socket.to_str().unwrap(),
+    ])
+    .await;
+    let url = format!("http://{}/", weir.listener);
+    let tally = Arc::new(Tally::default());
+    let stop = Arc::new(AtomicBool::new(false));
+    let h1 = Client::builder(TokioExecutor::new()).build_http();
+    let h2 = Client::builder(TokioExecutor::new())
+        .http2_only(true)
+        .build_http();
+    let load = [h1, h2].map(|c| {
+        tokio::spawn(pooled_load(
+            c,
+            url.clone(),
+            Arc::clone(&tally),
+            Arc::clone(&stop),
+        ))
+    });
+
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let bad = [
+        good.replace("- name: main\n", "- name: \"main\n"),
+        good.replace(
+            "127.0.0.1:0\n    routes",
+            "127.0.0.1:0\n    protocol: htp\n    routes",
+        ),
+        good.replace(
+            "clusters:\n",
+            &format!(
+                "  - name: extra\n    address: {}\n    routes: [ {{ cluster: app }} ]\nclusters:\n",
+                taken.local_addr().unwrap()
+            ),
+        ),
+    ];
+    let pid = weir.child.id().unwrap().to_string();
+    for (i, text) in bad.iter().enumerate() {
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        std::fs::write(&config, text).unwrap();
+        let _ = Command::new("kill").args(["-HUP", &pid]).status().await;
+        let want = i as u64 + 1;
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+        while rejected_reloads(weir.admin).await < want {
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "reload {want} not rejected"
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    stop.store(true, Ordering::Relaxed);
+    for task in load {
+        task.await.unwrap();
+    }
+    let (ok, failed) = (
+        tally.ok.load(Ordering::Relaxed),
+        tally.failed.load(Ordering::Relaxed),
+    );
+    eprintln!("SIGHUP with 3 invalid files under load: {ok} ok, {failed} failed");
+    assert_eq!(failed, 0, "failed requests");
+    assert!(ok > 200, "the load ran: {ok} requests");
+    assert_eq!(rejected_reloads(weir.admin).await, 3);
+    let _ = Command::new("kill").args(["-TERM", &pid]).status().await;
+    assert!(exited_ok(&mut weir.child, Duration::from_secs(60)).await);
 }

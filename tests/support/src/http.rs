@@ -216,6 +216,23 @@ impl MockHttpBuilder {
     /// Binds `127.0.0.1:0` and starts serving.
     pub async fn start(self) -> MockHttp {
         let (listener, addr) = bind_loopback().await;
+        self.serve(listener, addr)
+    }
+
+    /// Serves on `listener`, bound by the test: another address than `127.0.0.1` (`[::1]` for
+    /// IPv6 tests), or a port chosen to match another mock's.
+    pub fn start_on(self, listener: std::net::TcpListener) -> MockHttp {
+        listener
+            .set_nonblocking(true)
+            .expect("a non-blocking listener");
+        let addr = listener
+            .local_addr()
+            .expect("local_addr of a bound listener");
+        let listener = tokio::net::TcpListener::from_std(listener).expect("a tokio listener");
+        self.serve(listener, addr)
+    }
+
+    fn serve(self, listener: tokio::net::TcpListener, addr: SocketAddr) -> MockHttp {
         let connections = Arc::new(AtomicU64::new(0));
         let token = CancellationToken::new();
         let shared = Arc::new(Shared {

@@ -22,6 +22,7 @@ mod observability;
 mod rate_limit;
 mod retry;
 mod route;
+mod shutdown;
 mod syntax;
 mod tls;
 mod traffic;
@@ -57,6 +58,7 @@ pub(crate) fn check(config: &Config, tree: Option<&Node>, file: &str) -> Vec<Con
     checker.clusters(&config.clusters);
     rate_limit::check(&mut checker, config);
     observability::check(&mut checker, config);
+    shutdown::check(&mut checker, config);
     checker.errors
 }
 

@@ -281,3 +281,36 @@ fn the_admin_address_defaults_to_loopback() {
     ]);
     assert!(clash.to_string().contains("admin"), "{clash}");
 }
+
+/// What compiling or binding finds wrong later is reported like a validation error: the file,
+/// the path and its line.
+#[test]
+fn a_later_stage_error_is_located_like_a_validation_error() {
+    let config = load_ok(&[
+        "listeners:",
+        "  - name: a",
+        "    address: 127.0.0.1:8080",
+        "  - name: b",
+        "    address: 127.0.0.1:8081",
+    ]);
+    let e = config.error_at(
+        "listeners[1].address",
+        "listener b: cannot bind 127.0.0.1:8081: Address already in use",
+        Some("free the address".into()),
+    );
+    assert_eq!(
+        e.to_string(),
+        "weir.yaml: listeners[1].address (line 5): listener b: cannot bind 127.0.0.1:8081: \
+         Address already in use; free the address"
+    );
+    // A path deeper than the file goes is located at its deepest existing part.
+    let e = config.error_at("listeners[0].tls.certificates[0].cert", "cannot read", None);
+    assert_eq!(e.line, Some(2));
+    // Built in code: no line.
+    let built = weir_config::validate_config(config.config().clone(), "built").unwrap();
+    assert_eq!(built.error_at("listeners[1]", "x", None).line, None);
+    assert_eq!(
+        built,
+        weir_config::validate_config(config.config().clone(), "built").unwrap()
+    );
+}

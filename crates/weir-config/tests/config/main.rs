@@ -13,6 +13,7 @@ mod parse_errors;
 mod rate_limit;
 mod retry;
 mod rule_errors;
+mod shutdown;
 mod tls;
 mod traffic;
 mod xdp;

@@ -1,6 +1,7 @@
 //! DNS service discovery through the running proxy: a cluster with no static endpoints gets
-//! them from SRV records (ports and weights), follows a changed answer within the TTL without
-//! a reload, and keeps serving its last good set when the name disappears.
+//! them from SRV records (ports and weights), or from AAAA / A + AAAA records (IPv6 endpoints on
+//! `::1`), follows a changed answer within the TTL without a reload, and keeps serving its last
+//! good set when the name disappears.
 #![allow(
     clippy::unwrap_used,
     clippy::expect_used,
@@ -8,10 +9,11 @@
     reason = "end-to-end test: a panic is a failed test"
 )]
 
+use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr, TcpListener};
 use std::time::{Duration, Instant};
 
 use http::StatusCode;
-use weir_e2e::{TestProxy, get, h1_client};
+use weir_e2e::{TestClient, TestProxy, get, h1_client};
 use weir_test_support::{MockDns, MockHttp};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -61,27 +63,16 @@ clusters:
         "SRV weights apply"
     );
 
-    // The answer changes to `a` only; weir follows within the 1 s TTL, without a reload.
+    // The answer changes to `a` only; weir follows within the 1 s TTL, without a reload. With
+    // weights 1 and 3 round robin never answers from `a` twice in a row while `b` is in the
+    // set, so the first of 8 answers in a row from `a` was served after the change took hold.
     let changed = Instant::now();
     dns.set_srv(srv, &[("a.test.", a.addr().port(), 1)], 1);
-    loop {
-        let b_before = b.requests();
-        for _ in 0..8 {
-            get(&client, &p.url("/"), &[]).await;
-        }
-        if b.requests() == b_before {
-            break;
-        }
-        assert!(
-            changed.elapsed() < Duration::from_secs(10),
-            "still sending to b"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    let took = followed_after(&client, &p, changed, "a").await;
+    println!("SRV change with a 1 s TTL served after {took:?}");
     assert!(
-        changed.elapsed() < Duration::from_secs(3),
-        "followed after {:?}",
-        changed.elapsed()
+        took <= Duration::from_millis(1500),
+        "followed after {took:?}, the TTL is 1 s"
     );
 
     // The name disappears: the last good set keeps serving.
@@ -97,4 +88,133 @@ clusters:
         assert_eq!(r.status, StatusCode::OK);
         assert_eq!(r.header("x-endpoint"), "a");
     }
+}
+
+/// How long after `changed` the proxy began answering only from `endpoint`: the start of the
+/// first run of 8 answers in a row from it (waits up to 10 s).
+async fn followed_after(
+    client: &TestClient,
+    p: &TestProxy,
+    changed: Instant,
+    endpoint: &str,
+) -> Duration {
+    let mut run: Option<Instant> = None;
+    let mut in_a_row = 0;
+    while in_a_row < 8 {
+        assert!(
+            changed.elapsed() < Duration::from_secs(10),
+            "still not only {endpoint}"
+        );
+        let sent = Instant::now();
+        let r = get(client, &p.url("/"), &[]).await;
+        assert_eq!(r.status, StatusCode::OK);
+        if r.header("x-endpoint") == endpoint {
+            run.get_or_insert(sent);
+            in_a_row += 1;
+        } else {
+            (run, in_a_row) = (None, 0);
+        }
+    }
+    run.map_or(Duration::ZERO, |t| t - changed)
+}
+
+/// Two listeners on one port: `[::1]` and `127.0.0.1` (A/AAAA discovery gives every address
+/// the same port).
+fn dual_stack_pair() -> (TcpListener, TcpListener) {
+    for _ in 0..50 {
+        let v6 = TcpListener::bind((Ipv6Addr::LOCALHOST, 0)).unwrap();
+        let port = v6.local_addr().unwrap().port();
+        if let Ok(v4) = TcpListener::bind((Ipv4Addr::LOCALHOST, port)) {
+            return (v4, v6);
+        }
+    }
+    panic!("no port free on both 127.0.0.1 and ::1");
+}
+
+/// A cluster discovered from `record` answers of `name` on `port`, behind a listener.
+async fn proxy_for(dns: &MockDns, record: &str, port: u16) -> TestProxy {
+    TestProxy::start(&format!(
+        "listeners:
+  - name: l
+    address: 127.0.0.1:0
+    routes: [ {{ cluster: api }} ]
+clusters:
+  - name: api
+    discovery:
+      dns: {{ name: api.test., record: {record}, port: {port}, nameservers: [ {} ], min_ttl: 100ms }}
+",
+        dns.addr()
+    ))
+    .await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn aaaa_discovery_routes_to_ipv6_endpoints() {
+    let (_, v6) = dual_stack_pair();
+    let six = MockHttp::builder("six").start_on(v6);
+    let port = six.addr().port();
+    let dns = MockDns::start().await;
+    // An A record too, on a port nothing serves: `record: aaaa` must not use it.
+    dns.set_ips(
+        "api.test.",
+        &[six.addr().ip(), "127.0.0.9".parse().unwrap()],
+        1,
+    );
+    let p = proxy_for(&dns, "aaaa", port).await;
+    let client = h1_client();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while get(&client, &p.url("/"), &[]).await.status != StatusCode::OK {
+        assert!(Instant::now() < deadline, "discovery never fed the cluster");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let before = six.requests();
+    for _ in 0..10 {
+        let r = get(&client, &p.url("/"), &[]).await;
+        assert_eq!((r.status, r.header("x-endpoint")), (StatusCode::OK, "six"));
+    }
+    assert_eq!(six.requests() - before, 10);
+    let found: Vec<SocketAddr> = p.proxy().snapshots().load().clusters()[0]
+        .endpoints
+        .iter()
+        .map(|e| e.address)
+        .collect();
+    assert_eq!(found, [SocketAddr::from((Ipv6Addr::LOCALHOST, port))]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_aaaa_discovery_routes_to_both_families_and_follows_a_change() {
+    let (v4, v6) = dual_stack_pair();
+    let (four, six) = (
+        MockHttp::builder("four").start_on(v4),
+        MockHttp::builder("six").start_on(v6),
+    );
+    let dns = MockDns::start().await;
+    dns.set_ips("api.test.", &[four.addr().ip(), six.addr().ip()], 1);
+    let p = proxy_for(&dns, "a_aaaa", four.addr().port()).await;
+    let client = h1_client();
+
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while get(&client, &p.url("/"), &[]).await.status != StatusCode::OK {
+        assert!(Instant::now() < deadline, "discovery never fed the cluster");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let (f0, s0) = (four.requests(), six.requests());
+    for _ in 0..20 {
+        assert_eq!(get(&client, &p.url("/"), &[]).await.status, StatusCode::OK);
+    }
+    assert_eq!(
+        (four.requests() - f0, six.requests() - s0),
+        (10, 10),
+        "round robin over the A and the AAAA address"
+    );
+
+    // The A record goes: only the IPv6 endpoint remains, within the TTL.
+    let changed = Instant::now();
+    dns.set_ips("api.test.", &[six.addr().ip()], 1);
+    let took = followed_after(&client, &p, changed, "six").await;
+    println!("A + AAAA change with a 1 s TTL served after {took:?}");
+    assert!(
+        took <= Duration::from_millis(1500),
+        "followed after {took:?}, the TTL is 1 s"
+    );
 }

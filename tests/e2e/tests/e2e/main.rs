@@ -30,6 +30,7 @@ mod ready;
 mod redis;
 mod reload;
 mod reload_live;
+mod reload_state;
 mod request_hygiene;
 mod retries;
 mod routing;

@@ -143,4 +143,19 @@ clusters:
         redis_cli(redis.addr, &["GET", "greeting"]),
         "hello through weir"
     );
+    // Every benchmark request reached the server and none failed there.
+    let stats = redis_cli(redis.addr, &["INFO", "commandstats"]);
+    for cmd in ["set", "get"] {
+        let line = stats
+            .lines()
+            .find(|l| l.starts_with(&format!("cmdstat_{cmd}:")))
+            .unwrap_or_else(|| panic!("no cmdstat_{cmd} in: {stats}"));
+        let field = |name: &str| -> u64 {
+            line.split([':', ','])
+                .find_map(|kv| kv.strip_prefix(&format!("{name}=")))
+                .map_or(0, |v| v.parse().unwrap())
+        };
+        assert!(field("calls") >= 20_000, "{line}");
+        assert_eq!(field("failed_calls") + field("rejected_calls"), 0, "{line}");
+    }
 }

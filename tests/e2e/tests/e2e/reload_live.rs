@@ -1,7 +1,10 @@
 //! Reloading a running weir from its config file: through `POST /reload` (token-guarded, a bad
 //! file answered with its path and line while the old config serves), through the file
 //! watcher, and 20 times under steady HTTP/1.1 and HTTP/2 load with no failed request and the
-//! new routes and weights in force for every request that starts after the reload.
+//! new routes and weights in force for every request that starts after the reload; and six
+//! invalid reloads (bad YAML, a bad value, a listener that cannot bind; by `POST /reload` and by
+//! the watcher) under the same load: none fails a request, each is answered with the file, the
+//! YAML path and the line, counted, and the old config answers throughout.
 #![allow(
     clippy::unwrap_used,
     clippy::expect_used,
@@ -287,5 +290,130 @@ async fn twenty_reloads_under_load_fail_nothing_and_apply_at_once() {
     }
     let counts = weir.reload_counts();
     assert_eq!((counts.applied, counts.rejected), (20, 0));
+    assert!(weir.shutdown(Duration::from_secs(5)).await);
+}
+
+/// Replaces `path`'s contents at once (a rename), so the watcher never reads half a file.
+fn replace(path: &Path, text: &str) {
+    let next = path.with_extension("yaml.next");
+    write(&next, text);
+    std::fs::rename(&next, path).unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn invalid_reloads_under_load_fail_nothing_and_say_where() {
+    let (a, b) = (MockHttp::start("a").await, MockHttp::start("b").await);
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("weir.yaml");
+    let good = config("one", (&a, 1), (&b, 1));
+    write(&file, &good);
+    let weir = Weir::start_file(&file).await.unwrap();
+    let admin = weir.admin_addr().unwrap();
+    let reload = format!("http://{admin}/reload");
+    let target = url(&weir, "/");
+    let stop = Arc::new(AtomicBool::new(false));
+    let clients = [h1_client(), h2_client()].map(|c| {
+        tokio::spawn(load(
+            c,
+            target.clone(),
+            Duration::from_millis(4),
+            Arc::clone(&stop),
+        ))
+    });
+
+    // An address the new listener cannot bind: taken by the test.
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let shown = file.display().to_string();
+    // (the file, what the rejection must say: the file, YAML path and line, and a word)
+    let bad = [
+        (
+            good.replace("- name: l\n", "- name: \"l\n"),
+            format!("{shown} (line "),
+            "",
+        ),
+        (
+            good.replace("weight: 1", "weight: lots"),
+            format!("{shown}: clusters[0].endpoints[0].weight (line 11)"),
+            "lots",
+        ),
+        (
+            good.replace(
+                "clusters:\n",
+                &format!(
+                    "  - name: extra\n    address: {}\n    routes: [ {{ cluster: c }} ]\nclusters:\n",
+                    taken.local_addr().unwrap()
+                ),
+            ),
+            format!("{shown}: listeners[1].address (line 9)"),
+            "cannot bind",
+        ),
+    ];
+    for (text, place, word) in &bad {
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        replace(&file, text);
+        let r = post(&reload, Some(TOKEN)).await;
+        assert_eq!(r.status, StatusCode::BAD_REQUEST, "{}", r.text());
+        let v: serde_json::Value = serde_json::from_slice(&r.body).unwrap();
+        let message = v["error"].as_str().unwrap();
+        assert!(
+            message.starts_with(place.as_str()),
+            "want {place:?}: {message}"
+        );
+        assert!(message.contains(word), "want {word:?}: {message}");
+    }
+
+    // The same three through the file watcher, started on the good file.
+    replace(&file, &good);
+    weir.watch(Duration::from_millis(20));
+    for (i, (text, _, _)) in bad.iter().enumerate() {
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        replace(&file, text);
+        let want = 4 + i as u64;
+        assert!(
+            wait_until(Duration::from_secs(10), || weir.reload_counts().rejected
+                == want)
+            .await,
+            "the watcher rejected bad file {i}"
+        );
+    }
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    // A good file at last: the watcher applies it, so it was watching all along.
+    let applied_at = Instant::now();
+    replace(&file, &config("two", (&a, 1), (&b, 1)));
+    assert!(
+        wait_until(Duration::from_secs(10), || weir.reload_counts().applied
+            == 1)
+        .await
+    );
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    stop.store(true, Ordering::Relaxed);
+    let mut seen = Vec::new();
+    for c in clients {
+        seen.extend(c.await.unwrap());
+    }
+
+    let failed = seen.iter().filter(|s| s.status != StatusCode::OK).count();
+    assert_eq!(failed, 0, "{failed} of {} requests failed", seen.len());
+    assert!(seen.len() > 300, "the load ran: {} requests", seen.len());
+    let stale = seen
+        .iter()
+        .filter(|s| s.finished < applied_at && s.tag != "one")
+        .count();
+    assert_eq!(stale, 0, "the old config answered until the good reload");
+    assert!(seen.iter().any(|s| s.tag == "two"));
+    let counts = weir.reload_counts();
+    assert_eq!((counts.applied, counts.rejected), (1, 6));
+    let metrics = get(&h1_client(), &format!("http://{admin}/metrics"), &[])
+        .await
+        .text();
+    assert!(
+        metrics.contains("weir_config_reloads_total{result=\"rejected\"} 6")
+            && metrics.contains("weir_config_reloads_total{result=\"applied\"} 1"),
+        "{metrics}"
+    );
+    println!(
+        "{} requests over HTTP/1.1 and HTTP/2 through 6 rejected reloads: 0 failed",
+        seen.len()
+    );
     assert!(weir.shutdown(Duration::from_secs(5)).await);
 }
