@@ -27,9 +27,10 @@ use prometheus_client::encoding::{
 use prometheus_client::metrics::MetricType;
 use prometheus_client::registry::{Registry, Unit};
 use weir_config::ListenerProtocol;
-use weir_core::{Endpoint, Unhealthy};
+use weir_core::{Endpoint, EndpointError, Unhealthy};
 use weir_proxy::{
-    AffinityEvent, Cluster, ListenerCounters, RouteStats, STATUS_CLASSES, Snapshot, UpstreamFailure,
+    AffinityEvent, BreakerLimit, Cluster, ListenerCounters, RouteStats, STATUS_CLASSES, Snapshot,
+    UpstreamFailure,
 };
 
 use crate::AdminState;
@@ -47,7 +48,8 @@ type Labels = Vec<(&'static str, String)>;
 #[derive(Debug)]
 struct SnapshotCollector {
     snapshot: Arc<Snapshot>,
-    /// Listener name, counters, and whether the listener is a TCP/TLS one (bytes are counted).
+    /// Listener name, counters, and whether the listener counts bytes (HTTP, TCP, TLS
+    /// passthrough: the listeners whose connections weir reads and writes).
     listeners: Vec<(String, Arc<ListenerCounters>, bool)>,
     per_endpoint: bool,
     /// Config reloads applied and rejected, when weir runs from a file.
@@ -115,7 +117,7 @@ pub(crate) fn render(state: &AdminState, openmetrics: bool) -> Result<String, fm
         .filter(|l| {
             matches!(
                 l.protocol,
-                ListenerProtocol::Tcp | ListenerProtocol::TlsPassthrough
+                ListenerProtocol::Http | ListenerProtocol::Tcp | ListenerProtocol::TlsPassthrough
             )
         })
         .map(|l| l.name.as_str())
@@ -294,14 +296,14 @@ impl SnapshotCollector {
         counters(
             e,
             "weir_listener_received",
-            "Bytes received from clients by ended connections of a TCP or TLS passthrough listener.",
+            "Bytes received from clients (HTTP: after TLS decryption), counted as they are read.",
             Some(&Unit::Bytes),
             stream().map(|(n, c, _)| (by(n), c.received_bytes())),
         )?;
         counters(
             e,
             "weir_listener_sent",
-            "Bytes sent to clients by ended connections of a TCP or TLS passthrough listener.",
+            "Bytes sent to clients (HTTP: before TLS encryption), counted as they are written.",
             Some(&Unit::Bytes),
             stream().map(|(n, c, _)| (by(n), c.sent_bytes())),
         )
@@ -347,6 +349,38 @@ impl SnapshotCollector {
                     .encode_histogram::<NoLabelSet>(h.sum_seconds, h.count, &h.buckets, None)?;
             }
         }
+        let per_cluster = || {
+            routes.iter().flat_map(|r| {
+                (r.clusters.iter()).map(move |(name, s)| (labels(r, Some(("cluster", name))), s))
+            })
+        };
+        counters(
+            e,
+            "weir_route_retries",
+            "Retries and hedges a route's requests sent to a cluster.",
+            None,
+            per_cluster().map(|(l, s)| (l, s.retries())),
+        )?;
+        counters(
+            e,
+            "weir_route_timeouts",
+            "Attempts of a route's requests to a cluster that got no response headers within the route's timeout or per-try timeout.",
+            None,
+            per_cluster().map(|(l, s)| (l, s.timeouts())),
+        )?;
+        counters(
+            e,
+            "weir_route_circuit_breaker_overflows",
+            "A route's requests or retries a cluster's circuit breaker refused, by limit.",
+            None,
+            per_cluster().flat_map(|(l, s)| {
+                BreakerLimit::ALL.into_iter().map(move |limit| {
+                    let mut l = l.clone();
+                    l.push(("limit", limit.as_str().to_owned()));
+                    (l, s.overflows(limit))
+                })
+            }),
+        )?;
         counters(
             e,
             "weir_route_rate_limited",
@@ -612,12 +646,25 @@ impl SnapshotCollector {
             None,
             all().map(|(c, ep)| (by(c, ep), ep.state.connect_failures())),
         )?;
+        counters(
+            e,
+            "weir_endpoint_errors",
+            "Exchanges with the endpoint that failed, by reason: 5xx answers, resets, timeouts, connect failures and timeouts.",
+            None,
+            all().flat_map(|(c, ep)| {
+                EndpointError::ALL.into_iter().map(move |reason| {
+                    let mut labels = by(c, ep);
+                    labels.push(("reason", reason.as_str().to_owned()));
+                    (labels, ep.state.errors.get(reason))
+                })
+            }),
+        )?;
         gauges(
             e,
             "weir_endpoint_latency_ewma",
-            "Latency estimate of latency-aware balancing (peak_ewma); absent until one was observed.",
+            "Moving average of the endpoint's response latency over about 10 s (HTTP: to response headers; L4: connect); absent until one was observed.",
             Some(&Unit::Seconds),
-            all().filter_map(|(c, ep)| Some((by(c, ep), ewma_seconds(ep)?))),
+            all().filter_map(|(c, ep)| Some((by(c, ep), ep.state.response_latency.seconds()?))),
         )?;
         gauges(
             e,
@@ -653,17 +700,6 @@ impl SnapshotCollector {
 /// Endpoints of `cluster` for which `f` holds.
 fn count(cluster: &Cluster, f: impl Fn(&Endpoint) -> bool) -> u64 {
     cluster.endpoints.iter().filter(|ep| f(ep)).count() as u64
-}
-
-/// The latency EWMA in seconds, when one was observed (the bits hold nanoseconds as an `f64`).
-fn ewma_seconds(ep: &Endpoint) -> Option<f64> {
-    let bits = ep
-        .state
-        .latency
-        .ewma_bits
-        .load(std::sync::atomic::Ordering::Relaxed);
-    let nanos = f64::from_bits(bits);
-    (bits != 0 && nanos.is_finite() && nanos > 0.0).then_some(nanos / 1e9)
 }
 
 /// Encodes a counter family from `series`; nothing when it is empty.
