@@ -91,7 +91,10 @@ impl Breakers {
 
     /// A unit of `max_pending_requests`, held while a request waits for a connection.
     pub(crate) fn pending(&self) -> Result<Slot, Error> {
-        self.take(BreakerLimit::MaxPendingRequests, self.limits.max_pending_requests)
+        self.take(
+            BreakerLimit::MaxPendingRequests,
+            self.limits.max_pending_requests,
+        )
     }
 
     /// A unit of `max_retries`, held while a retry or hedge is in progress.
@@ -111,9 +114,12 @@ impl Breakers {
             connections: c.connections.load(Ordering::Relaxed),
             pending: c.pending.load(Ordering::Relaxed),
             requests: c.requests.load(Ordering::Relaxed),
-            connection_overflows: c.overflows[BreakerLimit::MaxConnections as usize].load(Ordering::Relaxed),
-            pending_overflows: c.overflows[BreakerLimit::MaxPendingRequests as usize].load(Ordering::Relaxed),
-            request_overflows: c.overflows[BreakerLimit::MaxRequests as usize].load(Ordering::Relaxed),
+            connection_overflows: c.overflows[BreakerLimit::MaxConnections as usize]
+                .load(Ordering::Relaxed),
+            pending_overflows: c.overflows[BreakerLimit::MaxPendingRequests as usize]
+                .load(Ordering::Relaxed),
+            request_overflows: c.overflows[BreakerLimit::MaxRequests as usize]
+                .load(Ordering::Relaxed),
             retries: c.retries.load(Ordering::Relaxed),
             retry_overflows: c.overflows[BreakerLimit::MaxRetries as usize].load(Ordering::Relaxed),
         }
@@ -162,7 +168,9 @@ impl BreakerLimit {
         if error.kind() != ErrorKind::Overloaded {
             return None;
         }
-        Self::ALL.into_iter().find(|l| l.as_str() == error.context())
+        Self::ALL
+            .into_iter()
+            .find(|l| l.as_str() == error.context())
     }
 
     /// The limit's name in the config (and the `limit` label).

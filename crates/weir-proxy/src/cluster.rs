@@ -7,9 +7,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 use weir_balance::{Balancer, BuildContext, Observation, PickContext};
 use weir_config::{ClusterConfig, HealthCheckConfig, UpstreamProtocol};
-use weir_core::{
-    Clock, Endpoint, EndpointError, Nanos, PassiveOutcome, SystemClock, Unhealthy,
-};
+use weir_core::{Clock, Endpoint, EndpointError, Nanos, PassiveOutcome, SystemClock, Unhealthy};
 use weir_health::OutlierDetector;
 
 use crate::affinity::{ClusterAffinity, SessionAffinity};

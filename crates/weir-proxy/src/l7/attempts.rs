@@ -26,12 +26,12 @@ use super::outcome;
 use super::replay::Replay;
 use super::retry::{RetryPolicy, Verdict};
 use crate::ProxyBody;
-use crate::{BreakerLimit, Cluster, RouteClusterStats};
 use crate::affinity::RequestAffinity;
 use crate::cluster::Picked;
 use crate::hash_key::HashInput;
 use crate::otlp::{AttemptOutcome, AttemptTracer};
 use crate::upstream::UpstreamResponse;
+use crate::{BreakerLimit, Cluster, RouteClusterStats};
 
 /// The request body, in the form the attempts need.
 pub(crate) enum RequestBody {

@@ -189,9 +189,7 @@ impl Route {
                     RouteLimiter::compile_or_keep(r, id, at, limiter)
                 })
                 .transpose()?,
-            traffic: previous
-                .map(|p| Arc::clone(&p.traffic))
-                .unwrap_or_default(),
+            traffic: previous.map(|p| Arc::clone(&p.traffic)).unwrap_or_default(),
             clusters: route_clusters,
             session_affinity: (cfg.session_affinity.as_ref())
                 .map(SessionAffinity::compile)

@@ -76,7 +76,9 @@ clusters:
         .await
         .unwrap();
     let mut sender = h1(c.stream).await;
-    let answer = get1(&mut sender, "a.test", "/bytes/50000", &[]).await.unwrap();
+    let answer = get1(&mut sender, "a.test", "/bytes/50000", &[])
+        .await
+        .unwrap();
     // (The body is binary; the helper keeps it as lossy text, so its length says nothing.)
     assert_eq!(answer.status.as_u16(), 200);
     let https = counters(&p, "https");
@@ -90,7 +92,9 @@ clusters:
     let raw = counters(&p, "raw");
     let conn = echo_round_trip(p.proxy().listener_addr("raw").unwrap(), &[7u8; 3000]).await;
     assert!(
-        wait_until(SECS_10, || raw.received_bytes() == 3000 && raw.sent_bytes() == 3000).await,
+        wait_until(SECS_10, || raw.received_bytes() == 3000
+            && raw.sent_bytes() == 3000)
+        .await,
         "received {} sent {}",
         raw.received_bytes(),
         raw.sent_bytes()

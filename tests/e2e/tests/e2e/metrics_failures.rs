@@ -65,7 +65,13 @@ fn endpoint(name: &str, cluster: &str, ep: SocketAddr, extra: &str) -> String {
 
 /// Every `weir_endpoint_errors_total` reason of `ep` with its count, as expected.
 fn assert_endpoint_errors(s: &Samples, cluster: &str, ep: SocketAddr, want: &[(&str, f64)]) {
-    for reason in ["5xx", "reset", "timeout", "connect_failure", "connect_timeout"] {
+    for reason in [
+        "5xx",
+        "reset",
+        "timeout",
+        "connect_failure",
+        "connect_timeout",
+    ] {
         let series = endpoint(
             "weir_endpoint_errors_total",
             cluster,
@@ -86,13 +92,7 @@ async fn retries_timeouts_overflows_and_ejections_are_counted_where_they_happene
     let slow = MockHttp::start("slow").await;
     let narrow = MockHttp::start("narrow").await;
     let ok = MockHttp::start("ok").await;
-    let p = TestProxy::start(&config(
-        flaky.addr(),
-        slow.addr(),
-        narrow.addr(),
-        ok.addr(),
-    ))
-    .await;
+    let p = TestProxy::start(&config(flaky.addr(), slow.addr(), narrow.addr(), ok.addr())).await;
     let admin = p.weir.admin_addr().unwrap();
     let client = h1_client();
 
@@ -159,9 +159,8 @@ async fn retries_timeouts_overflows_and_ejections_are_counted_where_they_happene
     assert_eq!(class(3, "2xx"), 5.0);
 
     // Per cluster: the same facts.
-    let cluster = |name: &str, c: &str, extra: &str| {
-        value(&s, &format!("{name}{{cluster=\"{c}\"{extra}}}"))
-    };
+    let cluster =
+        |name: &str, c: &str, extra: &str| value(&s, &format!("{name}{{cluster=\"{c}\"{extra}}}"));
     assert_eq!(cluster("weir_cluster_retries_total", "flaky", ""), 2.0);
     assert_eq!(
         cluster("weir_upstream_requests_total", "flaky", ",class=\"5xx\""),
