@@ -125,3 +125,50 @@ impl Snapshot {
         out
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn compile(clusters: &str, previous: Option<&Snapshot>) -> Snapshot {
+        let yaml = format!(
+            "listeners:
+  - name: web
+    address: 127.0.0.1:0
+    routes:
+      - {clusters}
+      - direct_response: {{ status: 200 }}
+clusters:
+  - {{ name: a, endpoints: [ 127.0.0.1:9001 ] }}
+  - {{ name: b, endpoints: [ 127.0.0.1:9002 ] }}
+"
+        );
+        let config = weir_config::load_str(&yaml, "t.yaml").unwrap();
+        Snapshot::compile(&config, previous).unwrap()
+    }
+
+    fn names(s: &RouteStats) -> Vec<&str> {
+        s.clusters.iter().map(|(n, _)| &**n).collect()
+    }
+
+    #[test]
+    fn per_cluster_counters_are_resolved_per_route_and_survive_a_reload() {
+        let first = compile("cluster: a", None);
+        let stats = first.route_stats();
+        assert_eq!(names(&stats[0]), ["a"]);
+        assert!(stats[1].clusters.is_empty(), "a direct response has none");
+        stats[0].clusters[0].1.record_retry();
+        stats[0].clusters[0]
+            .1
+            .record_overflow(BreakerLimit::MaxRetries);
+
+        // The route now splits over a and b (a listed twice): a keeps its counts, b starts at 0.
+        let split = "weighted_clusters: [ { cluster: b, weight: 1 }, { cluster: a, weight: 1 }, { cluster: a, weight: 1 } ]";
+        let second = compile(split, Some(&first));
+        let stats = second.route_stats();
+        assert_eq!(names(&stats[0]), ["b", "a"]);
+        let (b, a) = (&stats[0].clusters[0].1, &stats[0].clusters[1].1);
+        assert_eq!((a.retries(), a.overflows(BreakerLimit::MaxRetries)), (1, 1));
+        assert_eq!((b.retries(), b.timeouts()), (0, 0));
+    }
+}
