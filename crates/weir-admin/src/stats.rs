@@ -9,7 +9,6 @@
 //! each poller pick its own window. `docs/admin.md` documents the shape and the arithmetic.
 
 use std::net::SocketAddr;
-use std::sync::atomic::Ordering;
 use std::time::SystemTime;
 
 use serde::Serialize;
@@ -99,7 +98,7 @@ struct EndpointStatsView {
     /// Requests (L4: connections) ever started against it.
     requests_total: u64,
     connect_failures: u64,
-    /// The latency EWMA of latency-aware balancing, when it observed one.
+    /// The response latency average, when one was observed.
     #[serde(skip_serializing_if = "Option::is_none")]
     ewma_latency_ms: Option<f64>,
 }
@@ -167,8 +166,6 @@ impl EndpointStatsView {
     fn new(endpoint: &Endpoint) -> Self {
         let state = &endpoint.state;
         let health = state.health();
-        let ewma_bits = state.latency.ewma_bits.load(Ordering::Relaxed);
-        let ewma_nanos = f64::from_bits(ewma_bits);
         Self {
             address: endpoint.address,
             weight: endpoint.weight,
@@ -177,8 +174,7 @@ impl EndpointStatsView {
             in_flight: state.in_flight(),
             requests_total: state.requests_total(),
             connect_failures: state.connect_failures(),
-            ewma_latency_ms: (ewma_bits != 0 && ewma_nanos.is_finite() && ewma_nanos > 0.0)
-                .then_some(ewma_nanos / 1e6),
+            ewma_latency_ms: state.response_latency.seconds().map(|s| s * 1e3),
         }
     }
 }

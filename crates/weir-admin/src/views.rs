@@ -4,11 +4,12 @@
 //! wire format is written down in one place (and in `docs/admin.md`) instead of being scattered
 //! through the routing code. Field names are part of the API: rename nothing without a reason.
 
+use std::collections::BTreeMap;
 use std::net::SocketAddr;
 
 use serde::Serialize;
 use weir_config::{ListenerProtocol, UpstreamProtocol};
-use weir_core::{Clock, Endpoint, EndpointState, Nanos, SystemClock};
+use weir_core::{Clock, Endpoint, EndpointError, EndpointState, Nanos, SystemClock};
 use weir_proxy::{AffinityEvent, BreakerStats, Cluster};
 
 use crate::ListenerInfo;
@@ -112,9 +113,12 @@ pub(crate) struct EndpointView {
     in_flight: u64,
     requests_total: u64,
     connect_failures: u64,
-    /// The latency EWMA in milliseconds; absent until latency-aware balancing observed one.
+    /// The response latency average in milliseconds; absent until one was observed.
     #[serde(skip_serializing_if = "Option::is_none")]
     ewma_latency_ms: Option<f64>,
+    /// Failed exchanges by reason (`5xx`, `reset`, `timeout`, `connect_failure`,
+    /// `connect_timeout`).
+    errors: BTreeMap<&'static str, u64>,
     outlier: OutlierView,
     /// The last active health check, or `null` when none ran.
     active_check: Option<CheckView>,
@@ -250,21 +254,14 @@ impl EndpointView {
             in_flight: state.in_flight(),
             requests_total: state.requests_total(),
             connect_failures: state.connect_failures(),
-            ewma_latency_ms: ewma_latency_ms(state),
+            ewma_latency_ms: state.response_latency.seconds().map(|s| s * 1e3),
+            errors: (EndpointError::ALL.into_iter())
+                .map(|r| (r.as_str(), state.errors.get(r)))
+                .collect(),
             outlier: OutlierView::new(state, now),
             active_check: CheckView::new(state),
         }
     }
-}
-
-/// The EWMA in milliseconds, when one was observed (the bits hold nanoseconds as an `f64`).
-fn ewma_latency_ms(state: &EndpointState) -> Option<f64> {
-    let bits = state
-        .latency
-        .ewma_bits
-        .load(std::sync::atomic::Ordering::Relaxed);
-    let nanos = f64::from_bits(bits);
-    (bits != 0 && nanos.is_finite() && nanos > 0.0).then_some(nanos / 1e6)
 }
 
 // === impl OutlierView ===
@@ -342,7 +339,6 @@ fn listener_protocol(p: ListenerProtocol) -> &'static str {
 
 #[cfg(test)]
 mod tests {
-    use std::sync::atomic::Ordering;
     use std::time::{Duration, UNIX_EPOCH};
 
     use weir_core::{CheckResult, PassiveOutcome, Unhealthy};
@@ -398,9 +394,9 @@ mod tests {
     fn latency_and_last_check_are_converted_to_milliseconds() {
         let ep = endpoint();
         ep.state
-            .latency
-            .ewma_bits
-            .store(2_500_000.0_f64.to_bits(), Ordering::Relaxed);
+            .response_latency
+            .observe(Duration::from_micros(2500), 1);
+        ep.state.errors.record(EndpointError::Timeout);
         ep.state.check.store(CheckResult {
             at: UNIX_EPOCH + Duration::from_millis(1_709_251_199_999),
             success: false,
@@ -409,6 +405,10 @@ mod tests {
         });
         let v = json(&ep, 1);
         assert_eq!(v["ewma_latency_ms"], 2.5);
+        assert_eq!(
+            v["errors"],
+            serde_json::json!({"5xx": 0, "connect_failure": 0, "connect_timeout": 0, "reset": 0, "timeout": 1})
+        );
         let check = &v["active_check"];
         assert_eq!(check["success"], false);
         assert_eq!(check["detail"], "connection refused");

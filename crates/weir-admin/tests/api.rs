@@ -387,6 +387,7 @@ async fn metrics_show_every_cluster_and_endpoint_as_prometheus_text() {
         "weir_endpoint_unhealthy{cluster=\"web\",endpoint=\"127.0.0.1:9002\",reason=\"drained\"} 1",
         "weir_endpoint_unhealthy{cluster=\"web\",endpoint=\"127.0.0.1:9002\",reason=\"ejected\"} 0",
         "weir_endpoint_healthy{cluster=\"api\",endpoint=\"127.0.0.1:9003\"} 1",
+        "weir_endpoint_errors_total{cluster=\"web\",endpoint=\"127.0.0.1:9001\",reason=\"5xx\"} 0",
     ] {
         assert!(
             text.lines().any(|l| l == line),

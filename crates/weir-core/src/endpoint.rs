@@ -9,6 +9,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU8, AtomicU64, Ordering};
 
+use crate::endpoint_stats::{ErrorCounts, ResponseLatency};
 use crate::health::{CheckRecord, HealthChange, HealthFlags, PassiveStats, Unhealthy, set_flag};
 
 /// Bumped whenever any endpoint's health actually changes (process-wide); see
@@ -51,6 +52,10 @@ pub struct EndpointState {
     drained_since: AtomicU64,
     /// Latency estimate kept by latency-aware balancing (peak EWMA).
     pub latency: LatencyEstimate,
+    /// The average response latency, kept for every endpoint (metrics, not balancing).
+    pub response_latency: ResponseLatency,
+    /// Failed exchanges by reason: 5xx answers, resets, timeouts, connect failures.
+    pub errors: ErrorCounts,
     /// Outcome streaks and windows that passive outlier detection reads.
     pub passive: PassiveStats,
     /// The last active health check result.
@@ -111,6 +116,8 @@ impl Default for EndpointState {
             eligible_since: AtomicU64::new(0),
             drained_since: AtomicU64::new(0),
             latency: LatencyEstimate::default(),
+            response_latency: ResponseLatency::default(),
+            errors: ErrorCounts::default(),
             passive: PassiveStats::default(),
             check: CheckRecord::default(),
         }

@@ -7,12 +7,14 @@
 mod calendar;
 mod clock;
 mod endpoint;
+mod endpoint_stats;
 mod error;
 mod health;
 
 pub use calendar::civil_from_days;
 pub use clock::{Clock, ManualClock, Nanos, SystemClock, nanos};
 pub use endpoint::{Endpoint, EndpointState, InFlightGuard, LatencyEstimate, health_generation};
+pub use endpoint_stats::{EndpointError, ErrorCounts, ResponseLatency};
 pub use error::{Error, ErrorKind, Side};
 pub use health::{
     CheckRecord, CheckResult, HealthChange, HealthFlags, PassiveOutcome, PassiveStats, Streaks,

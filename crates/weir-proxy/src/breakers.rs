@@ -55,15 +55,20 @@ pub struct BreakerStats {
 #[derive(Debug)]
 pub(crate) struct Slot {
     counters: Arc<Counters>,
-    kind: Kind,
+    kind: BreakerLimit,
 }
 
-#[derive(Debug, Clone, Copy)]
-enum Kind {
-    Connection = 0,
-    Pending = 1,
-    Request = 2,
-    Retry = 3,
+/// One of a cluster's circuit-breaker limits (the `limit` label of the overflow counters).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BreakerLimit {
+    /// `max_connections`: upstream connections open at once.
+    MaxConnections = 0,
+    /// `max_pending_requests`: requests waiting for a connection.
+    MaxPendingRequests = 1,
+    /// `max_requests`: requests (and L4 connections) in progress.
+    MaxRequests = 2,
+    /// `max_retries`: retries and hedges in progress.
+    MaxRetries = 3,
 }
 
 // === impl Breakers ===
@@ -81,22 +86,25 @@ impl Breakers {
 
     /// A unit of `max_requests`, or an `Overloaded` error naming the limit.
     pub(crate) fn request(&self) -> Result<Slot, Error> {
-        self.take(Kind::Request, self.limits.max_requests)
+        self.take(BreakerLimit::MaxRequests, self.limits.max_requests)
     }
 
     /// A unit of `max_pending_requests`, held while a request waits for a connection.
     pub(crate) fn pending(&self) -> Result<Slot, Error> {
-        self.take(Kind::Pending, self.limits.max_pending_requests)
+        self.take(
+            BreakerLimit::MaxPendingRequests,
+            self.limits.max_pending_requests,
+        )
     }
 
     /// A unit of `max_retries`, held while a retry or hedge is in progress.
     pub(crate) fn retry(&self) -> Result<Slot, Error> {
-        self.take(Kind::Retry, self.limits.max_retries)
+        self.take(BreakerLimit::MaxRetries, self.limits.max_retries)
     }
 
     /// A unit of `max_connections`, held for the life of an upstream connection.
     pub(crate) fn connection(&self) -> Result<Slot, Error> {
-        self.take(Kind::Connection, self.limits.max_connections)
+        self.take(BreakerLimit::MaxConnections, self.limits.max_connections)
     }
 
     /// The current counters.
@@ -106,20 +114,23 @@ impl Breakers {
             connections: c.connections.load(Ordering::Relaxed),
             pending: c.pending.load(Ordering::Relaxed),
             requests: c.requests.load(Ordering::Relaxed),
-            connection_overflows: c.overflows[Kind::Connection as usize].load(Ordering::Relaxed),
-            pending_overflows: c.overflows[Kind::Pending as usize].load(Ordering::Relaxed),
-            request_overflows: c.overflows[Kind::Request as usize].load(Ordering::Relaxed),
+            connection_overflows: c.overflows[BreakerLimit::MaxConnections as usize]
+                .load(Ordering::Relaxed),
+            pending_overflows: c.overflows[BreakerLimit::MaxPendingRequests as usize]
+                .load(Ordering::Relaxed),
+            request_overflows: c.overflows[BreakerLimit::MaxRequests as usize]
+                .load(Ordering::Relaxed),
             retries: c.retries.load(Ordering::Relaxed),
-            retry_overflows: c.overflows[Kind::Retry as usize].load(Ordering::Relaxed),
+            retry_overflows: c.overflows[BreakerLimit::MaxRetries as usize].load(Ordering::Relaxed),
         }
     }
 
-    fn take(&self, kind: Kind, limit: u32) -> Result<Slot, Error> {
+    fn take(&self, kind: BreakerLimit, limit: u32) -> Result<Slot, Error> {
         let counter = self.counters.counter(kind);
         if counter.fetch_add(1, Ordering::AcqRel) >= limit as usize {
             counter.fetch_sub(1, Ordering::AcqRel);
             self.counters.overflows[kind as usize].fetch_add(1, Ordering::Relaxed);
-            return Err(Error::new(ErrorKind::Overloaded, kind.limit_name()));
+            return Err(Error::new(ErrorKind::Overloaded, kind.as_str()));
         }
         Ok(Slot {
             counters: Arc::clone(&self.counters),
@@ -131,25 +142,44 @@ impl Breakers {
 // === impl Counters ===
 
 impl Counters {
-    fn counter(&self, kind: Kind) -> &AtomicUsize {
+    fn counter(&self, kind: BreakerLimit) -> &AtomicUsize {
         match kind {
-            Kind::Connection => &self.connections,
-            Kind::Pending => &self.pending,
-            Kind::Request => &self.requests,
-            Kind::Retry => &self.retries,
+            BreakerLimit::MaxConnections => &self.connections,
+            BreakerLimit::MaxPendingRequests => &self.pending,
+            BreakerLimit::MaxRequests => &self.requests,
+            BreakerLimit::MaxRetries => &self.retries,
         }
     }
 }
 
-// === impl Kind ===
+// === impl BreakerLimit ===
 
-impl Kind {
-    fn limit_name(self) -> &'static str {
+impl BreakerLimit {
+    /// Every limit, in label order.
+    pub const ALL: [BreakerLimit; 4] = [
+        Self::MaxConnections,
+        Self::MaxPendingRequests,
+        Self::MaxRequests,
+        Self::MaxRetries,
+    ];
+
+    /// The limit that refused with `error`, when a circuit breaker made it.
+    pub(crate) fn of(error: &Error) -> Option<Self> {
+        if error.kind() != ErrorKind::Overloaded {
+            return None;
+        }
+        Self::ALL
+            .into_iter()
+            .find(|l| l.as_str() == error.context())
+    }
+
+    /// The limit's name in the config (and the `limit` label).
+    pub fn as_str(self) -> &'static str {
         match self {
-            Kind::Connection => "max_connections",
-            Kind::Pending => "max_pending_requests",
-            Kind::Request => "max_requests",
-            Kind::Retry => "max_retries",
+            BreakerLimit::MaxConnections => "max_connections",
+            BreakerLimit::MaxPendingRequests => "max_pending_requests",
+            BreakerLimit::MaxRequests => "max_requests",
+            BreakerLimit::MaxRetries => "max_retries",
         }
     }
 }
@@ -200,6 +230,10 @@ mod tests {
         assert_eq!(b.stats().retry_overflows, 1);
         drop(retry);
         assert_eq!(b.stats().retries, 1);
+        // The refusal names its limit, and the limit is read back from the error.
+        assert_eq!(BreakerLimit::of(&e), Some(BreakerLimit::MaxRequests));
+        let other = Error::new(ErrorKind::UpstreamTimeout, "max_requests");
+        assert_eq!(BreakerLimit::of(&other), None);
     }
 
     #[test]

@@ -7,7 +7,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 use weir_balance::{Balancer, BuildContext, Observation, PickContext};
 use weir_config::{ClusterConfig, HealthCheckConfig, UpstreamProtocol};
-use weir_core::{Clock, Endpoint, Nanos, PassiveOutcome, SystemClock, Unhealthy};
+use weir_core::{Clock, Endpoint, EndpointError, Nanos, PassiveOutcome, SystemClock, Unhealthy};
 use weir_health::OutlierDetector;
 
 use crate::affinity::{ClusterAffinity, SessionAffinity};
@@ -227,7 +227,32 @@ impl Cluster {
     /// streaks, and outlier detection (which may eject it) when configured.
     /// A connect failure also counts in the endpoint's `connect_failures` total.
     pub(crate) fn record_outcome(&self, index: usize, outcome: PassiveOutcome) {
+        self.record_outcome_at(index, outcome, self.clock.now());
+    }
+
+    /// Reports an answer from endpoint `index` after `rtt` (HTTP: to response headers, with
+    /// `outcome` its status; L4: the connect, a success) to passive health and to the
+    /// endpoint's own counters: its response latency average and, for a 5xx, its errors.
+    pub(crate) fn record_response(&self, index: usize, rtt: Duration, outcome: PassiveOutcome) {
         let now = self.clock.now();
+        if let Some(endpoint) = self.endpoints.get(index) {
+            endpoint.state.response_latency.observe(rtt, now);
+            if let PassiveOutcome::Status5xx(_) = outcome {
+                endpoint.state.errors.record(EndpointError::ServerError);
+            }
+        }
+        self.record_outcome_at(index, outcome, now);
+    }
+
+    /// Counts an exchange with endpoint `index` that failed for `reason` among the endpoint's
+    /// errors (passive health hears of it through [`Cluster::record_outcome`]).
+    pub(crate) fn record_error(&self, index: usize, reason: EndpointError) {
+        if let Some(endpoint) = self.endpoints.get(index) {
+            endpoint.state.errors.record(reason);
+        }
+    }
+
+    fn record_outcome_at(&self, index: usize, outcome: PassiveOutcome, now: Nanos) {
         if outcome == PassiveOutcome::ConnectFailure
             && let Some(endpoint) = self.endpoints.get(index)
         {

@@ -30,7 +30,7 @@ mod upstream;
 
 pub use access_log::{AccessLog, AccessLogChange, AccessLogs};
 pub use body::ProxyBody;
-pub use breakers::BreakerStats;
+pub use breakers::{BreakerLimit, BreakerStats};
 pub use cluster::Cluster;
 pub use l4::ListenerStats;
 pub use l7::{FaultStats, MirrorStats};
@@ -38,7 +38,7 @@ pub use listeners::{ListenSocket, Listeners};
 pub use otlp::{SpanCounters, SpanExport};
 pub use rate_limit::RateLimitStats;
 pub use retry_budget::RetryStats;
-pub use route_stats::RouteStats;
+pub use route_stats::{RouteClusterStats, RouteStats};
 pub use server::{Proxy, ProxyError};
 pub use snapshot::{CompileError, Snapshot, SnapshotHandle};
 pub use stats::{

@@ -1,5 +1,6 @@
 //! Counters the data plane keeps only for metrics: per-cluster upstream results and latency,
-//! per-listener connections and bytes.
+//! per-listener connections and bytes (added as they are read and written, so a long-lived
+//! connection shows while it lives).
 //!
 //! Most of what `/metrics` shows is read at scrape time from atomics the data plane keeps anyway
 //! (endpoint state, circuit breakers, the retry budget). This module adds the few facts nothing
@@ -282,10 +283,15 @@ impl ListenerCounters {
         }
     }
 
-    /// Adds the bytes one L4 connection copied: `received` from the client, `sent` to it.
-    pub(crate) fn add_bytes(&self, received: u64, sent: u64) {
-        self.received_bytes.fetch_add(received, Ordering::Relaxed);
-        self.sent_bytes.fetch_add(sent, Ordering::Relaxed);
+    /// The running total of bytes received from clients, which connections add to as they
+    /// read (one relaxed add per read).
+    pub(crate) fn received_counter(&self) -> &AtomicU64 {
+        &self.received_bytes
+    }
+
+    /// The running total of bytes sent to clients, which connections add to as they write.
+    pub(crate) fn sent_counter(&self) -> &AtomicU64 {
+        &self.sent_bytes
     }
 
     /// Connections accepted (including those then refused by a limit or a bad first byte);
@@ -299,12 +305,13 @@ impl ListenerCounters {
         self.active.load(Ordering::Relaxed)
     }
 
-    /// Bytes received from clients by connections that have ended (L4 listeners).
+    /// Bytes received from clients so far, by open and ended connections (HTTP: after TLS
+    /// decryption; TCP and TLS passthrough: as relayed).
     pub fn received_bytes(&self) -> u64 {
         self.received_bytes.load(Ordering::Relaxed)
     }
 
-    /// Bytes sent to clients by connections that have ended (L4 listeners).
+    /// Bytes sent to clients so far, by open and ended connections.
     pub fn sent_bytes(&self) -> u64 {
         self.sent_bytes.load(Ordering::Relaxed)
     }
@@ -399,7 +406,8 @@ mod tests {
         drop(a);
         assert_eq!((c.accepted(), c.active()), (2, 1));
         drop(b);
-        c.add_bytes(10, 20);
+        c.received_counter().fetch_add(10, Ordering::Relaxed);
+        c.sent_counter().fetch_add(20, Ordering::Relaxed);
         assert_eq!(
             (c.active(), c.received_bytes(), c.sent_bytes()),
             (0, 10, 20)

@@ -122,3 +122,29 @@ fn clock_free_comparison_agrees_with_the_full_cost() {
         }
     }
 }
+
+/// Why the estimate is not the latency to show operators (the dashboard once read 26 ms for an
+/// endpoint whose p99 was 0.49 ms): one slow response among thousands of fast ones is held,
+/// and shed only over `decay` as fast ones blend in — the design, not a wrong initial value or
+/// decay. `weir_core::ResponseLatency` is the average that metrics show instead.
+#[test]
+fn one_hiccup_among_fast_responses_is_held_for_about_the_decay() {
+    let eps = endpoints(&[1]);
+    let (b, clock) = balancer(&eps);
+    let fast = Observation {
+        rtt: Duration::from_micros(500),
+        outcome: Outcome::Success,
+    };
+    // The first sample is the estimate (no default_rtt stored).
+    b.observe(0, &fast);
+    assert_eq!(estimate_ms(&eps[0]), 0.5);
+    b.observe(0, &seen(26, Outcome::Success));
+    // Ten seconds of 1,000 fast responses per second later: ≈ 26/e + 0.5 (1 − 1/e) ms.
+    for _ in 0..10_000 {
+        clock.advance(Duration::from_millis(1));
+        b.observe(0, &fast);
+    }
+    let held = estimate_ms(&eps[0]);
+    let want = 26.0 * (-1.0f64).exp() + 0.5 * (1.0 - (-1.0f64).exp());
+    assert!((held - want).abs() < 0.01, "{held} vs {want}");
+}

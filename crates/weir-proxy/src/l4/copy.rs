@@ -4,8 +4,10 @@
 //! the other, so half-closed protocols keep working (a client that has sent everything still
 //! receives the whole answer). A reset on one side becomes a reset on the other (SO_LINGER 0),
 //! so peers see the failure instead of a clean end. No bytes moving in either direction for the
-//! idle timeout closes both. Bytes go through a buffer unless the listener sets `zero_copy`; then,
-//! on Linux, they move with `splice(2)` through a pipe (see `splice.rs`).
+//! idle timeout closes both. Bytes count on the listener as they are written, so `/metrics`
+//! shows a long-lived connection's traffic while it lasts. Bytes go through a buffer unless the
+//! listener sets `zero_copy`; then, on Linux, they move with `splice(2)` through a pipe (see
+//! `splice.rs`).
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
@@ -17,6 +19,7 @@ use tokio::net::TcpStream;
 use tokio_util::sync::CancellationToken;
 
 use super::proxy_protocol;
+use crate::stats::ListenerCounters;
 
 /// Buffer per direction for the buffered path.
 const BUF: usize = 64 * 1024;
@@ -79,6 +82,13 @@ pub(super) enum Failed {
     ProxyHeader,
 }
 
+/// Bytes one direction has moved: the connection's own count (the access log's, read when the
+/// copy ends) and its listener's running total (`/metrics`), both added to as bytes move.
+pub(super) struct Moved<'a> {
+    conn: AtomicU64,
+    listener: &'a AtomicU64,
+}
+
 /// Shared bookkeeping of one copy: when bytes last moved.
 pub(super) struct Activity {
     start: Instant,
@@ -96,12 +106,15 @@ pub(crate) async fn bidirectional(
     refuse_proxy_header: bool,
     mode: CopyMode,
     shutdown: &CancellationToken,
+    counters: &ListenerCounters,
 ) -> CopyEnd {
     let activity = Activity {
         start: Instant::now(),
         last_ms: AtomicU64::new(0),
     };
-    let (sent_up, sent_down) = (AtomicU64::new(0), AtomicU64::new(0));
+    // What goes up was received from the client; what comes down is sent to it.
+    let sent_up = Moved::new(counters.received_counter());
+    let sent_down = Moved::new(counters.sent_counter());
     let zero_copy = mode == CopyMode::ZeroCopy;
     let reason = {
         let a2b = direction(
@@ -147,8 +160,8 @@ pub(crate) async fn bidirectional(
         _ => {}
     }
     CopyEnd {
-        to_upstream: sent_up.load(Ordering::Relaxed),
-        to_downstream: sent_down.load(Ordering::Relaxed),
+        to_upstream: sent_up.get(),
+        to_downstream: sent_down.get(),
         reason,
     }
 }
@@ -158,7 +171,7 @@ async fn direction(
     src: &TcpStream,
     dst: &TcpStream,
     activity: &Activity,
-    sent: &AtomicU64,
+    sent: &Moved<'_>,
     check_proxy_header: bool,
     zero_copy: bool,
 ) -> Result<(), Failed> {
@@ -178,7 +191,7 @@ async fn buffered(
     src: &TcpStream,
     dst: &TcpStream,
     activity: &Activity,
-    sent: &AtomicU64,
+    sent: &Moved<'_>,
     check_proxy_header: bool,
 ) -> Result<(), Failed> {
     let mut buf = vec![0u8; BUF];
@@ -195,7 +208,7 @@ async fn buffered(
         write_all(dst, &buf[..n])
             .await
             .map_err(|_| Failed::Writer)?;
-        sent.fetch_add(n as u64, Ordering::Relaxed);
+        sent.add(n);
         activity.touch();
     }
 }
@@ -208,7 +221,7 @@ async fn refuse_proxy_header(
     src: &TcpStream,
     dst: &TcpStream,
     activity: &Activity,
-    sent: &AtomicU64,
+    sent: &Moved<'_>,
     buf: &mut [u8],
 ) -> Result<bool, Failed> {
     let mut first = Vec::new();
@@ -222,7 +235,7 @@ async fn refuse_proxy_header(
             _ => {}
         }
         write_all(dst, &first).await.map_err(|_| Failed::Writer)?;
-        sent.fetch_add(first.len() as u64, Ordering::Relaxed);
+        sent.add(first.len());
         activity.touch();
         return Ok(n == 0);
     }
@@ -280,6 +293,30 @@ pub(super) fn shutdown_write(dst: &TcpStream) -> Result<(), Failed> {
 fn reset(stream: &TcpStream) {
     if let Err(e) = stream.set_zero_linger() {
         tracing::debug!(error = %e, "could not set SO_LINGER 0");
+    }
+}
+
+// === impl Moved ===
+
+impl<'a> Moved<'a> {
+    /// Nothing moved yet; `listener` is the listener's total this direction adds to.
+    fn new(listener: &'a AtomicU64) -> Self {
+        Self {
+            conn: AtomicU64::new(0),
+            listener,
+        }
+    }
+
+    /// Counts `n` bytes written to the destination.
+    pub(super) fn add(&self, n: usize) {
+        let n = n as u64;
+        self.conn.fetch_add(n, Ordering::Relaxed);
+        self.listener.fetch_add(n, Ordering::Relaxed);
+    }
+
+    /// The connection's bytes so far.
+    fn get(&self) -> u64 {
+        self.conn.load(Ordering::Relaxed)
     }
 }
 

@@ -7,13 +7,12 @@
 
 use std::io;
 use std::os::fd::OwnedFd;
-use std::sync::atomic::{AtomicU64, Ordering};
 
 use nix::fcntl::{OFlag, SpliceFFlags, splice};
 use tokio::io::Interest;
 use tokio::net::TcpStream;
 
-use super::copy::{Activity, Failed, shutdown_write};
+use super::copy::{Activity, Failed, Moved, shutdown_write};
 
 /// Bytes moved per splice call: the kernel's default pipe capacity. The pipe is not enlarged —
 /// a 1 MiB pipe per direction measured no faster on loopback and would pin up to 20 GiB of
@@ -42,7 +41,7 @@ pub(super) async fn pump(
     src: &TcpStream,
     dst: &TcpStream,
     activity: &Activity,
-    sent: &AtomicU64,
+    sent: &Moved<'_>,
 ) -> Result<(), Failed> {
     let Pipe {
         read: pipe_r,
@@ -64,7 +63,7 @@ pub(super) async fn pump(
             return shutdown_write(dst);
         }
         drain(&pipe_r, dst, n, flags).await?;
-        sent.fetch_add(n as u64, Ordering::Relaxed);
+        sent.add(n);
         activity.touch();
     }
 }

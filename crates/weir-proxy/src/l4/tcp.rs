@@ -7,13 +7,14 @@
 //! server-speaks-first protocols (SMTP, MySQL, Redis replicas) work.
 
 use std::net::SocketAddr;
+use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::sync::OwnedSemaphorePermit;
 use weir_balance::{Observation, Outcome};
-use weir_core::{Error, ErrorKind, InFlightGuard, PassiveOutcome};
+use weir_core::{EndpointError, Error, ErrorKind, InFlightGuard, PassiveOutcome};
 
 use super::copy::{self, CopyMode, EndReason};
 use super::{StreamListener, proxy_protocol, sni};
@@ -80,18 +81,19 @@ async fn forward(
     // One budget for everything weir must read before it can forward.
     let deadline = tokio::time::Instant::now() + listener.first_bytes_timeout;
     if trusted {
-        let header = match read_first_bytes(deadline, read_proxy_header(&mut down, &mut read)).await
-        {
-            Ok(header) => header,
-            Err(e) => {
-                // A trusted peer must announce its client; anything else is refused.
-                listener
-                    .stats
-                    .rejected_proxy_headers
-                    .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-                return Err(e);
-            }
-        };
+        let (header, len) =
+            match read_first_bytes(deadline, read_proxy_header(&mut down, &mut read)).await {
+                Ok(read) => read,
+                Err(e) => {
+                    // A trusted peer must announce its client; anything else is refused.
+                    listener
+                        .stats
+                        .rejected_proxy_headers
+                        .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                    return Err(e);
+                }
+            };
+        (info.counters.received_counter()).fetch_add(len as u64, Ordering::Relaxed);
         if let Some(source) = header {
             client = source;
             if let Some(log) = log.as_deref_mut() {
@@ -160,6 +162,9 @@ async fn forward(
         None => Vec::new(),
     };
     prefix.extend_from_slice(&read);
+    // The client's first bytes (a ClientHello read for SNI) were received before the copy,
+    // which counts the rest.
+    (info.counters.received_counter()).fetch_add(read.len() as u64, Ordering::Relaxed);
     if !prefix.is_empty() {
         // Bounded: an endpoint that accepts but never reads must not hold the connection.
         let written =
@@ -189,9 +194,9 @@ async fn forward(
         mode,
         // Open connections outlive a graceful shutdown's start; they end at the hard stop.
         &info.hard_stop,
+        &info.counters,
     )
     .await;
-    info.counters.add_bytes(end.to_upstream, end.to_downstream);
     if let Some(log) = log {
         log.set_copied(end.to_upstream, end.to_downstream, end.reason.name());
     }
@@ -242,10 +247,14 @@ async fn connect<'a>(
                         outcome: Outcome::Success,
                     },
                 );
-                cluster.record_outcome(picked.index, PassiveOutcome::Success);
+                // The connect is an L4 endpoint's only round trip: its latency average.
+                cluster.record_response(picked.index, rtt, PassiveOutcome::Success);
                 return Ok((picked, stream, (guard, slot)));
             }
             Err(e) => {
+                if let Some(reason) = EndpointError::of(&e) {
+                    cluster.record_error(picked.index, reason);
+                }
                 cluster.record_outcome(picked.index, PassiveOutcome::ConnectFailure);
                 let rtt = started.elapsed();
                 cluster.observe(
@@ -291,16 +300,17 @@ fn pick_untried<'a>(
         .or(first)
 }
 
-/// Reads until a whole PROXY header is in `buf`, then removes it and returns its source.
+/// Reads until a whole PROXY header is in `buf`, then removes it and returns its source and
+/// length.
 async fn read_proxy_header(
     down: &mut TcpStream,
     buf: &mut Vec<u8>,
-) -> Result<Option<SocketAddr>, Error> {
+) -> Result<(Option<SocketAddr>, usize), Error> {
     loop {
         match proxy_protocol::parse(buf) {
             proxy_protocol::Parsed::Done { consumed, source } => {
                 buf.drain(..consumed);
-                return Ok(source);
+                return Ok((source, consumed));
             }
             proxy_protocol::Parsed::Invalid(why) => {
                 return Err(Error::new(ErrorKind::DownstreamProtocol, why));

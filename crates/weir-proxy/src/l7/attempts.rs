@@ -25,13 +25,13 @@ use super::decision::{AttemptRecord, Recorder};
 use super::outcome;
 use super::replay::Replay;
 use super::retry::{RetryPolicy, Verdict};
-use crate::Cluster;
 use crate::ProxyBody;
 use crate::affinity::RequestAffinity;
 use crate::cluster::Picked;
 use crate::hash_key::HashInput;
 use crate::otlp::{AttemptOutcome, AttemptSpan, AttemptTracer};
 use crate::upstream::UpstreamResponse;
+use crate::{BreakerLimit, Cluster, RouteClusterStats};
 
 /// The request body, in the form the attempts need.
 pub(crate) enum RequestBody {
@@ -48,6 +48,8 @@ pub(crate) enum RequestBody {
 /// What a request's attempts share.
 pub(crate) struct Attempts<'a> {
     pub(crate) cluster: &'a Cluster,
+    /// The route's counters for this cluster: retries, timeouts, breaker refusals.
+    pub(crate) route: Option<&'a RouteClusterStats>,
     pub(crate) retry: Option<&'a RetryPolicy>,
     pub(crate) hedge: Option<Duration>,
     /// When the route's `timeout` (or gRPC deadline) runs out, for all attempts together.
@@ -202,10 +204,14 @@ impl<'a> Attempts<'a> {
             };
             let Ok(slot) = cluster.breakers.retry() else {
                 cluster.retry_budget.record_overflow();
+                self.route_overflow();
                 return t.refused("max_retries").finish();
             };
             if !cluster.retry_budget.try_retry(cluster.clock().now()) {
                 return t.refused("retry_budget").finish();
+            }
+            if let Some(route) = self.route {
+                route.record_retry();
             }
             // The failed answer is dropped before the wait: its connection and in-flight
             // count are not held while nothing happens.
@@ -246,10 +252,14 @@ impl<'a> Attempts<'a> {
         };
         let Ok(_slot) = cluster.breakers.retry() else {
             cluster.retry_budget.record_overflow();
+            self.route_overflow();
             return first.await;
         };
         if !cluster.retry_budget.try_retry(cluster.clock().now()) {
             return first.await;
+        }
+        if let Some(route) = self.route {
+            route.record_retry();
         }
         let Some(second_body) = body.next() else {
             return first.await;
@@ -338,6 +348,9 @@ impl<'a> Attempts<'a> {
         cluster
             .stats
             .record_attempt(result.as_ref().map(|up| up.response.status()), elapsed);
+        if let (Some(route), Err(e)) = (self.route, &result) {
+            route.record_failure(e);
+        }
         outcome::report(cluster, picked.index, &result, elapsed);
         if let Some(record) = self.decision {
             record.attempt(AttemptRecord {
@@ -396,6 +409,13 @@ impl<'a> Attempts<'a> {
         let (p, why) = fallback?;
         self.explained(why);
         Some(p)
+    }
+
+    /// Counts a retry or hedge the `max_retries` breaker refused on the route.
+    fn route_overflow(&self) {
+        if let Some(route) = self.route {
+            route.record_overflow(BreakerLimit::MaxRetries);
+        }
     }
 
     /// Hands a pick's explanation to the decision record.

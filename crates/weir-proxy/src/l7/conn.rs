@@ -10,6 +10,9 @@
 //! not closed under a client that may be writing its next request — the race every keep-alive
 //! client loses now and then — but answers that request with `Connection: close`; only once it
 //! has been idle for [`DRAIN_IDLE`] is it closed without a word.
+//!
+//! The socket (past TLS) is wrapped in [`CountedIo`] first: the listener's byte counters move
+//! with every read and write, whatever happens above.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
@@ -26,6 +29,7 @@ use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
 use tokio::net::TcpStream;
 
+use super::counted::CountedIo;
 use super::handle;
 use super::park::{ParkFlags, ParkIo, Protocol};
 use crate::access_log::HttpEntry;
@@ -66,6 +70,7 @@ pub(crate) async fn serve_connection(stream: TcpStream, mut info: ConnInfo) {
     match &listener.tls {
         None => {
             drop(snapshot);
+            let stream = CountedIo::new(stream, Arc::clone(&info.counters));
             serve_io(TokioIo::new(stream), info, options).await;
         }
         Some(tls) => {
@@ -80,6 +85,7 @@ pub(crate) async fn serve_connection(stream: TcpStream, mut info: ConnInfo) {
             drop(snapshot);
             if let Some((stream, peer)) = accepted {
                 info.tls = Some(peer);
+                let stream = CountedIo::new(stream, Arc::clone(&info.counters));
                 // Boxed: a TLS stream is large (~5 KiB), and inline it would size the task of
                 // every connection, plain HTTP ones too (10 KiB instead of under 5).
                 Box::pin(serve_io(TokioIo::new(stream), info, options)).await;

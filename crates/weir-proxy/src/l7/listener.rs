@@ -1,6 +1,5 @@
 //! The compiled form of an HTTP listener: its route table, connection options and TLS.
 
-use std::sync::Arc;
 use std::time::Duration;
 
 use http::HeaderValue;
@@ -61,15 +60,8 @@ impl HttpListener {
                         reason: e.to_string(),
                     })?;
                 let id = format!("{}/{i}", cfg.name);
-                let prev = previous.and_then(|p| p.rate_limits.get(i)?.as_ref());
-                let traffic = previous
-                    .and_then(|p| p.routes.get(i))
-                    .map(|r| Arc::clone(&r.traffic))
-                    .unwrap_or_default();
-                Ok((
-                    matcher,
-                    Route::compile(r, clusters, &at, &id, prev, traffic)?,
-                ))
+                let prev = previous.and_then(|p| p.routes.get(i));
+                Ok((matcher, Route::compile(r, clusters, &at, &id, prev)?))
             })
             .collect::<Result<_, CompileError>>()?;
         let h = &cfg.http;

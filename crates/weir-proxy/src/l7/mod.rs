@@ -2,6 +2,7 @@
 
 mod attempts;
 pub(crate) mod conn;
+mod counted;
 mod decision;
 mod fault;
 mod grpc;

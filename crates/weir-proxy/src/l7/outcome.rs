@@ -10,7 +10,7 @@ use std::time::{Duration, SystemTime};
 use http::header::RETRY_AFTER;
 use http::{HeaderMap, StatusCode};
 use weir_balance::Outcome;
-use weir_core::{Error, ErrorKind, PassiveOutcome};
+use weir_core::{EndpointError, Error, ErrorKind, PassiveOutcome};
 
 /// The outcome of an exchange that produced response headers.
 pub(crate) fn of_response(status: StatusCode, headers: &HeaderMap) -> Outcome {
@@ -39,7 +39,8 @@ pub(crate) fn passive_of_error(error: &Error) -> Option<PassiveOutcome> {
 }
 
 /// Reports how one upstream exchange with endpoint `index` of `cluster` went: to its balancer
-/// (`rtt` and the outcome) and to passive health. Only the endpoint's own behaviour is held
+/// (`rtt` and the outcome), to passive health, and to the endpoint's own counters (latency
+/// average, errors by reason). Only the endpoint's own behaviour is held
 /// against it: a client whose body broke, or a local limit, says nothing about the endpoint.
 pub(crate) fn report(
     cluster: &crate::Cluster,
@@ -55,12 +56,19 @@ pub(crate) fn report(
     if let Some(outcome) = observed {
         cluster.observe(index, &weir_balance::Observation { rtt, outcome });
     }
-    let passive = match result {
-        Ok(up) => Some(PassiveOutcome::of_status(up.response.status().as_u16())),
-        Err(e) => passive_of_error(e),
-    };
-    if let Some(passive) = passive {
-        cluster.record_outcome(index, passive);
+    match result {
+        Ok(up) => {
+            let status = up.response.status().as_u16();
+            cluster.record_response(index, rtt, PassiveOutcome::of_status(status));
+        }
+        Err(e) => {
+            if let Some(reason) = EndpointError::of(e) {
+                cluster.record_error(index, reason);
+            }
+            if let Some(passive) = passive_of_error(e) {
+                cluster.record_outcome(index, passive);
+            }
+        }
     }
 }
 

@@ -230,8 +230,14 @@ async fn forward(
     if let Some(log) = log.as_deref_mut() {
         log.set_cluster(&cluster.name, cluster.lb_policy);
     }
+    // Resolved when the snapshot was built: the route's counters for this cluster.
+    let route_stats = route.cluster_stats(target.cluster);
     // The limit applies before any work is done for the request.
-    let request_slot = cluster.breakers.request()?;
+    let request_slot = cluster.breakers.request().inspect_err(|e| {
+        if let Some(s) = route_stats {
+            s.record_failure(e);
+        }
+    })?;
 
     let upgrade = req.version() == Version::HTTP_11
         && cluster.protocol == UpstreamProtocol::Http1
@@ -289,6 +295,7 @@ async fn forward(
         .map(|(a, cookie)| a.begin(cluster, cookie.as_deref()));
     let attempts = Attempts {
         cluster,
+        route: route_stats,
         retry,
         hedge,
         deadline,

@@ -12,7 +12,7 @@ use super::mirror::MirrorPolicy;
 use super::retry::RetryPolicy;
 use crate::affinity::SessionAffinity;
 use crate::rate_limit::RouteLimiter;
-use crate::{Cluster, CompileError};
+use crate::{Cluster, CompileError, RouteClusterStats};
 
 /// What a matched request gets, plus the route's policy.
 #[derive(Debug)]
@@ -35,6 +35,8 @@ pub(crate) struct Route {
     pub(crate) rate_limit: Option<Arc<RouteLimiter>>,
     /// What the route answered (`/metrics`), carried over reloads by position.
     pub(crate) traffic: Arc<crate::stats::RouteTraffic>,
+    /// The clusters the action forwards to, each with the route's counters for it.
+    pub(crate) clusters: Vec<RouteCluster>,
     /// Session affinity overriding the cluster's.
     pub(crate) session_affinity: Option<SessionAffinity>,
 }
@@ -64,6 +66,16 @@ pub(crate) enum RouteAction {
     },
 }
 
+/// A cluster a route forwards to, with what the route's requests met there (`/metrics`).
+#[derive(Debug)]
+pub(crate) struct RouteCluster {
+    /// The cluster's index in `Snapshot::clusters`.
+    pub(crate) index: usize,
+    /// The cluster's name, by which the counters are carried over a reload.
+    pub(crate) name: Arc<str>,
+    pub(crate) stats: Arc<RouteClusterStats>,
+}
+
 /// Compiled header edits: remove, then set, then add.
 #[derive(Debug, Default)]
 pub(crate) struct HeaderRules {
@@ -76,15 +88,15 @@ pub(crate) struct HeaderRules {
 
 impl Route {
     /// Compiles `cfg`; `at` is its YAML path for error messages, `id` its name in shared rate
-    /// limit counters (`<listener>/<index>`); `previous` is the rate limiter of the route that
-    /// held this place before a reload, kept when its limits are unchanged.
+    /// limit counters (`<listener>/<index>`); `previous` is the route that held this place
+    /// before a reload: its rate limiter is kept when its limits are unchanged, and its
+    /// counters (`traffic`, per cluster) carry over.
     pub(crate) fn compile(
         cfg: &RouteConfig,
         clusters: &[Cluster],
         at: &str,
         id: &str,
-        previous: Option<&Arc<RouteLimiter>>,
-        traffic: Arc<crate::stats::RouteTraffic>,
+        previous: Option<&Route>,
     ) -> Result<Self, CompileError> {
         let err = |field: &str, reason: String| CompileError {
             path: format!("{at}.{field}"),
@@ -139,6 +151,16 @@ impl Route {
         } else {
             return Err(err("", "route has no action".into()));
         };
+        let route_clusters = (action.cluster_indices().into_iter())
+            .filter_map(|index| {
+                let name = Arc::clone(&clusters.get(index)?.name);
+                let stats = previous
+                    .and_then(|p| p.clusters.iter().find(|c| c.name == name))
+                    .map(|c| Arc::clone(&c.stats))
+                    .unwrap_or_default();
+                Some(RouteCluster { index, name, stats })
+            })
+            .collect();
         Ok(Self {
             action,
             timeout: cfg.timeout.map(|t| t.get()).filter(|t| !t.is_zero()),
@@ -162,14 +184,26 @@ impl Route {
             rate_limit: cfg
                 .rate_limit
                 .as_ref()
-                .map(|r| RouteLimiter::compile_or_keep(r, id, at, previous))
+                .map(|r| {
+                    let limiter = previous.and_then(|p| p.rate_limit.as_ref());
+                    RouteLimiter::compile_or_keep(r, id, at, limiter)
+                })
                 .transpose()?,
-            traffic,
+            traffic: previous.map(|p| Arc::clone(&p.traffic)).unwrap_or_default(),
+            clusters: route_clusters,
             session_affinity: (cfg.session_affinity.as_ref())
                 .map(SessionAffinity::compile)
                 .transpose()
                 .map_err(|reason| err("session_affinity", reason))?,
         })
+    }
+
+    /// The route's counters for the cluster at `index` of `Snapshot::clusters` (a scan of
+    /// the route's one or few clusters).
+    pub(crate) fn cluster_stats(&self, index: usize) -> Option<&RouteClusterStats> {
+        (self.clusters.iter())
+            .find(|c| c.index == index)
+            .map(|c| &*c.stats)
     }
 }
 
@@ -193,6 +227,23 @@ impl RouteAction {
             }
             RouteAction::Redirect { .. } | RouteAction::Direct { .. } => None,
         }
+    }
+
+    /// Every cluster index the action may forward to, each once, in config order.
+    fn cluster_indices(&self) -> Vec<usize> {
+        let mut out = Vec::new();
+        match self {
+            RouteAction::Cluster(i) => out.push(*i),
+            RouteAction::Weighted { targets, .. } => {
+                for &(i, _) in targets {
+                    if !out.contains(&i) {
+                        out.push(i);
+                    }
+                }
+            }
+            RouteAction::Redirect { .. } | RouteAction::Direct { .. } => {}
+        }
+        out
     }
 }
 

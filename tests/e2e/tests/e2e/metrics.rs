@@ -19,9 +19,9 @@ use weir_e2e::{TestProxy, echo_round_trip, get, h1_client};
 use weir_test_support::{MockHttp, MockTcp, MockUdp, wait_until};
 
 /// The scraped samples: `name{labels}` exactly as exposed, to the value.
-type Samples = BTreeMap<String, f64>;
+pub(crate) type Samples = BTreeMap<String, f64>;
 
-async fn scrape_text(admin: SocketAddr) -> String {
+pub(crate) async fn scrape_text(admin: SocketAddr) -> String {
     let reply = get(&h1_client(), &format!("http://{admin}/metrics"), &[]).await;
     assert_eq!(reply.status, 200);
     assert_eq!(
@@ -31,7 +31,7 @@ async fn scrape_text(admin: SocketAddr) -> String {
     reply.text()
 }
 
-fn parse(text: &str) -> Samples {
+pub(crate) fn parse(text: &str) -> Samples {
     text.lines()
         .filter(|l| !l.starts_with('#') && !l.is_empty())
         .map(|l| {
@@ -42,7 +42,7 @@ fn parse(text: &str) -> Samples {
 }
 
 /// The value of `series`, which must be exposed.
-fn value(samples: &Samples, series: &str) -> f64 {
+pub(crate) fn value(samples: &Samples, series: &str) -> f64 {
     *samples
         .get(series)
         .unwrap_or_else(|| panic!("{series} is not exposed; have: {samples:#?}"))
@@ -56,7 +56,7 @@ fn tools_required() -> bool {
 
 /// Runs `promtool check metrics` on `text` and asserts it is clean; without promtool, fails
 /// in CI and skips (saying why) elsewhere.
-fn promtool_check(text: &str) {
+pub(crate) fn promtool_check(text: &str) {
     let child = Command::new("promtool")
         .args(["check", "metrics"])
         .stdin(Stdio::piped())
@@ -233,10 +233,24 @@ async fn known_traffic_moves_exactly_the_right_series() {
         value(&s, "weir_listener_sent_bytes_total{listener=\"raw\"}"),
         5.0
     );
+    // HTTP listeners count bytes too, as they are read and written: at least every request
+    // line with its Host header (what hyper's client sends, at the least) and every response's
+    // status line and one-byte body (the endpoint's name), and not wildly more.
+    let host = format!("host: {}\r\n", p.addr);
+    let request = ("GET / HTTP/1.1\r\n".len() + host.len() + 2) as f64;
+    let received = value(&s, "weir_listener_received_bytes_total{listener=\"web\"}");
     assert!(
-        !s.contains_key("weir_listener_received_bytes_total{listener=\"web\"}"),
-        "bytes are counted on L4 listeners only"
+        (90.0 * request + 10.0 * (request + 10.0)..=300.0 * request).contains(&received),
+        "{received} for 100 requests of at least {request} bytes"
     );
+    let sent = value(&s, "weir_listener_sent_bytes_total{listener=\"web\"}");
+    let response = "HTTP/1.1 200 OK\r\n\r\na".len() as f64;
+    assert!(
+        (100.0 * response..=100.0 * 1024.0).contains(&sent),
+        "{sent} for 100 responses of at least {response} bytes"
+    );
+    // The client's keep-alive connection is still open: its bytes showed while it lives.
+    assert!(value(&s, "weir_listener_active_connections{listener=\"web\"}") >= 1.0);
     assert_eq!(
         value(
             &s,

@@ -27,13 +27,15 @@ use prometheus_client::encoding::{
 use prometheus_client::metrics::MetricType;
 use prometheus_client::registry::{Registry, Unit};
 use weir_config::ListenerProtocol;
-use weir_core::{Endpoint, Unhealthy};
+use weir_core::{Endpoint, EndpointError, Unhealthy};
 use weir_proxy::{
-    AffinityEvent, Cluster, ListenerCounters, RouteStats, STATUS_CLASSES, Snapshot, UpstreamFailure,
+    AffinityEvent, Cluster, ListenerCounters, STATUS_CLASSES, Snapshot, UpstreamFailure,
 };
 
 use crate::AdminState;
 use crate::routes::AdminBody;
+
+mod routes;
 
 /// The content type of an OpenMetrics answer.
 pub(crate) const OPENMETRICS: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
@@ -47,7 +49,8 @@ type Labels = Vec<(&'static str, String)>;
 #[derive(Debug)]
 struct SnapshotCollector {
     snapshot: Arc<Snapshot>,
-    /// Listener name, counters, and whether the listener is a TCP/TLS one (bytes are counted).
+    /// Listener name, counters, and whether the listener counts bytes (HTTP, TCP, TLS
+    /// passthrough: the listeners whose connections weir reads and writes).
     listeners: Vec<(String, Arc<ListenerCounters>, bool)>,
     per_endpoint: bool,
     /// Config reloads applied and rejected, when weir runs from a file.
@@ -115,7 +118,7 @@ pub(crate) fn render(state: &AdminState, openmetrics: bool) -> Result<String, fm
         .filter(|l| {
             matches!(
                 l.protocol,
-                ListenerProtocol::Tcp | ListenerProtocol::TlsPassthrough
+                ListenerProtocol::Http | ListenerProtocol::Tcp | ListenerProtocol::TlsPassthrough
             )
         })
         .map(|l| l.name.as_str())
@@ -294,121 +297,16 @@ impl SnapshotCollector {
         counters(
             e,
             "weir_listener_received",
-            "Bytes received from clients by ended connections of a TCP or TLS passthrough listener.",
+            "Bytes received from clients (HTTP: after TLS decryption), counted as they are read.",
             Some(&Unit::Bytes),
             stream().map(|(n, c, _)| (by(n), c.received_bytes())),
         )?;
         counters(
             e,
             "weir_listener_sent",
-            "Bytes sent to clients by ended connections of a TCP or TLS passthrough listener.",
+            "Bytes sent to clients (HTTP: before TLS encryption), counted as they are written.",
             Some(&Unit::Bytes),
             stream().map(|(n, c, _)| (by(n), c.sent_bytes())),
-        )
-    }
-
-    /// Per-route series: responses by class, time to response headers, and the policy
-    /// counters (rate limiting, mirroring, fault injection). Routes have no names, so a route
-    /// is its listener's name and its index in that listener's `routes`.
-    fn encode_routes(&self, e: &mut DescriptorEncoder<'_>) -> fmt::Result {
-        let routes = self.snapshot.route_stats();
-        let labels = |r: &RouteStats, extra: Option<(&'static str, &str)>| -> Labels {
-            let listener = self
-                .listeners
-                .get(r.listener)
-                .map_or_else(|| r.listener.to_string(), |l| l.0.clone());
-            let mut l = vec![("listener", listener), ("route", r.route.to_string())];
-            if let Some((k, v)) = extra {
-                l.push((k, v.to_owned()));
-            }
-            l
-        };
-        counters(
-            e,
-            "weir_route_requests",
-            "Requests a route answered (weir's own answers included), by status class.",
-            None,
-            routes.iter().flat_map(|r| {
-                STATUS_CLASSES.iter().enumerate().map(move |(i, class)| {
-                    (labels(r, Some(("class", class))), r.traffic.responses(i))
-                })
-            }),
-        )?;
-        if !routes.is_empty() {
-            let mut m = e.encode_descriptor(
-                "weir_route_request_duration",
-                "Time from a route's match to its response headers.",
-                Some(&Unit::Seconds),
-                MetricType::Histogram,
-            )?;
-            for r in &routes {
-                let h = r.traffic.latency();
-                m.encode_family(&labels(r, None))?
-                    .encode_histogram::<NoLabelSet>(h.sum_seconds, h.count, &h.buckets, None)?;
-            }
-        }
-        counters(
-            e,
-            "weir_route_rate_limited",
-            "Requests a route's rate limit refused: 429 over the limit, 503 when a closed global limit could not reach its service.",
-            None,
-            routes.iter().flat_map(|r| {
-                r.rate_limited
-                    .into_iter()
-                    .flat_map(move |(limited, unavailable)| {
-                        [
-                            (labels(r, Some(("result", "limited"))), limited),
-                            (labels(r, Some(("result", "unavailable"))), unavailable),
-                        ]
-                    })
-            }),
-        )?;
-        counters(
-            e,
-            "weir_route_mirror_selected",
-            "Requests a route chose to copy to its shadow cluster.",
-            None,
-            routes
-                .iter()
-                .filter_map(|r| Some((labels(r, None), r.mirror?.selected))),
-        )?;
-        counters(
-            e,
-            "weir_route_mirror_results",
-            "Shadow copies that ended, by result (succeeded, failed, abandoned).",
-            None,
-            routes.iter().flat_map(|r| {
-                r.mirror.into_iter().flat_map(move |m| {
-                    [
-                        (labels(r, Some(("result", "succeeded"))), m.succeeded),
-                        (labels(r, Some(("result", "failed"))), m.failed),
-                        (labels(r, Some(("result", "abandoned"))), m.abandoned),
-                    ]
-                })
-            }),
-        )?;
-        counters(
-            e,
-            "weir_route_mirror_status_diffs",
-            "Shadow responses whose status class differed from the primary's (compare_status).",
-            None,
-            routes
-                .iter()
-                .filter_map(|r| Some((labels(r, None), r.mirror?.status_diffs))),
-        )?;
-        counters(
-            e,
-            "weir_route_faults",
-            "Requests fault injection delayed or aborted, by kind.",
-            None,
-            routes.iter().flat_map(|r| {
-                r.fault.into_iter().flat_map(move |f| {
-                    [
-                        (labels(r, Some(("kind", "delayed"))), f.delayed),
-                        (labels(r, Some(("kind", "aborted"))), f.aborted),
-                    ]
-                })
-            }),
         )
     }
 
@@ -612,12 +510,25 @@ impl SnapshotCollector {
             None,
             all().map(|(c, ep)| (by(c, ep), ep.state.connect_failures())),
         )?;
+        counters(
+            e,
+            "weir_endpoint_errors",
+            "Exchanges with the endpoint that failed, by reason: 5xx answers, resets, timeouts, connect failures and timeouts.",
+            None,
+            all().flat_map(|(c, ep)| {
+                EndpointError::ALL.into_iter().map(move |reason| {
+                    let mut labels = by(c, ep);
+                    labels.push(("reason", reason.as_str().to_owned()));
+                    (labels, ep.state.errors.get(reason))
+                })
+            }),
+        )?;
         gauges(
             e,
             "weir_endpoint_latency_ewma",
-            "Latency estimate of latency-aware balancing (peak_ewma); absent until one was observed.",
+            "Moving average of the endpoint's response latency over about 10 s (HTTP: to response headers; L4: connect); absent until one was observed.",
             Some(&Unit::Seconds),
-            all().filter_map(|(c, ep)| Some((by(c, ep), ewma_seconds(ep)?))),
+            all().filter_map(|(c, ep)| Some((by(c, ep), ep.state.response_latency.seconds()?))),
         )?;
         gauges(
             e,
@@ -653,17 +564,6 @@ impl SnapshotCollector {
 /// Endpoints of `cluster` for which `f` holds.
 fn count(cluster: &Cluster, f: impl Fn(&Endpoint) -> bool) -> u64 {
     cluster.endpoints.iter().filter(|ep| f(ep)).count() as u64
-}
-
-/// The latency EWMA in seconds, when one was observed (the bits hold nanoseconds as an `f64`).
-fn ewma_seconds(ep: &Endpoint) -> Option<f64> {
-    let bits = ep
-        .state
-        .latency
-        .ewma_bits
-        .load(std::sync::atomic::Ordering::Relaxed);
-    let nanos = f64::from_bits(bits);
-    (bits != 0 && nanos.is_finite() && nanos > 0.0).then_some(nanos / 1e9)
 }
 
 /// Encodes a counter family from `series`; nothing when it is empty.
