@@ -83,8 +83,8 @@ pub use route::{
     StringMatchConfig, StringMatchRuleConfig, WeightedClusterConfig,
 };
 pub use tls::{
-    CertificateConfig, ClientAuthConfig, ClientCertConfig, ListenerTlsConfig, TlsVersion,
-    UpstreamTlsConfig,
+    CertificateConfig, ClientAuthConfig, ClientCertConfig, ListenerTlsConfig, RootStore,
+    TlsVersion, UpstreamTlsConfig,
 };
 pub use traffic::{
     ConfigNumber, DEFAULT_MIRROR_MAX_BODY_BYTES, FaultAbortConfig, FaultConfig, FaultDelayConfig,
