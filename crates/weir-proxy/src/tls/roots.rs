@@ -25,10 +25,16 @@ pub(crate) fn system() -> Result<Arc<RootCertStore>, String> {
     if let Some(store) = SYSTEM.get() {
         return Ok(Arc::clone(store));
     }
-    let store = Arc::new(store_of(
-        rustls_native_certs::load_native_certs(),
-        "the system certificate store",
-    )?);
+    // Name what was read: the variables replace the platform's store when set.
+    let from: Vec<String> = ["SSL_CERT_FILE", "SSL_CERT_DIR"]
+        .into_iter()
+        .filter_map(|v| Some(format!("{v}={}", std::env::var_os(v)?.to_string_lossy())))
+        .collect();
+    let what = match from.is_empty() {
+        true => "the system certificate store".to_owned(),
+        false => format!("the system certificate store ({})", from.join(", ")),
+    };
+    let store = Arc::new(store_of(rustls_native_certs::load_native_certs(), &what)?);
     tracing::info!(
         roots = store.len(),
         "loaded the system certificate store for TLS to endpoints"

@@ -1,15 +1,15 @@
 //! What the certificate watcher needs to be cheap, quick and quiet about half-done rotations.
 //!
 //! Cheap: every [`super::WATCH_INTERVAL`] the watcher `stat`s each file (following symlinks, so
-//! a Kubernetes secret's `..data` swap is a new inode) and reads files only when a stamp moved,
-//! when a change has not settled yet, or while a file was modified very recently (file times
-//! can be as coarse as the kernel tick, so two writes in one tick may share a stamp).
+//! a Kubernetes secret's `..data` swap is a new inode) and reads files only when a stamp moved
+//! or while a file was modified very recently (file times can be as coarse as the kernel tick,
+//! so two writes in one tick may share a stamp).
 //!
 //! Quiet: a certificate and its key are often written one after the other, so a poll can see
 //! the new certificate with the old key. A rotation that does not load is therefore "settling"
 //! first, retried on every poll, and only reported (an error in the log, one more in
-//! `weir_tls_reload_failures_total`, the reason in `/listeners`) when it is still broken
-//! [`SETTLE`] after it was first seen.
+//! `weir_tls_certificate_reload_failures_total` or `weir_tls_upstream_reload_failures_total`, the
+//! reason in `/listeners`) when it is still broken [`SETTLE`] after it was first seen.
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
