@@ -207,6 +207,78 @@ mod tests {
         assert!(http::HeaderValue::try_from(id).is_ok());
     }
 
+    /// Splits a header value back into its fields, as a consumer would: `;` outside quotes
+    /// separates, and `\"`, `\\` and `\XX` are undone inside quotes.
+    fn parse(header: &str) -> Vec<(String, Vec<u8>)> {
+        let b = header.as_bytes();
+        let (mut out, mut i) = (Vec::new(), 0);
+        loop {
+            let start = i;
+            while b[i] != b'=' {
+                i += 1;
+            }
+            let key = header[start..i].to_owned();
+            i += 1;
+            let mut v = Vec::new();
+            if b.get(i) == Some(&b'"') {
+                i += 1;
+                loop {
+                    match b[i] {
+                        b'"' => break i += 1,
+                        b'\\' if matches!(b[i + 1], b'"' | b'\\') => {
+                            v.push(b[i + 1]);
+                            i += 2;
+                        }
+                        b'\\' => {
+                            v.push(u8::from_str_radix(&header[i + 1..i + 3], 16).unwrap());
+                            i += 3;
+                        }
+                        c => {
+                            v.push(c);
+                            i += 1;
+                        }
+                    }
+                }
+            } else {
+                while i < b.len() && b[i] != b';' {
+                    v.push(b[i]);
+                    i += 1;
+                }
+            }
+            out.push((key, v));
+            if i == b.len() {
+                return out;
+            }
+            assert_eq!(b[i], b';', "{header}");
+            i += 1;
+        }
+    }
+
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig::with_cases(64))]
+
+        /// Whatever a certificate holds, the header is a valid header value and reads back as
+        /// exactly its fields: no value can add or alter one.
+        #[test]
+        fn any_subject_or_uri_reads_back_as_itself(cn in "(?s).{0,24}", uri in "[ -~]{1,24}") {
+            let mut p = CertificateParams::new(Vec::<String>::new()).unwrap();
+            p.distinguished_name = DistinguishedName::new();
+            p.distinguished_name.push(DnType::CommonName, cn.as_str());
+            p.subject_alt_names.push(SanType::URI(uri.as_str().try_into().unwrap()));
+            let id = identity(&leaf(p)).unwrap();
+            proptest::prop_assert!(http::HeaderValue::try_from(id.as_str()).is_ok(), "{}", id);
+            let mut subject = "CN=".to_owned();
+            escape_value(&mut subject, &cn);
+            proptest::prop_assert_eq!(
+                parse(&id),
+                vec![
+                    ("Subject".to_owned(), subject.into_bytes()),
+                    ("URI".to_owned(), uri.into_bytes()),
+                ]
+            );
+        }
+    }
+
     #[test]
     fn rfc4514_escapes_leading_and_trailing_specials() {
         let mut out = String::new();
