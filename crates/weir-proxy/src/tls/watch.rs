@@ -60,7 +60,7 @@ struct Pending {
 /// load), and the status of their reloads.
 #[derive(Debug)]
 pub(crate) struct Watched {
-    files: Vec<PathBuf>,
+    files: Arc<[PathBuf]>,
     stamps: Stamps,
     seen: parking_lot::Mutex<Vec<u8>>,
     pub(crate) status: Arc<ReloadStatus>,
@@ -70,12 +70,14 @@ pub(crate) struct Watched {
 
 impl Stamps {
     /// Whether `files` may have changed since the last call: a stamp moved, a file cannot be
-    /// `stat`ed, or one was modified within [`HOT`]. Records the new stamps.
-    pub(crate) async fn moved(&self, files: &[PathBuf]) -> bool {
-        let mut now = Vec::with_capacity(files.len());
-        for f in files {
-            now.push(stamp(f).await);
-        }
+    /// `stat`ed, or one was modified within [`HOT`]. Records the new stamps. The `stat`s run
+    /// together on one blocking thread (a slow file system must not stall a runtime worker,
+    /// and one hand-off per set costs less than one per file).
+    pub(crate) async fn moved(&self, files: &Arc<[PathBuf]>) -> bool {
+        let all = Arc::clone(files);
+        let now = tokio::task::spawn_blocking(move || all.iter().map(|f| stamp(f)).collect())
+            .await
+            .unwrap_or_else(|_| vec![None; files.len()]);
         let hot = now.iter().any(|s| match s {
             None => true,
             Some(s) => s
@@ -90,9 +92,9 @@ impl Stamps {
     }
 }
 
-async fn stamp(file: &Path) -> Option<Stamp> {
+fn stamp(file: &Path) -> Option<Stamp> {
     use std::os::unix::fs::MetadataExt;
-    let m = tokio::fs::metadata(file).await.ok()?;
+    let m = std::fs::metadata(file).ok()?;
     Some(Stamp {
         dev: m.dev(),
         ino: m.ino(),
@@ -173,7 +175,7 @@ impl Watched {
         status: Option<&Arc<ReloadStatus>>,
     ) -> Self {
         Self {
-            files,
+            files: files.into(),
             stamps: Stamps::default(),
             seen: parking_lot::Mutex::new(seen),
             status: status.map_or_else(Arc::default, Arc::clone),
@@ -280,7 +282,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let file = dir.path().join("cert.pem");
         std::fs::write(&file, "one").unwrap();
-        let files = vec![file.clone()];
+        let files: Arc<[PathBuf]> = vec![file.clone()].into();
         let stamps = Stamps::default();
         assert!(stamps.moved(&files).await, "first look");
         // Renamed over: a new inode.
@@ -294,14 +296,18 @@ mod tests {
         std::fs::write(&a, "a").unwrap();
         std::fs::write(&b, "b").unwrap();
         std::os::unix::fs::symlink(&a, &link).unwrap();
-        let files = vec![link.clone()];
+        let files: Arc<[PathBuf]> = vec![link.clone()].into();
         stamps.moved(&files).await;
         let tmp = dir.path().join("link.tmp");
         std::os::unix::fs::symlink(&b, &tmp).unwrap();
         std::fs::rename(&tmp, &link).unwrap();
         assert!(stamps.moved(&files).await);
         // A missing file is worth another look.
-        assert!(stamps.moved(&[dir.path().join("gone.pem")]).await);
+        assert!(
+            stamps
+                .moved(&vec![dir.path().join("gone.pem")].into())
+                .await
+        );
     }
 
     #[test]
