@@ -56,7 +56,7 @@ fn tools_required() -> bool {
 
 /// Runs `promtool check metrics` on `text` and asserts it is clean; without promtool, fails
 /// in CI and skips (saying why) elsewhere.
-fn promtool_check(text: &str) {
+pub(crate) fn promtool_check(text: &str) {
     let child = Command::new("promtool")
         .args(["check", "metrics"])
         .stdin(Stdio::piped())

@@ -62,12 +62,17 @@ async fn until_served(p: &TestProxy, pki: &Pki, cn: &str) -> Duration {
     }
 }
 
+/// The text of `/metrics`.
+async fn metrics(p: &TestProxy) -> String {
+    let admin = p.weir.admin_addr().unwrap();
+    get(&h1_client(), &format!("http://{admin}/metrics"), &[])
+        .await
+        .text()
+}
+
 /// The value of `weir_tls_certificate_reload_failures_total{listener="https"}` in `/metrics`.
 async fn failures(p: &TestProxy) -> u64 {
-    let admin = p.weir.admin_addr().unwrap();
-    let text = get(&h1_client(), &format!("http://{admin}/metrics"), &[])
-        .await
-        .text();
+    let text = metrics(p).await;
     let series = "weir_tls_certificate_reload_failures_total{listener=\"https\"}";
     text.lines()
         .find_map(|l| l.strip_prefix(series)?.trim().parse().ok())
@@ -158,6 +163,7 @@ async fn rotated_files_serve_new_handshakes_within_a_second_and_keep_old_connect
     assert!(why.contains("site.pem"), "{why}");
     assert_eq!(served(&proxy, &pki).await, "three");
     assert_eq!(failures(&proxy).await, 1, "counted once");
+    crate::metrics::promtool_check(&metrics(&proxy).await);
 
     // A good one after it is picked up again, and the reason goes away.
     issue(&pki, &v2, "four");
