@@ -126,6 +126,14 @@ mod tests {
         assert!(e.contains("roots: webpki"), "{e}");
     }
 
+    /// Needs the machine's store (`scripts/test` installs `ca-certificates`).
+    #[test]
+    fn the_system_store_is_read_once_and_shared() {
+        let first = system().unwrap();
+        assert!(!first.is_empty());
+        assert!(Arc::ptr_eq(&first, &system().unwrap()));
+    }
+
     #[test]
     fn webpki_roots_are_shared() {
         assert!(Arc::ptr_eq(&webpki(), &webpki()));
