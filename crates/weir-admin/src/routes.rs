@@ -162,7 +162,13 @@ fn answer(state: &AdminState, read: &Read<'_>, headers: &http::HeaderMap) -> Res
                 None => error(StatusCode::NOT_FOUND, format!("no cluster named {name:?}")),
             }
         }
-        Read::Listeners => json(StatusCode::OK, &ListenersView::new(&state.listeners())),
+        Read::Listeners => {
+            let tls = state.snapshots().load().tls_reload_failures();
+            json(
+                StatusCode::OK,
+                &ListenersView::new(&state.listeners(), &tls),
+            )
+        }
         Read::Metrics => crate::metrics::respond(state, headers),
         Read::Stats => {
             let snapshot = state.snapshots().load();

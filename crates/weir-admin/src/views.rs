@@ -10,7 +10,7 @@ use std::net::SocketAddr;
 use serde::Serialize;
 use weir_config::{ListenerProtocol, UpstreamProtocol};
 use weir_core::{Clock, Endpoint, EndpointError, EndpointState, Nanos, SystemClock};
-use weir_proxy::{AffinityEvent, BreakerStats, Cluster};
+use weir_proxy::{AffinityEvent, BreakerStats, Cluster, TlsReloadFailures};
 
 use crate::ListenerInfo;
 use crate::timefmt;
@@ -162,6 +162,10 @@ pub(crate) struct ListenerView {
     name: String,
     address: SocketAddr,
     protocol: &'static str,
+    /// Why the listener's rotated certificate (or client CA) files did not load, while the
+    /// previous ones keep serving.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    tls_reload_error: Option<String>,
 }
 
 // === impl ClustersView ===
@@ -302,8 +306,8 @@ impl CheckView {
 // === impl ListenersView ===
 
 impl ListenersView {
-    /// Every listener in `listeners`.
-    pub(crate) fn new(listeners: &[ListenerInfo]) -> Self {
+    /// Every listener in `listeners`, with the TLS reload failures of `tls`.
+    pub(crate) fn new(listeners: &[ListenerInfo], tls: &[TlsReloadFailures]) -> Self {
         Self {
             listeners: listeners
                 .iter()
@@ -311,6 +315,10 @@ impl ListenersView {
                     name: l.name.clone(),
                     address: l.address,
                     protocol: listener_protocol(l.protocol),
+                    tls_reload_error: tls
+                        .iter()
+                        .find(|f| f.listener && *f.name == *l.name)
+                        .and_then(|f| f.last_error.clone()),
                 })
                 .collect(),
         }

@@ -85,8 +85,8 @@ pub use route::{
 };
 pub use shutdown::{DEFAULT_DRAIN_TIMEOUT, ShutdownConfig};
 pub use tls::{
-    CertificateConfig, ClientAuthConfig, ClientCertConfig, ListenerTlsConfig, TlsVersion,
-    UpstreamTlsConfig,
+    CertificateConfig, ClientAuthConfig, ClientCertConfig, ListenerTlsConfig, RootStore,
+    TlsVersion, UpstreamTlsConfig,
 };
 pub use traffic::{
     ConfigNumber, DEFAULT_MIRROR_MAX_BODY_BYTES, FaultAbortConfig, FaultConfig, FaultDelayConfig,

@@ -74,9 +74,13 @@ pub struct UpstreamTlsConfig {
     #[serde(default)]
     pub sni: Option<String>,
     /// PEM file of the CA certificates endpoint certificates must chain to. Default: the
-    /// Mozilla root store compiled into weir (`webpki-roots`).
+    /// roots chosen by `roots`.
     #[serde(default)]
     pub ca: Option<PathBuf>,
+    /// Which roots endpoint certificates must chain to when there is no `ca`. Default
+    /// `system`: the operating system's store.
+    #[serde(default)]
+    pub roots: Option<RootStore>,
     /// A client certificate weir presents to endpoints that ask for one.
     #[serde(default)]
     pub client_cert: Option<ClientCertConfig>,
@@ -84,6 +88,31 @@ pub struct UpstreamTlsConfig {
     /// protection TLS offers against a man in the middle. Default false.
     #[serde(default)]
     pub insecure_skip_verify: bool,
+}
+
+/// The trust anchors of a cluster without `ca`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum RootStore {
+    /// The operating system's store (`/etc/ssl/certs` and friends, from the `ca-certificates`
+    /// package), or the files `SSL_CERT_FILE` / `SSL_CERT_DIR` name, read once per process.
+    #[default]
+    System,
+    /// Mozilla's root store compiled into weir (`webpki-roots`): the same on every machine,
+    /// whatever the image ships.
+    Webpki,
+}
+
+// === impl RootStore ===
+
+impl RootStore {
+    /// The value as written in the config.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::System => "system",
+            Self::Webpki => "webpki",
+        }
+    }
 }
 
 /// A certificate chain and key weir presents as a TLS client.

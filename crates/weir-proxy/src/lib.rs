@@ -45,3 +45,4 @@ pub use stats::{
     AffinityEvent, AtomicHistogram, ClusterStats, HistogramSnapshot, LATENCY_BUCKETS,
     ListenerCounters, RouteTraffic, STATUS_CLASSES, UpstreamFailure,
 };
+pub use tls::TlsReloadFailures;

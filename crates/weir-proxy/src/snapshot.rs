@@ -82,7 +82,8 @@ impl Snapshot {
                             t,
                             c.protocol,
                             &format!("clusters[{i}].tls"),
-                        )?;
+                        )?
+                        .carry_status(previous.and_then(|p| p.tls.as_deref()));
                         // The same settings and files keep the same client config, so health
                         // checks built on it keep running across the reload.
                         let same = previous

@@ -748,3 +748,97 @@ listeners:
         .status();
     assert!(child.wait().unwrap().success());
 }
+
+/// A cluster without `ca` verifies endpoints against the system store, which `SSL_CERT_FILE`
+/// replaces (as in OpenSSL): `weir run` with it naming a test CA reaches an endpoint that CA
+/// signed, while a cluster with `roots: webpki` (Mozilla's list) is refused with a 502. A store
+/// that holds no certificate stops `weir check` naming `clusters[i].tls.roots`.
+#[test]
+fn system_roots_come_from_ssl_cert_file() {
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let ca = weir_test_support::TestCa::new();
+    let ca_file = ca.write_cert(&dir.path().join("ca.pem"));
+    let tls = ca
+        .issue_pem("api", &["api.internal"])
+        .server_config(&[b"http/1.1"]);
+    let ep = rt.block_on(
+        weir_test_support::MockHttp::builder("secure-ep")
+            .tls(tls)
+            .start(),
+    );
+    let path = dir.path().join("weir.yaml");
+    std::fs::write(
+        &path,
+        format!(
+            "listeners:
+  - name: l
+    address: 127.0.0.1:0
+    routes:
+      - {{ match: {{ path_prefix: /webpki }}, cluster: webpki }}
+      - {{ cluster: system }}
+clusters:
+  - {{ name: system, tls: {{ sni: api.internal }}, endpoints: [ {ep} ] }}
+  - {{ name: webpki, tls: {{ sni: api.internal, roots: webpki }}, endpoints: [ {ep} ] }}
+",
+            ep = ep.addr()
+        ),
+    )
+    .unwrap();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_weir"))
+        .args(["run", "-c", path.to_str().unwrap()])
+        .env("SSL_CERT_FILE", &ca_file)
+        .env_remove("SSL_CERT_DIR")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let stdout = child.stdout.take().unwrap();
+    let url = BufReader::new(stdout)
+        .lines()
+        .map_while(Result::ok)
+        .find_map(|l| l.strip_prefix("listener l on ").map(str::to_owned));
+    let status = |path: &str| {
+        let out = Command::new("curl")
+            .args([
+                "-s",
+                "--max-time",
+                "10",
+                "-o",
+                "/dev/null",
+                "-w",
+                "%{http_code}",
+            ])
+            .arg(format!("{}{path}", url.as_deref().unwrap_or_default()))
+            .output()
+            .unwrap();
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    let (system, webpki) = (status("/"), status("/webpki"));
+    let _ = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status();
+    child.wait().unwrap();
+    assert!(url.is_some(), "weir did not start with SSL_CERT_FILE set");
+    assert_eq!(
+        system, "200",
+        "the system store (SSL_CERT_FILE) trusts the test CA"
+    );
+    assert_eq!(webpki, "502", "Mozilla's list does not");
+    assert!(ep.requests() >= 1);
+
+    let empty = dir.path().join("empty.pem");
+    std::fs::write(&empty, "no certificates\n").unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_weir"))
+        .args(["check", "-c", path.to_str().unwrap()])
+        .env("SSL_CERT_FILE", &empty)
+        .env_remove("SSL_CERT_DIR")
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "an empty store was accepted");
+    assert!(stderr.contains("clusters[0].tls.roots"), "{stderr}");
+    assert!(stderr.contains("empty.pem"), "{stderr}");
+    assert!(stderr.contains("roots: webpki"), "{stderr}");
+    rt.block_on(ep.shutdown());
+}

@@ -27,7 +27,9 @@
 //! answer (trace tests, where a failing endpoint's answer cannot echo it).
 //!
 //! With [`MockHttpBuilder::tls`] the mock serves HTTPS instead (HTTP/1.1 or HTTP/2 by ALPN) and
-//! adds `x-seen-sni`: the server name the client sent, if any (upstream TLS tests).
+//! adds `x-seen-sni`: the server name the client sent, if any, and `x-seen-client-subject`: the
+//! subject of the certificate the client presented, if the config asked for one (upstream TLS
+//! and mTLS tests; see [`crate::Issued::mtls_server_config`]).
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
@@ -363,13 +365,24 @@ async fn serve_connection(shared: Arc<Shared>, stream: TcpStream) {
         .1
         .server_name()
         .and_then(|n| HeaderValue::from_str(n).ok());
+    let client = stream
+        .get_ref()
+        .1
+        .peer_certificates()
+        .and_then(|chain| chain.first())
+        .and_then(|leaf| x509_parser::parse_x509_certificate(leaf).ok())
+        .and_then(|(_, cert)| HeaderValue::try_from(cert.subject().to_string()).ok());
     let service = service_fn(move |req| {
-        let (shared, sni) = (Arc::clone(&shared), sni.clone());
+        let (shared, sni, client) = (Arc::clone(&shared), sni.clone(), client.clone());
         async move {
             let mut resp = handle(shared, req).await?;
             if let Some(sni) = sni {
                 resp.headers_mut()
                     .insert(HeaderName::from_static("x-seen-sni"), sni);
+            }
+            if let Some(subject) = client {
+                resp.headers_mut()
+                    .insert(HeaderName::from_static("x-seen-client-subject"), subject);
             }
             Ok::<_, Infallible>(resp)
         }

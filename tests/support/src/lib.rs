@@ -46,6 +46,8 @@ pub use self::tls::{Issued, MockTls, TestCa, TlsStream, tls_connect};
 pub use self::udp::MockUdp;
 pub use self::util::{trace_init, wait_until, wait_until_async};
 
+/// Certificate parameters ([`rcgen::DnType`], [`rcgen::SanType`]) for [`TestCa::issue_client_with`].
+pub use rcgen;
 /// Re-exported so tests can open WebSocket clients without naming a tungstenite version.
 pub use tokio_tungstenite;
 /// Re-exported so tests can drive [`grpc::pb`] clients without naming a tonic version.

@@ -16,10 +16,11 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::path::{Path, PathBuf};
 
 use rcgen::{
-    BasicConstraints, CertificateParams, CertifiedIssuer, DnType, ExtendedKeyUsagePurpose, IsCa,
-    KeyPair, KeyUsagePurpose, SanType,
+    BasicConstraints, CertificateParams, CertifiedIssuer, DistinguishedName, DnType,
+    ExtendedKeyUsagePurpose, IsCa, KeyPair, KeyUsagePurpose, SanType,
 };
 use rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer, ServerName};
+use rustls::server::WebPkiClientVerifier;
 use rustls::{ClientConfig, RootCertStore, ServerConfig};
 use tokio::io::{AsyncWriteExt, split};
 use tokio::net::TcpStream;
@@ -124,6 +125,19 @@ impl TestCa {
         let mut params = self.params(cn, names);
         params.not_before = rcgen::date_time_ymd(2020, 1, 1);
         params.not_after = rcgen::date_time_ymd(2020, 12, 31);
+        self.sign(params)
+    }
+
+    /// A client certificate with exactly the subject `subject` (attributes in order, e.g.
+    /// `[(DnType::OrganizationName, "Weir"), (DnType::CommonName, "a")]`) and the SANs `sans`.
+    pub fn issue_client_with(&self, subject: &[(DnType, &str)], sans: Vec<SanType>) -> Issued {
+        let mut params = CertificateParams::default();
+        params.distinguished_name = DistinguishedName::new();
+        for (kind, value) in subject {
+            params.distinguished_name.push(kind.clone(), *value);
+        }
+        params.subject_alt_names = sans;
+        params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ClientAuth];
         self.sign(params)
     }
 
@@ -250,6 +264,26 @@ impl Issued {
         std::fs::write(&cert, &self.cert_pem).expect("write certificate");
         std::fs::write(&key, &self.key_pem).expect("write key");
         (cert, key)
+    }
+
+    /// Like [`Issued::server_config`], but the handshake requires a client certificate that
+    /// chains to `clients`: an endpoint that only weir's `client_cert` may reach.
+    pub fn mtls_server_config(&self, clients: &TestCa, alpn: &[&[u8]]) -> Arc<ServerConfig> {
+        let mut roots = RootCertStore::empty();
+        roots
+            .add(clients.cert())
+            .expect("CA certificate is a valid root");
+        let verifier = WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider())
+            .build()
+            .expect("a client verifier of one root");
+        let mut config = ServerConfig::builder_with_provider(provider())
+            .with_safe_default_protocol_versions()
+            .expect("ring supports the default protocol versions")
+            .with_client_cert_verifier(verifier)
+            .with_single_cert(self.chain.clone(), self.key.clone_key())
+            .expect("certificate and key match");
+        config.alpn_protocols = alpn.iter().map(|p| p.to_vec()).collect();
+        Arc::new(config)
     }
 
     /// A server config serving this certificate with ALPN `alpn` (empty: no ALPN).

@@ -223,6 +223,7 @@ impl Collector for SnapshotCollector {
             )?;
         }
         self.encode_exports(&mut encoder)?;
+        self.encode_tls(&mut encoder)?;
         if self.per_endpoint {
             self.encode_endpoints(&mut encoder)?;
         }
@@ -273,6 +274,31 @@ impl SnapshotCollector {
             "weir_otlp_export_failures",
             "OTLP export requests that failed (connect error, timeout, non-2xx answer).",
             spans.map(|s| s.failed_exports),
+        )
+    }
+
+    /// Certificate, key and CA files that changed on disk but did not load.
+    fn encode_tls(&self, e: &mut DescriptorEncoder<'_>) -> fmt::Result {
+        let failures = self.snapshot.tls_reload_failures();
+        let of = |listener: bool, label: &'static str| {
+            failures
+                .iter()
+                .filter(move |f| f.listener == listener)
+                .map(move |f| (vec![(label, f.name.to_string())], f.failures))
+        };
+        counters(
+            e,
+            "weir_tls_certificate_reload_failures",
+            "Rotations of a TLS listener's certificate, key or client CA files that did not load (the previous ones keep serving).",
+            None,
+            of(true, "listener"),
+        )?;
+        counters(
+            e,
+            "weir_tls_upstream_reload_failures",
+            "Rotations of a TLS cluster's CA or client certificate files that did not load (the previous ones stay in use).",
+            None,
+            of(false, "cluster"),
         )
     }
 

@@ -101,6 +101,22 @@ impl Checker<'_> {
                 );
             }
         }
+        if let Some(roots) = tls.roots {
+            let replaced_by = if tls.insecure_skip_verify {
+                Some("insecure_skip_verify is true")
+            } else if tls.ca.is_some() {
+                Some("`ca` is given")
+            } else {
+                None
+            };
+            if let Some(why) = replaced_by {
+                self.report(
+                    &path.key("roots"),
+                    format!("roots: {} would never be used: {why}", roots.as_str()),
+                    "remove `roots`; it chooses the trust only for a cluster without `ca`",
+                );
+            }
+        }
         if let Some(cc) = &tls.client_cert {
             self.file_path(&cc.cert, &path.key("client_cert").key("cert"));
             self.file_path(&cc.key, &path.key("client_cert").key("key"));

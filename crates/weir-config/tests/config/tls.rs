@@ -3,7 +3,7 @@
 //! data plane compiles the config.
 
 use crate::common::{assert_error, load_err, load_ok};
-use weir_config::TlsVersion;
+use weir_config::{RootStore, TlsVersion};
 
 const HEAD: &[&str] = &[
     "clusters:",
@@ -211,7 +211,52 @@ fn tls_termination_is_for_http_listeners_only() {
 }
 
 #[test]
+fn cluster_roots_default_to_the_system_store() {
+    let cfg = load_ok(&[
+        "clusters:",
+        "  - { name: s, tls: { sni: a.example }, endpoints: [ 127.0.0.1:9001 ] }",
+        "  - { name: w, tls: { sni: a.example, roots: webpki }, endpoints: [ 127.0.0.1:9001 ] }",
+        "  - { name: x, tls: { sni: a.example, roots: system }, endpoints: [ 127.0.0.1:9001 ] }",
+    ]);
+    let roots = |i: usize| cfg.config().clusters[i].tls.as_ref().unwrap().roots;
+    assert_eq!(roots(0).unwrap_or_default(), RootStore::System);
+    assert_eq!(roots(1), Some(RootStore::Webpki));
+    assert_eq!(roots(2), Some(RootStore::System));
+    let e = load_err(&[
+        "clusters:",
+        "  - { name: c, tls: { roots: mozilla }, endpoints: [] }",
+    ])
+    .to_string();
+    assert!(e.contains("clusters[0].tls.roots"), "{e}");
+    assert!(e.contains("system") && e.contains("webpki"), "{e}");
+}
+
+#[test]
 fn cluster_tls_rules() {
+    assert_error(
+        &[
+            "clusters:",
+            "  - name: c",
+            "    tls:",
+            "      ca: ca.pem",
+            "      roots: webpki",
+        ],
+        "clusters[0].tls.roots",
+        5,
+        "would never be used: `ca` is given",
+        "remove `roots`",
+    );
+    assert_error(
+        &[
+            "clusters:",
+            "  - name: c",
+            "    tls: { insecure_skip_verify: true, roots: system }",
+        ],
+        "clusters[0].tls.roots",
+        3,
+        "insecure_skip_verify is true",
+        "remove `roots`",
+    );
     assert_error(
         &[
             "clusters:",

@@ -185,44 +185,6 @@ pub(crate) fn covers(san: &str, name: &str) -> bool {
     }
 }
 
-/// The identity of a verified client certificate as one header value:
-/// `CN=<cn>;DNS=<name>;URI=<uri>` (each SAN DNS and URI name in certificate order). `;`, `%`
-/// and bytes a header may not hold are percent-encoded, so the parts cannot be forged.
-pub(crate) fn identity(leaf: &CertificateDer<'_>) -> Option<String> {
-    let (_, cert) = x509_parser::parse_x509_certificate(leaf).ok()?;
-    let mut parts = Vec::new();
-    if let Some(cn) = cert
-        .subject()
-        .iter_common_name()
-        .next()
-        .and_then(|cn| cn.as_str().ok())
-    {
-        parts.push(format!("CN={}", escape(cn)));
-    }
-    if let Ok(Some(san)) = cert.subject_alternative_name() {
-        for name in &san.value.general_names {
-            match name {
-                GeneralName::DNSName(d) => parts.push(format!("DNS={}", escape(d))),
-                GeneralName::URI(u) => parts.push(format!("URI={}", escape(u))),
-                _ => {}
-            }
-        }
-    }
-    (!parts.is_empty()).then(|| parts.join(";"))
-}
-
-fn escape(text: &str) -> String {
-    let mut out = String::with_capacity(text.len());
-    for b in text.bytes() {
-        if b == b';' || b == b'%' || b == b',' || !(0x20..0x7f).contains(&b) {
-            out.push_str(&format!("%{b:02X}"));
-        } else {
-            out.push(char::from(b));
-        }
-    }
-    out
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -235,13 +197,6 @@ mod tests {
         assert!(!covers("*.b.test", "y.x.b.test"));
         assert!(!covers("*.b.test", "b.test"));
         assert!(!covers("a.test", "b.test"));
-    }
-
-    #[test]
-    fn identity_parts_cannot_be_forged() {
-        assert_eq!(escape("a;DNS=evil"), "a%3BDNS=evil");
-        assert_eq!(escape("x\r\ny"), "x%0D%0Ay");
-        assert_eq!(escape("plain name"), "plain name");
     }
 
     #[test]

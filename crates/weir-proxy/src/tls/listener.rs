@@ -23,6 +23,7 @@ use tokio_rustls::TlsAcceptor;
 use weir_config::{CertificateConfig, ClientAuthConfig, ListenerTlsConfig, TlsVersion};
 
 use super::certs;
+use super::watch::{Watched, frames, push_framed};
 use crate::CompileError;
 
 /// TLS sessions kept for resumption by session ID, per listener.
@@ -36,14 +37,13 @@ pub(crate) struct ListenerTls {
     /// Header that carries the verified client identity upstream (and is stripped from input).
     pub(crate) client_cert_header: Option<HeaderName>,
     sources: Vec<CertificateConfig>,
-    /// The file contents the current table was built from, or last failed to build from: a
-    /// change is something different from this.
-    seen: parking_lot::Mutex<Vec<u8>>,
+    /// The certificate and key files, in `sources` order.
+    certificates: Watched,
     /// The TLS versions and client authentication, to rebuild the `ServerConfig` from.
     min_version: TlsVersion,
     client_auth: Option<ClientAuthConfig>,
-    /// The client CA file as the current verifier was built from it (or last failed to be).
-    ca_seen: parking_lot::Mutex<Vec<u8>>,
+    /// The client CA file, when there is `client_auth`.
+    client_ca: Option<Watched>,
     /// `listeners[i].tls`, for log lines.
     path: String,
 }
@@ -89,7 +89,10 @@ impl ListenerTls {
         // Resumption carries over a reload unless client verification changed: a session
         // verified against another CA must not resume.
         let same_auth = previous.filter(|p| {
-            p.client_auth.as_ref() == cfg.client_auth.as_ref() && *p.ca_seen.lock() == ca_pem
+            p.client_auth.as_ref() == cfg.client_auth.as_ref()
+                && p.client_ca
+                    .as_ref()
+                    .is_none_or(|ca| *ca.seen() == framed(&ca_pem))
         });
         let (session_storage, ticketer) = match same_auth {
             Some(p) => {
@@ -122,15 +125,27 @@ impl ListenerTls {
             })?),
             None => None,
         };
+        let files = cfg
+            .certificates
+            .iter()
+            .flat_map(|c| [c.cert.clone(), c.key.clone()])
+            .collect();
+        let client_ca = cfg.client_auth.as_ref().map(|auth| {
+            Watched::new(
+                vec![auth.ca.clone()],
+                framed(&ca_pem),
+                previous.and_then(|p| Some(&p.client_ca.as_ref()?.status)),
+            )
+        });
         Ok(Self {
             config: ArcSwap::new(config),
             resolver,
             client_cert_header,
             sources: cfg.certificates.clone(),
-            seen: parking_lot::Mutex::new(contents),
+            certificates: Watched::new(files, contents, previous.map(|p| &p.certificates.status)),
             min_version: cfg.min_version,
             client_auth: cfg.client_auth.clone(),
-            ca_seen: parking_lot::Mutex::new(ca_pem),
+            client_ca,
             path: path.to_owned(),
         })
     }
@@ -140,88 +155,75 @@ impl ListenerTls {
         TlsAcceptor::from(self.config.load_full())
     }
 
-    /// Reads the client CA file again and, if it changed, swaps in a `ServerConfig` verifying
+    /// Looks at the client CA file and, if it changed, swaps in a `ServerConfig` verifying
     /// client certificates against the new CA (same certificates; a new session cache and new
-    /// ticket keys, so no session resumes past the rotation). A CA file that does not load keeps the old CA and is logged once. Returns whether
-    /// it swapped.
+    /// ticket keys, so no session resumes past the rotation). A CA file that does not load
+    /// keeps the old CA (see [`Watched`]). Returns whether it swapped.
     pub(crate) async fn refresh_client_ca(&self) -> bool {
-        let Some(auth) = &self.client_auth else {
+        let (Some(auth), Some(watched)) = (&self.client_auth, &self.client_ca) else {
             return false;
         };
-        let Ok(pem) = tokio::fs::read(&auth.ca).await else {
-            // Missing for a moment (a rename in progress): look again next time.
+        let at = format!("{}.client_auth.ca", self.path);
+        let Some(contents) = watched.changed(&at).await else {
             return false;
         };
-        if *self.ca_seen.lock() == pem {
-            return false;
-        }
-        // Fresh session cache and ticket keys: a session verified against the old CA must not
-        // resume past the rotation.
+        let pem = frames(&contents).first().copied().unwrap_or_default();
         let built = rustls::crypto::ring::Ticketer::new()
-            .map_err(|e| CompileError {
-                path: self.path.clone(),
-                reason: format!("session tickets: {e}"),
-            })
+            .map_err(|e| format!("session tickets: {e}"))
             .and_then(|ticketer| {
                 server_config(
                     self.min_version,
-                    Some((auth, &pem)),
+                    Some((auth, pem)),
                     &self.path,
                     Arc::clone(&self.resolver),
                     ServerSessionMemoryCache::new(SESSION_CACHE_ENTRIES),
                     ticketer,
                 )
+                .map_err(|e| e.to_string())
             });
-        *self.ca_seen.lock() = pem;
-        match built {
+        let swapped = match built {
             Ok(config) => {
                 self.config.store(Arc::new(config));
-                tracing::info!(at = %self.path, "client CA changed on disk; new handshakes verify against it");
-                true
+                Ok(())
             }
-            Err(e) => {
-                tracing::error!(
-                    at = %self.path,
-                    "client CA file changed but does not load; the previous CA stays in use: {e}"
-                );
-                false
-            }
-        }
+            Err(e) => Err(e),
+        };
+        let ok = swapped.is_ok();
+        watched.built(contents, swapped, &at, "client CA");
+        ok
     }
 
-    /// Reads the certificate files again and, if they changed, swaps in the new certificates.
-    /// A change that does not load (half-written file, key of another certificate, expired)
-    /// keeps the old certificates serving and is logged once. Returns whether it swapped.
+    /// Looks at the certificate files and, if they changed, swaps in the new certificates. A
+    /// change that does not load (half-written file, key of another certificate, expired)
+    /// keeps the old certificates serving (see [`Watched`]). Returns whether it swapped.
     pub(crate) async fn refresh(&self) -> bool {
-        let mut contents = Vec::new();
-        for c in &self.sources {
-            for file in [&c.cert, &c.key] {
-                match tokio::fs::read(file).await {
-                    Ok(bytes) => push_framed(&mut contents, &bytes),
-                    // Missing for a moment (a rename in progress): look again next time.
-                    Err(_) => return false,
-                }
-            }
-        }
-        if *self.seen.lock() == contents {
+        let at = format!("{}.certificates", self.path);
+        let Some(contents) = self.certificates.changed(&at).await else {
             return false;
-        }
-        let built = build_table(&self.sources, &contents, &self.path);
-        *self.seen.lock() = contents;
-        match built {
+        };
+        let swapped = match build_table(&self.sources, &contents, &self.path) {
             Ok(table) => {
                 self.resolver.table.store(Arc::new(table));
-                tracing::info!(at = %self.path, "certificates changed on disk; new handshakes use them");
-                true
+                Ok(())
             }
-            Err(e) => {
-                tracing::error!(
-                    at = %self.path,
-                    "certificate files changed but do not load; the previous certificates keep serving: {e}"
-                );
-                false
-            }
+            Err(e) => Err(e.to_string()),
+        };
+        let ok = swapped.is_ok();
+        self.certificates
+            .built(contents, swapped, &at, "certificates");
+        ok
+    }
+
+    /// Reload failures reported for this listener's certificates and client CA, and the reason
+    /// of the last one still unresolved.
+    pub(crate) fn reload_failures(&self) -> (u64, Option<String>) {
+        let mut failures = self.certificates.status.failures();
+        let mut last = self.certificates.status.last_error();
+        if let Some(ca) = &self.client_ca {
+            failures += ca.status.failures();
+            last = last.or_else(|| ca.status.last_error());
         }
+        (failures, last)
     }
 }
 
@@ -292,20 +294,10 @@ fn read_all(sources: &[CertificateConfig], path: &str) -> Result<Vec<u8>, Compil
     Ok(contents)
 }
 
-fn push_framed(out: &mut Vec<u8>, bytes: &[u8]) {
-    out.extend_from_slice(&(bytes.len() as u64).to_le_bytes());
-    out.extend_from_slice(bytes);
-}
-
-/// Splits what [`read_all`] produced back into the files.
-fn frames(mut contents: &[u8]) -> Vec<&[u8]> {
+/// `bytes` as the one frame of a one-file watch.
+fn framed(bytes: &[u8]) -> Vec<u8> {
     let mut out = Vec::new();
-    while let Some((len, rest)) = contents.split_first_chunk::<8>() {
-        let len = usize::try_from(u64::from_le_bytes(*len)).unwrap_or(usize::MAX);
-        let (file, rest) = rest.split_at(len.min(rest.len()));
-        out.push(file);
-        contents = rest;
-    }
+    push_framed(&mut out, bytes);
     out
 }
 
@@ -390,19 +382,5 @@ impl ResolvesServerCert for SniResolver {
             }
             name => table.pick(name),
         })
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn frames_round_trip() {
-        let mut c = Vec::new();
-        push_framed(&mut c, b"cert");
-        push_framed(&mut c, b"");
-        push_framed(&mut c, b"key");
-        assert_eq!(frames(&c), vec![&b"cert"[..], b"", b"key"]);
     }
 }

@@ -5,13 +5,17 @@
 //! optional client certificates) compiled into the snapshot; a cluster's `tls:` block becomes
 //! an [`UpstreamTls`] used by the connect step of its pools. Certificates are read and checked
 //! when the snapshot compiles (so every reload picks up rotated files) and, between reloads,
-//! [`watch_loop`] looks at the files every second and swaps in changed certificates. See
-//! `docs/tls.md`.
+//! [`watch_loop`] looks at the files four times a second and swaps in changed certificates.
+//! See `docs/tls.md`.
 
 mod certs;
+mod identity;
 mod listener;
+mod roots;
 mod upstream;
+mod watch;
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use http::HeaderValue;
@@ -22,16 +26,34 @@ use tokio_util::sync::CancellationToken;
 pub(crate) use listener::ListenerTls;
 pub(crate) use upstream::UpstreamTls;
 
-use crate::SnapshotHandle;
 use crate::snapshot::Listener;
+use crate::{Snapshot, SnapshotHandle};
 
-/// How often the certificate files of TLS listeners are compared with what is serving.
-pub(crate) const WATCH_INTERVAL: Duration = Duration::from_secs(1);
+/// How often the certificate, key and CA files are looked at (a `stat` each; files are read
+/// only when one moved): often enough that a rotation serves within a second.
+pub(crate) const WATCH_INTERVAL: Duration = Duration::from_millis(250);
+
+/// Certificate, key or CA files of one listener or cluster that changed on disk but did not
+/// load (the previous ones kept serving), for `/metrics` and `/listeners`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TlsReloadFailures {
+    /// `true` for a listener's certificates and client CA, `false` for a cluster's CA and
+    /// client certificate.
+    pub listener: bool,
+    /// The listener's or cluster's name.
+    pub name: Arc<str>,
+    /// Failures reported (each after [`SETTLE`](watch::SETTLE) of not loading), counted across
+    /// config reloads.
+    pub failures: u64,
+    /// Why the last one failed, while no later change has loaded.
+    pub last_error: Option<String>,
+}
 
 /// What a TLS handshake told about the client, kept for the connection's requests.
 #[derive(Debug, Clone, Default)]
 pub(crate) struct Peer {
-    /// The verified client certificate's identity (`CN=…;DNS=…;URI=…`), when one was given.
+    /// The verified client certificate's identity (`Subject="…";URI=…;DNS=…`, see
+    /// [`identity`]), when one was given.
     pub(crate) identity: Option<HeaderValue>,
 }
 
@@ -58,7 +80,7 @@ pub(crate) async fn accept(
         .1
         .peer_certificates()
         .and_then(|chain| chain.first())
-        .and_then(|leaf| certs::identity(leaf))
+        .and_then(|leaf| identity::identity(leaf))
         .and_then(|id| HeaderValue::try_from(id).ok());
     Some((stream, Peer { identity }))
 }
@@ -88,5 +110,39 @@ pub(crate) async fn watch_loop(snapshots: SnapshotHandle, shutdown: Cancellation
                 tls.refresh().await;
             }
         }
+    }
+}
+
+// === impl Snapshot ===
+
+impl Snapshot {
+    /// The reload failures of every TLS listener, then of every TLS cluster, in config order.
+    pub fn tls_reload_failures(&self) -> Vec<TlsReloadFailures> {
+        let listeners = self
+            .listeners
+            .iter()
+            .zip(&self.listener_names)
+            .filter_map(|(l, name)| match l {
+                Listener::Http(http) => {
+                    let (failures, last_error) = http.tls.as_ref()?.reload_failures();
+                    Some(TlsReloadFailures {
+                        listener: true,
+                        name: Arc::clone(name),
+                        failures,
+                        last_error,
+                    })
+                }
+                _ => None,
+            });
+        let clusters = self.clusters.iter().filter_map(|c| {
+            let (failures, last_error) = c.tls.as_ref()?.reload_failures();
+            Some(TlsReloadFailures {
+                listener: false,
+                name: Arc::clone(&c.name),
+                failures,
+                last_error,
+            })
+        });
+        listeners.chain(clusters).collect()
     }
 }

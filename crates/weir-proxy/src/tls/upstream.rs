@@ -3,11 +3,11 @@
 //! and client certificate files are watched like a listener's certificates
 //! ([`UpstreamTls::refresh`]): a change swaps the config new connections use.
 //!
-//! Default roots are `webpki-roots` (Mozilla's store compiled in): the same trust on every
-//! machine and in every container, with no dependency on whether the image ships
-//! `ca-certificates`. Internal endpoints normally name their own CA with `ca:` anyway.
+//! Without `ca:`, certificates are verified against the roots `roots:` chooses (see
+//! [`super::roots`]): the system store by default, or Mozilla's list compiled in.
 
 use std::net::SocketAddr;
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -15,14 +15,15 @@ use arc_swap::ArcSwap;
 use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
 use rustls::crypto::CryptoProvider;
 use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
-use rustls::{ClientConfig, DigitallySignedStruct, RootCertStore, SignatureScheme};
+use rustls::{ClientConfig, DigitallySignedStruct, SignatureScheme};
 use tokio::net::TcpStream;
 use tokio_rustls::TlsConnector;
 use tokio_rustls::client::TlsStream;
-use weir_config::{UpstreamProtocol, UpstreamTlsConfig};
+use weir_config::{RootStore, UpstreamProtocol, UpstreamTlsConfig};
 use weir_core::{Error, ErrorKind};
 
-use super::certs;
+use super::watch::{Watched, frames, push_framed};
+use super::{certs, roots};
 use crate::CompileError;
 
 /// A cluster's TLS client side. Two are equal when built from the same config and files, so a
@@ -37,16 +38,16 @@ pub(crate) struct UpstreamTls {
     protocol: UpstreamProtocol,
     /// `clusters[i].tls`, for errors and log lines.
     path: String,
-    /// The files the current config was built from (or last failed to be built from).
-    seen: parking_lot::Mutex<Files>,
+    /// The CA and client certificate files, in [`watched_files`] order.
+    watched: Watched,
 }
 
 /// The contents of the files a cluster's `tls:` names.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-struct Files {
-    ca: Option<Vec<u8>>,
-    cert: Option<Vec<u8>>,
-    key: Option<Vec<u8>>,
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+struct Files<'a> {
+    ca: Option<&'a [u8]>,
+    cert: Option<&'a [u8]>,
+    key: Option<&'a [u8]>,
 }
 
 /// Accepts any endpoint certificate (`insecure_skip_verify: true`); handshake signatures are
@@ -68,24 +69,11 @@ impl UpstreamTls {
             path: format!("{path}.{key}"),
             reason,
         };
-        let read = |key: &str, file: &std::path::Path| certs::read(file).map_err(|r| err(key, r));
-        let files = Files {
-            ca: match (&cfg.ca, cfg.insecure_skip_verify) {
-                (Some(ca), false) => Some(read("ca", ca)?),
-                _ => None,
-            },
-            cert: cfg
-                .client_cert
-                .as_ref()
-                .map(|cc| read("client_cert.cert", &cc.cert))
-                .transpose()?,
-            key: cfg
-                .client_cert
-                .as_ref()
-                .map(|cc| read("client_cert.key", &cc.key))
-                .transpose()?,
-        };
-        let config = client_config(cfg, protocol, path, &files)?;
+        let mut contents = Vec::new();
+        for (key, file) in watched_files(cfg) {
+            push_framed(&mut contents, &certs::read(&file).map_err(|r| err(key, r))?);
+        }
+        let config = client_config(cfg, protocol, path, files(cfg, &contents))?;
         let server_name = match &cfg.sni {
             Some(name) => Some(
                 ServerName::try_from(name.clone())
@@ -93,14 +81,35 @@ impl UpstreamTls {
             ),
             None => None,
         };
+        let watched = Watched::new(
+            watched_files(cfg).into_iter().map(|(_, f)| f).collect(),
+            contents,
+            None,
+        );
         Ok(Self {
             config: Arc::new(ArcSwap::from_pointee(config)),
             server_name,
             cfg: cfg.clone(),
             protocol,
             path: path.to_owned(),
-            seen: parking_lot::Mutex::new(files),
+            watched,
         })
+    }
+
+    /// Counts reload failures into `previous`'s status (the same cluster's TLS in the snapshot
+    /// before), so they survive a reload.
+    pub(crate) fn carry_status(mut self, previous: Option<&UpstreamTls>) -> Self {
+        if let Some(p) = previous {
+            self.watched.status = Arc::clone(&p.watched.status);
+        }
+        self
+    }
+
+    /// Reload failures reported for the CA and client certificate files, and the reason of the
+    /// last one still unresolved.
+    pub(crate) fn reload_failures(&self) -> (u64, Option<String>) {
+        let status = &self.watched.status;
+        (status.failures(), status.last_error())
     }
 
     /// The client config (roots or no verification, client certificate, ALPN for the cluster's
@@ -110,44 +119,29 @@ impl UpstreamTls {
         (Arc::clone(&self.config), self.server_name.clone())
     }
 
-    /// Reads the CA and client certificate files again and, if they changed, swaps in a client
+    /// Looks at the CA and client certificate files and, if they changed, swaps in a client
     /// config built from them for new connections. Files that do not load keep the old config
-    /// and are logged once. Returns whether it swapped.
+    /// (see [`Watched`]). Returns whether it swapped.
     pub(crate) async fn refresh(&self) -> bool {
-        let cc = self.cfg.client_cert.as_ref();
-        let ca = self
-            .cfg
-            .ca
-            .as_ref()
-            .filter(|_| !self.cfg.insecure_skip_verify);
-        // A file missing for a moment (a rename in progress): look again next time.
-        let (Ok(ca), Ok(cert), Ok(key)) = (
-            read(ca).await,
-            read(cc.map(|c| &c.cert)).await,
-            read(cc.map(|c| &c.key)).await,
-        ) else {
+        let Some(contents) = self.watched.changed(&self.path).await else {
             return false;
         };
-        let files = Files { ca, cert, key };
-        if *self.seen.lock() == files {
-            return false;
-        }
-        let built = client_config(&self.cfg, self.protocol, &self.path, &files);
-        *self.seen.lock() = files;
-        match built {
-            Ok(config) => {
-                self.config.store(Arc::new(config));
-                tracing::info!(at = %self.path, "CA or client certificate changed on disk; new connections use them");
-                true
-            }
-            Err(e) => {
-                tracing::error!(
-                    at = %self.path,
-                    "CA or client certificate files changed but do not load; the previous ones stay in use: {e}"
-                );
-                false
-            }
-        }
+        let swapped = client_config(
+            &self.cfg,
+            self.protocol,
+            &self.path,
+            files(&self.cfg, &contents),
+        )
+        .map(|config| self.config.store(Arc::new(config)))
+        .map_err(|e| e.to_string());
+        let ok = swapped.is_ok();
+        self.watched.built(
+            contents,
+            swapped,
+            &self.path,
+            "CA or client certificate files",
+        );
+        ok
     }
 
     /// Runs the TLS handshake on `tcp` (connected to `addr`) within `timeout`. A failed or
@@ -183,7 +177,7 @@ impl PartialEq for UpstreamTls {
         std::ptr::eq(self, other)
             || (self.cfg == other.cfg
                 && self.protocol == other.protocol
-                && *self.seen.lock() == *other.seen.lock())
+                && *self.watched.seen() == *other.watched.seen())
     }
 }
 
@@ -203,7 +197,7 @@ fn client_config(
     cfg: &UpstreamTlsConfig,
     protocol: UpstreamProtocol,
     path: &str,
-    files: &Files,
+    files: Files<'_>,
 ) -> Result<ClientConfig, CompileError> {
     let err = |key: &str, reason: String| CompileError {
         path: format!("{path}.{key}"),
@@ -221,15 +215,16 @@ fn client_config(
             .dangerous()
             .with_custom_certificate_verifier(Arc::new(NoVerification(Arc::clone(&provider))))
     } else {
-        let roots = match (&cfg.ca, &files.ca) {
-            (Some(ca), Some(pem)) => certs::roots(pem, ca).map_err(|r| err("ca", r))?,
-            _ => RootCertStore {
-                roots: webpki_roots::TLS_SERVER_ROOTS.to_vec(),
+        let roots = match (&cfg.ca, files.ca) {
+            (Some(ca), Some(pem)) => Arc::new(certs::roots(pem, ca).map_err(|r| err("ca", r))?),
+            _ => match cfg.roots.unwrap_or_default() {
+                RootStore::System => roots::system().map_err(|r| err("roots", r))?,
+                RootStore::Webpki => roots::webpki(),
             },
         };
         builder.with_root_certificates(roots)
     };
-    let mut config = match (&cfg.client_cert, &files.cert, &files.key) {
+    let mut config = match (&cfg.client_cert, files.cert, files.key) {
         (Some(cc), Some(cert_pem), Some(key_pem)) => {
             let chain = certs::chain(cert_pem, &cc.cert).map_err(|r| err("client_cert.cert", r))?;
             let key = certs::key(key_pem, &cc.key).map_err(|r| err("client_cert.key", r))?;
@@ -260,12 +255,33 @@ fn client_config(
     Ok(config)
 }
 
-/// The contents of `file`, when there is one.
-async fn read(file: Option<&std::path::PathBuf>) -> std::io::Result<Option<Vec<u8>>> {
-    match file {
-        Some(f) => tokio::fs::read(f).await.map(Some),
-        None => Ok(None),
+/// The files a cluster's TLS reads, with their keys in `tls:`: the CA (unless verification is
+/// off), then the client certificate and key.
+fn watched_files(cfg: &UpstreamTlsConfig) -> Vec<(&'static str, PathBuf)> {
+    let mut out = Vec::new();
+    if let Some(ca) = cfg.ca.as_ref().filter(|_| !cfg.insecure_skip_verify) {
+        out.push(("ca", ca.clone()));
     }
+    if let Some(cc) = &cfg.client_cert {
+        out.push(("client_cert.cert", cc.cert.clone()));
+        out.push(("client_cert.key", cc.key.clone()));
+    }
+    out
+}
+
+/// The files of [`watched_files`] in their framed `contents`.
+fn files<'a>(cfg: &UpstreamTlsConfig, contents: &'a [u8]) -> Files<'a> {
+    let mut frames = frames(contents).into_iter();
+    let ca = cfg
+        .ca
+        .as_ref()
+        .filter(|_| !cfg.insecure_skip_verify)
+        .and_then(|_| frames.next());
+    let (cert, key) = match cfg.client_cert {
+        Some(_) => (frames.next(), frames.next()),
+        None => (None, None),
+    };
+    Files { ca, cert, key }
 }
 
 // === impl NoVerification ===

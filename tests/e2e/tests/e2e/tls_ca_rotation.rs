@@ -1,6 +1,6 @@
 //! CA files are watched like listener certificates: a listener's client CA (`client_auth.ca`)
-//! and a cluster's `ca` rotated on disk while weir runs take effect within seconds, without a
-//! reload; a broken new file keeps the previous CA in use.
+//! and a cluster's `ca` rotated on disk while weir runs take effect within a second, without a
+//! reload; a broken new file keeps the previous CA in use and is counted in `/metrics`.
 #![allow(
     clippy::unwrap_used,
     clippy::expect_used,
@@ -36,7 +36,8 @@ async fn a_rotated_client_ca_is_used_within_seconds() {
     let ca_file = pki.ca_file();
     let app = MockHttp::start("app").await;
     let proxy = TestProxy::start(&format!(
-        "listeners:
+        "admin: {{ address: 127.0.0.1:0 }}
+listeners:
   - name: mtls
     address: 127.0.0.1:0
     routes: [ {{ cluster: app }} ]
@@ -69,9 +70,12 @@ clusters:
         "the old CA is gone"
     );
 
-    // A broken file keeps the CA that works.
+    // A broken file keeps the CA that works, and is counted once it has had time to settle.
+    let series = "weir_tls_certificate_reload_failures_total{listener=\"mtls\"}";
+    assert_eq!(metric(&proxy, series).await, 0);
     std::fs::write(&ca_file, "not a certificate\n").unwrap();
-    tokio::time::sleep(Duration::from_millis(2500)).await;
+    let counted = wait_until_async(SECS_10, || async { metric(&proxy, series).await == 1 }).await;
+    assert!(counted, "the broken client CA was not counted");
     assert!(accepted(addr, &pki, &new_client).await);
 }
 
@@ -90,7 +94,8 @@ async fn a_rotated_cluster_ca_is_used_within_seconds() {
         .start()
         .await;
     let p = TestProxy::start(&format!(
-        "listeners:
+        "admin: {{ address: 127.0.0.1:0 }}
+listeners:
   - name: l
     address: 127.0.0.1:0
     routes: [ {{ cluster: secure }} ]
@@ -114,4 +119,23 @@ clusters:
     })
     .await;
     assert!(served, "the rotated CA was not used within 10 s");
+
+    // A broken CA file keeps the one that works and is counted for the cluster.
+    let series = "weir_tls_upstream_reload_failures_total{cluster=\"secure\"}";
+    assert_eq!(metric(&p, series).await, 0);
+    std::fs::write(&ca_file, "not a certificate\n").unwrap();
+    let counted = wait_until_async(SECS_10, || async { metric(&p, series).await == 1 }).await;
+    assert!(counted, "the broken cluster CA was not counted");
+    assert_eq!(get(&client, &url, &[]).await.status, 200);
+}
+
+/// The value of one series in admin `/metrics`.
+async fn metric(p: &TestProxy, series: &str) -> u64 {
+    let admin = p.weir.admin_addr().unwrap();
+    let text = get(&h1_client(), &format!("http://{admin}/metrics"), &[])
+        .await
+        .text();
+    text.lines()
+        .find_map(|l| l.strip_prefix(series)?.trim().parse().ok())
+        .unwrap_or_else(|| panic!("{series} missing from\n{text}"))
 }

@@ -17,8 +17,8 @@ use bytes::Bytes;
 use http_body_util::{BodyExt, Empty};
 use hyper::client::conn::{http1, http2};
 use hyper_util::rt::{TokioExecutor, TokioIo};
-use rustls::client::WebPkiServerVerifier;
 use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
+use rustls::client::{Resumption, Tls12Resumption, WebPkiServerVerifier};
 use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
 use rustls::{ClientConfig, DigitallySignedStruct, RootCertStore, SignatureScheme};
 use tokio::net::TcpStream;
@@ -106,6 +106,7 @@ fn client_config(
     ca: &TestCa,
     alpn: &[&[u8]],
     client: Option<&Issued>,
+    tls12: Option<Tls12Resumption>,
 ) -> (
     Arc<ClientConfig>,
     Arc<Mutex<Option<CertificateDer<'static>>>>,
@@ -117,8 +118,12 @@ fn client_config(
         .build()
         .unwrap();
     let seen = Arc::new(Mutex::new(None));
+    let versions: &[&rustls::SupportedProtocolVersion] = match tls12 {
+        Some(_) => &[&rustls::version::TLS12],
+        None => rustls::DEFAULT_VERSIONS,
+    };
     let builder = ClientConfig::builder_with_provider(provider)
-        .with_safe_default_protocol_versions()
+        .with_protocol_versions(versions)
         .unwrap()
         .dangerous()
         .with_custom_certificate_verifier(Arc::new(Recording {
@@ -132,6 +137,9 @@ fn client_config(
         None => builder.with_no_client_auth(),
     };
     config.alpn_protocols = alpn.iter().map(|p| p.to_vec()).collect();
+    if let Some(how) = tls12 {
+        config.resumption = Resumption::in_memory_sessions(32).tls12_resumption(how);
+    }
     (Arc::new(config), seen)
 }
 
@@ -144,7 +152,14 @@ pub(crate) struct Client {
 impl Client {
     /// A client trusting `ca`, offering `alpn`, presenting `client` when given.
     pub(crate) fn new(ca: &TestCa, alpn: &[&[u8]], client: Option<&Issued>) -> Self {
-        let (config, seen) = client_config(ca, alpn, client);
+        let (config, seen) = client_config(ca, alpn, client, None);
+        Self { config, seen }
+    }
+
+    /// A TLS 1.2-only client trusting `ca`, offering `alpn`, resuming sessions `how` (by
+    /// session ID only, or by ticket when the server sends one).
+    pub(crate) fn tls12(ca: &TestCa, alpn: &[&[u8]], how: Tls12Resumption) -> Self {
+        let (config, seen) = client_config(ca, alpn, None, Some(how));
         Self { config, seen }
     }
 

@@ -9,6 +9,7 @@
 )]
 
 use weir_e2e::{TestProxy, get, h1_client};
+use weir_test_support::rcgen::{DnType, SanType};
 use weir_test_support::{MockHttp, TestCa};
 
 use crate::tls_client::{Pki, connect, get1, h1};
@@ -85,11 +86,20 @@ async fn a_required_client_certificate_is_enforced_and_its_identity_forwarded() 
     };
     assert!(refused, "a certificate from an unknown CA was accepted");
 
-    // A valid certificate: the endpoint sees the verified identity, never the forged one.
-    let client = pki.ca.issue_client(
-        "client-1",
-        &["client1.test"],
-        &["spiffe://weir.test/client-1"],
+    // A valid certificate: the endpoint sees the verified identity (the whole subject and
+    // every SAN), never the forged one.
+    let client = pki.ca.issue_client_with(
+        &[
+            (DnType::OrganizationName, "Weir Test"),
+            (DnType::OrganizationalUnitName, "edge"),
+            (DnType::CommonName, "client-1"),
+        ],
+        vec![
+            SanType::URI("spiffe://weir.test/client-1".try_into().unwrap()),
+            SanType::DnsName("client1.test".try_into().unwrap()),
+            SanType::IpAddress("10.1.2.3".parse().unwrap()),
+            SanType::Rfc822Name("client@weir.test".try_into().unwrap()),
+        ],
     );
     let c = connect(addr, "site.test", &pki.ca, &[b"http/1.1"], Some(&client))
         .await
@@ -111,7 +121,9 @@ async fn a_required_client_certificate_is_enforced_and_its_identity_forwarded() 
         .collect();
     assert_eq!(
         lines,
-        vec!["x-client-cert-subject: CN=client-1;DNS=client1.test;URI=spiffe://weir.test/client-1"],
+        vec![
+            "x-client-cert-subject: Subject=\"CN=client-1,OU=edge,O=Weir Test\";URI=spiffe://weir.test/client-1;DNS=client1.test;IP=10.1.2.3;Email=client@weir.test"
+        ],
         "{}",
         r.body
     );
@@ -150,7 +162,8 @@ async fn an_optional_client_certificate_still_strips_the_identity_header() {
         .await
         .unwrap();
     assert!(
-        r.body.contains("x-client-cert-subject: CN=client-2\n"),
+        r.body
+            .contains("x-client-cert-subject: Subject=\"CN=client-2\"\n"),
         "{}",
         r.body
     );
@@ -234,9 +247,14 @@ async fn an_untrusted_or_misnamed_endpoint_certificate_is_a_502() {
         "name not on the certificate"
     );
 
-    // Default roots (webpki-roots) do not know the test CA either.
-    let p = upstream_proxy(&ep, "http1", "{ sni: api.internal }").await;
-    assert_eq!(get(&client, &p.url("/"), &[]).await.status, 502);
+    // Neither do the default roots (the system store) nor Mozilla's compiled-in list.
+    for tls in [
+        "{ sni: api.internal }",
+        "{ sni: api.internal, roots: webpki }",
+    ] {
+        let p = upstream_proxy(&ep, "http1", tls).await;
+        assert_eq!(get(&client, &p.url("/"), &[]).await.status, 502, "{tls}");
+    }
 
     // insecure_skip_verify accepts it (tests only).
     let p = upstream_proxy(

@@ -1,6 +1,7 @@
 //! TLS termination on an HTTP listener: real curl and a rustls client over HTTPS, HTTP/2 chosen
-//! by ALPN, certificates chosen by SNI, certificate errors at load, and rotation of the files
-//! while connections stay open.
+//! by ALPN, certificates chosen by SNI (curl and rustls), session resumption (TLS 1.3 tickets,
+//! TLS 1.2 tickets and session IDs) and certificate errors at load. Rotation is in
+//! `tls_rotation`.
 #![allow(
     clippy::unwrap_used,
     clippy::expect_used,
@@ -8,8 +9,7 @@
     reason = "end-to-end test: a panic is a failed test"
 )]
 
-use std::time::{Duration, Instant};
-
+use rustls::client::Tls12Resumption;
 use weir_e2e::TestProxy;
 use weir_test_support::MockHttp;
 
@@ -120,6 +120,58 @@ async fn sessions_resume_with_tickets() {
     assert_eq!(get1(&mut s, "a.test", "/", &[]).await.unwrap().status, 200);
 }
 
+#[tokio::test]
+async fn tls_1_2_sessions_resume_by_ticket_and_by_session_id() {
+    let (pki, _app, proxy) = setup().await;
+    for how in [
+        Tls12Resumption::SessionIdOrTickets,
+        Tls12Resumption::SessionIdOnly,
+    ] {
+        let client = Client::tls12(&pki.ca, &[b"http/1.1"], how);
+        let first = client.connect(proxy.addr, "a.test").await.unwrap();
+        let conn = first.stream.get_ref().1;
+        assert_eq!(
+            conn.protocol_version(),
+            Some(rustls::ProtocolVersion::TLSv1_2)
+        );
+        assert_eq!(conn.handshake_kind(), Some(rustls::HandshakeKind::Full));
+        let mut s = h1(first.stream).await;
+        assert_eq!(get1(&mut s, "a.test", "/", &[]).await.unwrap().status, 200);
+        let second = client.connect(proxy.addr, "a.test").await.unwrap();
+        assert_eq!(
+            second.stream.get_ref().1.handshake_kind(),
+            Some(rustls::HandshakeKind::Resumed),
+            "{how:?}"
+        );
+        let mut s = h1(second.stream).await;
+        assert_eq!(get1(&mut s, "a.test", "/", &[]).await.unwrap().status, 200);
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn curl_with_an_unknown_sni_gets_the_default_certificate() {
+    let (_pki, _app, proxy) = setup().await;
+    let port = proxy.addr.port();
+    for (name, cn) in [("unknown.test", "default"), ("a.test", "a")] {
+        // -k: the default certificate does not cover the unknown name; -v shows which one
+        // curl was served.
+        let out = tokio::process::Command::new("curl")
+            .args(["-sSvk", "--max-time", "10", "-o", "/dev/null", "--resolve"])
+            .arg(format!("{name}:{port}:127.0.0.1"))
+            .arg(format!("https://{name}:{port}/"))
+            .output()
+            .await
+            .expect("curl runs (scripts/test installs it)");
+        let verbose = String::from_utf8_lossy(&out.stderr);
+        assert!(out.status.success(), "{verbose}");
+        let subject = verbose
+            .lines()
+            .find_map(|l| l.trim_start_matches(['*', ' ']).strip_prefix("subject: "))
+            .unwrap_or_else(|| panic!("no subject in curl -v output:\n{verbose}"));
+        assert_eq!(subject.trim(), format!("CN={cn}"), "SNI {name}");
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn min_version_1_3_refuses_tls_1_2_clients() {
     let pki = Pki::new();
@@ -224,109 +276,4 @@ async fn bad_certificates_are_refused_at_load_naming_the_file() {
     )
     .await;
     assert!(e.contains("does not cover server name \"api.test\""), "{e}");
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn rotated_files_serve_new_handshakes_and_keep_old_connections() {
-    let pki = Pki::new();
-    let (_, path) = pki.server("site", "one", &["site.test"]);
-    let app = MockHttp::start("app").await;
-    let proxy = TestProxy::start(&format!(
-        "listeners:
-  - name: https
-    address: 127.0.0.1:0
-    routes: [ {{ cluster: app }} ]
-    tls: {{ certificates: [ {} ] }}
-clusters:
-  - {{ name: app, endpoints: [ {} ] }}
-",
-        pki.entry("site"),
-        app.addr()
-    ))
-    .await;
-    let served = |sni: &'static str| {
-        let (addr, ca) = (proxy.addr, &pki.ca);
-        async move {
-            let c = connect(addr, sni, ca, &[b"http/1.1"], None).await.unwrap();
-            common_name(&c.served)
-        }
-    };
-    let old = connect(proxy.addr, "site.test", &pki.ca, &[b"http/1.1"], None)
-        .await
-        .unwrap();
-    assert_eq!(common_name(&old.served), "one");
-    let mut old = h1(old.stream).await;
-    assert_eq!(
-        get1(&mut old, "site.test", "/", &[]).await.unwrap().status,
-        200
-    );
-
-    // Rotate: the watcher must notice within its one-second period.
-    pki.server("site", "two", &["site.test"]);
-    let rotated = Instant::now();
-    await_served(&served, "two", Duration::from_secs(5)).await;
-    let took = rotated.elapsed();
-    assert!(took < Duration::from_secs(3), "rotation took {took:?}");
-    // The connection opened before the rotation goes on working.
-    assert_eq!(
-        get1(&mut old, "site.test", "/", &[]).await.unwrap().status,
-        200
-    );
-
-    // A broken file keeps the last good certificate serving (checked after two watch periods)…
-    std::fs::write(
-        format!("{path}.pem"),
-        "-----BEGIN CERTIFICATE-----\ngarbage\n",
-    )
-    .unwrap();
-    tokio::time::sleep(Duration::from_millis(2_200)).await;
-    assert_eq!(served("site.test").await, "two");
-    // … and a good one after it is picked up again.
-    pki.server("site", "three", &["site.test"]);
-    await_served(&served, "three", Duration::from_secs(5)).await;
-
-    // A reload reads the files too.
-    pki.server("site", "four", &["site.test"]);
-    proxy
-        .weir
-        .reload(
-            &weir_config::load_str(
-                &format!(
-                    "listeners:
-  - name: https
-    address: 127.0.0.1:0
-    routes: [ {{ cluster: app }} ]
-    tls: {{ certificates: [ {} ] }}
-clusters:
-  - {{ name: app, endpoints: [ {} ] }}
-",
-                    pki.entry("site"),
-                    app.addr()
-                ),
-                "reload.yaml",
-            )
-            .unwrap(),
-        )
-        .unwrap();
-    assert_eq!(served("site.test").await, "four");
-}
-
-/// Waits until a new handshake for `site.test` is served the certificate with CN `cn`.
-async fn await_served<F, Fut>(served: &F, cn: &str, limit: Duration)
-where
-    F: Fn(&'static str) -> Fut,
-    Fut: std::future::Future<Output = String>,
-{
-    let deadline = Instant::now() + limit;
-    loop {
-        let now = served("site.test").await;
-        if now == cn {
-            return;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "still served {now:?}, want {cn:?}"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
 }
