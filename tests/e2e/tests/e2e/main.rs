@@ -3,6 +3,7 @@
 
 mod access_log;
 mod affinity;
+mod affinity_draining;
 mod balancing;
 mod circuit_breakers;
 mod dashboard;
