@@ -5,7 +5,7 @@
 //! replaces the old one atomically through [`SnapshotHandle`]; requests already running keep the
 //! snapshot they loaded. Endpoint state and pools carry over for endpoints that remain.
 
-use std::collections::HashMap;
+use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use arc_swap::ArcSwap;
@@ -180,8 +180,8 @@ impl SnapshotHandle {
 /// The clusters whose session affinity hashes (their own, or that of a route forwarding to
 /// them), each with the largest `max_sessions` of those policies: only these build the
 /// affinity Maglev table, and the session table of that size.
-fn affinity_hashing_clusters(cfg: &weir_config::Config) -> HashMap<&str, u32> {
-    let mut sizes: HashMap<&str, u32> = HashMap::new();
+fn affinity_hashing_clusters(cfg: &weir_config::Config) -> BTreeMap<&str, u32> {
+    let mut sizes: BTreeMap<&str, u32> = BTreeMap::new();
     for c in &cfg.clusters {
         if let Some(a) = c
             .session_affinity

@@ -120,34 +120,28 @@ impl SessionTable {
         decide: impl FnOnce(Option<Entry>) -> Option<(Target, R)>,
     ) -> Visit<R> {
         let mut shard = self.shard(key).lock();
-        let found = shard.get(&key).copied();
-        let live = found.filter(|e| e.expires > now);
-        let Some((target, result)) = decide(live) else {
+        // A known key: one lookup, which also makes it the most recently used.
+        if let Some(slot) = shard.get_mut(&key) {
+            let live = Some(*slot).filter(|e| e.expires > now);
+            let result = decide(live).map(|(target, result)| {
+                *slot = entry(live, target, now, idle);
+                result
+            });
+            return Visit {
+                result,
+                evicted: false,
+            };
+        }
+        let Some((target, result)) = decide(None) else {
             return Visit {
                 result: None,
                 evicted: false,
             };
         };
-        let since = match live {
-            Some(e) if e.endpoint == target.endpoint => e.since,
-            _ => now,
-        };
-        let entry = Entry {
-            endpoint: target.endpoint,
-            index: target.index,
-            since,
-            expires: now.saturating_add(idle),
-        };
-        let mut evicted = false;
-        if let Some(slot) = shard.get_mut(&key) {
-            *slot = entry;
-        } else {
-            sweep(&mut shard, now, SWEEP_PER_INSERT);
-            if shard.len() >= shard.capacity() {
-                evicted = shard.remove_lru().is_some_and(|(_, e)| e.expires > now);
-            }
-            shard.insert(key, entry);
-        }
+        sweep(&mut shard, now, SWEEP_PER_INSERT);
+        let evicted = shard.len() >= shard.capacity()
+            && shard.remove_lru().is_some_and(|(_, e)| e.expires > now);
+        shard.insert(key, entry(None, target, now, idle));
         Visit {
             result: Some(result),
             evicted,
@@ -172,6 +166,21 @@ impl SessionTable {
         let index =
             (xxh3_64_with_seed(&key.to_le_bytes(), self.seed) as usize) & (self.shards.len() - 1);
         &self.shards[index]
+    }
+}
+
+/// The session recorded for a key whose live session was `live` and that goes to `target` at
+/// `now`: `since` is kept while the endpoint is the same.
+fn entry(live: Option<Entry>, target: Target, now: Nanos, idle: Nanos) -> Entry {
+    let since = match live {
+        Some(e) if e.endpoint == target.endpoint => e.since,
+        _ => now,
+    };
+    Entry {
+        endpoint: target.endpoint,
+        index: target.index,
+        since,
+        expires: now.saturating_add(idle),
     }
 }
 

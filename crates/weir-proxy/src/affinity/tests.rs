@@ -274,3 +274,55 @@ fn the_session_table_survives_a_reload_and_client_address_uses_it_for_l4() {
     }
     assert_eq!(n.upstream_stats().affinity(AffinityEvent::Moved), 0);
 }
+
+/// The cost of the session table on the request path, printed (not asserted: tests never
+/// assert speed). Run in release:
+/// `cargo test --release -p weir-proxy --lib -- --ignored --nocapture session_table_cost`.
+#[test]
+#[ignore = "a timing loop; run by hand in release"]
+fn session_table_cost() {
+    use std::time::Instant;
+    const N: u64 = 2_000_000;
+    let table = SessionTable::new(65_536);
+    let target = Target {
+        endpoint: 1,
+        index: 1,
+    };
+    let timed = |label: &str, keys: u64| {
+        let start = Instant::now();
+        for i in 0..N {
+            let key = (i % keys).wrapping_mul(0x9e37_79b9_7f4a_7c15);
+            let v = table.visit(key, i + 1, u64::MAX / 2, |_| Some((target, ())));
+            std::hint::black_box(v);
+        }
+        let ns = start.elapsed().as_nanos() as f64 / N as f64;
+        eprintln!("session table visit, {label}: {ns:.1} ns");
+    };
+    timed("10k live keys (lookup + update)", 10_000);
+    timed("all new keys, full table (insert + evict)", N);
+    for (label, affinity) in [
+        (
+            "pure Maglev (max_sessions: 0)",
+            "{ header: x-user, max_sessions: 0 }",
+        ),
+        ("with the session table", "{ header: x-user }"),
+    ] {
+        let snapshot = compile(affinity);
+        let c = snapshot.cluster("c").unwrap();
+        let users: Vec<HeaderMap> = (0..10_000)
+            .map(|i| {
+                let mut h = HeaderMap::new();
+                h.insert("x-user", format!("user-{i}").parse().unwrap());
+                h
+            })
+            .collect();
+        let request = c.session_affinity.as_ref().unwrap().begin(c, None);
+        let start = Instant::now();
+        for i in 0..N as usize {
+            let picked = request.pick(c, &input(&users[i % users.len()]), false);
+            std::hint::black_box(picked);
+        }
+        let ns = start.elapsed().as_nanos() as f64 / N as f64;
+        eprintln!("header affinity pick, {label}: {ns:.1} ns");
+    }
+}

@@ -269,12 +269,12 @@ clusters:
         if round.left() == 0 {
             break;
         }
-        assert!(
-            drained_at.elapsed() < PATIENCE,
-            "connections never moved"
-        );
+        assert!(drained_at.elapsed() < PATIENCE, "connections never moved");
     }
-    assert!(round.kept >= on_victim, "the first round after the drain kept every client");
+    assert!(
+        round.kept >= on_victim,
+        "the first round after the drain kept every client"
+    );
     let c = counters(&p).await;
     assert_eq!(c["moved_sessions"], on_victim, "{c}");
 }
