@@ -1,5 +1,5 @@
 //! Draining under hashed session affinity (issue #6): with `header` affinity over HTTP and
-//! `client_address` affinity over TCP, a drained endpoint's existing sessions keep reaching it
+//! `client_address` affinity over TCP and UDP, a drained endpoint's existing sessions keep reaching it
 //! until `drain_timeout`, new keys never reach it, its keys move once the deadline passes, and
 //! keys of the other endpoints never move. The session table's counters show in `/clusters`
 //! and `/metrics`.
@@ -17,7 +17,7 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use http_body_util::Full;
 use weir_e2e::{TestProxy, endpoint_list, get, h1_client, send};
-use weir_test_support::{MockHttp, MockTcp, TcpEcho};
+use weir_test_support::{MockHttp, MockTcp, MockUdp, TcpEcho};
 
 const TOKEN: &str = "0123456789abcdef-draining";
 /// The `drain_timeout` under test.
@@ -192,7 +192,7 @@ clusters:
 }
 
 /// Which of `echoes` took one echoed connection from `ip` to `addr`.
-async fn tcp_home(echoes: &[TcpEcho], ip: Ipv4Addr, addr: SocketAddr) -> (usize, Instant) {
+async fn tcp_home(echoes: &[TcpEcho], ip: Ipv4Addr, addr: SocketAddr) -> usize {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let counts: Vec<u64> = echoes.iter().map(TcpEcho::connections).collect();
     let socket = tokio::net::TcpSocket::new_v4().unwrap();
@@ -201,29 +201,47 @@ async fn tcp_home(echoes: &[TcpEcho], ip: Ipv4Addr, addr: SocketAddr) -> (usize,
     s.write_all(b"ping").await.unwrap();
     let mut back = [0u8; 4];
     s.read_exact(&mut back).await.unwrap();
-    let answered = Instant::now();
     assert_eq!(&back, b"ping");
-    let took: Vec<usize> = (0..echoes.len())
-        .filter(|&i| echoes[i].connections() != counts[i])
-        .collect();
-    assert_eq!(took.len(), 1, "one connection counted by {took:?}");
-    (took[0], answered)
+    which(&counts, echoes.iter().map(TcpEcho::connections))
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn client_address_sessions_over_tcp_stay_on_a_draining_endpoint_until_the_deadline() {
-    let echoes = [
-        MockTcp::echo().await,
-        MockTcp::echo().await,
-        MockTcp::echo().await,
-    ];
-    let list: Vec<String> = echoes.iter().map(|e| e.addr().to_string()).collect();
-    let yaml = format!(
+/// Which of `echoes` answered one datagram of a new UDP session from `ip` to `addr`.
+async fn udp_home(echoes: &[MockUdp], ip: Ipv4Addr, addr: SocketAddr) -> usize {
+    let counts: Vec<u64> = echoes.iter().map(MockUdp::datagrams).collect();
+    let socket = tokio::net::UdpSocket::bind((ip, 0)).await.unwrap();
+    socket.connect(addr).await.unwrap();
+    socket.send(b"ping").await.unwrap();
+    let mut buf = [0u8; 16];
+    let n = tokio::time::timeout(Duration::from_secs(5), socket.recv(&mut buf))
+        .await
+        .expect("the echo answered")
+        .unwrap();
+    assert_eq!(&buf[..n], b"ping");
+    which(&counts, echoes.iter().map(MockUdp::datagrams))
+}
+
+/// The one index whose count moved from `before` to `after`.
+fn which(before: &[u64], after: impl Iterator<Item = u64>) -> usize {
+    let took: Vec<usize> = after
+        .zip(before)
+        .enumerate()
+        .filter(|(_, (a, b))| a != *b)
+        .map(|(i, _)| i)
+        .collect();
+    assert_eq!(took.len(), 1, "one exchange counted by {took:?}");
+    took[0]
+}
+
+/// A proxy with an admin API and an L4 listener of `protocol` to cluster `c` over `endpoints`
+/// with `client_address` affinity and a 2 s drain deadline.
+async fn l4_proxy(protocol: &str, endpoints: &[SocketAddr]) -> TestProxy {
+    let list: Vec<String> = endpoints.iter().map(ToString::to_string).collect();
+    TestProxy::start(&format!(
         "admin: {{ address: 127.0.0.1:0, token: {TOKEN} }}
 listeners:
   - name: l
     address: 127.0.0.1:0
-    protocol: tcp
+    protocol: {protocol}
     cluster: c
 clusters:
   - name: c
@@ -231,15 +249,25 @@ clusters:
     endpoints: [ {} ]
 ",
         list.join(", ")
-    );
-    let p = TestProxy::start(&yaml).await;
-    let clients: Vec<Ipv4Addr> = (1..=30).map(|i| Ipv4Addr::new(127, 0, 3, i)).collect();
+    ))
+    .await
+}
+
+/// Client-address draining over an L4 listener: 30 client addresses from `127.0.{net}.x` find
+/// their endpoints through `home`; the busiest endpoint of `endpoints` is drained; then rounds
+/// of every client and 5 newcomers run until the drained endpoint's clients have all moved.
+async fn l4_drain(
+    p: &TestProxy,
+    endpoints: &[SocketAddr],
+    net: u8,
+    home: impl AsyncFn(Ipv4Addr) -> usize,
+) {
+    let clients: Vec<Ipv4Addr> = (1..=30).map(|i| Ipv4Addr::new(127, 0, net, i)).collect();
     let mut before = HashMap::new();
-    for ip in &clients {
-        let (home, _) = tcp_home(&echoes, *ip, p.addr).await;
-        before.insert(ip.to_string(), home.to_string());
+    for &ip in &clients {
+        before.insert(ip.to_string(), home(ip).await.to_string());
     }
-    let victim = (0..3)
+    let victim = (0..endpoints.len())
         .max_by_key(|e| before.values().filter(|v| **v == e.to_string()).count())
         .unwrap();
     let victim_name = victim.to_string();
@@ -247,7 +275,7 @@ clusters:
     assert!(on_victim > 0 && on_victim < 30);
 
     let drained_at = Instant::now();
-    drain(&p, echoes[victim].addr()).await;
+    drain(p, endpoints[victim]).await;
     let mut round = Round {
         before: &before,
         victim: &victim_name,
@@ -257,24 +285,54 @@ clusters:
     };
     let mut newcomer = 0u8;
     loop {
-        for ip in &clients {
-            let (took, answered) = tcp_home(&echoes, *ip, p.addr).await;
-            round.check(&ip.to_string(), &took.to_string(), answered);
+        for &ip in &clients {
+            let took = home(ip).await;
+            round.check(&ip.to_string(), &took.to_string(), Instant::now());
         }
         for _ in 0..5 {
             newcomer = newcomer.wrapping_add(1).max(1);
-            let (took, _) = tcp_home(&echoes, Ipv4Addr::new(127, 0, 4, newcomer), p.addr).await;
+            let took = home(Ipv4Addr::new(127, 0, net + 1, newcomer)).await;
             assert_ne!(took, victim, "a new client reached the draining endpoint");
         }
         if round.left() == 0 {
             break;
         }
-        assert!(drained_at.elapsed() < PATIENCE, "connections never moved");
+        assert!(drained_at.elapsed() < PATIENCE, "sessions never moved");
     }
     assert!(
         round.kept >= on_victim,
         "the first round after the drain kept every client"
     );
-    let c = counters(&p).await;
+    let c = counters(p).await;
     assert_eq!(c["moved_sessions"], on_victim, "{c}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn client_address_sessions_over_tcp_stay_on_a_draining_endpoint_until_the_deadline() {
+    let echoes = [
+        MockTcp::echo().await,
+        MockTcp::echo().await,
+        MockTcp::echo().await,
+    ];
+    let addrs: Vec<SocketAddr> = echoes.iter().map(TcpEcho::addr).collect();
+    let p = l4_proxy("tcp", &addrs).await;
+    l4_drain(&p, &addrs, 3, async |ip| {
+        tcp_home(&echoes, ip, p.addr).await
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn client_address_sessions_over_udp_stay_on_a_draining_endpoint_until_the_deadline() {
+    let echoes = [
+        MockUdp::echo("a").await,
+        MockUdp::echo("b").await,
+        MockUdp::echo("c").await,
+    ];
+    let addrs: Vec<SocketAddr> = echoes.iter().map(MockUdp::addr).collect();
+    let p = l4_proxy("udp", &addrs).await;
+    l4_drain(&p, &addrs, 5, async |ip| {
+        udp_home(&echoes, ip, p.addr).await
+    })
+    .await;
 }
