@@ -300,6 +300,22 @@ fn session_table_cost() {
     };
     timed("10k live keys (lookup + update)", 10_000);
     timed("all new keys, full table (insert + evict)", N);
+    // Two threads on one table (the box has two cores): shards keep them apart.
+    let start = Instant::now();
+    std::thread::scope(|scope| {
+        for t in 0..2u64 {
+            let table = &table;
+            scope.spawn(move || {
+                for i in 0..N {
+                    let key = (i % 10_000 + t * 10_000).wrapping_mul(0x9e37_79b9_7f4a_7c15);
+                    let v = table.visit(key, i + 1, u64::MAX / 2, |_| Some((target, ())));
+                    std::hint::black_box(v);
+                }
+            });
+        }
+    });
+    let ns = start.elapsed().as_nanos() as f64 / N as f64;
+    eprintln!("session table visit, 2 threads x 10k live keys: {ns:.1} ns per visit per thread");
     for (label, affinity) in [
         (
             "pure Maglev (max_sessions: 0)",
