@@ -231,7 +231,7 @@ fn a_session_that_began_after_the_drain_does_not_stick_to_the_draining_endpoint(
 }
 
 #[test]
-fn the_session_table_survives_a_reload_and_client_address_uses_it_for_l4() {
+fn the_session_table_survives_a_reload_and_a_removed_endpoints_keys_move_at_once() {
     let yaml = "clusters:
   - name: c
     session_affinity: { client_address: true, drain_timeout: 1h }
@@ -273,6 +273,24 @@ fn the_session_table_survives_a_reload_and_client_address_uses_it_for_l4() {
         assert_eq!(n.endpoints[at(n, client)].address, address, "{client} kept");
     }
     assert_eq!(n.upstream_stats().affinity(AffinityEvent::Moved), 0);
+
+    // Removing the draining endpoint moves its clients at once, and only them.
+    let without = yaml.replace("127.0.0.1:9002, ", "");
+    let config = weir_config::load_str(&without, "t.yaml").unwrap();
+    let third = Snapshot::compile(&config, Some(&second)).unwrap();
+    let r = third.cluster("c").unwrap();
+    for (&client, &b) in clients.iter().zip(&before) {
+        let address = r.endpoints[at(r, client)].address;
+        if b != 1 {
+            assert_eq!(address, c.endpoints[b].address, "{client} stayed");
+        }
+    }
+    let on_removed = before.iter().filter(|&&b| b == 1).count() as u64;
+    assert!(on_removed > 0);
+    assert_eq!(
+        r.upstream_stats().affinity(AffinityEvent::Moved),
+        on_removed
+    );
 }
 
 /// The cost of the session table on the request path, printed (not asserted: tests never
