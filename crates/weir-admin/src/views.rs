@@ -67,14 +67,19 @@ pub(crate) struct ClusterView {
 /// What session affinity did in a cluster so far (all zero without affinity).
 #[derive(Debug, Serialize)]
 struct AffinityView {
-    /// Requests sent to their session's endpoint (or chosen by affinity hashing).
+    /// Requests sent to their session's endpoint.
     hits: u64,
-    /// Cookies issued to requests without a valid one.
+    /// Sessions begun: cookies issued, hashed keys without a live session.
     new_sessions: u64,
     /// Sessions moved to another endpoint.
     moved_sessions: u64,
     /// Forged, damaged or expired cookies, ignored.
     invalid_cookies: u64,
+    /// Live hashed sessions (`header`, `client_address`) the cluster remembers now; `null`
+    /// when it keeps no session table.
+    sessions: Option<usize>,
+    /// Live hashed sessions forgotten to make room for new keys (`max_sessions`).
+    evicted_sessions: u64,
 }
 
 /// What a cluster's retries did so far.
@@ -210,6 +215,8 @@ impl ClusterView {
                     new_sessions: s.affinity(AffinityEvent::New),
                     moved_sessions: s.affinity(AffinityEvent::Moved),
                     invalid_cookies: s.affinity(AffinityEvent::Invalid),
+                    sessions: cluster.affinity_sessions(),
+                    evicted_sessions: s.affinity(AffinityEvent::Evicted),
                 }
             },
             endpoints: cluster

@@ -4,14 +4,24 @@
 //! Three ways to say who "the same client" is: a signed cookie weir sets (`cookie`), a request
 //! header (`header`) or the client's IP address (`client_address`). The cookie names its endpoint
 //! directly; the other two hash onto the endpoints with Maglev, so a key keeps its endpoint while
-//! the endpoint set is stable and few keys move when it changes. `docs/affinity.md` has the
-//! design; validation lives in `validate/affinity.rs`.
+//! the endpoint set is stable and few keys move when it changes; a bounded table of recent
+//! hashed sessions (`max_sessions`, `session_idle`) lets a draining endpoint keep the sessions it
+//! has. `docs/affinity.md` has the design; validation lives in `validate/affinity.rs`.
 
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
 use crate::ConfigDuration;
+
+/// Default of `max_sessions`: hashed sessions remembered per cluster.
+pub const DEFAULT_MAX_SESSIONS: u32 = 65_536;
+
+/// Largest `max_sessions` accepted (each remembered session costs about 80 bytes).
+pub const MAX_MAX_SESSIONS: u32 = 16_777_216;
+
+/// Default of `session_idle`: a hashed session ends after this long without traffic.
+pub const DEFAULT_SESSION_IDLE: Duration = Duration::from_secs(300);
 
 /// Shortest cookie key accepted, in bytes (the HMAC-SHA256 output length, RFC 2104 §3).
 pub const MIN_COOKIE_KEY_BYTES: usize = 32;
@@ -31,10 +41,20 @@ pub struct SessionAffinityConfig {
     /// Consistent hashing on the client's IP address.
     #[serde(default)]
     pub client_address: Option<bool>,
-    /// How long a drained endpoint keeps the cookie sessions it has, counted from the drain.
-    /// 0 moves them at once. Default 5m.
+    /// How long a drained endpoint keeps the sessions it has (cookie sessions, and the hashed
+    /// sessions the table remembers), counted from the drain. 0 moves them at once. Default 5m.
     #[serde(default = "default_drain_timeout")]
     pub drain_timeout: ConfigDuration,
+    /// `header` and `client_address`: how many recent sessions (key → endpoint) the cluster
+    /// remembers, so that a draining endpoint keeps them; the sessions idle longest are
+    /// evicted beyond it. 0 remembers none (a drained endpoint's keys then move at once).
+    /// Absent: [`DEFAULT_MAX_SESSIONS`]. Not for `cookie`, whose state is in the cookie.
+    #[serde(default)]
+    pub max_sessions: Option<u32>,
+    /// `header` and `client_address`: a remembered session ends after this long without a
+    /// request (or L4 connection). Absent: [`DEFAULT_SESSION_IDLE`]. Not for `cookie`.
+    #[serde(default)]
+    pub session_idle: Option<ConfigDuration>,
 }
 
 /// The affinity cookie: its name, lifetime, attributes and signing key.
@@ -103,6 +123,16 @@ impl SessionAffinityConfig {
             modes.push("client_address");
         }
         modes
+    }
+
+    /// How many hashed sessions to remember: `max_sessions`, or its default.
+    pub fn max_sessions(&self) -> u32 {
+        self.max_sessions.unwrap_or(DEFAULT_MAX_SESSIONS)
+    }
+
+    /// When a remembered hashed session ends: `session_idle`, or its default.
+    pub fn session_idle(&self) -> Duration {
+        self.session_idle.map_or(DEFAULT_SESSION_IDLE, |d| d.get())
     }
 }
 

@@ -39,8 +39,8 @@ mod xdp;
 mod yaml;
 
 pub use affinity::{
-    AffinityCookieConfig, MIN_COOKIE_KEY_BYTES, SESSION_COOKIE_LIFETIME, SameSiteConfig,
-    SessionAffinityConfig,
+    AffinityCookieConfig, DEFAULT_MAX_SESSIONS, DEFAULT_SESSION_IDLE, MAX_MAX_SESSIONS,
+    MIN_COOKIE_KEY_BYTES, SESSION_COOKIE_LIFETIME, SameSiteConfig, SessionAffinityConfig,
 };
 pub use balancing::{
     ChoiceCount, HashKeyConfig, LbPolicyConfig, LeastRequestConfig, MaglevConfig, PeakEwmaConfig,

@@ -67,14 +67,15 @@ impl Cluster {
     /// Compiles `cfg`, reusing live state and pools from `previous` for endpoints it still has.
     /// Endpoints that join an existing cluster start their slow start now. `tls` is the
     /// compiled `cfg.tls` (its files are read by the caller, which reports their errors), and
-    /// `session_affinity` the compiled `cfg.session_affinity`; `affinity_table` says whether
-    /// some route or the cluster itself hashes for affinity (the table is built only then).
+    /// `session_affinity` the compiled `cfg.session_affinity`; `affinity_table` is set when
+    /// some route or the cluster itself hashes for affinity (the tables are built only then),
+    /// to the largest `max_sessions` of those policies.
     pub(crate) fn from_config(
         cfg: &ClusterConfig,
         previous: Option<&Cluster>,
         tls: Option<Arc<crate::tls::UpstreamTls>>,
         session_affinity: Option<SessionAffinity>,
-        affinity_table: bool,
+        affinity_table: Option<u32>,
     ) -> Self {
         let clock: Arc<dyn Clock> = previous.map_or_else(
             || Arc::new(SystemClock) as Arc<dyn Clock>,
@@ -130,7 +131,13 @@ impl Cluster {
             random: Arc::new(weir_balance::ThreadRandom),
         };
         let balancer = weir_balance::build(cfg, &endpoints, &ctx);
-        let affinity = ClusterAffinity::new(cfg, &endpoints, &ctx, affinity_table);
+        let affinity = ClusterAffinity::new(
+            cfg,
+            &endpoints,
+            &ctx,
+            affinity_table,
+            previous.map(|p| &p.affinity),
+        );
         let outlier = cfg.outlier_detection.as_ref().map(|od| {
             OutlierDetector::new(
                 Arc::from(cfg.name.as_str()),
@@ -335,6 +342,12 @@ impl Cluster {
     /// What the cluster's retries did: sent, refused by the budget, refused by `max_retries`.
     pub fn retry_stats(&self) -> RetryStats {
         self.retry_budget.stats()
+    }
+
+    /// Hashed affinity sessions (`header`, `client_address`) the cluster remembers now; `None`
+    /// when it keeps no session table.
+    pub fn affinity_sessions(&self) -> Option<usize> {
+        self.affinity.sessions(self.clock.now())
     }
 
     /// The connect timeout of this cluster's endpoints.

@@ -5,7 +5,7 @@
 //! replaces the old one atomically through [`SnapshotHandle`]; requests already running keep the
 //! snapshot they loaded. Endpoint state and pools carry over for endpoints that remain.
 
-use std::collections::HashSet;
+use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use arc_swap::ArcSwap;
@@ -102,7 +102,7 @@ impl Snapshot {
                         path: format!("clusters[{i}].session_affinity"),
                         reason,
                     })?;
-                let table = hashing.contains(c.name.as_str());
+                let table = hashing.get(c.name.as_str()).copied();
                 Ok(Cluster::from_config(c, previous, tls, affinity, table))
             })
             .collect::<Result<_, CompileError>>()?;
@@ -178,31 +178,40 @@ impl SnapshotHandle {
     }
 }
 
-/// Names of the clusters whose session affinity hashes (their own, or that of a route
-/// forwarding to them): only these build the affinity Maglev table.
-fn affinity_hashing_clusters(cfg: &weir_config::Config) -> HashSet<&str> {
-    let mut names = HashSet::new();
+/// The clusters whose session affinity hashes (their own, or that of a route forwarding to
+/// them), each with the largest `max_sessions` of those policies: only these build the
+/// affinity Maglev table, and the session table of that size.
+fn affinity_hashing_clusters(cfg: &weir_config::Config) -> BTreeMap<&str, u32> {
+    let mut sizes: BTreeMap<&str, u32> = BTreeMap::new();
     for c in &cfg.clusters {
-        if c.session_affinity
+        if let Some(a) = c
+            .session_affinity
             .as_ref()
-            .is_some_and(SessionAffinity::hashes)
+            .filter(|a| SessionAffinity::hashes(a))
         {
-            names.insert(c.name.as_str());
+            let size = sizes.entry(c.name.as_str()).or_insert(0);
+            *size = (*size).max(a.max_sessions());
         }
     }
     let routes = cfg.listeners.iter().flat_map(|l| &l.routes);
-    for r in routes.filter(|r| {
-        r.session_affinity
+    for r in routes {
+        let Some(a) = r
+            .session_affinity
             .as_ref()
-            .is_some_and(SessionAffinity::hashes)
-    }) {
-        names.extend(r.cluster.as_deref());
-        names.extend(
+            .filter(|a| SessionAffinity::hashes(a))
+        else {
+            continue;
+        };
+        let targets = r.cluster.as_deref().into_iter().chain(
             r.weighted_clusters
                 .iter()
                 .flatten()
                 .map(|w| w.cluster.as_str()),
         );
+        for name in targets {
+            let size = sizes.entry(name).or_insert(0);
+            *size = (*size).max(a.max_sessions());
+        }
     }
-    names
+    sizes
 }

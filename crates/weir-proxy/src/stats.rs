@@ -49,20 +49,24 @@ pub struct ClusterStats {
     classes: [AtomicU64; 5],
     failures: [AtomicU64; 4],
     latency: AtomicHistogram,
-    affinity: [AtomicU64; 4],
+    affinity: [AtomicU64; 5],
 }
 
 /// What session affinity did with a request (`docs/affinity.md`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum AffinityEvent {
-    /// The session's endpoint took the request (cookie), or hashing chose the endpoint.
+    /// The session's endpoint took the request (cookie), or hashing sent the key where its
+    /// remembered session was (or, without a session table, hashing chose the endpoint).
     Hit,
-    /// A request without a valid cookie started a session (a cookie was issued).
+    /// A session began: a cookie was issued, or a hashed key had no live session.
     New,
-    /// A session moved: its endpoint was gone, down, past its drain deadline, or failed.
+    /// A session moved: its endpoint was gone, down, past its drain deadline, or failed (or,
+    /// hashing, no longer the key's Maglev choice).
     Moved,
     /// A cookie was forged, damaged or expired, and ignored.
     Invalid,
+    /// A live hashed session was forgotten to make room for a new key (`max_sessions`).
+    Evicted,
 }
 
 /// What one route answered: downstream responses by status class and the time to response
@@ -136,7 +140,13 @@ pub(crate) struct OpenConnection {
 
 impl AffinityEvent {
     /// Every event, in label order.
-    pub const ALL: [AffinityEvent; 4] = [Self::Hit, Self::New, Self::Moved, Self::Invalid];
+    pub const ALL: [AffinityEvent; 5] = [
+        Self::Hit,
+        Self::New,
+        Self::Moved,
+        Self::Invalid,
+        Self::Evicted,
+    ];
 
     /// The name used in metrics and `/clusters`.
     pub fn as_str(self) -> &'static str {
@@ -145,6 +155,7 @@ impl AffinityEvent {
             Self::New => "new_sessions",
             Self::Moved => "moved_sessions",
             Self::Invalid => "invalid_cookies",
+            Self::Evicted => "evicted_sessions",
         }
     }
 }

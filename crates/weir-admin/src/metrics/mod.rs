@@ -450,11 +450,15 @@ impl SnapshotCollector {
             ),
             (
                 AffinityEvent::New,
-                "Session affinity cookies issued to requests without a valid one.",
+                "Affinity sessions begun (cookies issued, hashed keys without a live session).",
             ),
             (
                 AffinityEvent::Moved,
                 "Affinity sessions moved to another endpoint (theirs was gone, down, past its drain deadline, or failed).",
+            ),
+            (
+                AffinityEvent::Evicted,
+                "Live hashed affinity sessions forgotten to make room for new keys (max_sessions).",
             ),
             (
                 AffinityEvent::Invalid,
@@ -469,6 +473,13 @@ impl SnapshotCollector {
                 all().map(|c| (by(c), c.upstream_stats().affinity(event))),
             )?;
         }
+        gauges(
+            e,
+            "weir_cluster_affinity_sessions",
+            "Live hashed affinity sessions (header, client_address) the cluster remembers.",
+            None,
+            all().filter_map(|c| Some((by(c), c.affinity_sessions()?))),
+        )?;
         counters(
             e,
             "weir_cluster_panic_picks",

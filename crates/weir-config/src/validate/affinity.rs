@@ -1,12 +1,13 @@
-//! Rules for `session_affinity` (cluster or route): exactly one mode, a valid header name, and a
-//! cookie that browsers will accept and weir can sign (name, path, domain, key). The lifetime
+//! Rules for `session_affinity` (cluster or route): exactly one mode, a valid header name, a
+//! cookie that browsers will accept and weir can sign (name, path, domain, key), and a session
+//! table (`max_sessions`, `session_idle`) only for the hashing modes, bounded. The lifetime
 //! needs no rule of its own: durations stop at a year, under browsers' 400-day cap.
 
 use super::Checker;
 use super::route::note;
 use super::syntax;
 use crate::path::YamlPath;
-use crate::{AffinityCookieConfig, SameSiteConfig, SessionAffinityConfig};
+use crate::{AffinityCookieConfig, MAX_MAX_SESSIONS, SameSiteConfig, SessionAffinityConfig};
 
 // === impl Checker ===
 
@@ -30,6 +31,41 @@ impl Checker<'_> {
         }
         if let Some(cookie) = &cfg.cookie {
             self.affinity_cookie(cookie, &path.key("cookie"));
+        }
+        self.session_table(cfg, path);
+    }
+
+    /// `max_sessions` and `session_idle`: the hashing modes' session table.
+    fn session_table(&mut self, cfg: &SessionAffinityConfig, path: &YamlPath) {
+        if cfg.cookie.is_some() {
+            for (key, set) in [
+                ("max_sessions", cfg.max_sessions.is_some()),
+                ("session_idle", cfg.session_idle.is_some()),
+            ] {
+                if set {
+                    self.report(
+                        &path.key(key),
+                        format!("{key} applies to header and client_address affinity only"),
+                        "leave it out: a cookie session's state is in the cookie",
+                    );
+                }
+            }
+        }
+        if let Some(max) = cfg.max_sessions
+            && max > MAX_MAX_SESSIONS
+        {
+            self.report(
+                &path.key("max_sessions"),
+                format!("max_sessions {max} is more than {MAX_MAX_SESSIONS}"),
+                "each remembered session costs about 80 bytes; use at most 16777216, or 0 to remember none",
+            );
+        }
+        if cfg.session_idle.is_some_and(|d| d.get().is_zero()) {
+            self.report(
+                &path.key("session_idle"),
+                "session_idle 0 would end every session at once",
+                "give a duration such as 5m, or set `max_sessions: 0` to remember no sessions",
+            );
         }
     }
 

@@ -267,3 +267,86 @@ fn the_example_in_the_topic_doc_loads() {
     assert_eq!(cookie.key_bytes().unwrap().unwrap().len(), 32);
     assert!(c.listeners[0].routes[0].session_affinity.is_some());
 }
+
+#[test]
+fn the_session_table_has_defaults_and_loads_its_keys() {
+    let cfg = load_ok(&[
+        "clusters:",
+        "  - name: web",
+        "    session_affinity: { header: x-user }",
+        "  - name: l4",
+        "    session_affinity:",
+        "      client_address: true",
+        "      max_sessions: 1000",
+        "      session_idle: 30s",
+        "      drain_timeout: 2s",
+    ]);
+    let c = &cfg.config().clusters;
+    let default = c[0].session_affinity.as_ref().unwrap();
+    assert_eq!(default.max_sessions(), weir_config::DEFAULT_MAX_SESSIONS);
+    assert_eq!(default.max_sessions(), 65_536);
+    assert_eq!(default.session_idle(), Duration::from_secs(300));
+    let set = c[1].session_affinity.as_ref().unwrap();
+    assert_eq!(set.max_sessions(), 1000);
+    assert_eq!(set.session_idle(), Duration::from_secs(30));
+    assert_eq!(set.drain_timeout.get(), Duration::from_secs(2));
+    // 0 remembers no sessions: valid.
+    load_ok(&[
+        "clusters:",
+        "  - name: web",
+        "    session_affinity: { header: x-user, max_sessions: 0 }",
+    ]);
+}
+
+#[test]
+fn session_table_rules() {
+    let affinity = |line: &'static str| {
+        vec![
+            "clusters:",
+            "  - name: web",
+            "    session_affinity:",
+            "      header: x-user",
+            line,
+        ]
+    };
+    let at = |key: &str| format!("clusters[0].session_affinity.{key}");
+    assert_error(
+        &affinity("      max_sessions: 16777217"),
+        &at("max_sessions"),
+        5,
+        "max_sessions 16777217 is more than 16777216",
+        "or 0 to remember none",
+    );
+    assert_error(
+        &affinity("      session_idle: 0s"),
+        &at("session_idle"),
+        5,
+        "session_idle 0 would end every session at once",
+        "max_sessions: 0",
+    );
+    assert_error(
+        &affinity("      max_sessions: -1"),
+        &at("max_sessions"),
+        5,
+        "",
+        "",
+    );
+    assert_error(
+        &[
+            "listeners:",
+            "  - name: l",
+            "    address: 127.0.0.1:8080",
+            "    routes:",
+            "      - cluster: web",
+            "        session_affinity:",
+            "          cookie: {}",
+            "          session_idle: 1m",
+            "clusters:",
+            "  - name: web",
+        ],
+        "listeners[0].routes[0].session_affinity.session_idle",
+        8,
+        "session_idle applies to header and client_address affinity only",
+        "the cookie",
+    );
+}

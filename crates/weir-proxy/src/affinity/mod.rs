@@ -7,8 +7,10 @@
 //! cookie never reaches the endpoint (HAProxy's `indirect`). `header` and `client_address`:
 //! the key is hashed onto the cluster's eligible endpoints with weir-balance's [`Maglev`], so a
 //! key keeps its endpoint while the set is stable and about `1/n` of keys move when an
-//! endpoint joins or leaves (Eisenbud et al., NSDI 2016). Hashing keeps no per-key state, so a
-//! drained endpoint's keys move at once; only cookie sessions honour `drain_timeout`.
+//! endpoint joins or leaves (Eisenbud et al., NSDI 2016). Hashing alone keeps no per-key state,
+//! so the cluster also remembers recent keys' endpoints in a bounded [`sessions`] table: a key
+//! whose session is on a draining endpoint keeps going there until `drain_timeout` after the
+//! drain, while new keys and keys of healthy endpoints follow Maglev exactly.
 //!
 //! Affinity decides the first attempt only: retries go to endpoints not yet tried, and the
 //! cookie then follows the endpoint that answered.
@@ -26,15 +28,21 @@ use crate::Cluster;
 use crate::hash_key::HashInput;
 use crate::stats::AffinityEvent;
 use cookie::{CookiePolicy, Invalid, Session};
+use sessions::{SessionTable, Target};
 
 pub(crate) mod cookie;
+pub(crate) mod sessions;
 
 /// A compiled `session_affinity` block.
 #[derive(Debug)]
 pub(crate) struct SessionAffinity {
     mode: Mode,
-    /// How long a drained endpoint keeps its cookie sessions, in clock nanoseconds.
+    /// How long a drained endpoint keeps its sessions, in clock nanoseconds.
     drain_timeout: Nanos,
+    /// How long a hashed session lasts without traffic, in clock nanoseconds.
+    session_idle: Nanos,
+    /// Whether hashed sessions are remembered (`max_sessions` above 0).
+    track: bool,
 }
 
 /// Who "the same client" is.
@@ -49,12 +57,15 @@ enum Mode {
 }
 
 /// A cluster's side of affinity: endpoint ids for cookies, and the Maglev table that hashing
-/// modes pick from (built with the cluster when some route or the cluster hashes).
+/// modes pick from with the table of their recent sessions (built with the cluster when some
+/// route or the cluster hashes).
 #[derive(Debug)]
 pub(crate) struct ClusterAffinity {
     /// [`cookie::endpoint_id`] of each endpoint, in endpoint order.
     ids: Vec<u64>,
     table: Option<Maglev>,
+    /// Recent hashed sessions; carried over reloads while `max_sessions` stays the same.
+    sessions: Option<Arc<SessionTable>>,
 }
 
 /// One request's affinity: the policy, and what its cookie said.
@@ -102,7 +113,9 @@ impl SessionAffinity {
         };
         Ok(Self {
             mode,
-            drain_timeout: u64::try_from(cfg.drain_timeout.get().as_nanos()).unwrap_or(u64::MAX),
+            drain_timeout: weir_core::nanos(cfg.drain_timeout.get()),
+            session_idle: weir_core::nanos(cfg.session_idle()),
+            track: cfg.max_sessions() > 0,
         })
     }
 
@@ -114,7 +127,7 @@ impl SessionAffinity {
         }
     }
 
-    /// Whether this policy hashes (and so needs its cluster's Maglev table).
+    /// Whether this policy hashes (and so needs its cluster's Maglev and session tables).
     pub(crate) fn hashes(cfg: &SessionAffinityConfig) -> bool {
         cfg.cookie.is_none() && (cfg.header.is_some() || cfg.client_address == Some(true))
     }
@@ -172,24 +185,94 @@ impl SessionAffinity {
         let Mode::ClientAddress = self.mode else {
             return None;
         };
+        let hash = crate::hash_key::hash_ip(input.client.ip());
+        self.hashed_pick(cluster, hash, false).map(|(i, _, _)| i)
+    }
+
+    /// The endpoint hashing gives key `hash`: its live session's endpoint when that endpoint is
+    /// draining within the deadline and had the session before the drain, else the Maglev
+    /// choice among eligible endpoints; the session is recorded and the outcome counted. With
+    /// `explain`, also the explanation; the flag says whether a draining endpoint kept it.
+    fn hashed_pick(
+        &self,
+        cluster: &Cluster,
+        hash: u64,
+        explain: bool,
+    ) -> Option<(usize, Option<Explanation>, bool)> {
+        let table = cluster.affinity.table.as_ref()?;
         let ctx = PickContext {
-            hash: Some(crate::hash_key::hash_ip(input.client.ip())),
+            hash: Some(hash),
             attempt: 0,
         };
-        let index = cluster.affinity.table.as_ref()?.pick(&ctx)?;
-        cluster.stats.record_affinity(AffinityEvent::Hit);
-        Some(index)
+        let (home, why) = if explain {
+            table
+                .pick_explained(&ctx)
+                .map_or((None, None), |(i, e)| (Some(i), Some(e)))
+        } else {
+            (table.pick(&ctx), None)
+        };
+        let Some(sessions) = cluster.affinity.sessions.as_ref().filter(|_| self.track) else {
+            cluster.stats.record_affinity(AffinityEvent::Hit);
+            return Some((home?, why, false));
+        };
+        let ids = &cluster.affinity.ids;
+        let now = cluster.clock().now();
+        let visit = sessions.visit(hash, now, self.session_idle, |live| {
+            let home_id = home.and_then(|i| ids.get(i).copied());
+            if let Some(session) = live.filter(|s| Some(s.endpoint) != home_id)
+                && let Some(index) = cluster.affinity.index_of(session.endpoint, session.index)
+                && let Some(endpoint) = cluster.endpoints.get(index)
+                && self.keeps_drained(endpoint, session.since, now)
+            {
+                let target = Target {
+                    endpoint: session.endpoint,
+                    index,
+                };
+                return Some((target, (index, AffinityEvent::Hit, true)));
+            }
+            let (index, endpoint) = (home?, home_id?);
+            let event = match live {
+                None => AffinityEvent::New,
+                Some(s) if s.endpoint == endpoint => AffinityEvent::Hit,
+                Some(_) => AffinityEvent::Moved,
+            };
+            Some((Target { endpoint, index }, (index, event, false)))
+        });
+        if visit.evicted {
+            cluster.stats.record_affinity(AffinityEvent::Evicted);
+        }
+        let (index, event, kept) = visit.result?;
+        cluster.stats.record_affinity(event);
+        let why = match (why, kept) {
+            (_, true) if explain => Some(Explanation::new("session_affinity", index)),
+            (why, _) => why,
+        };
+        Some((index, why, kept))
     }
 
     /// Whether a session on `endpoint` may continue at clock reading `now`: it is healthy, or
     /// drained (and nothing else) less than `drain_timeout` ago.
     fn may_keep(&self, endpoint: &Endpoint, now: Nanos) -> bool {
         let flags = endpoint.state.health();
-        if flags.is_healthy() {
-            return true;
-        }
-        let only_drained = flags.reasons().all(|r| r == Unhealthy::Drained);
-        only_drained
+        flags.is_healthy() || self.within_drain(endpoint, now)
+    }
+
+    /// Whether a hashed session that went to `endpoint` at `since` stays there at `now`: the
+    /// endpoint is drained (and nothing else), the session began before the drain (a draining
+    /// endpoint gets no new sessions), and the drain began less than `drain_timeout` ago.
+    fn keeps_drained(&self, endpoint: &Endpoint, since: Nanos, now: Nanos) -> bool {
+        endpoint
+            .state
+            .drained_since()
+            .is_some_and(|drained| since < drained)
+            && self.within_drain(endpoint, now)
+    }
+
+    /// Whether `endpoint` is drained and nothing else, less than `drain_timeout` before `now`.
+    fn within_drain(&self, endpoint: &Endpoint, now: Nanos) -> bool {
+        let flags = endpoint.state.health();
+        !flags.is_healthy()
+            && flags.reasons().all(|r| r == Unhealthy::Drained)
             && endpoint
                 .state
                 .drained_since()
@@ -200,14 +283,17 @@ impl SessionAffinity {
 // === impl ClusterAffinity ===
 
 impl ClusterAffinity {
-    /// The affinity side of a cluster over `endpoints`; with `table`, the Maglev table that
+    /// The affinity side of a cluster over `endpoints`. With `hashing` (the largest
+    /// `max_sessions` of the hashing policies that use the cluster), the Maglev table that
     /// hashing modes use (eligibility follows the cluster's health and panic threshold; loads
-    /// are not bounded, since a session must not move because its endpoint is busy).
+    /// are not bounded, since a session must not move because its endpoint is busy) and, unless
+    /// it is 0, the session table, taken over from `previous` when its size is the same.
     pub(crate) fn new(
         cfg: &ClusterConfig,
         endpoints: &[Arc<Endpoint>],
         ctx: &BuildContext,
-        table: bool,
+        hashing: Option<u32>,
+        previous: Option<&ClusterAffinity>,
     ) -> Self {
         let options = CommonOptions {
             slow_start: None,
@@ -219,7 +305,29 @@ impl ClusterAffinity {
                 .iter()
                 .map(|e| cookie::endpoint_id(e.address))
                 .collect(),
-            table: table.then(|| Maglev::new(endpoints, ctx, &options, &MaglevConfig::default())),
+            table: hashing.map(|_| Maglev::new(endpoints, ctx, &options, &MaglevConfig::default())),
+            sessions: hashing
+                .and_then(|max| usize::try_from(max).ok())
+                .filter(|&max| max > 0)
+                .map(|max| {
+                    previous
+                        .and_then(|p| p.sessions.as_ref())
+                        .filter(|t| t.capacity() == max)
+                        .map_or_else(|| Arc::new(SessionTable::new(max)), Arc::clone)
+                }),
+        }
+    }
+
+    /// Hashed sessions live at clock reading `now`; `None` when the cluster keeps no table.
+    pub(crate) fn sessions(&self, now: Nanos) -> Option<usize> {
+        self.sessions.as_ref().map(|t| t.live(now))
+    }
+
+    /// The index of the endpoint with id `id`, trying `hint` (its index when recorded) first.
+    fn index_of(&self, id: u64, hint: usize) -> Option<usize> {
+        match self.ids.get(hint) {
+            Some(&at) if at == id => Some(hint),
+            _ => self.ids.iter().position(|&at| at == id),
         }
     }
 }
@@ -256,21 +364,17 @@ impl RequestAffinity<'_> {
                 "client_address",
             ),
         };
-        let table = cluster.affinity.table.as_ref()?;
-        let ctx = PickContext {
-            hash: Some(hash),
-            attempt: 0,
-        };
-        let picked = if explain {
-            let (i, mut e) = table.pick_explained(&ctx)?;
+        let (index, why, kept) = self.policy.hashed_pick(cluster, hash, explain)?;
+        let why = why.map(|mut e| {
             e.policy = "session_affinity";
-            e.note = Some(note);
-            (i, Some(e))
-        } else {
-            (table.pick(&ctx)?, None)
-        };
-        cluster.stats.record_affinity(AffinityEvent::Hit);
-        Some(picked)
+            e.note = Some(match (kept, note) {
+                (false, note) => note,
+                (true, "header") => "header, session kept on its draining endpoint",
+                (true, _) => "client_address, session kept on its draining endpoint",
+            });
+            e
+        });
+        Some((index, why))
     }
 
     /// After the request was answered by `answered`: the `Set-Cookie` to send (a new session,
@@ -331,145 +435,4 @@ fn generated_key() -> &'static [u8; 32] {
 }
 
 #[cfg(test)]
-mod tests {
-    use http::HeaderMap;
-
-    use super::*;
-    use crate::Snapshot;
-
-    fn compile(affinity: &str) -> Snapshot {
-        let yaml = format!(
-            "clusters:
-  - name: c
-    session_affinity: {affinity}
-    endpoints: [ 127.0.0.1:9001, 127.0.0.1:9002, 127.0.0.1:9003 ]
-"
-        );
-        let config = weir_config::load_str(&yaml, "t.yaml").unwrap();
-        Snapshot::compile(&config, None).unwrap()
-    }
-
-    fn input(headers: &HeaderMap) -> HashInput<'_> {
-        let client: SocketAddr = "10.1.2.3:5555".parse().unwrap();
-        HashInput {
-            headers: Some(headers),
-            path: Some("/"),
-            query: None,
-            client,
-            local: client,
-        }
-    }
-
-    fn cookie_for(cluster: &Cluster, index: usize, now: u64) -> String {
-        let policy = match &cluster.session_affinity.as_ref().unwrap().mode {
-            Mode::Cookie(p) => p,
-            _ => panic!("not a cookie policy"),
-        };
-        policy.encode(cluster.affinity.ids[index], now)
-    }
-
-    #[test]
-    fn a_drained_endpoint_keeps_sessions_only_until_the_deadline() {
-        // The same drained endpoint under a long deadline and under none (`0`).
-        for (timeout, kept) in [("1h", true), ("0", false)] {
-            let snapshot = compile(&format!(
-                "{{ cookie: {{ ttl: 1h }}, drain_timeout: {timeout} }}"
-            ));
-            let c = snapshot.cluster("c").unwrap();
-            let affinity = c.session_affinity.as_ref().unwrap();
-            let value = cookie_for(c, 1, cookie::unix_now());
-            let headers = HeaderMap::new();
-            let picked = |c: &Cluster| {
-                let r = affinity.begin(c, Some(&value));
-                r.pick(c, &input(&headers), false).map(|(i, _)| i)
-            };
-            assert_eq!(picked(c), Some(1));
-            let state = &c.endpoints[1].state;
-            let now = c.clock().now();
-            let _ = state.set_unhealthy(Unhealthy::Drained, true, now);
-            assert_eq!(picked(c), kept.then_some(1), "drain_timeout {timeout}");
-            state.set_healthy(false, now);
-            assert_eq!(
-                picked(c),
-                None,
-                "a drained and failing endpoint keeps no session"
-            );
-        }
-    }
-
-    #[test]
-    fn finish_issues_cookies_only_when_new_moved_or_stale() {
-        let snapshot = compile("{ cookie: { ttl: 100s } }");
-        let c = snapshot.cluster("c").unwrap();
-        let affinity = c.session_affinity.as_ref().unwrap();
-        let at = |i: usize| c.endpoints[i].address;
-        let now = cookie::unix_now();
-
-        let (set, verdict) = affinity.begin(c, None).finish(c, at(0));
-        assert_eq!(verdict, Some(Verdict::New));
-        let set = set.unwrap();
-        let value = set.to_str().unwrap();
-        assert!(value.starts_with("weir-affinity=") && value.contains("Max-Age=100"));
-
-        let fresh = cookie_for(c, 0, now);
-        let (set, verdict) = affinity.begin(c, Some(&fresh)).finish(c, at(0));
-        assert_eq!((set, verdict), (None, Some(Verdict::Hit)));
-        let stale = cookie_for(c, 0, now - 60);
-        let (set, verdict) = affinity.begin(c, Some(&stale)).finish(c, at(0));
-        assert!(set.is_some(), "refreshed with less than half its life left");
-        assert_eq!(verdict, Some(Verdict::Hit));
-        let (set, verdict) = affinity.begin(c, Some(&fresh)).finish(c, at(2));
-        assert!(set.is_some());
-        assert_eq!(verdict, Some(Verdict::Moved));
-        let (_, verdict) = affinity.begin(c, Some("forged")).finish(c, at(1));
-        assert_eq!(verdict, Some(Verdict::New));
-        // A session whose endpoint left the cluster is not sticky and moves.
-        let policy = match &affinity.mode {
-            Mode::Cookie(p) => p,
-            _ => unreachable!("a cookie policy"),
-        };
-        let gone = policy.encode(cookie::endpoint_id("127.0.0.1:9999".parse().unwrap()), now);
-        let request = affinity.begin(c, Some(&gone));
-        assert!(request.pick(c, &input(&HeaderMap::new()), false).is_none());
-        assert_eq!(request.finish(c, at(1)).1, Some(Verdict::Moved));
-
-        let stats = c.upstream_stats();
-        let counts: Vec<u64> = AffinityEvent::ALL
-            .iter()
-            .map(|&e| stats.affinity(e))
-            .collect();
-        assert_eq!(counts, [2, 2, 2, 1], "hits, new, moved, invalid");
-    }
-
-    #[test]
-    fn header_hashing_is_stable_and_only_a_down_endpoints_keys_move() {
-        let snapshot = compile("{ header: x-user }");
-        let c = snapshot.cluster("c").unwrap();
-        let affinity = c.session_affinity.as_ref().unwrap();
-        let request = affinity.begin(c, None);
-        let home = |user: &str| {
-            let mut headers = HeaderMap::new();
-            headers.insert("x-user", user.parse().unwrap());
-            request.pick(c, &input(&headers), false).map(|(i, _)| i)
-        };
-        let users: Vec<String> = (0..300).map(|i| format!("u{i}")).collect();
-        let before: Vec<usize> = users.iter().map(|u| home(u).unwrap()).collect();
-        assert!((0..3).all(|e| before.contains(&e)));
-        assert_eq!(
-            before,
-            users.iter().map(|u| home(u).unwrap()).collect::<Vec<_>>()
-        );
-        let now = c.clock().now();
-        let _ = c.endpoints[0]
-            .state
-            .set_unhealthy(Unhealthy::Drained, true, now);
-        for (u, &b) in users.iter().zip(&before) {
-            let after = home(u).unwrap();
-            assert_ne!(after, 0, "no keys on a drained endpoint");
-            if b != 0 {
-                assert_eq!(after, b, "{u} kept its endpoint");
-            }
-        }
-        assert_eq!(request.pick(c, &input(&HeaderMap::new()), false), None);
-    }
-}
+mod tests;

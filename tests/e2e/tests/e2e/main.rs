@@ -4,6 +4,7 @@
 mod access_log;
 mod admin_reload;
 mod affinity;
+mod affinity_draining;
 mod balancing;
 mod circuit_breakers;
 mod dashboard;
