@@ -93,7 +93,8 @@ async fn a_records_are_followed_within_the_ttl() {
     let took = seen.lock().unwrap().last().unwrap().2 - changed;
     println!("A record change with a 1 s TTL followed after {took:?}");
     assert!(
-        took <= Duration::from_millis(1500),
+        // Measured ≈ 1.0 s; the slack is for a loaded 2-core CI machine's timers.
+        took <= Duration::from_millis(2000),
         "followed after {took:?}, the TTL is 1 s"
     );
     // An unchanged answer is not reported again.
@@ -193,7 +194,8 @@ async fn aaaa_records_give_ipv6_endpoints() {
     let took = seen.lock().unwrap().last().unwrap().2 - changed;
     println!("AAAA record change with a 1 s TTL followed after {took:?}");
     assert!(
-        took <= Duration::from_millis(1500),
+        // Measured ≈ 1.0 s; the slack is for a loaded 2-core CI machine's timers.
+        took <= Duration::from_millis(2000),
         "followed after {took:?}, the TTL is 1 s"
     );
     d.shutdown();
@@ -251,11 +253,12 @@ async fn a_failed_question_is_retried_after_min_ttl() {
     let (first, second) = (asked[1] - asked[0], asked[2] - asked[1]);
     println!("retries after NXDOMAIN with min_ttl 1 s: {first:?}, then {second:?}");
     assert!(
-        first >= Duration::from_millis(900) && first <= Duration::from_millis(1500),
+        // Below 1.8 s: the first retry must not be the old 2 × min_ttl.
+        first >= Duration::from_millis(900) && first <= Duration::from_millis(1800),
         "first retry after {first:?}, min_ttl is 1 s"
     );
     assert!(
-        second >= Duration::from_millis(1900) && second <= Duration::from_millis(2500),
+        second >= Duration::from_millis(1900) && second <= Duration::from_millis(3000),
         "second retry after {second:?}, 2 × min_ttl is 2 s"
     );
     assert!(seen.lock().unwrap().is_empty(), "NXDOMAIN reports no set");

@@ -258,13 +258,14 @@ impl SessionAffinity {
     }
 
     /// Whether a hashed session that went to `endpoint` at `since` stays there at `now`: the
-    /// endpoint is drained (and nothing else), the session began before the drain (a draining
+    /// endpoint is drained (and nothing else), the session began before the drain or in the same
+    /// clock tick (a draining
     /// endpoint gets no new sessions), and the drain began less than `drain_timeout` ago.
     fn keeps_drained(&self, endpoint: &Endpoint, since: Nanos, now: Nanos) -> bool {
         endpoint
             .state
             .drained_since()
-            .is_some_and(|drained| since < drained)
+            .is_some_and(|drained| since <= drained)
             && self.within_drain(endpoint, now)
     }
 

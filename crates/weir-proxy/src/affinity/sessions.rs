@@ -148,14 +148,16 @@ impl SessionTable {
         }
     }
 
-    /// Sessions live at `now`, after dropping those that ended from each shard's LRU end (for
-    /// `/clusters` and `/metrics`; locks each shard in turn).
+    /// Sessions live at `now` (for `/clusters` and `/metrics`; locks each shard in turn).
+    /// Each shard first drops at most [`SCRAPE_SWEEP`] sessions that ended from its LRU end,
+    /// so a scrape never holds a lock the request path needs for long; after a long lull the
+    /// count may still include some ended sessions (an upper bound until the next visits).
     pub(crate) fn live(&self, now: Nanos) -> usize {
         self.shards
             .iter()
             .map(|s| {
                 let mut shard = s.lock();
-                sweep(&mut shard, now, usize::MAX);
+                sweep(&mut shard, now, SCRAPE_SWEEP);
                 shard.len()
             })
             .sum()
@@ -168,6 +170,9 @@ impl SessionTable {
         &self.shards[index]
     }
 }
+
+/// Ended sessions a scrape drops per shard at most (bounds the time it holds a shard's lock).
+const SCRAPE_SWEEP: usize = 1024;
 
 /// The session recorded for a key whose live session was `live` and that goes to `target` at
 /// `now`: `since` is kept while the endpoint is the same.

@@ -80,20 +80,28 @@ async fn forward(
         .is_some_and(|t| t.contains(info.remote.ip()));
     // One budget for everything weir must read before it can forward.
     let deadline = tokio::time::Instant::now() + listener.first_bytes_timeout;
+    // Bytes read from the client before the copy (a PROXY header, a ClientHello).
+    let mut first_bytes = 0u64;
     if trusted {
         let (header, len) =
             match read_first_bytes(deadline, read_proxy_header(&mut down, &mut read)).await {
                 Ok(read) => read,
                 Err(e) => {
-                    // A trusted peer must announce its client; anything else is refused.
-                    listener
-                        .stats
-                        .rejected_proxy_headers
-                        .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                    // A trusted peer that sent bytes must have announced its client. One that
+                    // sent nothing (a load balancer's TCP health check) is not a rejection.
+                    if !read.is_empty() {
+                        (info.counters.received_counter())
+                            .fetch_add(read.len() as u64, Ordering::Relaxed);
+                        listener
+                            .stats
+                            .rejected_proxy_headers
+                            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                    }
                     return Err(e);
                 }
             };
         (info.counters.received_counter()).fetch_add(len as u64, Ordering::Relaxed);
+        first_bytes += len as u64;
         if let Some(source) = header {
             client = source;
             if let Some(log) = log.as_deref_mut() {
@@ -124,12 +132,17 @@ async fn forward(
                     &listener.stats.rejected_client_hellos
                 };
                 rejected.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                (info.counters.received_counter()).fetch_add(read.len() as u64, Ordering::Relaxed);
                 return Err(e);
             }
         }
     } else {
         None
     };
+    // What is left in `read` (bytes after a PROXY header, a ClientHello) was received before
+    // the copy, which counts the rest; counted here, before anything else can fail.
+    (info.counters.received_counter()).fetch_add(read.len() as u64, Ordering::Relaxed);
+    first_bytes += read.len() as u64;
     let cluster = listener
         .target
         .cluster_for(sni.as_deref())
@@ -162,9 +175,6 @@ async fn forward(
         None => Vec::new(),
     };
     prefix.extend_from_slice(&read);
-    // The client's first bytes (a ClientHello read for SNI) were received before the copy,
-    // which counts the rest.
-    (info.counters.received_counter()).fetch_add(read.len() as u64, Ordering::Relaxed);
     if !prefix.is_empty() {
         // Bounded: an endpoint that accepts but never reads must not hold the connection.
         let written =
@@ -198,7 +208,11 @@ async fn forward(
     )
     .await;
     if let Some(log) = log {
-        log.set_copied(end.to_upstream, end.to_downstream, end.reason.name());
+        log.set_copied(
+            first_bytes + end.to_upstream,
+            end.to_downstream,
+            end.reason.name(),
+        );
     }
     if end.reason == EndReason::ForbiddenProxyHeader {
         listener

@@ -250,6 +250,10 @@ impl<'a> Attempts<'a> {
         let (Some(other), Some(head)) = (other, template.as_ref().map(clone_head)) else {
             return first.await;
         };
+        // Checked before a retry slot or budget token is taken for a hedge that cannot be sent.
+        if !body.can_resend() {
+            return first.await;
+        }
         let Ok(_slot) = cluster.breakers.retry() else {
             cluster.retry_budget.record_overflow();
             self.route_overflow();
@@ -258,12 +262,12 @@ impl<'a> Attempts<'a> {
         if !cluster.retry_budget.try_retry(cluster.clock().now()) {
             return first.await;
         }
-        if let Some(route) = self.route {
-            route.record_retry();
-        }
         let Some(second_body) = body.next() else {
             return first.await;
         };
+        if let Some(route) = self.route {
+            route.record_retry();
+        }
         tried.push(other.index);
         if let Some(record) = self.decision {
             record.hedging();

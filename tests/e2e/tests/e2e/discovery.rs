@@ -71,7 +71,8 @@ clusters:
     let took = followed_after(&client, &p, changed, "a").await;
     println!("SRV change with a 1 s TTL served after {took:?}");
     assert!(
-        took <= Duration::from_millis(1500),
+        // Measured ≈ 1.0 s; the slack is for a loaded 2-core CI machine's timers.
+        took <= Duration::from_millis(2000),
         "followed after {took:?}, the TTL is 1 s"
     );
 
@@ -214,7 +215,8 @@ async fn a_aaaa_discovery_routes_to_both_families_and_follows_a_change() {
     let took = followed_after(&client, &p, changed, "six").await;
     println!("A + AAAA change with a 1 s TTL served after {took:?}");
     assert!(
-        took <= Duration::from_millis(1500),
+        // Measured ≈ 1.0 s; the slack is for a loaded 2-core CI machine's timers.
+        took <= Duration::from_millis(2000),
         "followed after {took:?}, the TTL is 1 s"
     );
 }

@@ -471,12 +471,33 @@ async fn a_trusted_peer_may_send_v2_and_must_send_a_header() {
         "",
     ))
     .await;
+    let counters = p
+        .proxy()
+        .listener_counters()
+        .into_iter()
+        .find(|(name, _)| name == "l")
+        .unwrap()
+        .1;
+    // A load balancer's TCP health check (connect, then close without a byte) is no rejection.
+    drop(TcpStream::connect(p.addr).await.unwrap());
+    assert!(
+        wait_until(SECS_10, || counters.accepted() == 1
+            && counters.active() == 0)
+        .await
+    );
+    let stats = p.proxy().listener_stats("l").unwrap();
+    assert_eq!(
+        stats
+            .rejected_proxy_headers
+            .load(std::sync::atomic::Ordering::Relaxed),
+        0,
+        "a silent connection is not a rejected header"
+    );
     let mut s = TcpStream::connect(p.addr).await.unwrap();
     s.write_all(b"hello without a header\r\n").await.unwrap();
     let mut b = [0u8; 16];
     let r = tokio::time::timeout(SECS_10, s.read(&mut b)).await.unwrap();
     assert!(matches!(r, Ok(0) | Err(_)), "connection refused: {r:?}");
-    let stats = p.proxy().listener_stats("l").unwrap();
     assert!(
         wait_until(SECS_10, || stats
             .rejected_proxy_headers
