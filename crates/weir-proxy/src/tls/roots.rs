@@ -3,7 +3,7 @@
 //! (`roots: webpki`).
 //!
 //! The system store is read with `rustls-native-certs` (which honours `SSL_CERT_FILE` and
-//! `SSL_CERT_DIR`) the first time a config needs it, then kept for the life of the process:
+//! `SSL_CERT_DIR`) once it is first asked for (by [`warm`] or a compile), then kept for the life of the process:
 //! every cluster and every reload shares one `Arc<RootCertStore>`, so parsing a few hundred
 //! certificates happens once. A store that cannot be read or holds no usable certificate is not
 //! kept, and the compile that asked for it fails, so a reload keeps the config that serves and

@@ -362,7 +362,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let file = dir.path().join("cert.pem");
         std::fs::write(&file, "one").unwrap();
-        let w = compiled(&[file.clone()], None).await;
+        let w = compiled(std::slice::from_ref(&file), None).await;
         std::fs::write(&file, "broken").unwrap();
         let c = w.changed("t").await.unwrap();
         w.built(c, Err("key does not match".into()), "t", "certificates");
@@ -422,7 +422,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let file = dir.path().join("ca.pem");
         std::fs::write(&file, "ca one").unwrap();
-        let old = compiled(&[file.clone()], None).await;
+        let old = compiled(std::slice::from_ref(&file), None).await;
         std::fs::write(&file, "garbage").unwrap();
         let c = old.changed("t").await.unwrap();
         old.built(c, Err("not PEM".into()), "t", "client CA");
@@ -431,14 +431,14 @@ mod tests {
         assert_eq!(old.status().last_error().as_deref(), Some("not PEM"));
         std::fs::write(&file, "ca two").unwrap();
         // The reload, by either way a status is carried.
-        let new = compiled(&[file.clone()], Some(old.status())).await;
+        let new = compiled(std::slice::from_ref(&file), Some(old.status())).await;
         assert_eq!(
             (new.status().failures(), new.status().last_error()),
             (1, None)
         );
         assert!(Arc::ptr_eq(new.status(), old.status()), "one count");
         old.status().reported("again");
-        let mut carried = compiled(&[file.clone()], None).await;
+        let mut carried = compiled(std::slice::from_ref(&file), None).await;
         carried.carry(old.status());
         assert_eq!(
             (carried.status().failures(), carried.status().last_error()),
