@@ -13,7 +13,7 @@
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant, SystemTime};
 
 /// How long a rotation may stay broken before it is reported as a failure.
@@ -66,6 +66,8 @@ pub(crate) struct Watched {
     seen: parking_lot::Mutex<Vec<u8>>,
     /// A change of `files` that does not load yet.
     pending: parking_lot::Mutex<Option<Pending>>,
+    /// Whether the watch loop looked through this watcher yet, i.e. its snapshot is current.
+    polled: AtomicBool,
     status: Arc<ReloadStatus>,
 }
 
@@ -156,6 +158,7 @@ impl Watched {
             stamps: Stamps::default(),
             seen: parking_lot::Mutex::new(seen),
             pending: parking_lot::Mutex::new(None),
+            polled: AtomicBool::new(false),
             status,
         }
     }
@@ -181,6 +184,12 @@ impl Watched {
     /// did not (or one is missing for a moment, as in a rename). Reports, at `at`, a broken
     /// change that has had time to settle.
     pub(crate) async fn changed(&self, at: &str) -> Option<Vec<u8>> {
+        if !self.polled.swap(true, Ordering::Relaxed) {
+            // The first look since the compile that loaded these files, now current: a failure
+            // reported meanwhile came from the watcher of the snapshot it replaced, whose last
+            // tick may have overlapped the reload, and is over too.
+            self.status.loaded();
+        }
         let contents = if self.stamps.moved(&self.files).await {
             read_framed(&self.files).await
         } else {
@@ -443,6 +452,34 @@ mod tests {
         assert_eq!(
             (carried.status().failures(), carried.status().last_error()),
             (2, None)
+        );
+    }
+
+    /// The old snapshot's watcher may be in its last tick while a reload compiles: a failure it
+    /// reports then (counted: it was real) is over once the new watcher first looks.
+    #[tokio::test]
+    async fn a_report_overlapping_a_reload_is_over_at_the_new_watchers_first_look() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("site.pem");
+        std::fs::write(&file, "one").unwrap();
+        let old = compiled(std::slice::from_ref(&file), None).await;
+        std::fs::write(&file, "broken").unwrap();
+        let c = old.changed("t").await.unwrap();
+        old.built(c, Err("not PEM".into()), "t", "certificates");
+        settled(&old);
+        std::fs::write(&file, "two").unwrap();
+        let seen = read_framed(std::slice::from_ref(&file)).await.unwrap();
+        let new = Watched::new(vec![file.clone()], seen, Some(old.status()));
+        assert_eq!(
+            old.tick().as_deref(),
+            Some("not PEM"),
+            "the old watcher's last tick"
+        );
+        assert_eq!(new.status().last_error().as_deref(), Some("not PEM"));
+        assert_eq!(new.changed("t").await, None);
+        assert_eq!(
+            (new.status().failures(), new.status().last_error()),
+            (1, None)
         );
     }
 
