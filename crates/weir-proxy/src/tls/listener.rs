@@ -134,7 +134,7 @@ impl ListenerTls {
             Watched::new(
                 vec![auth.ca.clone()],
                 framed(&ca_pem),
-                previous.and_then(|p| Some(&p.client_ca.as_ref()?.status)),
+                previous.and_then(|p| Some(p.client_ca.as_ref()?.status())),
             )
         });
         Ok(Self {
@@ -142,7 +142,7 @@ impl ListenerTls {
             resolver,
             client_cert_header,
             sources: cfg.certificates.clone(),
-            certificates: Watched::new(files, contents, previous.map(|p| &p.certificates.status)),
+            certificates: Watched::new(files, contents, previous.map(|p| p.certificates.status())),
             min_version: cfg.min_version,
             client_auth: cfg.client_auth.clone(),
             client_ca,
@@ -217,11 +217,11 @@ impl ListenerTls {
     /// Reload failures reported for this listener's certificates and client CA, and the reason
     /// of the last one still unresolved.
     pub(crate) fn reload_failures(&self) -> (u64, Option<String>) {
-        let mut failures = self.certificates.status.failures();
-        let mut last = self.certificates.status.last_error();
+        let mut failures = self.certificates.status().failures();
+        let mut last = self.certificates.status().last_error();
         if let Some(ca) = &self.client_ca {
-            failures += ca.status.failures();
-            last = last.or_else(|| ca.status.last_error());
+            failures += ca.status().failures();
+            last = last.or_else(|| ca.status().last_error());
         }
         (failures, last)
     }

@@ -87,8 +87,12 @@ pub(crate) async fn accept(
 
 /// Every [`WATCH_INTERVAL`], re-reads the certificate and client CA files of every TLS listener
 /// and the CA and client certificate files of every TLS cluster of the current snapshot, and
-/// swaps in those that changed, until `shutdown`.
+/// swaps in those that changed, until `shutdown`. First starts reading the system root store
+/// ahead ([`roots::warm`]).
 pub(crate) async fn watch_loop(snapshots: SnapshotHandle, shutdown: CancellationToken) {
+    // Started with the proxy: the system store is read ahead for the first compile that needs
+    // it (a reload adding a cluster with `roots: system`), which then finds it ready.
+    roots::warm();
     let mut ticks = tokio::time::interval(WATCH_INTERVAL);
     ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {

@@ -97,10 +97,11 @@ impl UpstreamTls {
     }
 
     /// Counts reload failures into `previous`'s status (the same cluster's TLS in the snapshot
-    /// before), so they survive a reload.
+    /// before), so the count survives a reload; a failure it reported is over, since this
+    /// compile just loaded the files.
     pub(crate) fn carry_status(mut self, previous: Option<&UpstreamTls>) -> Self {
         if let Some(p) = previous {
-            self.watched.status = Arc::clone(&p.watched.status);
+            self.watched.carry(p.watched.status());
         }
         self
     }
@@ -108,7 +109,7 @@ impl UpstreamTls {
     /// Reload failures reported for the CA and client certificate files, and the reason of the
     /// last one still unresolved.
     pub(crate) fn reload_failures(&self) -> (u64, Option<String>) {
-        let status = &self.watched.status;
+        let status = self.watched.status();
         (status.failures(), status.last_error())
     }
 

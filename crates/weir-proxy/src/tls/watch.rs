@@ -13,7 +13,7 @@
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant, SystemTime};
 
 /// How long a rotation may stay broken before it is reported as a failure.
@@ -40,12 +40,13 @@ pub(crate) struct Stamps {
 }
 
 /// Reload failures of one TLS block: how many were reported, and the last reason, shared by
-/// the compiled TLS of successive snapshots of the same listener or cluster.
+/// the compiled TLS of successive snapshots of the same listener or cluster. What is still
+/// settling is not shared: it belongs to the [`Watched`] that saw the change, so a reload that
+/// read files which load does not inherit a failure of files it never saw.
 #[derive(Debug, Default)]
 pub(crate) struct ReloadStatus {
     failures: AtomicU64,
     last_error: parking_lot::Mutex<Option<String>>,
-    pending: parking_lot::Mutex<Option<Pending>>,
 }
 
 /// A change that does not load (yet).
@@ -63,7 +64,11 @@ pub(crate) struct Watched {
     files: Arc<[PathBuf]>,
     stamps: Stamps,
     seen: parking_lot::Mutex<Vec<u8>>,
-    pub(crate) status: Arc<ReloadStatus>,
+    /// A change of `files` that does not load yet.
+    pending: parking_lot::Mutex<Option<Pending>>,
+    /// Whether the watch loop looked through this watcher yet, i.e. its snapshot is current.
+    polled: AtomicBool,
+    status: Arc<ReloadStatus>,
 }
 
 // === impl Stamps ===
@@ -72,8 +77,12 @@ impl Stamps {
     /// Whether `files` may have changed since the last call: a stamp moved, a file cannot be
     /// `stat`ed, or one was modified within [`HOT`]. Records the new stamps. The `stat`s run
     /// together on one blocking thread (a slow file system must not stall a runtime worker,
-    /// and one hand-off per set costs less than one per file).
+    /// and one hand-off per set costs less than one per file). No files (a cluster that trusts
+    /// the system store and sends no client certificate): nothing to `stat`, no hand-off.
     pub(crate) async fn moved(&self, files: &Arc<[PathBuf]>) -> bool {
+        if files.is_empty() {
+            return false;
+        }
         let all = Arc::clone(files);
         let now = tokio::task::spawn_blocking(move || all.iter().map(|f| stamp(f)).collect())
             .await
@@ -112,27 +121,132 @@ impl ReloadStatus {
         self.failures.load(Ordering::Relaxed)
     }
 
-    /// Why the last reported failure happened; `None` once a change loaded after it.
+    /// Why the last reported failure happened; `None` once files loaded after it (a change
+    /// the watcher loaded, or a reload that read them).
     pub(crate) fn last_error(&self) -> Option<String> {
         self.last_error.lock().clone()
     }
 
-    /// A changed set of files loaded: nothing is pending any more.
+    /// The files loaded: the last reported failure is over (it stays counted).
     fn loaded(&self) {
-        *self.pending.lock() = None;
         *self.last_error.lock() = None;
     }
 
+    /// A failure is reported: one more, and why.
+    fn reported(&self, error: &str) {
+        self.failures.fetch_add(1, Ordering::Relaxed);
+        *self.last_error.lock() = Some(error.to_owned());
+    }
+}
+
+// === impl Watched ===
+
+impl Watched {
+    /// Watches `files`, whose contents (framed by [`read_framed`]) are `seen` and were just
+    /// loaded by a compile; `status` is the previous snapshot's for the same block, if any. Its
+    /// count carries over, but a failure it reported is over since these files loaded, and
+    /// nothing settles yet.
+    pub(crate) fn new(
+        files: Vec<PathBuf>,
+        seen: Vec<u8>,
+        status: Option<&Arc<ReloadStatus>>,
+    ) -> Self {
+        let status = status.map_or_else(Arc::default, Arc::clone);
+        status.loaded();
+        Self {
+            files: files.into(),
+            stamps: Stamps::default(),
+            seen: parking_lot::Mutex::new(seen),
+            pending: parking_lot::Mutex::new(None),
+            polled: AtomicBool::new(false),
+            status,
+        }
+    }
+
+    /// Counts reload failures into `status` (the previous snapshot's for the same block) from
+    /// now on, as [`Watched::new`] would have: the files this watcher starts from loaded.
+    pub(crate) fn carry(&mut self, status: &Arc<ReloadStatus>) {
+        status.loaded();
+        self.status = Arc::clone(status);
+    }
+
+    /// The reload failures of the block, shared across reloads.
+    pub(crate) fn status(&self) -> &Arc<ReloadStatus> {
+        &self.status
+    }
+
+    /// The contents the current config was built from (or last failed to be built from).
+    pub(crate) fn seen(&self) -> parking_lot::MutexGuard<'_, Vec<u8>> {
+        self.seen.lock()
+    }
+
+    /// The files' new contents when they changed since they were last seen; `None` when they
+    /// did not (or one is missing for a moment, as in a rename). Reports, at `at`, a broken
+    /// change that has had time to settle.
+    pub(crate) async fn changed(&self, at: &str) -> Option<Vec<u8>> {
+        if !self.polled.swap(true, Ordering::Relaxed) {
+            // The first look since the compile that loaded these files, now current: a failure
+            // reported meanwhile came from the watcher of the snapshot it replaced, whose last
+            // tick may have overlapped the reload, and is over too.
+            self.status.loaded();
+        }
+        let contents = if self.stamps.moved(&self.files).await {
+            read_framed(&self.files).await
+        } else {
+            None
+        };
+        match contents {
+            Some(c) if *self.seen.lock() != c => {
+                self.changed_again();
+                Some(c)
+            }
+            _ => {
+                if let Some(e) = self.tick() {
+                    report(at, &e);
+                }
+                None
+            }
+        }
+    }
+
+    /// Records what building `contents` gave: `Ok` swaps nothing here (the caller did) but ends
+    /// any pending failure; `Err` keeps the old config serving and reports once it settled.
+    pub(crate) fn built(
+        &self,
+        contents: Vec<u8>,
+        result: Result<(), String>,
+        at: &str,
+        what: &str,
+    ) {
+        *self.seen.lock() = contents;
+        match result {
+            Ok(()) => {
+                *self.pending.lock() = None;
+                self.status.loaded();
+                tracing::info!(at, "{what} changed on disk; new handshakes use them");
+            }
+            Err(e) => match self.failed(e) {
+                Some(e) => report(at, &e),
+                None => tracing::debug!(
+                    at,
+                    "{what} changed on disk but do not load yet; looking again"
+                ),
+            },
+        }
+    }
+}
+
+impl Watched {
     /// The files changed again: a failure already reported is over, so the next broken change
     /// settles (and is reported) on its own.
-    fn changed(&self) {
+    fn changed_again(&self) {
         let mut pending = self.pending.lock();
         if pending.as_ref().is_some_and(|p| p.reported) {
             *pending = None;
         }
     }
 
-    /// A changed set of files did not load with `error`; see [`ReloadStatus::tick`].
+    /// A changed set of files did not load with `error`; see [`Watched::tick`].
     fn failed(&self, error: String) -> Option<String> {
         {
             let mut pending = self.pending.lock();
@@ -158,81 +272,8 @@ impl ReloadStatus {
             return None;
         }
         p.reported = true;
-        self.failures.fetch_add(1, Ordering::Relaxed);
-        *self.last_error.lock() = Some(p.error.clone());
+        self.status.reported(&p.error);
         Some(p.error.clone())
-    }
-}
-
-// === impl Watched ===
-
-impl Watched {
-    /// Watches `files`, whose contents (framed by [`read_framed`]) are `seen`; `status` is the
-    /// previous snapshot's for the same block, if any.
-    pub(crate) fn new(
-        files: Vec<PathBuf>,
-        seen: Vec<u8>,
-        status: Option<&Arc<ReloadStatus>>,
-    ) -> Self {
-        Self {
-            files: files.into(),
-            stamps: Stamps::default(),
-            seen: parking_lot::Mutex::new(seen),
-            status: status.map_or_else(Arc::default, Arc::clone),
-        }
-    }
-
-    /// The contents the current config was built from (or last failed to be built from).
-    pub(crate) fn seen(&self) -> parking_lot::MutexGuard<'_, Vec<u8>> {
-        self.seen.lock()
-    }
-
-    /// The files' new contents when they changed since they were last seen; `None` when they
-    /// did not (or one is missing for a moment, as in a rename). Reports, at `at`, a broken
-    /// change that has had time to settle.
-    pub(crate) async fn changed(&self, at: &str) -> Option<Vec<u8>> {
-        let contents = if self.stamps.moved(&self.files).await {
-            read_framed(&self.files).await
-        } else {
-            None
-        };
-        match contents {
-            Some(c) if *self.seen.lock() != c => {
-                self.status.changed();
-                Some(c)
-            }
-            _ => {
-                if let Some(e) = self.status.tick() {
-                    report(at, &e);
-                }
-                None
-            }
-        }
-    }
-
-    /// Records what building `contents` gave: `Ok` swaps nothing here (the caller did) but ends
-    /// any pending failure; `Err` keeps the old config serving and reports once it settled.
-    pub(crate) fn built(
-        &self,
-        contents: Vec<u8>,
-        result: Result<(), String>,
-        at: &str,
-        what: &str,
-    ) {
-        *self.seen.lock() = contents;
-        match result {
-            Ok(()) => {
-                self.status.loaded();
-                tracing::info!(at, "{what} changed on disk; new handshakes use them");
-            }
-            Err(e) => match self.status.failed(e) {
-                Some(e) => report(at, &e),
-                None => tracing::debug!(
-                    at,
-                    "{what} changed on disk but do not load yet; looking again"
-                ),
-            },
-        }
     }
 }
 
@@ -310,30 +351,146 @@ mod tests {
         );
     }
 
-    #[test]
-    fn a_failure_is_reported_once_after_settling() {
-        let status = ReloadStatus::default();
-        assert_eq!(status.failed("key does not match".into()), None, "settling");
-        let settled = |s: &ReloadStatus| {
-            if let Some(p) = s.pending.lock().as_mut() {
-                p.since -= SETTLE;
-            }
-        };
-        settled(&status);
-        assert_eq!(status.tick().as_deref(), Some("key does not match"));
-        assert_eq!(status.tick(), None, "reported once");
-        assert_eq!(status.failures(), 1);
-        assert_eq!(status.last_error().as_deref(), Some("key does not match"));
-        status.changed();
+    /// Makes the change `w` is settling look [`SETTLE`] old.
+    fn settled(w: &Watched) {
+        if let Some(p) = w.pending.lock().as_mut() {
+            p.since -= SETTLE;
+        }
+    }
+
+    /// A watcher of `files`, as a compile that read them makes it.
+    async fn compiled(files: &[PathBuf], status: Option<&Arc<ReloadStatus>>) -> Watched {
+        let seen = read_framed(files).await.unwrap();
+        let w = Watched::new(files.to_vec(), seen, status);
+        assert_eq!(w.changed("t").await, None, "first look: as compiled");
+        w
+    }
+
+    #[tokio::test]
+    async fn a_failure_is_reported_once_after_settling() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("cert.pem");
+        std::fs::write(&file, "one").unwrap();
+        let w = compiled(std::slice::from_ref(&file), None).await;
+        std::fs::write(&file, "broken").unwrap();
+        let c = w.changed("t").await.unwrap();
+        w.built(c, Err("key does not match".into()), "t", "certificates");
+        assert_eq!(w.status().failures(), 0, "settling");
+        settled(&w);
+        assert_eq!(w.tick().as_deref(), Some("key does not match"));
+        assert_eq!(w.tick(), None, "reported once");
+        assert_eq!(w.status().failures(), 1);
         assert_eq!(
-            status.failed("expired".into()),
-            None,
-            "a new change settles again"
+            w.status().last_error().as_deref(),
+            Some("key does not match")
         );
-        status.loaded();
-        settled(&status);
-        assert_eq!(status.tick(), None, "loaded: nothing pending");
-        assert_eq!((status.failures(), status.last_error()), (1, None));
+        // Another broken change settles again, then one that loads ends it.
+        std::fs::write(&file, "broken again").unwrap();
+        let c = w.changed("t").await.unwrap();
+        w.built(c, Err("expired".into()), "t", "certificates");
+        assert_eq!(w.status().failures(), 1, "a new change settles again");
+        std::fs::write(&file, "two").unwrap();
+        let c = w.changed("t").await.unwrap();
+        w.built(c, Ok(()), "t", "certificates");
+        settled(&w);
+        assert_eq!(w.tick(), None, "loaded: nothing pending");
+        assert_eq!((w.status().failures(), w.status().last_error()), (1, None));
+    }
+
+    /// Issue #6: the certificate is written, a poll sees it with the old key (settling), the key
+    /// is written, and a reload compiles both before the next poll. The reload's watcher finds
+    /// the files as it loaded them; the old watcher's settling change must not be reported.
+    #[tokio::test]
+    async fn a_reload_that_loaded_the_files_does_not_report_a_settling_change() {
+        let dir = tempfile::tempdir().unwrap();
+        let files = [dir.path().join("site.pem"), dir.path().join("site.key")];
+        std::fs::write(&files[0], "cert one").unwrap();
+        std::fs::write(&files[1], "key one").unwrap();
+        let old = compiled(&files, None).await;
+        std::fs::write(&files[0], "cert two").unwrap();
+        let c = old.changed("t").await.unwrap();
+        old.built(c, Err("key does not match".into()), "t", "certificates");
+        std::fs::write(&files[1], "key two").unwrap();
+        // The reload: a compile that read (and loaded) both files.
+        let new = compiled(&files, Some(old.status())).await;
+        settled(&old);
+        for _ in 0..3 {
+            assert_eq!(new.changed("t").await, None);
+        }
+        assert_eq!(new.tick(), None);
+        assert_eq!(
+            (new.status().failures(), new.status().last_error()),
+            (0, None)
+        );
+    }
+
+    /// A reported failure that a reload fixes is over at once (not at the next change), and
+    /// the count carries over.
+    #[tokio::test]
+    async fn a_reload_that_loaded_the_files_ends_a_reported_failure() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("ca.pem");
+        std::fs::write(&file, "ca one").unwrap();
+        let old = compiled(std::slice::from_ref(&file), None).await;
+        std::fs::write(&file, "garbage").unwrap();
+        let c = old.changed("t").await.unwrap();
+        old.built(c, Err("not PEM".into()), "t", "client CA");
+        settled(&old);
+        assert_eq!(old.changed("t").await, None);
+        assert_eq!(old.status().last_error().as_deref(), Some("not PEM"));
+        std::fs::write(&file, "ca two").unwrap();
+        // The reload, by either way a status is carried.
+        let new = compiled(std::slice::from_ref(&file), Some(old.status())).await;
+        assert_eq!(
+            (new.status().failures(), new.status().last_error()),
+            (1, None)
+        );
+        assert!(Arc::ptr_eq(new.status(), old.status()), "one count");
+        old.status().reported("again");
+        let mut carried = compiled(std::slice::from_ref(&file), None).await;
+        carried.carry(old.status());
+        assert_eq!(
+            (carried.status().failures(), carried.status().last_error()),
+            (2, None)
+        );
+    }
+
+    /// The old snapshot's watcher may be in its last tick while a reload compiles: a failure it
+    /// reports then (counted: it was real) is over once the new watcher first looks.
+    #[tokio::test]
+    async fn a_report_overlapping_a_reload_is_over_at_the_new_watchers_first_look() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("site.pem");
+        std::fs::write(&file, "one").unwrap();
+        let old = compiled(std::slice::from_ref(&file), None).await;
+        std::fs::write(&file, "broken").unwrap();
+        let c = old.changed("t").await.unwrap();
+        old.built(c, Err("not PEM".into()), "t", "certificates");
+        settled(&old);
+        std::fs::write(&file, "two").unwrap();
+        let seen = read_framed(std::slice::from_ref(&file)).await.unwrap();
+        let new = Watched::new(vec![file.clone()], seen, Some(old.status()));
+        assert_eq!(
+            old.tick().as_deref(),
+            Some("not PEM"),
+            "the old watcher's last tick"
+        );
+        assert_eq!(new.status().last_error().as_deref(), Some("not PEM"));
+        assert_eq!(new.changed("t").await, None);
+        assert_eq!(
+            (new.status().failures(), new.status().last_error()),
+            (1, None)
+        );
+    }
+
+    #[tokio::test]
+    async fn no_files_no_stat_and_no_blocking_hand_off() {
+        let stamps = Stamps::default();
+        let none: Arc<[PathBuf]> = Vec::new().into();
+        // Ready on the first poll: nothing was handed to a blocking thread to wait for.
+        let first = std::pin::pin!(stamps.moved(&none));
+        let mut cx = std::task::Context::from_waker(std::task::Waker::noop());
+        assert_eq!(first.poll(&mut cx), std::task::Poll::Ready(false));
     }
 
     #[test]

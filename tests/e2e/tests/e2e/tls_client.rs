@@ -156,6 +156,14 @@ impl Client {
         Self { config, seen }
     }
 
+    /// A client trusting `ca`, offering `alpn`, that never resumes a session: every connection
+    /// is a full handshake, so `served` is what the server sent on that one.
+    pub(crate) fn full_handshakes(ca: &TestCa, alpn: &[&[u8]]) -> Self {
+        let (mut config, seen) = client_config(ca, alpn, None, None);
+        Arc::make_mut(&mut config).resumption = Resumption::disabled();
+        Self { config, seen }
+    }
+
     /// A TLS 1.2-only client trusting `ca`, offering `alpn`, resuming sessions `how` (by
     /// session ID only, or by ticket when the server sends one).
     pub(crate) fn tls12(ca: &TestCa, alpn: &[&[u8]], how: Tls12Resumption) -> Self {
