@@ -3,7 +3,9 @@
 //! `Connection: close`, an HTTP/2 connection gets GOAWAY (new streams are refused) while its
 //! stream in flight completes, then the process exits 0 without waiting for the drain timeout.
 //! A request that does not finish is cut when the drain timeout (`shutdown.drain_timeout`, or
-//! `--drain-timeout`, which overrides it) runs out, and the process exits right after.
+//! `--drain-timeout`, which overrides it) runs out, and the process exits right after. With
+//! `shutdown.ready_delay`, `/ready` says 503 at once while new connections are still served
+//! until the delay ends.
 #![allow(
     clippy::unwrap_used,
     clippy::expect_used,
@@ -23,13 +25,14 @@ use tokio::process::{Child, Command};
 use weir_test_support::{MockHttp, wait_until};
 
 /// `weir run` on a config that routes everything to `endpoint`, with `extra` config lines and
-/// `args`; returns the process and its listener once it serves.
+/// `args`; returns the process, its listener and (when `extra` configures one) its admin API
+/// once it serves.
 async fn spawn(
     dir: &tempfile::TempDir,
     endpoint: &MockHttp,
     extra: &str,
     args: &[&str],
-) -> (Child, SocketAddr) {
+) -> (Child, SocketAddr, Option<SocketAddr>) {
     let path = dir.path().join("weir.yaml");
     std::fs::write(
         &path,
@@ -56,19 +59,33 @@ clusters:
         .spawn()
         .unwrap();
     let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    let addr = address_after(&mut lines, "listener l on http://").await;
+    let admin = if extra.contains("admin:") {
+        Some(address_after(&mut lines, "admin API on http://").await)
+    } else {
+        None
+    };
+    tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
+    (child, addr, admin)
+}
+
+/// The address on the first line of `weir run`'s output that starts with `prefix`.
+async fn address_after(
+    lines: &mut tokio::io::Lines<BufReader<tokio::process::ChildStdout>>,
+    prefix: &str,
+) -> SocketAddr {
     let find = async {
         while let Some(line) = lines.next_line().await.unwrap() {
-            if let Some(a) = line.strip_prefix("listener l on http://") {
+            if let Some(a) = line.strip_prefix(prefix) {
+                let a = a.split('/').next().unwrap();
                 return a.parse().unwrap();
             }
         }
-        panic!("weir exited before it served");
+        panic!("weir exited before it printed {prefix:?}");
     };
-    let addr = tokio::time::timeout(Duration::from_secs(60), find)
+    tokio::time::timeout(Duration::from_secs(60), find)
         .await
-        .expect("weir started in time");
-    tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
-    (child, addr)
+        .expect("weir started in time")
 }
 
 fn signal(child: &Child, name: &str) {
@@ -102,7 +119,7 @@ fn get(path: &str) -> http::Request<Empty<Bytes>> {
 async fn drains_on(sig: &str) {
     let slow = MockHttp::start("slow").await;
     let dir = tempfile::tempdir().unwrap();
-    let (mut child, addr) = spawn(&dir, &slow, "shutdown: { drain_timeout: 20s }", &[]).await;
+    let (mut child, addr, _) = spawn(&dir, &slow, "shutdown: { drain_timeout: 20s }", &[]).await;
 
     // HTTP/1.1 keep-alive, one connection driven by hand to see its headers and its end.
     let io = hyper_util::rt::TokioIo::new(TcpStream::connect(addr).await.unwrap());
@@ -208,7 +225,7 @@ async fn a_stuck_request_is_cut_at_the_drain_timeout() {
     ];
     for (extra, args) in setups {
         let dir = tempfile::tempdir().unwrap();
-        let (mut child, addr) = spawn(&dir, &stuck, extra, args).await;
+        let (mut child, addr, _) = spawn(&dir, &stuck, extra, args).await;
         let io = hyper_util::rt::TokioIo::new(TcpStream::connect(addr).await.unwrap());
         let (mut h1, h1_conn) = hyper::client::conn::http1::handshake(io).await.unwrap();
         let h1_conn = tokio::spawn(h1_conn);
@@ -223,7 +240,7 @@ async fn a_stuck_request_is_cut_at_the_drain_timeout() {
         println!("{extra} {args:?}: exited {took:?} after SIGTERM");
         assert!(status.success(), "{status}");
         assert!(
-            took >= Duration::from_millis(900) && took <= Duration::from_millis(3000),
+            took >= Duration::from_millis(900) && took <= Duration::from_secs(5),
             "exited after {took:?}, the drain timeout is 1 s"
         );
         // The stuck request got no answer: its connection was closed under it.
@@ -248,4 +265,73 @@ fn a_zero_drain_timeout_flag_is_refused() {
         stderr.contains("--drain-timeout") && stderr.contains("30s"),
         "{stderr}"
     );
+}
+
+/// With `shutdown.ready_delay: 1s`, `/ready` answers 503 at once after SIGTERM while new
+/// connections are still accepted and answered; once the delay is over they are refused, and
+/// weir exits 0.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_ready_delay_keeps_accepting_while_ready_says_503() {
+    let ep = MockHttp::start("ep").await;
+    let dir = tempfile::tempdir().unwrap();
+    let (mut child, addr, admin) = spawn(
+        &dir,
+        &ep,
+        "admin: { address: 127.0.0.1:0 }\nshutdown: { ready_delay: 1s, drain_timeout: 20s }",
+        &[],
+    )
+    .await;
+    let ready = format!("http://{}/ready", admin.unwrap());
+    let client = hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
+        .build_http::<Empty<Bytes>>();
+    let status = |url: String| {
+        let client = client.clone();
+        async move {
+            let res = client.request(get(&url)).await?;
+            let status = res.status();
+            res.into_body().collect().await?;
+            Ok::<_, Box<dyn std::error::Error + Send + Sync>>(status)
+        }
+    };
+    assert_eq!(status(ready.clone()).await.unwrap(), http::StatusCode::OK);
+
+    let signalled = Instant::now();
+    signal(&child, "TERM");
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while status(ready.clone()).await.unwrap() != http::StatusCode::SERVICE_UNAVAILABLE {
+        assert!(Instant::now() < deadline, "/ready never turned 503");
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    let unready_after = signalled.elapsed();
+    // A new connection, opened after /ready said 503, is accepted and answered.
+    let io = hyper_util::rt::TokioIo::new(TcpStream::connect(addr).await.unwrap());
+    let (mut h1, h1_conn) = hyper::client::conn::http1::handshake(io).await.unwrap();
+    tokio::spawn(h1_conn);
+    let res = h1.send_request(get("/")).await.unwrap();
+    assert_eq!(res.status(), http::StatusCode::OK);
+    // (Accepted, so before the listener closed: no bound on the time is needed.)
+    let answered_after = signalled.elapsed();
+
+    // Once the delay is over, connects are refused.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while TcpStream::connect(addr).await.is_ok() {
+        assert!(
+            Instant::now() < deadline,
+            "still accepting long after the delay"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let refused_after = signalled.elapsed();
+    let (exit, exited) = exit_within(&mut child, Duration::from_secs(15)).await;
+    assert!(exit.success(), "{exit}");
+    let took = exited - signalled;
+    println!(
+        "ready_delay 1s: /ready 503 after {unready_after:?}, a new connection answered after \
+         {answered_after:?}, connects refused after {refused_after:?}, exited after {took:?}"
+    );
+    assert!(
+        refused_after >= Duration::from_secs(1),
+        "refused before the delay ended: {refused_after:?}"
+    );
+    assert!(took < Duration::from_secs(10), "{took:?}");
 }
