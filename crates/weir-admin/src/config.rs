@@ -9,6 +9,9 @@
 //! schema later is hidden without anyone remembering to opt it in: see [`is_secret_key`]. A
 //! redacted value that was `null` (not set) stays `null`, so the page still tells whether a
 //! token is configured.
+//!
+//! [`RunningConfig`] also holds the admin token in force, which a reload may change but never
+//! remove while the admin API stays bound (see [`RunningConfig::set`]).
 
 use std::sync::Arc;
 
@@ -22,10 +25,19 @@ use crate::AdminState;
 /// What a redacted value is replaced with.
 pub(crate) const REDACTED: &str = "<redacted>";
 
-/// The config weir runs now, shared between the admin API and whatever applies reloads;
-/// cheap to clone.
+/// The config weir runs now, shared between the admin API and whatever applies reloads, and
+/// the admin token in force; cheap to clone.
 #[derive(Debug, Clone)]
-pub struct RunningConfig(Arc<ArcSwap<ValidatedConfig>>);
+pub struct RunningConfig(Arc<ArcSwap<Running>>);
+
+/// One state of a [`RunningConfig`].
+#[derive(Debug)]
+struct Running {
+    config: Arc<ValidatedConfig>,
+    /// The bearer token state-changing calls need: the config's `admin.token`, or the last
+    /// one in force when a reload's config has none.
+    token: Option<Arc<str>>,
+}
 
 /// Body of `GET /config`.
 #[derive(Debug, Serialize)]
@@ -39,20 +51,47 @@ pub(crate) struct ConfigView {
 // === impl RunningConfig ===
 
 impl RunningConfig {
-    /// Starts out as `config`.
+    /// Starts out as `config`, with its `admin.token` (if any) in force.
     pub fn new(config: &ValidatedConfig) -> Self {
-        Self(Arc::new(ArcSwap::from_pointee(config.clone())))
+        Self(Arc::new(ArcSwap::from_pointee(Running {
+            config: Arc::new(config.clone()),
+            token: token_of(config),
+        })))
     }
 
-    /// Replaces the config shown, after a reload applied `config`.
-    pub fn set(&self, config: &ValidatedConfig) {
-        self.0.store(Arc::new(config.clone()));
+    /// Replaces the config shown, after a reload applied `config`. A token `config` sets is in
+    /// force from now on; when it sets none (no `admin:`, or `admin:` without `token`) the last
+    /// token stays in force — the admin API stays bound until a restart, and a reload must
+    /// never open its state-changing calls to anyone. Returns whether a token was kept that
+    /// way, which only a restart drops.
+    pub fn set(&self, config: &ValidatedConfig) -> bool {
+        let last = self.0.load();
+        let wanted = token_of(config);
+        let kept = wanted.is_none() && last.token.is_some();
+        let token = wanted.or_else(|| last.token.clone());
+        self.0.store(Arc::new(Running {
+            config: Arc::new(config.clone()),
+            token,
+        }));
+        kept
     }
 
     /// The config shown now.
     pub fn get(&self) -> Arc<ValidatedConfig> {
-        self.0.load_full()
+        Arc::clone(&self.0.load().config)
     }
+
+    /// The bearer token state-changing admin calls need now, if any (see
+    /// [`RunningConfig::set`]).
+    pub fn token(&self) -> Option<Arc<str>> {
+        self.0.load().token.clone()
+    }
+}
+
+/// `config`'s `admin.token`.
+fn token_of(config: &ValidatedConfig) -> Option<Arc<str>> {
+    let admin = config.config().admin.as_ref()?;
+    admin.token.as_deref().map(Arc::from)
 }
 
 // === impl ConfigView ===
@@ -117,6 +156,39 @@ mod tests {
     use serde_json::json;
 
     use super::*;
+
+    #[test]
+    fn a_reload_changes_the_token_but_never_removes_it() {
+        let load = |admin: &str| {
+            weir_config::load_str(&format!("{admin}listeners: []\n"), "t.yaml").unwrap()
+        };
+        let first = load("admin: { token: first-token-0123456789 }\n");
+        let running = RunningConfig::new(&load("admin: {}\n"));
+        assert_eq!(running.token(), None);
+        assert!(!running.set(&load("admin: {}\n")), "no token to keep");
+        assert!(!running.set(&first));
+        assert_eq!(running.token().as_deref(), Some("first-token-0123456789"));
+        assert!(!running.set(&load("admin: { token: second-token-0123456789 }\n")));
+        assert_eq!(running.token().as_deref(), Some("second-token-0123456789"));
+        for removed in ["admin: {}\n", ""] {
+            assert!(running.set(&load(removed)), "{removed:?}");
+            assert_eq!(
+                running.token().as_deref(),
+                Some("second-token-0123456789"),
+                "{removed:?}"
+            );
+            assert!(
+                running
+                    .get()
+                    .config()
+                    .admin
+                    .as_ref()
+                    .is_none_or(|a| a.token.is_none())
+            );
+        }
+        assert!(!running.set(&first));
+        assert_eq!(running.token().as_deref(), Some("first-token-0123456789"));
+    }
 
     #[test]
     fn secrets_are_redacted_at_any_depth_and_structure_is_kept() {

@@ -26,4 +26,6 @@ mod views;
 pub use config::RunningConfig;
 pub use ready::{INITIAL_DISCOVERY_TIMEOUT, NotReady, Readiness};
 pub use server::AdminServer;
-pub use state::{AdminState, CounterFamily, ExtraMetrics, ListenerInfo, ReloadSummary, Reloader};
+pub use state::{
+    AdminState, CounterFamily, ExtraMetrics, ListenerInfo, ReloadError, ReloadSummary, Reloader,
+};

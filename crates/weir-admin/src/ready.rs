@@ -1,8 +1,9 @@
 //! What `GET /ready` answers, as Envoy's readiness does: `200 {"ready":true}` once weir has
 //! started — config loaded, every listener bound, and each cluster with service discovery has
 //! had its first answer (or the initial discovery timeout has passed) — and
-//! `503 {"ready":false,"reason":...}` before that and from the moment shutdown begins, so a
-//! load balancer in front stops sending new traffic while requests in flight drain.
+//! `503 {"ready":false,"reason":...}` before that and from the moment shutdown begins — while
+//! weir still accepts for `shutdown.ready_delay` — so a load balancer in front stops sending
+//! new traffic before connections are refused and while requests in flight drain.
 //!
 //! [`Readiness`] is a shared handle: the owner of the running weir marks discovery results and
 //! the start of shutdown, the admin API reads it per request (an atomic and, while discovery

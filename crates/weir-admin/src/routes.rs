@@ -16,12 +16,12 @@ use http::{Method, Request, Response, StatusCode};
 use http_body_util::Full;
 use serde::Serialize;
 
-use crate::AdminState;
 use crate::stats::StatsView;
 use crate::views::{
     ClusterView, ClustersView, EndpointView, ErrorView, ListenersView, ReadyView, ReloadView,
     data_plane_now,
 };
+use crate::{AdminState, ReloadError};
 
 /// The body of every admin response.
 pub(crate) type AdminBody = Full<Bytes>;
@@ -218,7 +218,7 @@ fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
 
 /// Loads and applies the config source again: `200` with what was applied, `400` with the
 /// config error (the running config keeps serving), `409` when weir was not started from a
-/// file.
+/// file, `503` once a graceful shutdown has begun.
 fn reload(state: &AdminState) -> Response<AdminBody> {
     let Some(reloader) = state.reloader() else {
         return error(
@@ -240,11 +240,21 @@ fn reload(state: &AdminState) -> Response<AdminBody> {
                 },
             )
         }
-        Err(message) => {
+        Err(ReloadError::Rejected(message)) => {
             tracing::error!(
                 "reload via the admin API rejected, the running config keeps serving: {message}"
             );
             error(StatusCode::BAD_REQUEST, message)
+        }
+        Err(ReloadError::ShuttingDown) => {
+            tracing::warn!("reload via the admin API refused: weir is shutting down");
+            error(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "weir is shutting down: reloads are refused until it has stopped (a reload \
+                 would start again what the shutdown stopped); the running config serves the \
+                 drain"
+                    .into(),
+            )
         }
     }
 }

@@ -71,12 +71,22 @@ pub struct CounterFamily {
 /// Reloads the running config from its source (`POST /reload`); implemented by whatever owns
 /// the whole running weir, which this crate must not depend on.
 pub trait Reloader: Send + Sync + std::fmt::Debug {
-    /// Loads, validates and applies the config source again. On error nothing changed, and
-    /// the message is the one `weir check` would print.
-    fn reload(&self) -> Result<ReloadSummary, String>;
+    /// Loads, validates and applies the config source again. On error nothing changed.
+    fn reload(&self) -> Result<ReloadSummary, ReloadError>;
 
     /// Reloads so far by any means (`SIGHUP`, the API, the file watcher): applied, rejected.
     fn counts(&self) -> (u64, u64);
+}
+
+/// Why [`Reloader::reload`] changed nothing.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ReloadError {
+    /// The config did not load, validate, compile or apply (a listener that cannot bind); the
+    /// message is the one `weir check` would print. `POST /reload` answers 400.
+    Rejected(String),
+    /// A graceful shutdown has begun: a reload would start listeners, health checks and
+    /// discovery again that the shutdown stopped. `POST /reload` answers 503.
+    ShuttingDown,
 }
 
 /// What a reload applied.
@@ -185,15 +195,12 @@ impl AdminState {
     }
 
     /// The bearer token state-changing requests must carry, if one is configured: the running
-    /// config's `admin.token` (as of the last reload) for state made by
+    /// config's token in force ([`RunningConfig::token`]: the last reload's `admin.token`, or
+    /// the one before when that reload removed it) for state made by
     /// [`AdminState::for_proxy`], else what [`AdminState::with_token`] set.
     pub fn token(&self) -> Option<Arc<str>> {
         match (&self.running_config, self.token_from_config) {
-            (Some(running), true) => {
-                let config = running.get();
-                let admin = config.config().admin.as_ref()?;
-                admin.token.as_deref().map(Arc::from)
-            }
+            (Some(running), true) => running.token(),
             _ => self.token.clone(),
         }
     }

@@ -83,7 +83,7 @@ pub use route::{
     DirectResponseConfig, HeaderRulesConfig, RedirectConfig, RouteConfig, RouteMatchConfig,
     StringMatchConfig, StringMatchRuleConfig, WeightedClusterConfig,
 };
-pub use shutdown::{DEFAULT_DRAIN_TIMEOUT, ShutdownConfig};
+pub use shutdown::{DEFAULT_DRAIN_TIMEOUT, MAX_READY_DELAY, ShutdownConfig};
 pub use tls::{
     CertificateConfig, ClientAuthConfig, ClientCertConfig, ListenerTlsConfig, RootStore,
     TlsVersion, UpstreamTlsConfig,
@@ -122,7 +122,8 @@ pub struct Config {
     /// W3C trace context propagation; absent means trace headers pass through untouched.
     #[serde(default)]
     pub tracing: Option<TracingConfig>,
-    /// How a stopping weir drains; absent means the defaults (`drain_timeout: 30s`).
+    /// How a stopping weir drains; absent means the defaults (`ready_delay: 0s`,
+    /// `drain_timeout: 30s`).
     #[serde(default)]
     pub shutdown: Option<ShutdownConfig>,
 }
@@ -136,5 +137,13 @@ impl Config {
         self.shutdown
             .as_ref()
             .map_or(DEFAULT_DRAIN_TIMEOUT, |s| s.drain_timeout.get())
+    }
+
+    /// How long a stopping weir keeps accepting while `/ready` already answers 503:
+    /// `shutdown.ready_delay`, else zero.
+    pub fn ready_delay(&self) -> std::time::Duration {
+        self.shutdown
+            .as_ref()
+            .map_or(std::time::Duration::ZERO, |s| s.ready_delay.get())
     }
 }

@@ -35,7 +35,7 @@ pub use cluster::Cluster;
 pub use l4::ListenerStats;
 pub use l7::{FaultStats, MirrorStats};
 pub use listeners::{ListenSocket, Listeners};
-pub use otlp::{SpanCounters, SpanExport};
+pub use otlp::{SpanCounters, SpanExport, SpanExportChange};
 pub use rate_limit::RateLimitStats;
 pub use retry_budget::RetryStats;
 pub use route_stats::{RouteClusterStats, RouteStats};

@@ -173,7 +173,8 @@ impl Proxy {
     }
 
     /// The OTLP span export: whether it runs, its counters (spans exported, dropped, lost in
-    /// failed exports), and [`SpanExport::apply`] for a reload that changes `tracing.otlp`.
+    /// failed exports), and [`SpanExport::prepare`] / [`SpanExport::commit`] for a reload
+    /// that changes `tracing.otlp`.
     pub fn span_export(&self) -> &SpanExport {
         &self.shared.spans
     }

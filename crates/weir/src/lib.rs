@@ -19,8 +19,8 @@ use std::sync::Weak;
 use anyhow::Context;
 use tokio_util::sync::CancellationToken;
 use weir_admin::{
-    AdminServer, AdminState, INITIAL_DISCOVERY_TIMEOUT, Readiness, ReloadSummary, Reloader,
-    RunningConfig,
+    AdminServer, AdminState, INITIAL_DISCOVERY_TIMEOUT, Readiness, ReloadError, ReloadSummary,
+    Reloader, RunningConfig,
 };
 use weir_config::{DiscoveryConfig, EndpointConfig, ValidatedConfig};
 use weir_core::SystemClock;
@@ -69,8 +69,14 @@ struct Control {
     state: Mutex<ControlState>,
     applied: AtomicU64,
     rejected: AtomicU64,
-    /// The config the admin API's `/config` shows; set on every applied reload.
+    /// The config the admin API's `/config` shows and the admin token in force; set on every
+    /// applied reload.
     running: RunningConfig,
+    /// Whether an admin API was started (its address and token outlive reloads).
+    admin_bound: bool,
+    /// Set at the very start of [`Weir::shutdown`]: from then on reloads and discovery
+    /// updates are refused, so nothing restarts what the shutdown stops.
+    shutting_down: AtomicBool,
 }
 
 #[derive(Debug)]
@@ -102,6 +108,16 @@ pub struct ReloadReport {
     /// Changed settings that only a restart applies (`admin.address`), each explained.
     pub needs_restart: Vec<String>,
 }
+
+/// A reload refused because a graceful shutdown has begun ([`Weir::shutdown`]): applying it
+/// would bind listeners and restart health checks and discovery that the shutdown stops.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ShuttingDown;
+
+/// Reloads the config file of a running weir, also while [`Weir::shutdown`] runs (which
+/// refuses them with [`ShuttingDown`]); what `weir run` answers `SIGHUP` with. Cheap to clone.
+#[derive(Debug, Clone)]
+pub struct ReloadHandle(Arc<Control>);
 
 /// Reloads so far: applied, and rejected (the old config kept serving).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -189,6 +205,8 @@ impl Weir {
                 applied: AtomicU64::new(0),
                 rejected: AtomicU64::new(0),
                 running: RunningConfig::new(config),
+                admin_bound: admin_socket.is_some(),
+                shutting_down: AtomicBool::new(false),
             }
         });
         control
@@ -231,10 +249,12 @@ impl Weir {
     /// finish on the old one), the admin token and `admin.metrics.per_endpoint`, and listeners
     /// may change: an added listener starts accepting, a removed one stops and its connections
     /// drain for up to the new config's `shutdown.drain_timeout`, one whose address or protocol changed is
-    /// both. The admin address is kept until a restart (said in
-    /// [`ReloadReport::needs_restart`] and logged). On any error — including a new listener
-    /// that cannot bind or an access log file that cannot be opened — nothing changes and the
-    /// old config keeps serving.
+    /// both. The admin address is kept until a restart, and so is the admin token when the new
+    /// config has none (no `admin:` or no `token`: the admin API stays bound and its
+    /// state-changing calls stay guarded), both said in [`ReloadReport::needs_restart`] and
+    /// logged. On any error — including a new listener that cannot bind or an access log file
+    /// that cannot be opened — nothing changes and the old config keeps serving. Once
+    /// [`Weir::shutdown`] has begun, reloads fail with [`ShuttingDown`].
     pub fn reload(&self, config: &ValidatedConfig) -> anyhow::Result<ReloadReport> {
         self.control.apply(config)
     }
@@ -258,6 +278,12 @@ impl Weir {
                 let _ = control.reload_source();
             }));
         }
+    }
+
+    /// A handle that reloads the config file as [`Weir::reload_file`] does, usable while
+    /// [`Weir::shutdown`] runs (and refused then).
+    pub fn reload_handle(&self) -> ReloadHandle {
+        ReloadHandle(Arc::clone(&self.control))
     }
 
     /// Reloads applied and rejected so far (by any means).
@@ -305,14 +331,34 @@ impl Weir {
         self.control.lock().checker.len()
     }
 
-    /// Stops the file watcher and the health checks, drains the proxy for up to `grace`, then
-    /// stops the admin API; `true` if everything in flight finished in time. `/ready` answers
-    /// 503 from the start, and the admin API keeps answering through the drain — unless the
-    /// sockets were handed to a successor ([`Weir::sockets`]), whose admin API then takes the
-    /// shared socket at once.
+    /// How long [`Weir::shutdown`] keeps accepting after `/ready` turned 503: the running
+    /// config's `shutdown.ready_delay` (a reload may have changed it), 0 by default.
+    pub fn ready_delay(&self) -> Duration {
+        self.control.lock().base.config().ready_delay()
+    }
+
+    /// Stops gracefully. At once: reloads and discovery updates are refused from now on (a
+    /// reload would restart what this stops), the file watcher stops and `/ready` answers 503.
+    /// Then the listeners keep accepting and serving for the running config's
+    /// `shutdown.ready_delay`, so a load balancer in front sees the 503 and stops sending
+    /// before anyone is refused — unless the sockets were handed to a successor
+    /// ([`Weir::sockets`]), which serves them already. Then the health checks, discovery and
+    /// the kernel data plane stop, the proxy stops accepting and drains for up to `grace`, and
+    /// the admin API stops last (at once after a handover: the successor's admin API takes the
+    /// shared socket). `true` if everything in flight finished in time.
     pub async fn shutdown(mut self, grace: Duration) -> bool {
+        self.control.shutting_down.store(true, Ordering::Release);
         self.control.readiness.shut_down();
         self.watching.cancel();
+        let handed_over = self.handed_over.load(Ordering::Acquire);
+        let delay = self.ready_delay();
+        if !handed_over && !delay.is_zero() {
+            tracing::info!(
+                ?delay,
+                "shutting down: /ready answers 503, still accepting for the ready delay"
+            );
+            tokio::time::sleep(delay).await;
+        }
         if let Some(mut kernel) = self.kernel.take() {
             kernel.shutdown();
         }
@@ -321,9 +367,7 @@ impl Weir {
             state.discovery.shutdown();
             state.checker.shutdown();
         }
-        if self.handed_over.load(Ordering::Acquire)
-            && let Some(admin) = self.admin.take()
-        {
+        if handed_over && let Some(admin) = self.admin.take() {
             admin.shutdown().await;
         }
         let drained = self.proxy.shutdown(grace).await;
@@ -331,6 +375,26 @@ impl Weir {
             admin.shutdown().await;
         }
         drained
+    }
+}
+
+// === impl ShuttingDown ===
+
+impl std::fmt::Display for ShuttingDown {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("weir is shutting down: reloads are refused until it has stopped")
+    }
+}
+
+impl std::error::Error for ShuttingDown {}
+
+// === impl ReloadHandle ===
+
+impl ReloadHandle {
+    /// Loads the config file again and applies it, as [`Weir::reload_file`] does; every
+    /// outcome is logged.
+    pub fn reload_file(&self) -> anyhow::Result<ReloadReport> {
+        self.0.reload_source()
     }
 }
 
@@ -350,31 +414,47 @@ impl Control {
         let Some(path) = &self.source else {
             anyhow::bail!("weir was not started from a config file");
         };
-        let result = match weir_config::load_file(path) {
-            // What fails after the file loaded (compiling, binding a new listener) is named
-            // after the file as `weir check` names it, so both print the same message.
-            Ok(config) => self.apply(&config).map_err(|e| in_file(path, &config, e)),
-            Err(e) => {
-                self.rejected.fetch_add(1, Ordering::Relaxed);
-                Err(e.into())
+        let result = if self.shutting_down.load(Ordering::Acquire) {
+            Err(ShuttingDown.into())
+        } else {
+            match weir_config::load_file(path) {
+                // What fails after the file loaded (compiling, binding a new listener) is
+                // named after the file as `weir check` names it, so both print the same
+                // message.
+                Ok(config) => self.apply(&config).map_err(|e| {
+                    if e.is::<ShuttingDown>() {
+                        e
+                    } else {
+                        in_file(path, &config, e)
+                    }
+                }),
+                Err(e) => {
+                    self.rejected.fetch_add(1, Ordering::Relaxed);
+                    Err(e.into())
+                }
             }
         };
-        if let Err(e) = &result {
-            tracing::error!(
+        match &result {
+            Err(e) if e.is::<ShuttingDown>() => {
+                tracing::warn!(file = %path.display(), "reload refused: weir is shutting down");
+            }
+            Err(e) => tracing::error!(
                 file = %path.display(),
                 "reload rejected, the running config keeps serving: {e:#}"
-            );
+            ),
+            Ok(_) => {}
         }
         result
     }
 
-    /// Applies `config`, counting the outcome.
+    /// Applies `config`, counting the outcome (a reload refused by a shutdown is not a
+    /// rejected config and is not counted).
     fn apply(&self, config: &ValidatedConfig) -> anyhow::Result<ReloadReport> {
         let result = self.apply_inner(config);
-        let counter = if result.is_ok() {
-            &self.applied
-        } else {
-            &self.rejected
+        let counter = match &result {
+            Ok(_) => &self.applied,
+            Err(e) if e.is::<ShuttingDown>() => return result,
+            Err(_) => &self.rejected,
         };
         counter.fetch_add(1, Ordering::Relaxed);
         result
@@ -382,6 +462,11 @@ impl Control {
 
     fn apply_inner(&self, config: &ValidatedConfig) -> anyhow::Result<ReloadReport> {
         let mut state = self.lock();
+        // Checked under the lock that `Weir::shutdown` takes to stop checks and discovery:
+        // a reload either finished before they stopped or sees the flag.
+        if self.shutting_down.load(Ordering::Acquire) {
+            return Err(ShuttingDown.into());
+        }
         // Discovered endpoints stay for clusters whose discovery source did not change.
         let old_base = state.base.clone();
         state.discovered.retain(|cluster, _| {
@@ -396,20 +481,28 @@ impl Control {
             let path = config.config().access_log.as_ref().map(|l| l.path.as_str());
             anyhow::anyhow!("access_log: cannot open {}: {e}", path.unwrap_or(""))
         })?;
-        self.spans
-            .apply(config)
+        let span_change = self
+            .spans
+            .prepare(config)
             .map_err(|e| anyhow::anyhow!("tracing.otlp: {e}"))?;
         let targets = check_targets(&snapshot);
         let clusters = snapshot.clusters().len();
         self.listeners
             .swap(config, snapshot, config.config().drain_timeout())?;
         self.access_logs.commit(log_change);
-        let needs_restart = restart_notes(&state.base, config);
+        self.spans.commit(span_change);
+        let mut needs_restart = restart_notes(&state.base, config);
+        // The admin API reads its token and `per_endpoint` from here on every request.
+        if self.running.set(config) && self.admin_bound {
+            needs_restart.push(
+                "admin.token removed: the admin API keeps requiring the last token until weir \
+                 restarts (a reload can change the token, never drop it)"
+                    .to_owned(),
+            );
+        }
         for note in &needs_restart {
             tracing::warn!("{note}");
         }
-        // The admin API reads its token and `per_endpoint` from here on every request.
-        self.running.set(config);
         state.checker.reconcile(targets);
         state.base = config.clone();
         state
@@ -435,6 +528,10 @@ impl Control {
     fn apply_discovered(&self, cluster: &str, endpoints: Vec<EndpointConfig>) {
         self.readiness.discovered(cluster);
         let mut state = self.lock();
+        if self.shutting_down.load(Ordering::Acquire) {
+            tracing::debug!(%cluster, "discovered endpoints ignored: weir is shutting down");
+            return;
+        }
         if discovery_of(&state.base, cluster).is_none() {
             return;
         }
@@ -532,14 +629,20 @@ fn with_discovered(
 }
 
 impl Reloader for Control {
-    fn reload(&self) -> Result<ReloadSummary, String> {
+    fn reload(&self) -> Result<ReloadSummary, ReloadError> {
         self.reload_source()
             .map(|r| ReloadSummary {
                 clusters: r.clusters,
                 checked_endpoints: r.checked_endpoints,
                 needs_restart: r.needs_restart,
             })
-            .map_err(|e| format!("{e:#}"))
+            .map_err(|e| {
+                if e.is::<ShuttingDown>() {
+                    ReloadError::ShuttingDown
+                } else {
+                    ReloadError::Rejected(format!("{e:#}"))
+                }
+            })
     }
 
     fn counts(&self) -> (u64, u64) {

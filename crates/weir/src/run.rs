@@ -36,8 +36,9 @@ pub(crate) struct RunOptions {
     pub(crate) drain_timeout: Option<Duration>,
 }
 
-/// Serves `path` until SIGINT or SIGTERM, or until a new weir took over (`upgrade_socket`),
-/// then drains for up to the drain timeout (`--drain-timeout`, else the running config's
+/// Serves `path` until SIGINT or SIGTERM — then keeps serving for the config's
+/// `shutdown.ready_delay` while `/ready` answers 503 — or until a new weir took over
+/// (`upgrade_socket`, no delay), then drains for up to the drain timeout (`--drain-timeout`, else the running config's
 /// `shutdown.drain_timeout`, 30 s by default). `SIGHUP`, `POST /reload` on the admin API and
 /// (with `watch`) a change of the file reload it; a config that fails to load, validate or
 /// compile is logged with the same precise error as `weir check` and the old one keeps
@@ -119,7 +120,17 @@ pub(crate) async fn run(path: &Path, options: RunOptions) -> anyhow::Result<()> 
         .drain_timeout
         .unwrap_or_else(|| weir.drain_timeout());
     tracing::info!(?grace, "shutting down: draining in-flight requests");
-    if !weir.shutdown(grace).await {
+    // A SIGHUP during the shutdown is refused (and logged) rather than left unanswered.
+    let reloads = weir.reload_handle();
+    let shutdown = weir.shutdown(grace);
+    tokio::pin!(shutdown);
+    let drained = loop {
+        tokio::select! {
+            drained = &mut shutdown => break drained,
+            _ = hangup.recv() => { let _ = reloads.reload_file(); }
+        }
+    };
+    if !drained {
         tracing::warn!(
             ?grace,
             "some connections were still open after the drain timeout; closed them"

@@ -3,7 +3,9 @@
 //! `Connection: close`, an HTTP/2 connection gets GOAWAY (new streams are refused) while its
 //! stream in flight completes, then the process exits 0 without waiting for the drain timeout.
 //! A request that does not finish is cut when the drain timeout (`shutdown.drain_timeout`, or
-//! `--drain-timeout`, which overrides it) runs out, and the process exits right after.
+//! `--drain-timeout`, which overrides it) runs out, and the process exits right after. With
+//! `shutdown.ready_delay`, `/ready` says 503 at once while new connections are still served
+//! until the delay ends.
 #![allow(
     clippy::unwrap_used,
     clippy::expect_used,
@@ -13,6 +15,7 @@
 
 use std::net::SocketAddr;
 use std::process::{ExitStatus, Stdio};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
@@ -22,53 +25,95 @@ use tokio::net::TcpStream;
 use tokio::process::{Child, Command};
 use weir_test_support::{MockHttp, wait_until};
 
-/// `weir run` on a config that routes everything to `endpoint`, with `extra` config lines and
-/// `args`; returns the process and its listener once it serves.
+/// A running `weir run`.
+struct Running {
+    child: Child,
+    /// Listener `l`.
+    addr: SocketAddr,
+    /// The admin API, when the config has one.
+    admin: Option<SocketAddr>,
+    /// Its log lines so far (also passed on to the test's stderr).
+    log: Arc<Mutex<Vec<String>>>,
+}
+
+/// A config that routes everything to `endpoint`, after `extra` config lines and with
+/// `listeners` (more listener entries) after listener `l`.
+fn config(endpoint: &MockHttp, extra: &str, listeners: &str) -> String {
+    format!(
+        "{extra}
+listeners:
+  - name: l
+    address: 127.0.0.1:0
+    routes: [ {{ cluster: c }} ]
+{listeners}clusters:
+  - name: c
+    endpoints: [ {} ]
+",
+        endpoint.addr()
+    )
+}
+
+/// `weir run` on `dir/weir.yaml`, written from [`config`] with `extra`, and `args`; returns it
+/// once it serves.
 async fn spawn(
     dir: &tempfile::TempDir,
     endpoint: &MockHttp,
     extra: &str,
     args: &[&str],
-) -> (Child, SocketAddr) {
+) -> Running {
     let path = dir.path().join("weir.yaml");
-    std::fs::write(
-        &path,
-        format!(
-            "{extra}
-listeners:
-  - name: l
-    address: 127.0.0.1:0
-    routes: [ {{ cluster: c }} ]
-clusters:
-  - name: c
-    endpoints: [ {} ]
-",
-            endpoint.addr()
-        ),
-    )
-    .unwrap();
+    std::fs::write(&path, config(endpoint, extra, "")).unwrap();
     let mut child = Command::new(env!("CARGO_BIN_EXE_weir"))
         .args(["run", "-c", path.to_str().unwrap()])
         .args(args)
         .env("RUST_LOG", "warn")
         .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
         .kill_on_drop(true)
         .spawn()
         .unwrap();
     let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    let addr = address_after(&mut lines, "listener l on http://").await;
+    let admin = if extra.contains("admin:") {
+        Some(address_after(&mut lines, "admin API on http://").await)
+    } else {
+        None
+    };
+    tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
+    let log = Arc::new(Mutex::new(Vec::new()));
+    let mut errors = BufReader::new(child.stderr.take().unwrap()).lines();
+    let kept = Arc::clone(&log);
+    tokio::spawn(async move {
+        while let Ok(Some(line)) = errors.next_line().await {
+            eprintln!("{line}");
+            kept.lock().unwrap().push(line);
+        }
+    });
+    Running {
+        child,
+        addr,
+        admin,
+        log,
+    }
+}
+
+/// The address on the first line of `weir run`'s output that starts with `prefix`.
+async fn address_after(
+    lines: &mut tokio::io::Lines<BufReader<tokio::process::ChildStdout>>,
+    prefix: &str,
+) -> SocketAddr {
     let find = async {
         while let Some(line) = lines.next_line().await.unwrap() {
-            if let Some(a) = line.strip_prefix("listener l on http://") {
+            if let Some(a) = line.strip_prefix(prefix) {
+                let a = a.split('/').next().unwrap();
                 return a.parse().unwrap();
             }
         }
-        panic!("weir exited before it served");
+        panic!("weir exited before it printed {prefix:?}");
     };
-    let addr = tokio::time::timeout(Duration::from_secs(60), find)
+    tokio::time::timeout(Duration::from_secs(60), find)
         .await
-        .expect("weir started in time");
-    tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
-    (child, addr)
+        .expect("weir started in time")
 }
 
 fn signal(child: &Child, name: &str) {
@@ -102,7 +147,9 @@ fn get(path: &str) -> http::Request<Empty<Bytes>> {
 async fn drains_on(sig: &str) {
     let slow = MockHttp::start("slow").await;
     let dir = tempfile::tempdir().unwrap();
-    let (mut child, addr) = spawn(&dir, &slow, "shutdown: { drain_timeout: 20s }", &[]).await;
+    let Running {
+        mut child, addr, ..
+    } = spawn(&dir, &slow, "shutdown: { drain_timeout: 20s }", &[]).await;
 
     // HTTP/1.1 keep-alive, one connection driven by hand to see its headers and its end.
     let io = hyper_util::rt::TokioIo::new(TcpStream::connect(addr).await.unwrap());
@@ -208,7 +255,9 @@ async fn a_stuck_request_is_cut_at_the_drain_timeout() {
     ];
     for (extra, args) in setups {
         let dir = tempfile::tempdir().unwrap();
-        let (mut child, addr) = spawn(&dir, &stuck, extra, args).await;
+        let Running {
+            mut child, addr, ..
+        } = spawn(&dir, &stuck, extra, args).await;
         let io = hyper_util::rt::TokioIo::new(TcpStream::connect(addr).await.unwrap());
         let (mut h1, h1_conn) = hyper::client::conn::http1::handshake(io).await.unwrap();
         let h1_conn = tokio::spawn(h1_conn);
@@ -223,7 +272,7 @@ async fn a_stuck_request_is_cut_at_the_drain_timeout() {
         println!("{extra} {args:?}: exited {took:?} after SIGTERM");
         assert!(status.success(), "{status}");
         assert!(
-            took >= Duration::from_millis(900) && took <= Duration::from_millis(3000),
+            took >= Duration::from_millis(900) && took <= Duration::from_secs(5),
             "exited after {took:?}, the drain timeout is 1 s"
         );
         // The stuck request got no answer: its connection was closed under it.
@@ -248,4 +297,98 @@ fn a_zero_drain_timeout_flag_is_refused() {
         stderr.contains("--drain-timeout") && stderr.contains("30s"),
         "{stderr}"
     );
+}
+
+const DELAYED: &str =
+    "admin: { address: 127.0.0.1:0 }\nshutdown: { ready_delay: 1s, drain_timeout: 20s }";
+
+/// With `shutdown.ready_delay: 1s`, `/ready` answers 503 at once after SIGTERM while new
+/// connections are still accepted and answered (and a SIGHUP is refused); once the delay is
+/// over they are refused, and weir exits 0.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_ready_delay_keeps_accepting_while_ready_says_503() {
+    let ep = MockHttp::start("ep").await;
+    let dir = tempfile::tempdir().unwrap();
+    let Running {
+        mut child,
+        addr,
+        admin,
+        log,
+    } = spawn(&dir, &ep, DELAYED, &[]).await;
+    let ready = format!("http://{}/ready", admin.unwrap());
+    let client = hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
+        .build_http::<Empty<Bytes>>();
+    let status = |url: String| {
+        let client = client.clone();
+        async move {
+            let res = client.request(get(&url)).await?;
+            let status = res.status();
+            res.into_body().collect().await?;
+            Ok::<_, Box<dyn std::error::Error + Send + Sync>>(status)
+        }
+    };
+    assert_eq!(status(ready.clone()).await.unwrap(), http::StatusCode::OK);
+
+    let signalled = Instant::now();
+    signal(&child, "TERM");
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while status(ready.clone()).await.unwrap() != http::StatusCode::SERVICE_UNAVAILABLE {
+        assert!(Instant::now() < deadline, "/ready never turned 503");
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    let unready_after = signalled.elapsed();
+    // A new connection, opened after /ready said 503, is accepted and answered.
+    let io = hyper_util::rt::TokioIo::new(TcpStream::connect(addr).await.unwrap());
+    let (mut h1, h1_conn) = hyper::client::conn::http1::handshake(io).await.unwrap();
+    tokio::spawn(h1_conn);
+    let res = h1.send_request(get("/")).await.unwrap();
+    assert_eq!(res.status(), http::StatusCode::OK);
+    // (Accepted, so before the listener closed: no bound on the time is needed.)
+    let answered_after = signalled.elapsed();
+
+    // A SIGHUP now, with a file that adds a listener: refused and logged, nothing bound.
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let extra = format!(
+        "  - name: extra\n    address: 127.0.0.1:{port}\n    routes: [ {{ cluster: c }} ]\n"
+    );
+    std::fs::write(dir.path().join("weir.yaml"), config(&ep, DELAYED, &extra)).unwrap();
+    signal(&child, "HUP");
+    let refused = "reload refused: weir is shutting down";
+    assert!(
+        wait_until(Duration::from_secs(10), || log
+            .lock()
+            .unwrap()
+            .iter()
+            .any(|l| l.contains(refused)))
+        .await,
+        "SIGHUP during the shutdown is logged as refused"
+    );
+
+    // Once the delay is over, connects are refused.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while TcpStream::connect(addr).await.is_ok() {
+        assert!(
+            Instant::now() < deadline,
+            "still accepting long after the delay"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let refused_after = signalled.elapsed();
+    std::net::TcpListener::bind(("127.0.0.1", port)).expect("the SIGHUP bound nothing");
+    let (exit, exited) = exit_within(&mut child, Duration::from_secs(15)).await;
+    assert!(exit.success(), "{exit}");
+    let took = exited - signalled;
+    println!(
+        "ready_delay 1s: /ready 503 after {unready_after:?}, a new connection answered after \
+         {answered_after:?}, connects refused after {refused_after:?}, exited after {took:?}"
+    );
+    assert!(
+        refused_after >= Duration::from_secs(1),
+        "refused before the delay ended: {refused_after:?}"
+    );
+    assert!(took < Duration::from_secs(10), "{took:?}");
 }

@@ -1,6 +1,7 @@
 //! Hitless binary upgrade with the real `weir` binary: five successive takeovers
 //! (`weir run --takeover`) under ~500 requests/s refuse no connection and fail no request, and
-//! each old process drains and exits 0; a takeover with a bad config exits non-zero with the
+//! each old process drains and exits 0 (at once: the config's `shutdown.ready_delay` is for
+//! SIGTERM, not for a handover); a takeover with a bad config exits non-zero with the
 //! reason while the running weir keeps serving. Under the same load, `SIGHUP` reloads of three
 //! invalid files (bad YAML, a bad value, a listener that cannot bind) are rejected and counted
 //! without failing a request.
@@ -177,9 +178,11 @@ async fn connect_load(addr: SocketAddr, tally: Arc<Tally>, stop: Arc<AtomicBool>
     }
 }
 
-fn write_config(path: &Path, endpoint: SocketAddr) {
+/// A config serving `endpoint`, with an admin API and `shutdown.ready_delay` set to `ready_delay`.
+fn write_config(path: &Path, endpoint: SocketAddr, ready_delay: &str) {
     let yaml = format!(
         "admin: {{ address: 127.0.0.1:0 }}
+shutdown: {{ ready_delay: {ready_delay} }}
 listeners:
   - name: main
     address: 127.0.0.1:0
@@ -206,7 +209,8 @@ async fn five_upgrades_under_load_refuse_nothing_and_fail_nothing() {
     let endpoint = MockHttp::start("app").await;
     let dir = tempfile::tempdir().unwrap();
     let config = dir.path().join("weir.yaml");
-    write_config(&config, endpoint.addr());
+    // An upgrade hands the sockets over, so the old weir must not wait this out.
+    write_config(&config, endpoint.addr(), "10s");
     let bad = dir.path().join("bad.yaml");
     std::fs::write(
         &bad,
@@ -271,8 +275,8 @@ async fn five_upgrades_under_load_refuse_nothing_and_fail_nothing() {
         );
         assert_eq!(next.admin, admin, "round {round}: the same admin socket");
         assert!(
-            exited_ok(&mut current.child, Duration::from_secs(60)).await,
-            "round {round}: the old weir exited 0"
+            exited_ok(&mut current.child, Duration::from_secs(8)).await,
+            "round {round}: the old weir exited 0, without waiting for the 10 s ready delay"
         );
         current = next;
         assert!(
@@ -333,7 +337,7 @@ async fn sighup_with_invalid_files_under_load_fails_nothing() {
     let endpoint = MockHttp::start("app").await;
     let dir = tempfile::tempdir().unwrap();
     let config = dir.path().join("weir.yaml");
-    write_config(&config, endpoint.addr());
+    write_config(&config, endpoint.addr(), "0s");
     let good = std::fs::read_to_string(&config).unwrap();
     let socket = dir.path().join("weir.sock");
     let mut weir = spawn(&[

@@ -13,7 +13,9 @@
 //! the collector's health never affects traffic.
 //!
 //! [`SpanExport`] is the proxy's handle on the current exporter: a reload that changes
-//! `tracing.otlp` starts a new exporter and swaps it in; the old one's task ends once the last
+//! `tracing.otlp` starts a new exporter before anything else changes ([`SpanExport::prepare`])
+//! and swaps it in only once the whole reload has succeeded ([`SpanExport::commit`]), so a
+//! rejected reload leaves export as it was; the old one's task ends once the last
 //! request holding it is done (the queue's senders are gone). The counters live in the handle,
 //! so they keep counting across swaps (`/metrics`).
 
@@ -35,8 +37,8 @@ use crate::access_log::HttpRecord;
 pub(crate) use client::{AttemptOutcome, AttemptSpan, AttemptTracer};
 pub(crate) use route::{RouteSpan, RouteSpanStart};
 
-/// The proxy's span export: the exporter of the current `tracing.otlp` (if any), swapped by
-/// [`SpanExport::apply`] on reload, and the counters of every exporter it has run. Cheap to
+/// The proxy's span export: the exporter of the current `tracing.otlp` (if any), swapped on
+/// reload by [`SpanExport::prepare`] and [`SpanExport::commit`], and the counters of every exporter it has run. Cheap to
 /// clone; every clone sees the same exporter.
 #[derive(Debug, Clone)]
 pub struct SpanExport {
@@ -45,6 +47,12 @@ pub struct SpanExport {
     /// Where export tasks run: the runtime the proxy started on.
     runtime: Handle,
 }
+
+/// An exporter a reload has started (or the decision to stop exporting), made current by
+/// [`SpanExport::commit`] once the rest of the reload has succeeded; `None` when nothing
+/// changes.
+#[derive(Debug)]
+pub struct SpanExportChange(Option<Option<Arc<SpanExporter>>>);
 
 /// A running exporter: the queue into its task. Shared by the requests that started while it
 /// was current.
@@ -106,34 +114,46 @@ impl SpanExport {
             counters: Arc::default(),
             runtime: Handle::current(),
         };
-        export.apply(config)?;
+        let change = export.prepare(config)?;
+        export.commit(change);
         Ok(export)
     }
 
-    /// Makes `config`'s `tracing.otlp` current: a new exporter when the settings changed (the
-    /// old one finishes what it holds), none when export was turned off, nothing when they are
-    /// the same. On error (an unusable endpoint) nothing changes.
-    pub fn apply(&self, config: &ValidatedConfig) -> Result<(), String> {
+    /// Starts what `config`'s `tracing.otlp` needs, changing nothing yet: a new exporter when
+    /// the settings differ from the current one's, none when export was turned off, no change
+    /// when they are the same. Fails (an unusable endpoint) without starting anything. A
+    /// change dropped uncommitted (a reload that failed later) ends its exporter unused.
+    pub fn prepare(&self, config: &ValidatedConfig) -> Result<SpanExportChange, String> {
         let wanted = config
             .config()
             .tracing
             .as_ref()
             .and_then(|t| t.otlp.as_ref());
         let current = self.current.load();
-        match (wanted, current.as_deref()) {
-            (None, None) => {}
-            (Some(w), Some(c)) if *w == c.config => {}
-            (None, Some(_)) => {
+        Ok(SpanExportChange(match (wanted, current.as_deref()) {
+            (None, None) => None,
+            (Some(w), Some(c)) if *w == c.config => None,
+            (None, Some(_)) => Some(None),
+            (Some(w), _) => Some(Some(Arc::new(self.start_exporter(w)?))),
+        }))
+    }
+
+    /// Makes a prepared change current: requests starting from now on export there (or not
+    /// at all); those running keep the exporter they started with, which finishes what it
+    /// holds.
+    pub fn commit(&self, change: SpanExportChange) {
+        match change.0 {
+            None => {}
+            Some(None) => {
                 self.current.store(None);
                 tracing::info!("OTLP span export stopped");
             }
-            (Some(w), _) => {
-                let exporter = self.start_exporter(w)?;
-                self.current.store(Some(Arc::new(exporter)));
-                tracing::info!(endpoint = %w.endpoint, "OTLP span export started");
+            Some(Some(exporter)) => {
+                let endpoint = exporter.config.endpoint.clone();
+                self.current.store(Some(exporter));
+                tracing::info!(%endpoint, "OTLP span export started");
             }
         }
-        Ok(())
     }
 
     /// The current exporter, for a request starting now.

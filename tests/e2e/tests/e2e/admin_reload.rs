@@ -1,7 +1,8 @@
 //! Admin and access-log settings follow a reload (issue #9): a new `admin.token` guards
 //! `POST /reload` and drains at once, `admin.metrics.per_endpoint: false` removes the endpoint
 //! series, a new `access_log.path` gets the next lines, and a changed admin address is reported
-//! as needing a restart.
+//! as needing a restart; a reload that removes `admin:` or its token keeps the last token in
+//! force while the admin API stays bound.
 #![allow(
     clippy::unwrap_used,
     clippy::expect_used,
@@ -186,4 +187,69 @@ async fn a_changed_admin_address_is_reported_as_needing_a_restart() {
     // Still served where it was.
     let ready = get(&h1_client(), &format!("http://{admin}/ready"), &[]).await;
     assert_eq!(ready.status, StatusCode::OK);
+}
+
+/// A reload whose config drops `admin:` (or just its `token`) cannot open the admin API, which
+/// stays bound: the last token stays in force, the reload says so in `needs_restart`, and a
+/// later reload that sets a token again changes it as usual.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn removing_admin_or_its_token_keeps_the_last_token_in_force() {
+    let ep = MockHttp::start("ep").await;
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("weir.yaml");
+    let with = |token: &str| {
+        config(
+            &format!("{{ address: 127.0.0.1:0, token: {token} }}"),
+            ep.addr(),
+        )
+    };
+    std::fs::write(&file, with(FIRST)).unwrap();
+    let weir = Weir::start_file(&file).await.unwrap();
+    let admin = weir.admin_addr().unwrap();
+    let reload = format!("http://{admin}/reload");
+    let drain = format!("http://{admin}/clusters/c/endpoints/{}/drain", ep.addr());
+    let undrain = drain.replace("/drain", "/undrain");
+
+    let without_admin = config("{}", ep.addr()).replace("admin: {}\n", "");
+    let without_token = config("{ address: 127.0.0.1:0 }", ep.addr());
+    for (what, yaml) in [("admin:", &without_admin), ("token", &without_token)] {
+        std::fs::write(&file, yaml).unwrap();
+        let r = post(&reload, Some(FIRST)).await;
+        assert_eq!(r.status, StatusCode::OK, "{what}: {}", r.text());
+        let body: Value = serde_json::from_slice(&r.body).unwrap();
+        let notes = body["needs_restart"].to_string();
+        assert!(
+            notes.contains("admin.token removed: the admin API keeps requiring the last token"),
+            "{what}: {body}"
+        );
+        // Still guarded, by the same token.
+        assert_eq!(post(&reload, None).await.status, StatusCode::UNAUTHORIZED);
+        assert_eq!(post(&drain, None).await.status, StatusCode::UNAUTHORIZED);
+        assert_eq!(post(&undrain, None).await.status, StatusCode::UNAUTHORIZED);
+        assert_eq!(
+            post(&drain, Some(SECOND)).await.status,
+            StatusCode::UNAUTHORIZED
+        );
+        assert_eq!(post(&drain, Some(FIRST)).await.status, StatusCode::OK);
+        assert_eq!(post(&undrain, Some(FIRST)).await.status, StatusCode::OK);
+        // The rest of the reload applied: `/config` shows the new admin block.
+        let shown = get(&h1_client(), &format!("http://{admin}/config"), &[])
+            .await
+            .text();
+        assert!(!shown.contains("<redacted>"), "{what}: {shown}");
+    }
+
+    // An explicit new token applies, as any token change does.
+    std::fs::write(&file, with(SECOND)).unwrap();
+    let r = post(&reload, Some(FIRST)).await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text());
+    let body: Value = serde_json::from_slice(&r.body).unwrap();
+    assert!(body.get("needs_restart").is_none(), "{body}");
+    assert_eq!(
+        post(&reload, Some(FIRST)).await.status,
+        StatusCode::UNAUTHORIZED
+    );
+    assert_eq!(post(&drain, Some(SECOND)).await.status, StatusCode::OK);
+    assert_eq!(weir.reload_counts().applied, 3);
+    assert!(weir.shutdown(Duration::from_secs(5)).await);
 }

@@ -3,7 +3,8 @@
 //! client span per upstream attempt under that, with the ids weir propagated (the endpoint's
 //! `/headers` shows the `traceparent` it got: its parent is the attempt's span) and the
 //! request's attributes. A client span lasts until its response body ends. Sampling 0 exports
-//! nothing; a collector that is down costs no request, only counted failures.
+//! nothing; a collector that is down costs no request, only counted failures. A reload that
+//! changes the collector takes effect; a rejected one leaves export as it was.
 #![allow(
     clippy::unwrap_used,
     clippy::expect_used,
@@ -482,6 +483,48 @@ async fn a_reload_switches_the_exporter() {
     assert!(wait_until(Duration::from_secs(10), || second.len() == 6).await);
     let counters = p.proxy().span_export().counters();
     assert!(wait_until(Duration::from_secs(5), || counters.exported() == 9).await);
+}
+
+/// A reload that changes `tracing.otlp` but is rejected (a new listener cannot bind) changes
+/// nothing: spans keep going to the old collector, the new one gets none.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_rejected_reload_leaves_span_export_as_it_was() {
+    let first = Collector::start().await;
+    let second = Collector::start().await;
+    let mock = MockHttp::start("m").await;
+    let p = TestProxy::start(&config("1.0", first.addr, mock.addr())).await;
+    let client = h1_client();
+    let url = p.url("/");
+    assert_eq!(get(&client, &url, &[]).await.status, 200);
+    assert!(wait_until(Duration::from_secs(10), || first.len() == 3).await);
+
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let rejected = config("1.0", second.addr, mock.addr()).replace(
+        "clusters:\n",
+        &format!(
+            "  - name: extra\n    address: {}\n    routes: [ {{ cluster: c }} ]\nclusters:\n",
+            taken.local_addr().unwrap()
+        ),
+    );
+    let error = p
+        .weir
+        .reload(&weir_config::load_str(&rejected, "rejected.yaml").unwrap())
+        .unwrap_err();
+    assert!(format!("{error:#}").contains("cannot bind"), "{error:#}");
+    assert_eq!(p.weir.reload_counts().rejected, 1);
+
+    assert_eq!(get(&client, &url, &[]).await.status, 200);
+    assert!(
+        wait_until(Duration::from_secs(10), || first.len() == 6).await,
+        "the old collector still gets the spans"
+    );
+    let counters = p.proxy().span_export().counters();
+    assert!(wait_until(Duration::from_secs(5), || counters.exported() == 6).await);
+    assert_eq!(
+        second.len(),
+        0,
+        "the rejected config's collector got nothing"
+    );
 }
 
 /// A client span lasts until its response body ends, not just to the response headers: a body

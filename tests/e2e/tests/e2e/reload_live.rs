@@ -293,6 +293,17 @@ async fn twenty_reloads_under_load_fail_nothing_and_apply_at_once() {
     assert!(weir.shutdown(Duration::from_secs(5)).await);
 }
 
+/// Waits until the endpoints have served 100 more requests of the running load, so traffic
+/// flows around every reload (the reloads themselves are awaited on their counts).
+async fn more_traffic(a: &MockHttp, b: &MockHttp) {
+    let served = || a.requests() + b.requests();
+    let want = served() + 100;
+    assert!(
+        wait_until(Duration::from_secs(10), || served() >= want).await,
+        "the load stalled"
+    );
+}
+
 /// Replaces `path`'s contents at once (a rename), so the watcher never reads half a file.
 fn replace(path: &Path, text: &str) {
     let next = path.with_extension("yaml.next");
@@ -349,7 +360,7 @@ async fn invalid_reloads_under_load_fail_nothing_and_say_where() {
         ),
     ];
     for (text, place, word) in &bad {
-        tokio::time::sleep(Duration::from_millis(200)).await;
+        more_traffic(&a, &b).await;
         replace(&file, text);
         let r = post(&reload, Some(TOKEN)).await;
         assert_eq!(r.status, StatusCode::BAD_REQUEST, "{}", r.text());
@@ -366,7 +377,7 @@ async fn invalid_reloads_under_load_fail_nothing_and_say_where() {
     replace(&file, &good);
     weir.watch(Duration::from_millis(20));
     for (i, (text, _, _)) in bad.iter().enumerate() {
-        tokio::time::sleep(Duration::from_millis(200)).await;
+        more_traffic(&a, &b).await;
         replace(&file, text);
         let want = 4 + i as u64;
         assert!(
@@ -376,7 +387,7 @@ async fn invalid_reloads_under_load_fail_nothing_and_say_where() {
             "the watcher rejected bad file {i}"
         );
     }
-    tokio::time::sleep(Duration::from_millis(200)).await;
+    more_traffic(&a, &b).await;
     // A good file at last: the watcher applies it, so it was watching all along.
     let applied_at = Instant::now();
     replace(&file, &config("two", (&a, 1), (&b, 1)));
@@ -385,7 +396,7 @@ async fn invalid_reloads_under_load_fail_nothing_and_say_where() {
             == 1)
         .await
     );
-    tokio::time::sleep(Duration::from_millis(200)).await;
+    more_traffic(&a, &b).await;
     stop.store(true, Ordering::Relaxed);
     let mut seen = Vec::new();
     for c in clients {

@@ -1,7 +1,8 @@
 //! Graceful shutdown of the HTTP proxy: with 50 streaming responses in flight (25 over
 //! keep-alive HTTP/1.1 connections, 25 streams on one HTTP/2 connection), shutdown stops
 //! accepting at once, yet every response already running completes byte-exact before weir
-//! reports a clean drain.
+//! reports a clean drain. A reload asked for during the drain is refused with 503 and binds
+//! nothing: it would restart what the shutdown stopped.
 #![allow(
     clippy::unwrap_used,
     clippy::expect_used,
@@ -11,10 +12,14 @@
 
 use std::time::Duration;
 
-use http_body_util::BodyExt;
+use bytes::Bytes;
+use http::StatusCode;
+use http_body_util::{BodyExt, Full};
 use hyper::body::Incoming;
-use weir_e2e::{TestClient, TestProxy, h1_client, h2_client};
-use weir_test_support::{DRIP_CHUNK, MockHttp, pattern_byte};
+use serde_json::Value;
+use weir::Weir;
+use weir_e2e::{TestClient, TestProxy, get, h1_client, h2_client, send};
+use weir_test_support::{DRIP_CHUNK, MockHttp, pattern_byte, wait_until};
 
 /// 20 chunks, 50 ms apart: each response is in flight for about a second.
 const CHUNKS: usize = 20;
@@ -95,4 +100,95 @@ clusters:
         shutdown.await.unwrap(),
         "everything drained within the grace period"
     );
+}
+
+/// `POST /reload` while a graceful shutdown drains a slow request: 503 saying why, the new
+/// listener of the reloaded file is not bound, nothing is counted, and the drain completes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_reload_during_the_drain_is_refused_and_binds_nothing() {
+    let slow = MockHttp::start("slow").await;
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("weir.yaml");
+    let yaml = |extra: &str| {
+        format!(
+            "admin: {{ address: 127.0.0.1:0 }}
+listeners:
+  - name: l
+    address: 127.0.0.1:0
+    routes: [ {{ cluster: c }} ]
+{extra}clusters:
+  - name: c
+    endpoints: [ {} ]
+",
+            slow.addr()
+        )
+    };
+    std::fs::write(&file, yaml("")).unwrap();
+    let weir = Weir::start_file(&file).await.unwrap();
+    let admin = weir.admin_addr().unwrap();
+    let url = format!("http://{}/delay/2000", weir.proxy().listener_addrs()[0].1);
+    let in_flight = tokio::spawn(async move { get(&h1_client(), &url, &[]).await });
+    assert!(wait_until(Duration::from_secs(10), || slow.requests() == 1).await);
+
+    let shutdown = tokio::spawn(weir.shutdown(Duration::from_secs(20)));
+    let client = h1_client();
+    let ready = format!("http://{admin}/ready");
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    while get(&client, &ready, &[]).await.status != StatusCode::SERVICE_UNAVAILABLE {
+        assert!(tokio::time::Instant::now() < deadline, "never shut down");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+
+    // A free port for a listener the reloaded file adds.
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    std::fs::write(
+        &file,
+        yaml(&format!(
+            "  - name: extra\n    address: 127.0.0.1:{port}\n    routes: [ {{ cluster: c }} ]\n"
+        )),
+    )
+    .unwrap();
+    let req = http::Request::post(format!("http://{admin}/reload"))
+        .body(Full::new(Bytes::new()))
+        .unwrap();
+    let r = send(&client, req).await;
+    assert_eq!(r.status, StatusCode::SERVICE_UNAVAILABLE, "{}", r.text());
+    let body: Value = serde_json::from_slice(&r.body).unwrap();
+    assert!(
+        body["error"].as_str().unwrap().contains("shutting down"),
+        "{body}"
+    );
+    assert!(!in_flight.is_finished(), "refused while the request drains");
+
+    let listeners: Value = serde_json::from_slice(
+        &get(&client, &format!("http://{admin}/listeners"), &[])
+            .await
+            .body,
+    )
+    .unwrap();
+    let names: Vec<&str> = listeners["listeners"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|l| l["name"].as_str().unwrap())
+        .collect();
+    // The draining proxy lists none of its stopped listeners, and no new one.
+    assert!(!names.contains(&"extra"), "{listeners}");
+    // Nothing in this process holds the new listener's port.
+    std::net::TcpListener::bind(("127.0.0.1", port)).expect("the port is still free");
+    let metrics = get(&client, &format!("http://{admin}/metrics"), &[])
+        .await
+        .text();
+    assert!(
+        metrics.contains("weir_config_reloads_total{result=\"applied\"} 0")
+            && metrics.contains("weir_config_reloads_total{result=\"rejected\"} 0"),
+        "a refusal is not a rejected config: {metrics}"
+    );
+
+    assert_eq!(in_flight.await.unwrap().status, StatusCode::OK);
+    assert!(shutdown.await.unwrap(), "drained in time");
 }
