@@ -17,7 +17,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use http::StatusCode;
-use weir_core::{Error, ErrorKind};
+use weir_core::{EndpointError, Error};
 
 use crate::Cluster;
 
@@ -183,13 +183,14 @@ impl UpstreamFailure {
 
     /// The reason for an attempt that failed with `error`; `None` for failures that are not
     /// the endpoint's (the client, a local limit).
+    /// The same classification the per-endpoint error counters use.
     fn of(error: &Error) -> Option<Self> {
-        match error.kind() {
-            ErrorKind::ConnectFailed => Some(Self::ConnectFailure),
-            ErrorKind::ConnectTimeout => Some(Self::ConnectTimeout),
-            ErrorKind::UpstreamTimeout => Some(Self::Timeout),
-            ErrorKind::UpstreamProtocol => Some(Self::Reset),
-            _ => None,
+        match EndpointError::of(error)? {
+            EndpointError::ConnectFailure => Some(Self::ConnectFailure),
+            EndpointError::ConnectTimeout => Some(Self::ConnectTimeout),
+            EndpointError::Timeout => Some(Self::Timeout),
+            EndpointError::Reset => Some(Self::Reset),
+            EndpointError::ServerError => None,
         }
     }
 }
@@ -346,6 +347,7 @@ impl Cluster {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use weir_core::ErrorKind;
 
     #[test]
     fn histogram_puts_each_observation_in_one_bucket() {
