@@ -33,14 +33,23 @@ pub struct TcpEcho {
 }
 
 impl MockTcp {
-    /// A loopback address with nothing listening: connecting to it is refused. (A port is bound
-    /// and released; another process could take it meanwhile, which loopback tests tolerate.)
+    /// A loopback address where connecting is refused, for the life of the test process: a
+    /// socket is bound to it and never listens (Linux answers a SYN to it with a reset), and
+    /// it is kept open on purpose, so no other test's listener can be given the port.
     pub fn refusing_addr() -> SocketAddr {
-        let listener =
-            std::net::TcpListener::bind((Ipv4Addr::LOCALHOST, 0)).expect("bind 127.0.0.1:0");
-        listener
+        let socket = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None)
+            .expect("a TCP socket");
+        socket
+            .bind(&SocketAddr::from((Ipv4Addr::LOCALHOST, 0)).into())
+            .expect("bind 127.0.0.1:0");
+        let addr = socket
             .local_addr()
-            .expect("local_addr of a bound listener")
+            .ok()
+            .and_then(|a| a.as_socket())
+            .expect("local_addr of a bound socket");
+        // Held until the process exits: one descriptor per call, a few per test run.
+        std::mem::forget(socket);
+        addr
     }
 
     /// Starts a [`Blackhole`] on `127.0.0.1:0`.

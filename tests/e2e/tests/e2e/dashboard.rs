@@ -22,7 +22,7 @@ use std::time::Duration;
 
 use weir_core::Unhealthy;
 use weir_e2e::{TestProxy, get, h1_client};
-use weir_test_support::MockHttp;
+use weir_test_support::{MockHttp, MockTcp};
 
 /// Virtual milliseconds the page runs for: a poll a second, so about this many thousandths polls.
 const VIRTUAL_BUDGET_MS: u64 = 30_000;
@@ -116,10 +116,7 @@ async fn the_dashboard_shows_clusters_endpoints_and_live_rates() {
     let b = MockHttp::start("b").await;
     let c = MockHttp::start("c").await;
     // Nothing listens on the second `api` endpoint: its active check fails (red).
-    let closed = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap();
+    let closed = MockTcp::refusing_addr();
     let p = TestProxy::start(&format!(
         "admin: {{ address: 127.0.0.1:0 }}
 listeners:

@@ -523,11 +523,8 @@ async fn access_log_and_span_export_counters_are_exposed() {
     let b = MockHttp::start("b").await;
     let echo = MockTcp::echo().await;
     let dir = tempfile::tempdir().unwrap();
-    // A port nothing listens on.
-    let closed = {
-        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-        l.local_addr().unwrap()
-    };
+    // A port that refuses connections (no other test can be given it).
+    let closed = MockTcp::refusing_addr();
     let yaml = format!(
         "access_log: {{ path: {} }}
 tracing:

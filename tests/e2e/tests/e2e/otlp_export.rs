@@ -22,7 +22,7 @@ use hyper::service::service_fn;
 use hyper_util::rt::TokioIo;
 use serde_json::Value;
 use weir_e2e::{TestProxy, get, h1_client};
-use weir_test_support::{MockHttp, wait_until};
+use weir_test_support::{MockHttp, MockTcp, wait_until};
 
 const INCOMING: &str = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
 const TRACE_ID: &str = "4bf92f3577b34da6a3ce929d0e0e4736";
@@ -286,11 +286,8 @@ async fn unsampled_requests_are_not_exported() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_collector_that_is_down_costs_no_request() {
-    // A port nothing listens on.
-    let closed = {
-        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-        l.local_addr().unwrap()
-    };
+    // A port that refuses connections (no other test can be given it).
+    let closed = MockTcp::refusing_addr();
     let mock = MockHttp::start("m").await;
     let p = TestProxy::start(&config("1.0", closed, mock.addr())).await;
     let client = h1_client();
