@@ -43,6 +43,8 @@ pub struct Weir {
     admin: Option<AdminServer>,
     /// Stops the config file watcher, if one runs.
     watching: CancellationToken,
+    /// Cancelled to end the shutdown's ready delay early ([`Weir::ready_delay_cutter`]).
+    delay_cut: CancellationToken,
     /// The XDP balancer and nftables table of `xdp` and `nftables` listeners, if any.
     kernel: Option<kernel::KernelPlane>,
     /// Set once [`Weir::sockets`] handed the sockets to a successor: the admin socket is
@@ -74,9 +76,13 @@ struct Control {
     running: RunningConfig,
     /// Whether an admin API was started (its address and token outlive reloads).
     admin_bound: bool,
-    /// Set at the very start of [`Weir::shutdown`]: from then on reloads and discovery
-    /// updates are refused, so nothing restarts what the shutdown stops.
+    /// Set at the very start of [`Weir::shutdown`]: from then on reloads are refused, so
+    /// nothing restarts what the shutdown stops.
     shutting_down: AtomicBool,
+    /// Set (under the state lock) when the shutdown stops health checks and discovery, after
+    /// the ready delay: from then on discovery updates are ignored. During the delay they
+    /// still apply, so the endpoints weir keeps serving stay current.
+    stopped: AtomicBool,
 }
 
 #[derive(Debug)]
@@ -207,6 +213,7 @@ impl Weir {
                 running: RunningConfig::new(config),
                 admin_bound: admin_socket.is_some(),
                 shutting_down: AtomicBool::new(false),
+                stopped: AtomicBool::new(false),
             }
         });
         control
@@ -236,6 +243,7 @@ impl Weir {
             control,
             admin,
             watching: CancellationToken::new(),
+            delay_cut: CancellationToken::new(),
             kernel,
             handed_over: AtomicBool::new(false),
         })
@@ -301,13 +309,26 @@ impl Weir {
     }
 
     /// A duplicate of every listening socket (listeners by name, and the admin API's), to hand
-    /// to the weir that takes over in a binary upgrade.
+    /// to the weir that takes over in a binary upgrade. Once the successor says it serves on
+    /// them, call [`Weir::handed_over`]; an aborted takeover changes nothing.
     pub fn sockets(&self) -> std::io::Result<Inherited> {
-        self.handed_over.store(true, Ordering::Release);
         Ok(Inherited {
             listeners: self.proxy.listeners().sockets()?,
             admin: self.admin.as_ref().map(AdminServer::socket).transpose()?,
         })
+    }
+
+    /// Records that a successor serves on the sockets of [`Weir::sockets`]:
+    /// [`Weir::shutdown`] then skips the ready delay (nothing new arrives here) and stops the
+    /// admin API first (the successor's takes the shared socket).
+    pub fn handed_over(&self) {
+        self.handed_over.store(true, Ordering::Release);
+    }
+
+    /// A token that, cancelled, ends [`Weir::shutdown`]'s ready delay at once (`weir run`
+    /// cancels it on a second SIGTERM or SIGINT); before the shutdown it makes the delay zero.
+    pub fn ready_delay_cutter(&self) -> CancellationToken {
+        self.delay_cut.clone()
     }
 
     /// The data plane.
@@ -357,13 +378,19 @@ impl Weir {
                 ?delay,
                 "shutting down: /ready answers 503, still accepting for the ready delay"
             );
-            tokio::time::sleep(delay).await;
+            tokio::select! {
+                () = tokio::time::sleep(delay) => {}
+                () = self.delay_cut.cancelled() => {
+                    tracing::info!("the ready delay was cut short; no longer accepting");
+                }
+            }
         }
         if let Some(mut kernel) = self.kernel.take() {
             kernel.shutdown();
         }
         {
             let mut state = self.control.lock();
+            self.control.stopped.store(true, Ordering::Release);
             state.discovery.shutdown();
             state.checker.shutdown();
         }
@@ -528,8 +555,8 @@ impl Control {
     fn apply_discovered(&self, cluster: &str, endpoints: Vec<EndpointConfig>) {
         self.readiness.discovered(cluster);
         let mut state = self.lock();
-        if self.shutting_down.load(Ordering::Acquire) {
-            tracing::debug!(%cluster, "discovered endpoints ignored: weir is shutting down");
+        if self.stopped.load(Ordering::Acquire) {
+            tracing::debug!(%cluster, "discovered endpoints ignored: weir has stopped discovery");
             return;
         }
         if discovery_of(&state.base, cluster).is_none() {

@@ -105,7 +105,7 @@ pub(crate) async fn run(path: &Path, options: RunOptions) -> anyhow::Result<()> 
         loop {
             tokio::select! {
                 () = &mut stop => break,
-                r = &mut handed_over => { r?; break; }
+                r = &mut handed_over => { r?; weir.handed_over(); break; }
                 // Outcomes are logged and counted by the reload itself.
                 _ = hangup.recv() => { let _ = weir.reload_file(); }
                 _ = usr1.recv() => match weir.reopen_access_log().await {
@@ -120,14 +120,31 @@ pub(crate) async fn run(path: &Path, options: RunOptions) -> anyhow::Result<()> 
         .drain_timeout
         .unwrap_or_else(|| weir.drain_timeout());
     tracing::info!(?grace, "shutting down: draining in-flight requests");
-    // A SIGHUP during the shutdown is refused (and logged) rather than left unanswered.
+    // No takeover once the shutdown began: closing the upgrade socket makes a new weir's
+    // `--takeover` fail at once instead of waiting for an answer that never comes.
+    drop(upgrades);
+    // During the shutdown a SIGHUP is refused (and logged) rather than left unanswered, a
+    // second SIGTERM/SIGINT ends the ready delay, and SIGUSR1 still reopens the access log.
     let reloads = weir.reload_handle();
+    let cut = weir.ready_delay_cutter();
+    let logs = weir.proxy().access_logs().clone();
+    let again = stop_signals()?;
+    tokio::pin!(again);
     let shutdown = weir.shutdown(grace);
     tokio::pin!(shutdown);
     let drained = loop {
         tokio::select! {
+            biased;
             drained = &mut shutdown => break drained,
+            () = &mut again, if !cut.is_cancelled() => {
+                tracing::info!("second stop signal: ending the ready delay");
+                cut.cancel();
+            }
             _ = hangup.recv() => { let _ = reloads.reload_file(); }
+            _ = usr1.recv() => match reopen(&logs).await {
+                Ok(()) => tracing::info!("access log reopened"),
+                Err(e) => tracing::error!(error = %e, "reopening the access log failed; still writing to the old file"),
+            },
         }
     };
     if !drained {
@@ -137,6 +154,14 @@ pub(crate) async fn run(path: &Path, options: RunOptions) -> anyhow::Result<()> 
         );
     }
     Ok(())
+}
+
+/// Reopens the current access log, if any (`SIGUSR1`, after logrotate renamed the file).
+async fn reopen(logs: &weir_proxy::AccessLogs) -> std::io::Result<()> {
+    match logs.current() {
+        Some(log) => log.reopen().await,
+        None => Ok(()),
+    }
 }
 
 /// Installs the SIGINT (Ctrl-C) and SIGTERM handlers now — from here on either signal stops

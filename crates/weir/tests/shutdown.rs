@@ -300,9 +300,9 @@ fn a_zero_drain_timeout_flag_is_refused() {
 }
 
 const DELAYED: &str =
-    "admin: { address: 127.0.0.1:0 }\nshutdown: { ready_delay: 1s, drain_timeout: 20s }";
+    "admin: { address: 127.0.0.1:0 }\nshutdown: { ready_delay: 3s, drain_timeout: 20s }";
 
-/// With `shutdown.ready_delay: 1s`, `/ready` answers 503 at once after SIGTERM while new
+/// With `shutdown.ready_delay: 3s`, `/ready` answers 503 at once after SIGTERM while new
 /// connections are still accepted and answered (and a SIGHUP is refused); once the delay is
 /// over they are refused, and weir exits 0.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -383,12 +383,12 @@ async fn the_ready_delay_keeps_accepting_while_ready_says_503() {
     assert!(exit.success(), "{exit}");
     let took = exited - signalled;
     println!(
-        "ready_delay 1s: /ready 503 after {unready_after:?}, a new connection answered after \
+        "ready_delay 3s: /ready 503 after {unready_after:?}, a new connection answered after \
          {answered_after:?}, connects refused after {refused_after:?}, exited after {took:?}"
     );
     assert!(
-        refused_after >= Duration::from_secs(1),
+        refused_after >= Duration::from_secs(3),
         "refused before the delay ended: {refused_after:?}"
     );
-    assert!(took < Duration::from_secs(10), "{took:?}");
+    assert!(took < Duration::from_secs(15), "{took:?}");
 }

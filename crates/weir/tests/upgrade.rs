@@ -210,7 +210,7 @@ async fn five_upgrades_under_load_refuse_nothing_and_fail_nothing() {
     let dir = tempfile::tempdir().unwrap();
     let config = dir.path().join("weir.yaml");
     // An upgrade hands the sockets over, so the old weir must not wait this out.
-    write_config(&config, endpoint.addr(), "10s");
+    write_config(&config, endpoint.addr(), "1h");
     let bad = dir.path().join("bad.yaml");
     std::fs::write(
         &bad,
@@ -275,8 +275,8 @@ async fn five_upgrades_under_load_refuse_nothing_and_fail_nothing() {
         );
         assert_eq!(next.admin, admin, "round {round}: the same admin socket");
         assert!(
-            exited_ok(&mut current.child, Duration::from_secs(8)).await,
-            "round {round}: the old weir exited 0, without waiting for the 10 s ready delay"
+            exited_ok(&mut current.child, Duration::from_secs(60)).await,
+            "round {round}: the old weir exited 0, without waiting for the 1 h ready delay"
         );
         current = next;
         assert!(
@@ -313,9 +313,36 @@ async fn five_upgrades_under_load_refuse_nothing_and_fail_nothing() {
     // The admin API came over too and answers on its original address.
     let admin_up = tokio::net::TcpStream::connect(admin).await.is_ok();
     assert!(admin_up, "admin API on {admin}");
+    // The last weir has no successor: SIGTERM starts its 1 h ready delay (/ready says 503),
+    // and a second SIGTERM ends the delay, so it drains and exits.
     let pid = current.child.id().unwrap().to_string();
     let _ = Command::new("kill").args(["-TERM", &pid]).status().await;
-    assert!(exited_ok(&mut current.child, Duration::from_secs(60)).await);
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    while ready_status(admin).await != Some(503) {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "/ready never said 503"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let _ = Command::new("kill").args(["-TERM", &pid]).status().await;
+    assert!(
+        exited_ok(&mut current.child, Duration::from_secs(60)).await,
+        "a second SIGTERM ended the ready delay"
+    );
+}
+
+/// The status `GET /ready` answers on the admin API at `admin`, if it answers.
+async fn ready_status(admin: SocketAddr) -> Option<u16> {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut s = tokio::net::TcpStream::connect(admin).await.ok()?;
+    s.write_all(b"GET /ready HTTP/1.1\r\nhost: weir\r\nconnection: close\r\n\r\n")
+        .await
+        .ok()?;
+    let mut head = Vec::new();
+    s.read_to_end(&mut head).await.ok()?;
+    let line = String::from_utf8_lossy(&head);
+    line.split_whitespace().nth(1)?.parse().ok()
 }
 
 /// `GET http://{admin}/metrics`: the count of rejected reloads.
@@ -408,4 +435,54 @@ async fn sighup_with_invalid_files_under_load_fails_nothing() {
     assert_eq!(rejected_reloads(weir.admin).await, 3);
     let _ = Command::new("kill").args(["-TERM", &pid]).status().await;
     assert!(exited_ok(&mut weir.child, Duration::from_secs(60)).await);
+}
+
+/// A takeover that failed after asking for the sockets (its config adds a listener on a port
+/// that is taken) leaves the old weir as it was: on SIGTERM it still keeps accepting for its
+/// ready delay while `/ready` says 503, rather than acting as if a successor served.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_aborted_takeover_leaves_the_ready_delay_in_force() {
+    let endpoint = MockHttp::start("app").await;
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("weir.yaml");
+    write_config(&config, endpoint.addr(), "3s");
+    let socket = dir.path().join("weir.sock");
+    let socket = socket.to_str().unwrap();
+    let mut old = spawn(&["-c", config.to_str().unwrap(), "--upgrade-socket", socket]).await;
+
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let extra = format!(
+        "  - name: extra\n    address: {}\n    routes: [ {{ cluster: app }} ]\nclusters:\n",
+        taken.local_addr().unwrap()
+    );
+    let bad = dir.path().join("bad.yaml");
+    let text = std::fs::read_to_string(&config)
+        .unwrap()
+        .replace("clusters:\n", &extra);
+    std::fs::write(&bad, text).unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_weir"))
+        .args(["run", "-c", bad.to_str().unwrap(), "--takeover", socket])
+        .output()
+        .await
+        .unwrap();
+    assert!(!out.status.success(), "the takeover could not bind `extra`");
+
+    let pid = old.child.id().unwrap().to_string();
+    let _ = Command::new("kill").args(["-TERM", &pid]).status().await;
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    while ready_status(old.admin).await != Some(503) {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "/ready never said 503"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    // Still accepting: a new connection is answered during the 3 s delay.
+    let client = Client::builder(TokioExecutor::new()).build_http::<Full<Bytes>>();
+    let res = client
+        .get(format!("http://{}/", old.listener).parse().unwrap())
+        .await
+        .expect("a new connection during the ready delay is served");
+    assert_eq!(res.status(), http::StatusCode::OK);
+    assert!(exited_ok(&mut old.child, Duration::from_secs(60)).await);
 }
