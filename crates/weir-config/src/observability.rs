@@ -95,8 +95,12 @@ pub struct TracingConfig {
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct OtlpConfig {
-    /// The collector's traces URL, `http://host:port/v1/traces`.
+    /// The collector's traces URL, `http://host:port/v1/traces` or `https://…`.
     pub endpoint: String,
+    /// A PEM bundle of the CAs an `https://` collector's certificate is verified against.
+    /// Default: the system's trust store.
+    #[serde(default)]
+    pub ca: Option<String>,
     /// The `service.name` resource attribute. Default `weir`.
     #[serde(default = "default_service_name")]
     pub service_name: String,

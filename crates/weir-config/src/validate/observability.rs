@@ -65,13 +65,22 @@ fn tracing(c: &mut Checker<'_>, tracing: &TracingConfig, path: &YamlPath) {
 
 fn otlp(c: &mut Checker<'_>, otlp: &OtlpConfig, path: &YamlPath) {
     let endpoint = otlp.endpoint.trim();
+    let https = endpoint.starts_with("https://");
     let authority = endpoint
         .strip_prefix("http://")
+        .or_else(|| endpoint.strip_prefix("https://"))
         .map(|rest| rest.split('/').next().unwrap_or(""));
+    if otlp.ca.is_some() && !https {
+        c.report(
+            &path.key("ca"),
+            "`ca` is set but the endpoint is not an https:// URL",
+            "use an https:// endpoint, or leave `ca` out",
+        );
+    }
     match authority {
         None => c.report(
             &path.key("endpoint"),
-            format!("endpoint `{endpoint}` is not an http:// URL"),
+            format!("endpoint `{endpoint}` is not an http:// or https:// URL"),
             "give the collector's OTLP/HTTP traces URL, e.g. http://127.0.0.1:4318/v1/traces",
         ),
         Some("") => c.report(

@@ -173,11 +173,15 @@ fn otlp_needs_an_http_url_and_positive_numbers() {
     let with = |line: &str| vec!["tracing:".to_owned(), "  otlp:".to_owned(), line.to_owned()];
     for (extra, key, message) in [
         (
-            "    endpoint: https://c:4318/v1/traces",
+            "    endpoint: ftp://c:4318/v1/traces",
             "endpoint",
-            "not an http:// URL",
+            "not an http:// or https:// URL",
         ),
-        ("    endpoint: c:4318", "endpoint", "not an http:// URL"),
+        (
+            "    endpoint: c:4318",
+            "endpoint",
+            "not an http:// or https:// URL",
+        ),
         ("    endpoint: http:///v1/traces", "endpoint", "has no host"),
     ] {
         let lines = with(extra);
@@ -215,5 +219,36 @@ fn otlp_needs_an_http_url_and_positive_numbers() {
         2,
         "unknown key `batch`",
         "",
+    );
+}
+
+#[test]
+fn otlp_takes_https_with_an_optional_ca_but_no_ca_for_http() {
+    let config = load_ok(&[
+        "tracing:",
+        "  otlp:",
+        "    endpoint: https://collector.example:4318/v1/traces",
+        "    ca: /etc/weir/collector-ca.pem",
+    ]);
+    let otlp = config
+        .config()
+        .tracing
+        .as_ref()
+        .unwrap()
+        .otlp
+        .clone()
+        .unwrap();
+    assert_eq!(otlp.ca.as_deref(), Some("/etc/weir/collector-ca.pem"));
+    assert_error(
+        &[
+            "tracing:",
+            "  otlp:",
+            "    endpoint: http://c:4318/v1/traces",
+            "    ca: /etc/weir/ca.pem",
+        ],
+        "tracing.otlp.ca",
+        4,
+        "not an https:// URL",
+        "leave `ca` out",
     );
 }

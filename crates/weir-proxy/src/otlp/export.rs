@@ -1,8 +1,8 @@
 //! The export task: batches spans from the queue and POSTs them to the collector.
 //!
-//! A tokio task, since it does network I/O: one HTTP/1.1 connection to the collector, kept
-//! alive between exports and reopened when it fails. Each export request has the configured
-//! timeout (connect included).
+//! A tokio task, since it does network I/O: one HTTP/1.1 connection to the collector (over
+//! TLS for an `https://` endpoint), kept alive between exports and reopened when it fails.
+//! Each export request has the configured timeout (connect and handshake included).
 
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
@@ -14,6 +14,7 @@ use http::{Request, Uri};
 use http_body_util::{BodyExt, Full};
 use hyper::client::conn::http1::{self, SendRequest};
 use hyper_util::rt::TokioIo;
+use rustls::pki_types::ServerName;
 use tokio::net::TcpStream;
 use tokio::sync::mpsc;
 
@@ -24,7 +25,6 @@ use super::{SpanCounters, SpanRecord};
 const LOG_EVERY: Duration = Duration::from_secs(60);
 
 /// Where spans go: the collector's URL, split for connecting and for the request.
-#[derive(Debug)]
 pub(super) struct Target {
     host: String,
     port: u16,
@@ -33,6 +33,18 @@ pub(super) struct Target {
     /// Path and query: the request target.
     path: Uri,
     timeout: Duration,
+    /// For an `https://` endpoint: the TLS client and the name the certificate must hold.
+    tls: Option<(tokio_rustls::TlsConnector, ServerName<'static>)>,
+}
+
+impl std::fmt::Debug for Target {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Target")
+            .field("authority", &self.authority)
+            .field("path", &self.path)
+            .field("tls", &self.tls.is_some())
+            .finish()
+    }
 }
 
 /// The task's state.
@@ -54,15 +66,26 @@ struct Client {
 // === impl Target ===
 
 impl Target {
-    /// Splits an `http://host[:port]/path` URL.
-    pub(super) fn parse(endpoint: &str, timeout: Duration) -> Result<Self, String> {
+    /// Splits an `http[s]://host[:port]/path` URL; an `https://` one gets a TLS client that
+    /// verifies against `ca` (a PEM file) or the system's trust store.
+    pub(super) fn parse(
+        endpoint: &str,
+        ca: Option<&str>,
+        timeout: Duration,
+    ) -> Result<Self, String> {
         let uri: Uri = endpoint
             .trim()
             .parse()
             .map_err(|e| format!("endpoint `{endpoint}`: {e}"))?;
-        if uri.scheme_str() != Some("http") {
-            return Err(format!("endpoint `{endpoint}` is not an http:// URL"));
-        }
+        let https = match uri.scheme_str() {
+            Some("http") => false,
+            Some("https") => true,
+            _ => {
+                return Err(format!(
+                    "endpoint `{endpoint}` is not an http:// or https:// URL"
+                ));
+            }
+        };
         let authority = uri
             .authority()
             .ok_or_else(|| format!("endpoint `{endpoint}` has no host"))?;
@@ -71,12 +94,23 @@ impl Target {
             .map_or("/", |p| p.as_str())
             .parse()
             .map_err(|e| format!("endpoint `{endpoint}`: {e}"))?;
+        let host = authority.host().trim_matches(['[', ']']).to_owned();
+        let tls = if https {
+            let config = crate::tls::collector_client_config(ca)
+                .map_err(|e| format!("endpoint `{endpoint}`: {e}"))?;
+            let name = ServerName::try_from(host.clone())
+                .map_err(|e| format!("endpoint `{endpoint}`: {e}"))?;
+            Some((tokio_rustls::TlsConnector::from(Arc::new(config)), name))
+        } else {
+            None
+        };
         Ok(Self {
-            host: authority.host().trim_matches(['[', ']']).to_owned(),
-            port: authority.port_u16().unwrap_or(80),
+            port: authority.port_u16().unwrap_or(if https { 443 } else { 80 }),
+            host,
             authority: authority.as_str().to_owned(),
             path,
             timeout,
+            tls,
         })
     }
 }
@@ -188,7 +222,24 @@ async fn connect(target: &Target) -> Result<SendRequest<Full<Bytes>>, String> {
         .await
         .map_err(|e| format!("connecting to {}: {e}", target.authority))?;
     let _ = stream.set_nodelay(true);
-    let (sender, conn) = http1::handshake(TokioIo::new(stream))
+    match &target.tls {
+        None => handshake(target, TokioIo::new(stream)).await,
+        Some((connector, name)) => {
+            let stream = connector
+                .connect(name.clone(), stream)
+                .await
+                .map_err(|e| format!("TLS to {}: {e}", target.authority))?;
+            handshake(target, TokioIo::new(stream)).await
+        }
+    }
+}
+
+/// HTTP/1.1 over `io`; the connection runs on its own task.
+async fn handshake<I>(target: &Target, io: I) -> Result<SendRequest<Full<Bytes>>, String>
+where
+    I: hyper::rt::Read + hyper::rt::Write + Unpin + Send + 'static,
+{
+    let (sender, conn) = http1::handshake(io)
         .await
         .map_err(|e| format!("connecting to {}: {e}", target.authority))?;
     tokio::spawn(async move {
@@ -205,16 +256,21 @@ mod tests {
 
     #[test]
     fn targets_split_their_url() {
-        let t = Target::parse("http://127.0.0.1:4318/v1/traces", Duration::from_secs(1)).unwrap();
+        let t = Target::parse(
+            "http://127.0.0.1:4318/v1/traces",
+            None,
+            Duration::from_secs(1),
+        )
+        .unwrap();
         assert_eq!((t.host.as_str(), t.port), ("127.0.0.1", 4318));
         assert_eq!(t.authority, "127.0.0.1:4318");
         assert_eq!(t.path, "/v1/traces");
-        let t = Target::parse("http://collector", Duration::from_secs(1)).unwrap();
+        let t = Target::parse("http://collector", None, Duration::from_secs(1)).unwrap();
         assert_eq!(
             (t.host.as_str(), t.port, t.path.path()),
             ("collector", 80, "/")
         );
-        assert!(Target::parse("https://c/v1/traces", Duration::from_secs(1)).is_err());
-        assert!(Target::parse("c:4318", Duration::from_secs(1)).is_err());
+        assert!(Target::parse("ftp://c/v1/traces", None, Duration::from_secs(1)).is_err());
+        assert!(Target::parse("c:4318", None, Duration::from_secs(1)).is_err());
     }
 }

@@ -172,7 +172,8 @@ impl SpanExport {
     }
 
     fn start_exporter(&self, config: &OtlpConfig) -> Result<SpanExporter, String> {
-        let target = export::Target::parse(&config.endpoint, config.timeout.0)?;
+        let target =
+            export::Target::parse(&config.endpoint, config.ca.as_deref(), config.timeout.0)?;
         let (tx, rx) = mpsc::channel(config.queue_capacity.max(1) as usize);
         let batcher = export::Exporter {
             target,

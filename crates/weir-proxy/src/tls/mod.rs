@@ -29,6 +29,26 @@ pub(crate) use upstream::UpstreamTls;
 use crate::snapshot::Listener;
 use crate::{Snapshot, SnapshotHandle};
 
+/// The client config for an `https://` OTLP collector: verified against the PEM bundle `ca`
+/// (a file path) or, without one, the system's trust store; HTTP/1.1 by ALPN.
+pub(crate) fn collector_client_config(ca: Option<&str>) -> Result<rustls::ClientConfig, String> {
+    let root_store = match ca {
+        Some(path) => {
+            let file = std::path::Path::new(path);
+            let pem = std::fs::read(file).map_err(|e| format!("cannot read {path}: {e}"))?;
+            Arc::new(certs::roots(&pem, file)?)
+        }
+        None => roots::system()?,
+    };
+    let mut config = rustls::ClientConfig::builder_with_provider(certs::provider())
+        .with_safe_default_protocol_versions()
+        .map_err(|e| e.to_string())?
+        .with_root_certificates(root_store)
+        .with_no_client_auth();
+    config.alpn_protocols = vec![b"http/1.1".to_vec()];
+    Ok(config)
+}
+
 /// How often the certificate, key and CA files are looked at (a `stat` each; files are read
 /// only when one moved): often enough that a rotation serves within a second.
 pub(crate) const WATCH_INTERVAL: Duration = Duration::from_millis(250);

@@ -22,7 +22,7 @@ use hyper::service::service_fn;
 use hyper_util::rt::TokioIo;
 use serde_json::Value;
 use weir_e2e::{TestProxy, get, h1_client};
-use weir_test_support::{MockHttp, MockTcp, wait_until};
+use weir_test_support::{MockHttp, MockTcp, TestCa, wait_until};
 
 const INCOMING: &str = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
 const TRACE_ID: &str = "4bf92f3577b34da6a3ce929d0e0e4736";
@@ -37,6 +37,12 @@ struct Collector {
 
 impl Collector {
     async fn start() -> Self {
+        Self::start_with(None).await
+    }
+
+    /// A collector over TLS with `tls`'s certificate when given.
+    async fn start_with(tls: Option<Arc<rustls::ServerConfig>>) -> Self {
+        let acceptor = tls.map(tokio_rustls::TlsAcceptor::from);
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         let spans = Arc::new(Mutex::new(Vec::new()));
@@ -45,6 +51,7 @@ impl Collector {
         tokio::spawn(async move {
             loop {
                 let (stream, _) = listener.accept().await.unwrap();
+                let acceptor = acceptor.clone();
                 let (s, c) = (Arc::clone(&s), Arc::clone(&c));
                 let service = service_fn(move |req: http::Request<hyper::body::Incoming>| {
                     let (s, c) = (Arc::clone(&s), Arc::clone(&c));
@@ -70,10 +77,20 @@ impl Collector {
                         )))
                     }
                 });
-                tokio::spawn(
-                    hyper::server::conn::http1::Builder::new()
-                        .serve_connection(TokioIo::new(stream), service),
-                );
+                tokio::spawn(async move {
+                    let http = hyper::server::conn::http1::Builder::new();
+                    match acceptor {
+                        None => {
+                            let _ = http.serve_connection(TokioIo::new(stream), service).await;
+                        }
+                        // A handshake that fails (an untrusting client) ends the connection.
+                        Some(acceptor) => {
+                            if let Ok(tls) = acceptor.accept(stream).await {
+                                let _ = http.serve_connection(TokioIo::new(tls), service).await;
+                            }
+                        }
+                    }
+                });
             }
         });
         Self {
@@ -550,4 +567,49 @@ async fn a_client_span_ends_with_the_response_body() {
     );
     assert_eq!(attempt["parentSpanId"], route["spanId"]);
     assert!(nanos(attempt, "endTimeUnixNano") <= nanos(route, "endTimeUnixNano"));
+}
+
+/// An `https://` collector: spans reach it verified against the configured `ca`, and one
+/// whose certificate that CA did not sign gets nothing (each export counted as failed).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn spans_reach_an_https_collector_verified_against_its_ca() {
+    let ca = TestCa::new();
+    let dir = tempfile::tempdir().unwrap();
+    let ca_file = ca.write_cert(&dir.path().join("ca.pem"));
+    let https = |collector: SocketAddr, endpoint: SocketAddr| {
+        config("1.0", collector, endpoint)
+            .replace("endpoint: http://", "endpoint: https://")
+            .replace(
+                "    service_name: edge\n",
+                &format!("    service_name: edge\n    ca: {}\n", ca_file.display()),
+            )
+    };
+    let mock = MockHttp::start("m").await;
+
+    let tls = ca
+        .issue_pem("collector", &["127.0.0.1"])
+        .server_config(&[b"http/1.1"]);
+    let collector = Collector::start_with(Some(tls)).await;
+    let p = TestProxy::start(&https(collector.addr, mock.addr())).await;
+    assert_eq!(get(&h1_client(), &p.url("/"), &[]).await.status, 200);
+    assert!(
+        wait_until(Duration::from_secs(10), || collector.len() >= 3).await,
+        "server, route and client spans arrived over TLS: {:#?}",
+        collector.spans()
+    );
+    assert_eq!(p.proxy().span_export().counters().failed_spans(), 0);
+
+    let other = TestCa::new();
+    let rogue_tls = other
+        .issue_pem("rogue", &["127.0.0.1"])
+        .server_config(&[b"http/1.1"]);
+    let rogue = Collector::start_with(Some(rogue_tls)).await;
+    let p = TestProxy::start(&https(rogue.addr, mock.addr())).await;
+    assert_eq!(get(&h1_client(), &p.url("/"), &[]).await.status, 200);
+    let spans = p.proxy().span_export().counters();
+    assert!(
+        wait_until(Duration::from_secs(10), || spans.failed_spans() >= 3).await,
+        "exports to an untrusted collector fail and are counted"
+    );
+    assert_eq!(rogue.len(), 0);
 }
