@@ -37,6 +37,15 @@ fn printed(child: &mut std::process::Child, prefix: &str) -> Option<String> {
         .find_map(|l| l.strip_prefix(prefix).map(str::to_owned))
 }
 
+/// Sends `child` SIGTERM and checks it drained and exited 0.
+fn stop(child: &mut std::process::Child) {
+    let _ = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status();
+    let status = child.wait().unwrap();
+    assert!(status.success(), "graceful exit after SIGTERM: {status}");
+}
+
 /// The lines `output` (a child's stdout or stderr) writes, read on a thread of their own so
 /// the child never blocks on a full pipe.
 fn lines_of(output: impl std::io::Read + Send + 'static) -> std::sync::mpsc::Receiver<String> {
@@ -101,11 +110,7 @@ listeners:
             "path": "/seen?x=1", "status": 202,
         })
     );
-    let _ = Command::new("kill")
-        .args(["-TERM", &child.id().to_string()])
-        .status();
-    let status = child.wait().unwrap();
-    assert!(status.success(), "graceful exit after SIGTERM: {status}");
+    stop(&mut child);
 }
 
 /// `weir run` reloads its file on SIGHUP; a broken file is reported with its path and line and
@@ -177,11 +182,7 @@ fn run_reloads_on_sighup_and_keeps_serving_through_a_bad_reload() {
     );
     assert_eq!(fetch(), "two", "the running config keeps serving");
 
-    let _ = Command::new("kill")
-        .args(["-TERM", &child.id().to_string()])
-        .status();
-    let status = child.wait().unwrap();
-    assert!(status.success(), "graceful exit after SIGTERM: {status}");
+    stop(&mut child);
 }
 
 /// `weir run` reopens its access log on SIGUSR1, as logrotate's `postrotate` asks: after the
@@ -253,11 +254,7 @@ listeners:
     assert!(read(&rotated).contains("/before"));
     assert!(!read(&log).contains("/before"));
 
-    let _ = Command::new("kill")
-        .args(["-TERM", &child.id().to_string()])
-        .status();
-    let status = child.wait().unwrap();
-    assert!(status.success(), "graceful exit after SIGTERM: {status}");
+    stop(&mut child);
 }
 
 /// A rejected reload says exactly what `weir check` says about the same file, for an error
@@ -352,10 +349,7 @@ listeners:
             );
         }
     }
-    let _ = Command::new("kill")
-        .args(["-TERM", &child.id().to_string()])
-        .status();
-    assert!(child.wait().unwrap().success());
+    stop(&mut child);
 }
 
 /// A cluster without `ca` verifies endpoints against the system store, which `SSL_CERT_FILE`
@@ -418,10 +412,7 @@ clusters:
         String::from_utf8_lossy(&out.stdout).into_owned()
     };
     let (system, webpki) = (status("/"), status("/webpki"));
-    let _ = Command::new("kill")
-        .args(["-TERM", &child.id().to_string()])
-        .status();
-    child.wait().unwrap();
+    stop(&mut child);
     assert!(url.is_some(), "weir did not start with SSL_CERT_FILE set");
     assert_eq!(
         system, "200",
